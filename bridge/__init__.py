@@ -1,0 +1,1 @@
+"""bridge: training time <-> temperature maps, comparisons and reports."""

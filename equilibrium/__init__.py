@@ -1,0 +1,1 @@
+"""equilibrium: kernels, effective action and posterior observables of one-hidden-layer networks."""

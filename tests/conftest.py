@@ -1,0 +1,24 @@
+"""Shared test fixtures: the real data beside the clone, offline mode, wandb offline."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+# Tests never touch the network: no torchvision downloads, wandb offline.
+os.environ.setdefault("GDEQ_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """``../shared/data`` beside the clone (full MNIST, CIFAR-10 subsets)."""
+    if not (SHARED_DATA / "mnist_train.npz").is_file():
+        pytest.skip(f"real data not found at {SHARED_DATA}")
+    return SHARED_DATA
