@@ -38,6 +38,7 @@ __all__ = [
     "unit_sphere_gram",
     "centroid_distance_from_features",
     "class_radius_from_features",
+    "data_fingerprint",
 ]
 
 ArrayLike = Any  # numpy.ndarray | torch.Tensor
@@ -82,6 +83,21 @@ def _check_gram(G: torch.Tensor, n: int) -> None:
         raise ValueError(f"gram: expected shape (..., P, P), got {tuple(G.shape)}")
     if G.shape[-1] != n:
         raise ValueError(f"labels: length {n} does not match the Gram matrix size {G.shape[-1]}")
+
+
+def data_fingerprint(x: ArrayLike, y: ArrayLike) -> str:
+    """Short hash identifying a training set, so a run and a theory curve can be matched.
+
+    Both sides record it; the bridge refuses to compare a run and a curve made on different data.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in (x, y):
+        a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+        h.update(str(a.shape).encode())
+        h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+    return h.hexdigest()[:16]
 
 
 def feature_gram(features: ArrayLike) -> ArrayLike:
