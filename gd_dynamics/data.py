@@ -9,7 +9,7 @@ Sources are tried in this order, and the first one that has the requested exampl
 2. torchvision's datasets under ``$GDEQ_TORCHVISION_ROOT`` (default ``~/.cache/gdeq/torchvision``),
    downloaded when online (set ``GDEQ_OFFLINE=1`` to skip the download attempt);
 3. the embedded default: a real MNIST subset shipped with gdeq (the first 8,192 training and the
-   first 2,000 test images of the official sets; provenance in ``data_files/PROVENANCE.md``).
+   first 5,000 test images of the official sets; provenance in ``data_files/PROVENANCE.md``).
 
 Conventions follow THEORY.md §1: after preprocessing each input is a row of ``x`` (float64) and,
 by default, centred with the training mean and normalised to ``|x|² = N0``.
@@ -263,7 +263,7 @@ def _resolve(dataset, split, groups, n, per_class, selection, seed, data_dir, te
     tried.append(f"torchvision at {root}" + (" (download attempted)" if download else " (offline, no download)"))
     if dataset == "mnist":
         candidates.append(lambda: _load_embedded(split))
-        tried.append("the embedded MNIST subset (8,192 train / 2,000 test)")
+        tried.append("the embedded MNIST subset (8,192 train / 5,000 test)")
 
     shortages = []
     for cand in candidates:
@@ -278,7 +278,7 @@ def _resolve(dataset, split, groups, n, per_class, selection, seed, data_dir, te
     raise ValueError(
         f"n_{split}: not enough {dataset} {split} examples ({detail}). Sources tried: {'; '.join(tried)}. "
         f"Put {_NPZ_CANDIDATES[(dataset, split)][0]} (keys 'images', 'labels') in a directory and pass "
-        "data_dir= / --data-dir or set GDEQ_DATA_DIR, or go online so torchvision can download it."
+        "data_dir= / --data_dir or set GDEQ_DATA_DIR, or go online so torchvision can download it."
     )
 
 
