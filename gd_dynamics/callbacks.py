@@ -1,0 +1,240 @@
+"""Measurement callbacks: hidden-layer geometry at log-spaced steps, and a finite-loss guard.
+
+Every measure is kept per replica (numpy arrays of shape (R,)) in :class:`GeometryLogger`'s records
+(which a checkpoint carries, so a resumed run continues the same trajectory) and sent to the
+loggers as mean and standard error over replicas (plus per-replica values for small R).
+The class-manifold measures come from the shared :mod:`geometry` module, applied to the hidden
+Gram ``K_W = Φ Φᵀ / N_l`` of every hidden layer on fixed probe sets.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torchmetrics.functional.clustering import calinski_harabasz_score, davies_bouldin_score
+
+import geometry
+
+__all__ = ["log_schedule", "GeometryLogger", "FiniteCheck", "DivergenceError", "knn_class_purity"]
+
+
+def log_schedule(steps: int, points: int = 100, kind: str = "log") -> np.ndarray:
+    """Steps at which to measure: step 0 and ``steps`` included, ``points`` distinct steps at least
+    (all steps if there are fewer). ``kind="log"`` spaces them logarithmically, ``"linear"`` evenly."""
+    if kind not in ("log", "linear"):
+        raise ValueError(f"log_schedule: kind must be 'log' or 'linear', got {kind!r}")
+    points = min(points, steps + 1)
+    n = points
+    while True:
+        grid = np.geomspace(1, steps, n) if kind == "log" else np.linspace(0, steps, n)
+        sched = np.unique(np.concatenate([[0], np.round(grid).astype(int), [steps]]))
+        if len(sched) >= points:
+            return sched
+        n += max(1, points - len(sched))
+
+
+def knn_class_purity(gram: torch.Tensor, labels: torch.Tensor, k: int = 10) -> torch.Tensor:
+    """Mean fraction of each point's k nearest neighbours (Euclidean, self excluded) sharing its class.
+
+    gram: (R, p, p); returns (R,).
+    """
+    diag = torch.diagonal(gram, dim1=-2, dim2=-1)
+    d2 = diag[..., :, None] + diag[..., None, :] - 2 * gram
+    d2 = d2 + torch.diag(torch.full((d2.shape[-1],), float("inf"), dtype=d2.dtype, device=d2.device))
+    k = min(k, d2.shape[-1] - 1)
+    nn_idx = d2.topk(k, dim=-1, largest=False).indices  # (R, p, k)
+    return (labels[nn_idx] == labels[None, :, None]).double().mean((-1, -2))
+
+
+class DivergenceError(FloatingPointError):
+    """The loss or the weights stopped being finite."""
+
+
+class FiniteCheck(pl.Callback):
+    """Stop at the first non-finite loss or weight, naming the step and the likely cause.
+
+    It runs before ModelCheckpoint (Lightning orders checkpoint callbacks last), so the last saved
+    checkpoint is always a finite one.
+    """
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = pl_module.last_loss
+        finite_params = all(torch.isfinite(p).all() for p in pl_module.parameters())
+        if loss is not None and torch.isfinite(loss).all() and finite_params:
+            return
+        step = trainer.global_step
+        bad = [] if loss is None else torch.nonzero(~torch.isfinite(loss)).flatten().tolist()
+        ckpt = next((cb.last_model_path or cb.best_model_path for cb in trainer.checkpoint_callbacks), "") or "none saved"
+        raise DivergenceError(
+            f"non-finite {'loss' if bad else 'weights'} at step {step} (replicas {bad or 'all'}): the learning rate "
+            f"lr={pl_module.lr} is most likely too large for this width, data scale and loss reduction "
+            f"(sum over P={pl_module.n_train} samples); lower it. Last good checkpoint: {ckpt}"
+        )
+
+
+def _mean_sem(values: np.ndarray) -> tuple[float, float]:
+    values = np.asarray(values, dtype=np.float64)
+    if values.size < 2:
+        return float(values.mean()), float("nan")
+    return float(values.mean()), float(values.std(ddof=1) / np.sqrt(values.size))
+
+
+class GeometryLogger(pl.Callback):
+    """Measure the networks at the steps of ``schedule`` (step 0 = initialisation included).
+
+    Per replica and step it records: train/test loss (the training objective on the full sets),
+    MSE (1/P)Σ|y − f|² (for cross-entropy: the Brier score of the softmax), accuracy, the outputs on
+    both sets, and for every hidden layer l on the train and test probe sets:
+    ``geometry.class_geometry`` of K_W (centroid distance² raw and unit-sphere, class radii raw and
+    unit-sphere, inter/intra pair distances and their ratio, alignments, participation ratio),
+    the scaled changes N_l·(D_t − D_0) of both centroid distances, Calinski–Harabasz and
+    Davies–Bouldin indices (torchmetrics), k-NN class purity; plus per layer the weight
+    displacement |W_t − W_0|/|W_0|, the readout second moment ⟨v²⟩ and the first-layer moment along
+    the labels, ``omega_label`` = yᵀΩy/P with Ω = (1/N1) Σ_i h_i h_iᵀ, h_i = X w_i/√N0 (train probe).
+
+    Args:
+        schedule: sorted steps at which to measure.
+        knn: k of the k-NN purity.
+        replica_chunk: replicas per Gram computation (bounds memory at chunk·p² floats).
+        per_replica_keys: send per-replica values to the loggers when R ≤ this.
+    """
+
+    def __init__(self, schedule: Sequence[int], knn: int = 10, replica_chunk: int = 8, per_replica_keys: int = 8) -> None:
+        self.schedule = np.asarray(sorted(set(int(s) for s in schedule)))
+        self._todo = set(self.schedule.tolist())
+        self.knn, self.replica_chunk, self.per_replica_keys = knn, replica_chunk, per_replica_keys
+        self.records: list[dict[str, np.ndarray]] = []
+        self.predictions: dict[str, list[np.ndarray]] = {"train": [], "test": []}
+        self.init_values: dict[str, np.ndarray] = {}
+        self.init_weights: dict[str, torch.Tensor] = {}
+        self.seconds = 0.0
+
+    # --- state for checkpoints (resume continues the same trajectory) ----------------------------------
+    def state_dict(self) -> dict:
+        return dict(records=self.records, predictions=self.predictions, init_values=self.init_values,
+                    init_weights={k: v.cpu() for k, v in self.init_weights.items()}, seconds=self.seconds)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.records, self.predictions = state["records"], state["predictions"]
+        self.init_values, self.init_weights, self.seconds = state["init_values"], state["init_weights"], state["seconds"]
+
+    # --- hooks --------------------------------------------------------------------------------------------
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.init_weights = {k: v.to(pl_module.device) for k, v in self.init_weights.items()}
+        if trainer.global_step == 0 and not self.records:
+            self.init_weights = {n: p.detach().clone() for n, p in pl_module.model.named_parameters()}
+            self._measure(trainer, pl_module, 0)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if step in self._todo and (not self.records or self.records[-1]["step"] < step):
+            self._measure(trainer, pl_module, step)
+
+    # --- measurement --------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _measure(self, trainer, pl_module, step: int) -> None:
+        t0 = time.perf_counter()
+        dm = trainer.datamodule
+        R = pl_module.model.replicas
+        rec: dict[str, np.ndarray] = {"step": np.asarray(step)}
+        for split, x, y, labels, probe in (
+            ("train", dm.x_train, dm.y_train, dm.labels_train, dm.probe_train),
+            ("test", dm.x_test, dm.y_test, dm.labels_test, dm.probe_test),
+        ):
+            out, feats = pl_module.outputs_and_features(x, split)
+            target = dm.targets(split)
+            rec[f"{split}_loss"] = pl_module.losses(out, target).cpu().numpy()
+            rec.update(self._errors(split, out, y, labels, pl_module.loss_name))
+            self.predictions[split].append(out.cpu().numpy())
+            probe_t = torch.as_tensor(probe, device=x.device)
+            lab_np = labels.cpu().numpy()[probe]
+            targets = y[probe_t] if y.ndim == 1 else y[probe_t]
+            for l, phi in enumerate(feats, start=1):
+                rec.update(self._layer_geometry(f"{split}/L{l}", phi[:, probe_t], lab_np, targets, step))
+        rec.update(self._weights(pl_module, dm))
+        self.records.append(rec)
+        self.seconds += time.perf_counter() - t0
+        self._send(trainer, rec, step, R)
+
+    def _errors(self, split, out, y, labels, loss_name) -> dict[str, np.ndarray]:
+        if loss_name == "cross_entropy":
+            prob = out.softmax(-1)
+            onehot = torch.nn.functional.one_hot(labels, out.shape[-1]).to(prob.dtype)
+            mse = ((prob - onehot) ** 2).sum(-1).mean(-1)
+            correct = out.argmax(-1) == labels
+        else:
+            mse = ((out - y) ** 2).reshape(out.shape[0], out.shape[1], -1).sum(-1).mean(-1)
+            correct = (torch.sign(out) == y) if out.ndim == 2 else (out.argmax(-1) == y.argmax(-1))
+        return {f"{split}_error": mse.cpu().numpy(), f"{split}_accuracy": correct.double().mean(-1).cpu().numpy()}
+
+    def _layer_geometry(self, prefix: str, phi: torch.Tensor, labels: np.ndarray, targets: torch.Tensor,
+                        step: int) -> dict[str, np.ndarray]:
+        phi = phi.double()
+        N = phi.shape[-1]
+        chunks: list[dict[str, np.ndarray]] = []
+        lab_t = torch.as_tensor(labels, device=phi.device)
+        for r0 in range(0, phi.shape[0], self.replica_chunk):
+            F = phi[r0 : r0 + self.replica_chunk]
+            G = geometry.feature_gram(F)
+            part = {k: np.asarray(v.cpu()) for k, v in geometry.class_geometry(G, labels, targets).scalars().items()}
+            part["knn_purity"] = knn_class_purity(G, lab_t, self.knn).cpu().numpy()
+            part["calinski_harabasz"] = np.array([calinski_harabasz_score(f, lab_t).item() for f in F])
+            part["davies_bouldin"] = np.array([davies_bouldin_score(f, lab_t).item() for f in F])
+            chunks.append(part)
+        out = {f"{prefix}/{k}": np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+        for name in ("centroid_distance", "unit_centroid_distance"):
+            key = f"{prefix}/{name}"
+            if step == 0:
+                self.init_values[key] = out[key]
+            out[f"{prefix}/{name}_change"] = N * (out[key] - self.init_values[key])
+        return out
+
+    def _weights(self, pl_module, dm) -> dict[str, np.ndarray]:
+        model = pl_module.model
+        rec: dict[str, np.ndarray] = {}
+        sq_diff: dict[int, torch.Tensor] = {}
+        sq_init: dict[int, torch.Tensor] = {}
+        for name, p in model.named_parameters():
+            if "bias" in name or name.endswith("_b"):
+                continue  # displacement of the weight matrices only
+            l = model.layer_of[name]
+            w0 = self.init_weights[name]
+            sq_diff[l] = sq_diff.get(l, 0) + ((p - w0) ** 2).reshape(p.shape[0], -1).sum(-1)
+            sq_init[l] = sq_init.get(l, 0) + (w0**2).reshape(p.shape[0], -1).sum(-1)
+        sq_init[1] = sq_init[1] + pl_module.orthogonal_w_sq
+        for l in sorted(sq_diff):
+            rec[f"weights/L{l}/displacement"] = (sq_diff[l] / sq_init[l]).sqrt().cpu().numpy()
+        readout = [p for n, p in model.named_parameters() if model.layer_of[n] == max(model.layer_of.values())
+                   and "bias" not in n and not n.endswith("_b")][0]
+        rec["weights/readout_second_moment"] = (readout**2).reshape(readout.shape[0], -1).mean(-1).cpu().numpy()
+        if hasattr(model, "preactivations"):
+            probe = torch.as_tensor(dm.probe_train, device=dm.x_train.device)
+            h = model.preactivations(dm.x_train[probe])  # (R, p, N1)
+            if model.use_bias:
+                h = h - model.biases[0][:, None, :]
+            Y = dm.y_train[probe]
+            Y = Y[:, None] if Y.ndim == 1 else Y
+            yh = torch.einsum("pd,rpn->rdn", Y.to(h.dtype), h)  # (R, D, N1): y·h_i
+            rec["weights/omega_label"] = ((yh**2).sum(1).mean(-1) / len(probe)).cpu().numpy()
+            rec["weights/omega_trace"] = ((h**2).sum(1).mean(-1) / len(probe)).cpu().numpy()
+        return rec
+
+    def _send(self, trainer, rec: dict[str, np.ndarray], step: int, R: int) -> None:
+        metrics: dict[str, float] = {}
+        for k, v in rec.items():
+            if k == "step":
+                continue
+            m, s = _mean_sem(v)
+            metrics[f"{k}/mean"], metrics[f"{k}/sem"] = m, s
+            if R <= self.per_replica_keys:
+                for r in range(R):
+                    metrics[f"{k}/r{r}"] = float(v[r])
+        for logger in trainer.loggers:
+            try:
+                logger.log_metrics(metrics, step=step)
+            except Exception as err:  # a logger (e.g. wandb) failing must not stop the run
+                print(f"gd_dynamics: logger {type(logger).__name__} failed at step {step}: {err}")

@@ -1,0 +1,197 @@
+"""LightningModule: R replica networks trained by full-batch GD, minibatch SGD, Adam or Langevin.
+
+Loss (THEORY.md): L = ½ Σ_μ |y^μ − f(x^μ)|², a SUM over the P training samples (and the D outputs),
+not a mean: with the mean, lr would be rescaled by P. A minibatch of B samples contributes
+(P/B)·½ Σ_batch, an unbiased estimate of the full-batch L, so lr means the same for every batch size.
+``loss="cross_entropy"`` uses Σ_μ CE by default too; ``reduction="mean"`` divides by P (what
+``torch.nn.CrossEntropyLoss`` and arXiv 2303.05161 use).
+
+Langevin at temperature T (THEORY.md §6): θ ← θ − η ∇[L + T(λ_l/2)|θ_l|²] + √(2ηT) ξ, i.e. GD with
+weight decay Tλ_l per layer plus Gaussian noise; its stationary law is the posterior
+p(θ|D) ∝ exp(−L/T − Σ_l (λ_l/2)|θ_l|²) (up to O(η) discretisation bias).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from .models import build_model
+
+__all__ = ["OPTIMIZERS", "GDModule", "LangevinSGD", "replica_losses"]
+
+OPTIMIZERS = ("gd", "sgd", "adam", "langevin")
+
+
+def _seed_int(seed: int, stream: int) -> int:
+    """An independent 63-bit seed for ``stream`` of replica ``seed`` (0 init, 1 noise, 2 remainder)."""
+    return int(np.random.SeedSequence([int(seed), stream]).generate_state(2, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+class LangevinSGD(torch.optim.Optimizer):
+    """θ ← θ − lr (∇L + Tλ θ) + √(2 lr T) ξ, with ξ for replica r drawn from ``generators[r]``.
+
+    Every parameter carries the replica axis first; each param group has its own ``weight_decay``
+    (= Tλ of its layer). Drawing replica r's noise from its own stream keeps a batched run equal to
+    separate runs with the same seeds.
+    """
+
+    def __init__(self, params, lr: float, temperature: float, generators: Sequence[torch.Generator]) -> None:
+        super().__init__(params, dict(lr=lr, weight_decay=0.0, temperature=temperature))
+        self.generators = list(generators)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, wd, T = group["lr"], group["weight_decay"], group["temperature"]
+            scale = math.sqrt(2.0 * lr * T)
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                p.add_(p.grad + wd * p, alpha=-lr)
+                if scale > 0:
+                    noise = torch.stack([torch.randn(p.shape[1:], generator=g, dtype=p.dtype, device=p.device)
+                                         for g in self.generators])
+                    p.add_(noise, alpha=scale)
+        return loss
+
+
+def replica_losses(out: torch.Tensor, target: torch.Tensor, loss: str, reduction: str) -> torch.Tensor:
+    """Per-replica loss (R,) of outputs (R, P[, D]) against shared targets."""
+    if loss == "mse":
+        sq = (out - target) ** 2
+        per = 0.5 * sq.reshape(sq.shape[0], -1).sum(-1)
+    else:
+        R, P, D = out.shape
+        per = torch.nn.functional.cross_entropy(out.reshape(R * P, D), target.repeat(R), reduction="none")
+        per = per.reshape(R, P).sum(-1)
+    return per / target.shape[0] if reduction == "mean" else per
+
+
+class GDModule(pl.LightningModule):
+    """R replica networks and their dynamics. See :func:`gd_dynamics.train` for the arguments.
+
+    ``input_scale_dim`` / ``test_remainder`` implement THEORY.md §6's exact reduction: the first layer
+    acts on rotated coordinates with the original 1/√N0, and test inputs get the prior term of their
+    remainder, ``test_remainder @ z / √N0`` with z ~ N(0, I/λ0) fixed per neuron and replica.
+    """
+
+    def __init__(
+        self,
+        *,
+        input_dim: int,
+        n_outputs: int,
+        n_train: int,
+        width: int | Sequence[int],
+        activation: str = "erf",
+        architecture: str = "fc",
+        optimizer: Literal["gd", "sgd", "adam", "langevin"] = "gd",
+        lr: float = 0.01,
+        temperature: float | None = None,
+        replicas: int = 1,
+        seed: int = 0,
+        prior_precisions: Sequence[float] | None = None,
+        bias: bool = False,
+        init: str = "prior",
+        loss: Literal["mse", "cross_entropy"] = "mse",
+        reduction: Literal["sum", "mean"] = "sum",
+        batch_size: int | None = None,
+        image_shape: tuple[int, int, int] | None = None,
+        kernel_size: int = 5,
+        input_scale_dim: int | None = None,
+        test_remainder: np.ndarray | None = None,
+        dtype: str = "float64",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["test_remainder"])
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer: must be one of {list(OPTIMIZERS)}, got {optimizer!r}")
+        self.seeds = [seed + r for r in range(replicas)]
+        torch_dtype = getattr(torch, dtype)
+        self.model = build_model(
+            architecture, input_dim, width, n_outputs, activation, replicas=replicas,
+            seeds=[_seed_int(s, 0) for s in self.seeds], prior_precisions=prior_precisions, bias=bias,
+            init=init, image_shape=image_shape, kernel_size=kernel_size, input_scale_dim=input_scale_dim,
+            dtype=torch_dtype,
+        )
+        self.lr, self.temperature, self.optimizer_name = lr, temperature or 0.0, optimizer
+        self.loss_name, self.reduction_name, self.n_train, self.batch_size = loss, reduction, n_train, batch_size
+        self.input_scale_dim = input_scale_dim or input_dim
+        # |W_0|² of the first-layer components outside the sampled span (their prior mean), so the
+        # displacement is relative to the full-space |W_0| also after the reduction
+        n1 = self.model.widths[0]
+        self.orthogonal_w_sq = n1 * (self.input_scale_dim - input_dim) / self.model.lambdas[0]
+        if test_remainder is not None and test_remainder.shape[1] > 0:
+            k = test_remainder.shape[1]
+            z = torch.stack([torch.randn((k, n1), generator=torch.Generator().manual_seed(_seed_int(s, 2)),
+                                         dtype=torch_dtype) for s in self.seeds]) / math.sqrt(self.model.lambdas[0])
+            offset = torch.einsum("pk,rkn->rpn", torch.as_tensor(test_remainder, dtype=torch_dtype), z)
+            self.register_buffer("test_offset", offset / math.sqrt(self.input_scale_dim))
+        else:
+            self.test_offset = None
+        self._noise_generators: list[torch.Generator] | None = None
+        self._noise_states: list[torch.Tensor] | None = None
+        self.last_loss: torch.Tensor | None = None
+
+    # --- evaluation helpers used by the callbacks --------------------------------------------------------
+    def outputs_and_features(self, x: torch.Tensor, split: str) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        offset = self.test_offset if split == "test" else None
+        feats = self.model.hidden_features(x, offset)
+        return self.model.readout(feats[-1]), feats
+
+    def losses(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return replica_losses(out, target, self.loss_name, self.reduction_name)
+
+    # --- training ----------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        per_replica = self.losses(self.model(x), y)
+        if self.reduction_name == "sum" and x.shape[0] != self.n_train:
+            per_replica = per_replica * (self.n_train / x.shape[0])  # unbiased estimate of the full sum
+        self.last_loss = per_replica.detach()
+        loss = per_replica.sum()  # replicas are independent: the gradient of the sum is each one's own
+        if self.global_step % 25 == 0:
+            self.log("loss", per_replica.mean(), prog_bar=True, on_step=True, on_epoch=False, logger=False)
+        return loss
+
+    def _noise(self) -> list[torch.Generator]:
+        if self._noise_generators is None:
+            gens = [torch.Generator(device=self.device).manual_seed(_seed_int(s, 1)) for s in self.seeds]
+            if self._noise_states is not None:
+                for g, st in zip(gens, self._noise_states):
+                    g.set_state(st)
+            self._noise_generators = gens
+        return self._noise_generators
+
+    def configure_optimizers(self):
+        named = dict(self.model.named_parameters())
+        if self.optimizer_name in ("gd", "sgd"):
+            return torch.optim.SGD(named.values(), lr=self.lr)
+        if self.optimizer_name == "adam":
+            return torch.optim.Adam(named.values(), lr=self.lr)
+        T = self.temperature
+        groups = [dict(params=[p], weight_decay=T * self.model.prior_precision[n]) for n, p in named.items()]
+        return LangevinSGD(groups, lr=self.lr, temperature=T, generators=self._noise())
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self._noise_generators is not None:
+            checkpoint["noise_generator_states"] = [g.get_state() for g in self._noise_generators]
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        states = checkpoint.get("noise_generator_states")
+        if states is not None:
+            self._noise_states = states
+            if self._noise_generators is not None:
+                for g, st in zip(self._noise_generators, states):
+                    g.set_state(st)
