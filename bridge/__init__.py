@@ -1,1 +1,55 @@
-"""bridge: training time <-> temperature maps, comparisons and reports."""
+"""bridge: training time <-> temperature maps, comparisons and reports.
+
+The only package that imports both ``gd_dynamics`` (runs) and ``equilibrium`` (theory curves);
+neither of them imports it.
+
+- :mod:`bridge.maps`: T_eff(t) by monotone observable matching (THEORY.md §7);
+- :mod:`bridge.thermometers`: SGD gradient-noise temperature and the fluctuation–dissipation
+  thermometer (Yaida 2018);
+- :mod:`bridge.compare`: compatibility checks, turning points (t*, T*), run-vs-theory comparison,
+  the Langevin consistency check;
+- :mod:`bridge.report`: report.md, PNG plots, CSV/JSON metrics, wandb offline run;
+- :mod:`bridge.experiments`: the pipelines behind ``gdeq demo``, ``sweep``, ``validate``.
+"""
+
+from .compare import (
+    Comparison,
+    ConsistencyCheck,
+    MeasureComparison,
+    Turning,
+    check_compatible,
+    compare,
+    langevin_consistency,
+    turning_point,
+)
+from .maps import OBSERVABLES, TemperatureMap, effective_temperature, map_observable, mean_predictor_error
+from .thermometers import (
+    ThermometerReading,
+    fluctuation_dissipation_temperature,
+    gradient_noise_temperature,
+    gradient_noise_temperature_from_moments,
+    one_hidden_layer_gradient_moments,
+    potential_gradient_terms,
+)
+
+__all__ = [
+    "OBSERVABLES",
+    "Comparison",
+    "ConsistencyCheck",
+    "MeasureComparison",
+    "TemperatureMap",
+    "ThermometerReading",
+    "Turning",
+    "check_compatible",
+    "compare",
+    "effective_temperature",
+    "fluctuation_dissipation_temperature",
+    "gradient_noise_temperature",
+    "gradient_noise_temperature_from_moments",
+    "langevin_consistency",
+    "map_observable",
+    "mean_predictor_error",
+    "one_hidden_layer_gradient_moments",
+    "potential_gradient_terms",
+    "turning_point",
+]

@@ -1,0 +1,504 @@
+"""Compare a run with equilibrium curves at matched temperatures (THEORY.md §7).
+
+Every logged step t of a run is mapped to T_eff(t) on each theory level's curve (``bridge.maps``);
+each measure the run and the curves share is then compared at matched points, and each side's
+turning point is located on its own axis: the run's peak (or dip) step t* — per replica, mean ± s.e.
+— and T_eff(t*), against the temperature T* where the equilibrium measure peaks, per level. When a
+side has no turning point the comparison says so ("increasing", "decreasing", "flat") instead of
+producing a number.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from .maps import OBSERVABLES, TemperatureMap, _get, effective_temperature, interpolate_curve, mean_predictor_error
+
+__all__ = [
+    "Comparison",
+    "ConsistencyCheck",
+    "MeasureComparison",
+    "Turning",
+    "check_compatible",
+    "compare",
+    "curve_measures",
+    "langevin_consistency",
+    "replica_turning_steps",
+    "run_measures",
+    "turning_point",
+]
+
+
+# ------------------------------------------------------------------------------------------------
+# run and curve must describe the same setting
+# ------------------------------------------------------------------------------------------------
+def _width(value: Any, who: str) -> int:
+    if isinstance(value, (list, tuple, np.ndarray)):
+        if len(value) != 1:
+            raise ValueError(
+                f"width: the equilibrium theory is for one hidden layer; the {who} has widths {list(value)}"
+            )
+        value = value[0]
+    return int(value)
+
+
+def check_compatible(trajectory: Any, curve: Any, *, rtol: float = 1e-9) -> None:
+    """Raise one ValueError listing every setting in which a run and a theory curve differ.
+
+    Compared: the data fingerprint (``geometry.data_fingerprint`` of the training set), the width N1,
+    the activation and the priors λ0 (``prior_w``) and λ1 (``prior_v``).
+    """
+    problems = []
+    fp_run, fp_curve = _get(trajectory, "data_fingerprint"), _get(curve, "data_fingerprint")
+    if not fp_run or not fp_curve:
+        problems.append("data_fingerprint: missing on the run or the curve, cannot check the data match")
+    elif fp_run != fp_curve:
+        problems.append(f"data_fingerprint: run {fp_run} vs curve {fp_curve} (different training data)")
+    w_run, w_curve = _width(_get(trajectory, "width"), "run"), _width(_get(curve, "width"), "curve")
+    if w_run != w_curve:
+        problems.append(f"width: run N1 = {w_run} vs curve N1 = {w_curve}")
+    a_run, a_curve = str(_get(trajectory, "activation")).lower(), str(_get(curve, "activation")).lower()
+    if a_run != a_curve:
+        problems.append(f"activation: run {a_run!r} vs curve {a_curve!r}")
+    for name, symbol in (("prior_w", "λ0"), ("prior_v", "λ1")):
+        p_run, p_curve = _get(trajectory, name), _get(curve, name)
+        if p_run is None or p_curve is None or not math.isclose(float(p_run), float(p_curve), rel_tol=rtol):
+            problems.append(f"{name}: run {symbol} = {p_run} vs curve {symbol} = {p_curve}")
+    if problems:
+        raise ValueError("run and theory curve do not match: " + "; ".join(problems))
+
+
+# ------------------------------------------------------------------------------------------------
+# turning points
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Turning:
+    """Shape of a curve y(x): a significant interior maximum ("peak") or minimum ("dip"), or else
+    its monotone direction ("increasing", "decreasing", "flat"); "undefined" when too few points.
+
+    ``excursion`` is how far the extremum stands out beyond the lower of the two ends (a peak)
+    or below the higher one (a dip) — the size of the non-monotonicity.
+    """
+
+    kind: str
+    location: float = float("nan")
+    value: float = float("nan")
+    excursion: float = 0.0
+    index: int = -1
+    other: str = ""  # a weaker turning point of the opposite kind, if any (e.g. "dip at x = ...")
+
+    @property
+    def non_monotonic(self) -> bool:
+        return self.kind in ("peak", "dip")
+
+    def describe(self, axis: str = "x", fmt: str = ".3g") -> str:
+        if self.kind in ("peak", "dip"):
+            text = f"non-monotonic: {self.kind} at {axis} = {self.location:{fmt}} (excursion {self.excursion:.3g})"
+            return text + (f"; also a {self.other}" if self.other else "")
+        if self.kind == "undefined":
+            return "undefined (too few finite points)"
+        return f"monotonic ({self.kind})"
+
+
+def turning_point(
+    x: np.ndarray, y: np.ndarray, se: np.ndarray | None = None, *, rel_tol: float = 0.02, n_se: float = 2.0
+) -> Turning:
+    """Locate a significant interior extremum of y(x).
+
+    A peak at i needs y_i above both ends by more than tol_i = max(rel_tol · (max y − min y),
+    n_se · √(se_i² + se_end²)); a dip symmetrically. If both exist, the larger excursion wins and the
+    other is noted. ``x`` is only used to report the location (pass steps, or temperatures).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    s = np.zeros_like(y) if se is None else np.nan_to_num(np.asarray(se, dtype=np.float64))
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y, s = x[ok], y[ok], s[ok]
+    if len(y) < 3:
+        return Turning("undefined")
+    span = float(y.max() - y.min())
+    if span <= 1e-12 * max(1.0, float(np.abs(y).max())):
+        return Turning("flat")
+
+    def tol(i: int, j: int) -> float:
+        return max(rel_tol * span, n_se * math.hypot(s[i], s[j]))
+
+    candidates = []
+    i = int(np.argmax(y))
+    if 0 < i < len(y) - 1:
+        exc = min(y[i] - y[0], y[i] - y[-1])
+        if y[i] - y[0] > tol(i, 0) and y[i] - y[-1] > tol(i, -1):
+            candidates.append(Turning("peak", float(x[i]), float(y[i]), float(exc), i))
+    j = int(np.argmin(y))
+    if 0 < j < len(y) - 1:
+        exc = min(y[0] - y[j], y[-1] - y[j])
+        if y[0] - y[j] > tol(j, 0) and y[-1] - y[j] > tol(j, -1):
+            candidates.append(Turning("dip", float(x[j]), float(y[j]), float(exc), j))
+    if candidates:
+        candidates.sort(key=lambda t: -t.excursion)
+        best = candidates[0]
+        if len(candidates) > 1:
+            o = candidates[1]
+            best = Turning(best.kind, best.location, best.value, best.excursion, best.index,
+                           other=f"{o.kind} at {o.location:.3g} (excursion {o.excursion:.3g})")
+        return best
+    direction = y[-1] - y[0]
+    if abs(direction) <= tol(0, -1):
+        return Turning("flat")
+    return Turning("increasing" if direction > 0 else "decreasing")
+
+
+def replica_turning_steps(
+    steps: np.ndarray, values: np.ndarray, kind: str, *, rel_tol: float = 0.02
+) -> np.ndarray:
+    """Per-replica location of a turning point of the given kind ("peak" or "dip"); NaN where a
+    replica's own curve (shape (n, R)) has none."""
+    v = np.asarray(values, dtype=np.float64)
+    out = np.full(v.shape[1], np.nan)
+    for r in range(v.shape[1]):
+        t = turning_point(steps, v[:, r], rel_tol=rel_tol)
+        if t.kind == kind:
+            out[r] = t.location
+        elif t.other.startswith(kind):
+            out[r] = float(t.other.split(" at ")[1].split(" ")[0])
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# the measures each side has
+# ------------------------------------------------------------------------------------------------
+_CURVE_SKIP = {
+    "temperature", "Q", "train_error", "test_error", "test_bias2", "test_variance", "width", "activation",
+    "prior_w", "prior_v", "level", "data_fingerprint",
+}
+
+
+def run_measures(trajectory: Any) -> dict[str, np.ndarray]:
+    """The run's scalar measures as (n, R) arrays, per-class and per-layer arrays split by suffix.
+
+    Also ``train_mean_predictor_error``/``test_mean_predictor_error`` are added by :func:`compare`.
+    """
+    out: dict[str, np.ndarray] = {}
+    for name in (
+        "centroid_distance", "unit_centroid_distance", "distance_ratio", "readout_second_moment",
+        "train_error", "test_error", "train_loss", "class_radius", "unit_class_radius", "weight_displacement",
+    ):
+        a = _get(trajectory, name)
+        if a is None:
+            continue
+        a = np.asarray(a, dtype=np.float64)
+        if a.ndim == 2:
+            out[name] = a
+        elif a.ndim == 3:
+            for c in range(a.shape[2]):
+                out[f"{name}_{c}"] = a[:, :, c]
+    return out
+
+
+def curve_measures(curve: Any) -> dict[str, np.ndarray]:
+    """The curve's arrays over temperature (1-d ones as they are, (T, C) ones split by suffix)."""
+    T = np.asarray(curve.temperature)
+    out: dict[str, np.ndarray] = {}
+    names = curve.__dataclass_fields__ if hasattr(curve, "__dataclass_fields__") else vars(curve)
+    for name in names:
+        if name in _CURVE_SKIP:
+            continue
+        a = getattr(curve, name, None)
+        if not isinstance(a, np.ndarray) or a.dtype.kind not in "fi" or a.shape[:1] != T.shape:
+            continue
+        if a.ndim == 1:
+            out[name] = a.astype(np.float64)
+        elif a.ndim == 2 and a.shape[1] <= 16:
+            for c in range(a.shape[1]):
+                out[f"{name}_{c}"] = a[:, c].astype(np.float64)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# results
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MeasureComparison:
+    """One measure on both sides: the run vs step (mean ± s.e. over replicas), the theory of each
+    level at the run's T_eff(t), and each side's turning point."""
+
+    measure: str
+    step: np.ndarray
+    run_mean: np.ndarray
+    run_se: np.ndarray
+    run_turning: Turning
+    replica_steps: np.ndarray  # per replica t* of the run's turning kind (NaN where none)
+    t_star: float
+    t_star_se: float
+    T_eff_at_t_star: dict[str, float]
+    theory_at_T_eff: dict[str, np.ndarray]  # level -> (n,) the theory value at T_eff(t)
+    theory_temperature: dict[str, np.ndarray]
+    theory_values: dict[str, np.ndarray]
+    theory_turning: dict[str, Turning]
+
+    @property
+    def replicas_with_turning(self) -> int:
+        return int(np.isfinite(self.replica_steps).sum())
+
+    def statement(self) -> str:
+        """One plain sentence per side: is it non-monotonic, and where."""
+        R = len(self.replica_steps)
+        t = self.run_turning
+        if t.non_monotonic:
+            run = (f"run: {t.kind} at step t* = {self.t_star:.4g} ± {self.t_star_se:.2g} "
+                   f"({self.replicas_with_turning}/{R} replicas turn)")
+            teff = ", ".join(f"{lv}: {v:.3g}" for lv, v in self.T_eff_at_t_star.items() if np.isfinite(v))
+            run += f", T_eff(t*) = {teff}" if teff else ", T_eff(t*) outside the theory's range"
+        else:
+            run = f"run: {t.describe('step')} ({self.replicas_with_turning}/{R} replicas turn on their own)"
+        sides = [run]
+        for level, tt in self.theory_turning.items():
+            sides.append(f"{level}: " + (f"{tt.kind} at T* = {tt.location:.3g}" if tt.non_monotonic else tt.describe("T")))
+        return "; ".join(sides)
+
+
+@dataclass(frozen=True)
+class ConsistencyCheck:
+    """A Langevin run at temperature T0 mapped back through a theory curve: T_eff should be T0."""
+
+    observable: str
+    level: str
+    claimed_temperature: float
+    temperature: float  # T_eff from the stationary window
+    temperature_low: float  # mapped at value ∓ n_se · s.e.
+    temperature_high: float
+    run_value: float
+    run_value_se: float
+    theory_value: float  # the theory's observable at T0
+    relative_deviation: float  # T_eff/T0 − 1
+    within_error_bars: bool  # T0 in [low, high]
+    within_tolerance: bool  # |T_eff/T0 − 1| ≤ rtol (the theory level's own accuracy)
+    window_steps: tuple[float, float]
+    message: str
+
+    @property
+    def passed(self) -> bool:
+        return self.within_error_bars or self.within_tolerance
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A run against equilibrium curves of one or more theory levels."""
+
+    maps: dict[str, TemperatureMap]  # level -> T_eff(t)
+    measures: dict[str, MeasureComparison]
+    consistency: dict[str, ConsistencyCheck]  # level -> check (Langevin runs only)
+    metadata: dict = field(default_factory=dict)
+
+    def table(self) -> list[dict]:
+        """One row per measure: each side's turning point (the report's summary table)."""
+        rows = []
+        for name, m in self.measures.items():
+            row = dict(
+                measure=name,
+                run_shape=m.run_turning.kind,
+                t_star=m.t_star,
+                t_star_se=m.t_star_se,
+                replicas_turning=m.replicas_with_turning,
+                replicas=len(m.replica_steps),
+            )
+            for level in self.maps:
+                row[f"T_eff_t_star[{level}]"] = m.T_eff_at_t_star.get(level, float("nan"))
+                tt = m.theory_turning.get(level)
+                row[f"theory_shape[{level}]"] = tt.kind if tt else "absent"
+                row[f"T_star[{level}]"] = tt.location if tt and tt.non_monotonic else float("nan")
+            rows.append(row)
+        return rows
+
+
+# ------------------------------------------------------------------------------------------------
+# the comparison itself
+# ------------------------------------------------------------------------------------------------
+def _se_over_replicas(a: np.ndarray) -> np.ndarray:
+    return a.std(1, ddof=1) / np.sqrt(a.shape[1]) if a.shape[1] > 1 else np.full(a.shape[0], np.nan)
+
+
+def compare(
+    trajectory: Any,
+    curves: Mapping[str, Any] | Any,
+    *,
+    observable: str = "train_error",
+    measures: list[str] | None = None,
+    rel_tol: float = 0.02,
+    consistency_rtol: float = 0.1,
+) -> Comparison:
+    """Compare a run with theory curves (one per level) at matched temperatures.
+
+    Args:
+        trajectory: a ``gd_dynamics.Trajectory``.
+        curves: ``{level: TemperatureCurve}`` (or a single curve); all must match the run
+            (:func:`check_compatible`), else ValueError before any work.
+        observable: the matching observable for T_eff (``bridge.maps.OBSERVABLES``).
+        measures: restrict to these measure names (default: every measure of the run).
+        rel_tol: significance of a turning point, as a fraction of the curve's range
+            (:func:`turning_point`); replica s.e. also enter on the run side.
+        consistency_rtol: for Langevin runs, the relative T_eff deviation accepted as consistent when
+            the error bars are tighter than the theory level's own accuracy.
+    """
+    if not isinstance(curves, Mapping):
+        curves = {str(_get(curves, "level") or "theory"): curves}
+    if not curves:
+        raise ValueError("curves: need at least one theory curve")
+    for curve in curves.values():
+        check_compatible(trajectory, curve)
+    steps = np.asarray(trajectory.step, dtype=np.float64)
+    maps = {lv: effective_temperature(trajectory, c, observable, check=False) for lv, c in curves.items()}
+
+    run = run_measures(trajectory)
+    # the scaled centroid shift N1·(D − cᵀKc) needs the infinite-width value; every curve has it
+    width = _width(_get(trajectory, "width"), "run")
+    first = next(iter(curves.values()))
+    if "centroid_distance" in run and _get(first, "centroid_shift") is not None:
+        d_inf = float(np.median(np.asarray(first.centroid_distance) - np.asarray(first.centroid_shift) / width))
+        run["centroid_shift"] = width * (run["centroid_distance"] - d_inf)
+    train_mpe, train_mpe_se = mean_predictor_error(trajectory.train_predictions, trajectory.y_train) \
+        if trajectory.train_predictions.shape[1] >= 2 else (None, None)
+    if measures is not None:
+        unknown = [m for m in measures if m not in run and m != "mean_predictor_train_error"]
+        if unknown:
+            raise ValueError(f"measures: unknown {unknown}; the run has {sorted(run)}")
+        run = {k: v for k, v in run.items() if k in measures}
+
+    curve_tables = {lv: curve_measures(c) for lv, c in curves.items()}
+    results: dict[str, MeasureComparison] = {}
+    items = list(run.items())
+    if train_mpe is not None and (measures is None or "mean_predictor_train_error" in measures):
+        items.append(("mean_predictor_train_error", None))
+    for name, values in items:
+        if values is None:
+            mean, se = train_mpe, train_mpe_se
+            curve_name = "train_error"
+            rep_steps = np.full(trajectory.train_predictions.shape[1], np.nan)
+        else:
+            mean, se = values.mean(1), _se_over_replicas(values)
+            curve_name = name
+        t_run = turning_point(steps, mean, se, rel_tol=rel_tol)
+        if values is not None:
+            kind = t_run.kind if t_run.non_monotonic else "peak"
+            rep_steps = replica_turning_steps(steps, values, kind, rel_tol=rel_tol)
+        finite = rep_steps[np.isfinite(rep_steps)]
+        if t_run.non_monotonic and len(finite) >= 2:
+            t_star, t_se = float(finite.mean()), float(finite.std(ddof=1) / np.sqrt(len(finite)))
+        elif t_run.non_monotonic:
+            t_star, t_se = t_run.location, float("nan")
+        else:
+            t_star, t_se = float("nan"), float("nan")
+        at_T, th_T, th_v, th_turn, teff_star = {}, {}, {}, {}, {}
+        for lv, table in curve_tables.items():
+            T = np.asarray(curves[lv].temperature, dtype=np.float64)
+            teff_star[lv] = maps[lv].at_step(t_star) if np.isfinite(t_star) else float("nan")
+            src = table.get(curve_name)
+            if name == "mean_predictor_train_error":
+                src = np.asarray(curves[lv].train_error, dtype=np.float64)
+            if src is None:
+                continue
+            th_T[lv], th_v[lv] = T, src
+            at_T[lv] = interpolate_curve(T, src, maps[lv].temperature)
+            order = np.argsort(T)
+            th_turn[lv] = turning_point(T[order], src[order], rel_tol=rel_tol)
+        results[name] = MeasureComparison(
+            measure=name, step=steps, run_mean=mean, run_se=se, run_turning=t_run, replica_steps=rep_steps,
+            t_star=t_star, t_star_se=t_se, T_eff_at_t_star=teff_star, theory_at_T_eff=at_T,
+            theory_temperature=th_T, theory_values=th_v, theory_turning=th_turn,
+        )
+
+    consistency: dict[str, ConsistencyCheck] = {}
+    if str(_get(trajectory, "optimizer")) == "langevin":
+        for lv, c in curves.items():
+            consistency[lv] = langevin_consistency(trajectory, c, observable=observable, rtol=consistency_rtol,
+                                                   check=False)
+    meta = dict(
+        optimizer=_get(trajectory, "optimizer"), lr=_get(trajectory, "lr"), width=width,
+        activation=_get(trajectory, "activation"), prior_w=_get(trajectory, "prior_w"),
+        prior_v=_get(trajectory, "prior_v"), replicas=int(trajectory.train_predictions.shape[1]),
+        data_fingerprint=_get(trajectory, "data_fingerprint"), observable=observable,
+        observable_description=OBSERVABLES[observable][1], levels=list(curves),
+    )
+    return Comparison(maps=maps, measures=results, consistency=consistency, metadata=meta)
+
+
+def langevin_consistency(
+    trajectory: Any,
+    curve: Any,
+    *,
+    temperature: float | None = None,
+    observable: str = "train_error",
+    window: float = 0.5,
+    n_se: float = 2.0,
+    rtol: float = 0.1,
+    check: bool = True,
+) -> ConsistencyCheck:
+    """Map a Langevin run's stationary window back to a temperature; it should be the run's own.
+
+    The observable is averaged over the last ``window`` fraction of logged steps (each step's value is
+    an unbiased estimate at stationarity; the s.e. is a jackknife over replicas, which are
+    independent), then inverted on the curve. ``temperature`` defaults to the run's own.
+    """
+    from .maps import invert_monotone, run_observable
+
+    if check:
+        check_compatible(trajectory, curve)
+    T0 = temperature if temperature is not None else _get(trajectory, "temperature")
+    if T0 is None or not np.isfinite(T0) or T0 <= 0:
+        raise ValueError(f"temperature: the Langevin run's temperature must be > 0, got {T0!r}")
+    if not 0 < window <= 1:
+        raise ValueError(f"window: must be in (0, 1], got {window}")
+    steps = np.asarray(trajectory.step, dtype=np.float64)
+    n = len(steps)
+    start = min(int(math.floor(n * (1 - window))), n - 1)
+    sl = slice(start, n)
+    if observable in ("train_error", "test_error"):
+        split = observable.split("_")[0]
+        preds = np.asarray(getattr(trajectory, f"{split}_predictions"))[sl]
+        y = np.asarray(getattr(trajectory, f"y_{split}"))
+        R = preds.shape[1]
+        # the window average of unbiased per-step estimates; jackknife over replicas
+        value = float(mean_predictor_error(preds, y)[0].mean())
+        loo = np.array([mean_predictor_error(np.delete(preds, r, axis=1), y)[0].mean() for r in range(R)])
+        se = float(np.sqrt((R - 1) / R * ((loo - loo.mean()) ** 2).sum())) if R >= 3 else float("nan")
+    else:
+        v, _ = run_observable(trajectory, observable)  # replica mean per step
+        per_replica = np.asarray(_get(trajectory, observable), dtype=np.float64)[sl].mean(0)
+        value = float(per_replica.mean())
+        se = float(per_replica.std(ddof=1) / np.sqrt(len(per_replica)))
+    curve_field = OBSERVABLES[observable][0]
+    T = np.asarray(curve.temperature, dtype=np.float64)
+    g = np.asarray(getattr(curve, curve_field), dtype=np.float64)
+    inverse, reason = invert_monotone(T, g)
+    theory_value = float(interpolate_curve(T, g, np.array([T0]))[0])
+    level = str(_get(curve, "level") or "")
+    if inverse is None:
+        nan = float("nan")
+        return ConsistencyCheck(observable, level, float(T0), nan, nan, nan, value, se, theory_value, nan, False, False,
+                                (steps[start], steps[-1]), f"no map: {reason}")
+    T_eff = float(inverse(np.array([value]))[0])
+    s = se if np.isfinite(se) else 0.0
+    a, b = inverse(np.array([value - n_se * s, value + n_se * s]))
+    low, high = float(np.fmin(a, b)), float(np.fmax(a, b))
+    if np.isnan(a) or np.isnan(b):  # an end of the interval falls off the grid: open it there
+        low = T[0] if np.isnan(low) else low
+        high = T[-1] if np.isnan(high) else high
+    dev = T_eff / T0 - 1 if np.isfinite(T_eff) else float("nan")
+    within_bars = bool(np.isfinite(T_eff) and low <= T0 <= high)
+    within_tol = bool(np.isfinite(dev) and abs(dev) <= rtol)
+    verdict = "consistent" if (within_bars or within_tol) else "INCONSISTENT"
+    msg = (f"Langevin at T0 = {T0:.4g} maps to T_eff = {T_eff:.4g} [{low:.4g}, {high:.4g}] "
+           f"({level}, {observable}; {dev:+.1%}): {verdict}")
+    if not np.isfinite(T_eff):
+        msg = (f"Langevin at T0 = {T0:.4g}: the stationary {observable} = {value:.4g} ± {se:.2g} lies outside the "
+               f"theory's range [{g.min():.4g}, {g.max():.4g}] on T in [{T.min():.3g}, {T.max():.3g}]: INCONSISTENT")
+    return ConsistencyCheck(
+        observable=observable, level=level, claimed_temperature=float(T0), temperature=T_eff, temperature_low=low,
+        temperature_high=high, run_value=value, run_value_se=se, theory_value=theory_value, relative_deviation=dev,
+        within_error_bars=within_bars, within_tolerance=within_tol, window_steps=(float(steps[start]), float(steps[-1])),
+        message=msg,
+    )
