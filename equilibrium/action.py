@@ -1,0 +1,378 @@
+"""Effective action of the one-hidden-layer posterior and its saddle point (THEORY.md §2).
+
+Single output (y ∈ {±1}^P):
+
+    S(Q) = Q − log Q + (1/N1) [log det A(Q) + yᵀ A(Q)⁻¹ y],   A(Q) = T·I + (Q/λ1) K.
+
+For activations with a non-zero mean μ(x) = E[σ(h(x))] the kernel splits into K = K_c + μμᵀ.
+The mean mode couples to the sum of the readout weights s = Σ_i v_i/√N1, a single O(1) variable
+whose prior N(0, 1/λ1) is not renormalised at leading order, so
+
+    A(Q) = T·I + (Q/λ1) K_c + (1/λ1) μμᵀ                                   (docs/theory.md §2.2)
+
+(deepbays' ``FC_1HL_nonodd`` has the same structure with a second order parameter in front of
+μμᵀ). Everything is evaluated in the eigenbasis of K_c = U diag(κ) Uᵀ, with ỹ = Uᵀy, μ̃ = Uᵀμ:
+log det A and yᵀA⁻¹y follow from the matrix-determinant lemma and Sherman–Morrison, so after ONE
+eigendecomposition every evaluation at any (T, Q) costs O(P) (:class:`Spectrum`).
+
+Multi-output (one-hot Y, D outputs; zero-mean activations), with a D×D order parameter:
+
+    S(Q) = tr Q − log det Q + (1/N1) [log det(T + Q⊗K/λ1) + yᵀ (T + Q⊗K/λ1)⁻¹ y].
+
+In the joint eigenbasis every mode k of K contributes a D×D block B_k = T + κ_k Q/λ1; writing
+Q = V diag(q) Vᵀ all blocks are diagonal in V, so one evaluation costs O(P D²).
+
+The saddle point Q* = argmin S (Q > 0) is found for a whole vector of temperatures at once:
+the stationarity condition dS/dQ = 0 is bracketed on a log grid between rigorous bounds
+(docs/theory.md §2.3), every sign change is refined by a safeguarded regula falsi (Illinois)
+vectorised over temperatures and roots, and when S has several minima the lowest is returned
+and the count reported.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = [
+    "Spectrum",
+    "SaddlePoint",
+    "factorise",
+    "effective_action",
+    "action_gradient",
+    "solve_saddle",
+    "MultiSpectrum",
+    "factorise_multi",
+    "effective_action_multi",
+    "action_gradient_multi",
+    "solve_saddle_multi",
+]
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    """One eigendecomposition K_c = U diag(κ) Uᵀ with the targets and mean projected on it.
+
+    ``kappa`` (P,) ≥ 0, ``U`` (P, P), ``y_t`` = Uᵀy, ``mu_t`` = Uᵀμ (zeros for odd activations),
+    ``prior_v`` = λ1. All float64 torch on one device.
+    """
+
+    kappa: torch.Tensor
+    U: torch.Tensor
+    y_t: torch.Tensor
+    mu_t: torch.Tensor
+    prior_v: float
+    has_mean: bool
+
+    @property
+    def P(self) -> int:
+        return self.kappa.shape[0]
+
+    @property
+    def a(self) -> torch.Tensor:
+        """κ/λ1: A(Q) = T + Q·a in the eigenbasis (plus the mean mode)."""
+        return self.kappa / self.prior_v
+
+
+def factorise(K: torch.Tensor, y: torch.Tensor, *, prior_v: float, mean: torch.Tensor | None = None) -> Spectrum:
+    """Eigendecompose K_c = K − μμᵀ once (THEORY.md §2); the only O(P³) step of a curve."""
+    has_mean = mean is not None and bool(mean.abs().max() > 0)
+    Kc = K - torch.outer(mean, mean) if has_mean else K
+    kappa, U = torch.linalg.eigh(Kc)
+    kappa = kappa.clamp_min(0.0)  # K_c is PSD; round-off negatives would make A indefinite at tiny T
+    y_t = U.T @ y
+    mu_t = U.T @ mean if has_mean else torch.zeros_like(kappa)
+    return Spectrum(kappa=kappa, U=U, y_t=y_t, mu_t=mu_t, prior_v=float(prior_v), has_mean=has_mean)
+
+
+def _reductions(sp: Spectrum, T: torch.Tensor, Q: torch.Tensor):
+    """z = 1/(T + Q a) broadcast to (..., P) and the Sherman–Morrison sums."""
+    a = sp.a
+    z = 1.0 / (T[..., None] + Q[..., None] * a)
+    s_yy = (sp.y_t**2 * z).sum(-1)
+    if not sp.has_mean:
+        return z, s_yy, None, None
+    s_mm = (sp.mu_t**2 * z).sum(-1)
+    s_my = (sp.mu_t * sp.y_t * z).sum(-1)
+    return z, s_yy, s_mm, s_my
+
+
+def effective_action(sp: Spectrum, T, Q, *, width: float) -> torch.Tensor:
+    """S(Q) at temperatures T (broadcastable tensors), O(P) each."""
+    T = torch.as_tensor(T, dtype=torch.float64, device=sp.kappa.device)
+    Q = torch.as_tensor(Q, dtype=torch.float64, device=sp.kappa.device)
+    T, Q = torch.broadcast_tensors(T, Q)
+    z, s_yy, s_mm, s_my = _reductions(sp, T, Q)
+    F = -torch.log(z).sum(-1) + s_yy
+    if sp.has_mean:
+        lv = sp.prior_v
+        F = F + torch.log1p(s_mm / lv) - s_my**2 / (lv + s_mm)
+    return Q - torch.log(Q) + F / width
+
+
+def action_gradient(sp: Spectrum, T, Q, *, width: float) -> torch.Tensor:
+    """dS/dQ = 1 − 1/Q + (1/N1)[tr(A⁻¹K_c)/λ1 − yᵀA⁻¹K_cA⁻¹y/λ1], O(P) each."""
+    T = torch.as_tensor(T, dtype=torch.float64, device=sp.kappa.device)
+    Q = torch.as_tensor(Q, dtype=torch.float64, device=sp.kappa.device)
+    T, Q = torch.broadcast_tensors(T, Q)
+    a = sp.a
+    z, s_yy, s_mm, s_my = _reductions(sp, T, Q)
+    az2 = a * z * z  # −d z/dQ
+    dF = (a * z).sum(-1) - (sp.y_t**2 * az2).sum(-1)
+    if sp.has_mean:
+        lv = sp.prior_v
+        d_mm = -(sp.mu_t**2 * az2).sum(-1)
+        d_my = -(sp.mu_t * sp.y_t * az2).sum(-1)
+        den = lv + s_mm
+        dF = dF + d_mm / den - (2.0 * s_my * d_my * den - s_my**2 * d_mm) / den**2
+    return 1.0 - 1.0 / Q + dF / width
+
+
+@dataclass(frozen=True)
+class SaddlePoint:
+    """Saddle point over temperatures (numpy arrays, one entry per temperature).
+
+    ``Q`` the global minimiser of S, ``gradient`` dS/dQ there, ``converged`` the convergence flag,
+    ``n_minima`` the number of local minima found by the scan, ``minima`` an (nT, n_max) array of
+    all local minimisers (NaN padded), ``action`` S at ``Q``.
+    """
+
+    temperature: np.ndarray
+    Q: np.ndarray
+    action: np.ndarray
+    gradient: np.ndarray
+    converged: np.ndarray
+    n_minima: np.ndarray
+    minima: np.ndarray
+
+
+def _bounds(sp: Spectrum, T: torch.Tensor, width: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rigorous bracket of every stationary point (docs/theory.md §2.3).
+
+    Upper: yᵀA⁻¹(K_c/λ1)A⁻¹y ≤ |y|²/(4QT)  ⇒  Q ≤ 1 + |y|²/(4 T N1).
+    Lower: tr(A⁻¹K_c/λ1) ≤ min(tr K_c/(λ1 T), P/Q)  ⇒  Q ≥ max(1/(1 + tr K_c/(λ1 T N1)), 1 − P/N1).
+    """
+    y2 = float((sp.y_t**2).sum())
+    tr = float(sp.a.sum())
+    hi = (1.0 + y2 / (4.0 * T * width)) * 1.01
+    lo = 1.0 / (1.0 + tr / (T * width))
+    alpha = sp.P / width
+    if alpha < 1.0:
+        lo = torch.maximum(lo, torch.full_like(lo, 1.0 - alpha))
+    return lo * 0.99, hi
+
+
+def solve_saddle(
+    sp: Spectrum, temperatures, *, width: float, grid: int = 96, rtol: float = 1e-13, max_iter: int = 200,
+    chunk_elements: int = 2**25, raise_on_failure: bool = True,
+) -> SaddlePoint:
+    """Q*(T) for every temperature: scan dS/dQ on a log grid, refine all sign changes, keep the lowest minimum.
+
+    Cost: O(nT · grid · P) for the scan plus O(nT · iterations · P) for the refinement, after the
+    single eigendecomposition in ``sp``. Raises ``ValueError`` naming the temperature at which the
+    refinement did not converge (``raise_on_failure=False`` returns the flag instead).
+    """
+    dev = sp.kappa.device
+    T_all = torch.as_tensor(np.asarray(temperatures, dtype=np.float64), device=dev).reshape(-1)
+    nT = T_all.shape[0]
+    Q_out = torch.empty(nT, dtype=torch.float64, device=dev)
+    conv = torch.zeros(nT, dtype=torch.bool, device=dev)
+    nmin = torch.zeros(nT, dtype=torch.long, device=dev)
+    minima_list: list[torch.Tensor] = []
+    step = max(1, chunk_elements // (grid * sp.P))
+    for start in range(0, nT, step):
+        T = T_all[start:start + step]
+        lo, hi = _bounds(sp, T, width)
+        s = torch.linspace(0.0, 1.0, grid, dtype=torch.float64, device=dev)
+        Qg = torch.exp(torch.log(lo)[:, None] + s[None, :] * (torch.log(hi) - torch.log(lo))[:, None])
+        g = action_gradient(sp, T[:, None], Qg, width=width)  # (n, grid)
+        # a minimum lies where dS/dQ goes from < 0 to ≥ 0
+        up = (g[:, :-1] < 0) & (g[:, 1:] >= 0)
+        ti, gi = torch.nonzero(up, as_tuple=True)
+        roots, ok = _refine(sp, T[ti], Qg[ti, gi], Qg[ti, gi + 1], g[ti, gi], g[ti, gi + 1],
+                            width=width, rtol=rtol, max_iter=max_iter)
+        S = effective_action(sp, T[ti], roots, width=width)
+        counts = torch.bincount(ti, minlength=T.shape[0])
+        nmin[start:start + step] = counts
+        kmax = int(counts.max()) if counts.numel() else 0
+        mins = torch.full((T.shape[0], max(kmax, 1)), float("nan"), dtype=torch.float64, device=dev)
+        best = torch.full((T.shape[0],), float("inf"), dtype=torch.float64, device=dev)
+        bestQ = torch.full((T.shape[0],), float("nan"), dtype=torch.float64, device=dev)
+        bestok = torch.zeros(T.shape[0], dtype=torch.bool, device=dev)
+        slot = torch.zeros(T.shape[0], dtype=torch.long, device=dev)
+        for r in range(ti.shape[0]):  # few roots per temperature: a short python loop
+            t = int(ti[r])
+            mins[t, int(slot[t])] = roots[r]
+            slot[t] += 1
+            if S[r] < best[t]:
+                best[t], bestQ[t], bestok[t] = S[r], roots[r], ok[r]
+        Q_out[start:start + step] = bestQ
+        conv[start:start + step] = bestok & (counts > 0)
+        minima_list.append(mins)
+    width_max = max(m.shape[1] for m in minima_list)
+    minima = torch.cat([torch.nn.functional.pad(m, (0, width_max - m.shape[1]), value=float("nan"))
+                        for m in minima_list])
+    grad = action_gradient(sp, T_all, Q_out, width=width)
+    if raise_on_failure and not bool(conv.all()):
+        bad = T_all[~conv].cpu().numpy()
+        raise ValueError(
+            f"temperatures: the saddle point did not converge at T = {bad.tolist()[:5]} "
+            f"(width={width}); try a different grid or check the data"
+        )
+    return SaddlePoint(
+        temperature=T_all.cpu().numpy(), Q=Q_out.cpu().numpy(),
+        action=effective_action(sp, T_all, Q_out, width=width).cpu().numpy(),
+        gradient=grad.cpu().numpy(), converged=conv.cpu().numpy(), n_minima=nmin.cpu().numpy(),
+        minima=minima.cpu().numpy(),
+    )
+
+
+def _refine(sp, T, lo, hi, glo, ghi, *, width, rtol, max_iter):
+    """Vectorised Illinois regula falsi on brackets with g(lo) < 0 ≤ g(hi), a bisection in log Q
+    every third step. Converged = the bracket (which always holds a sign change of the continuous
+    dS/dQ) has shrunk below 1e-10 relative width."""
+    lo, hi = lo.clone(), hi.clone()
+    flo, fhi = glo.clone(), ghi.clone()  # secant weights (Illinois-halved)
+    tlo, thi = glo.clone(), ghi.clone()  # true gradient values at the ends
+    side = torch.zeros_like(lo)
+    done = (hi - lo) <= rtol * hi
+    exact = torch.zeros_like(done)  # dS/dQ evaluated to exactly 0 at x
+    xz = lo.clone()
+    for it in range(max_iter):
+        if bool(done.all()):
+            break
+        if it % 3 == 2:
+            x = torch.sqrt(lo * hi)
+        else:
+            x = (lo * fhi - hi * flo) / (fhi - flo)
+            x = torch.where(~torch.isfinite(x) | (x <= lo) | (x >= hi), torch.sqrt(lo * hi), x)
+        gx = action_gradient(sp, T, x, width=width)
+        right = (gx >= 0) & ~done  # root in [lo, x]
+        left = (gx < 0) & ~done  # root in [x, hi]
+        hi, fhi, thi = torch.where(right, x, hi), torch.where(right, gx, fhi), torch.where(right, gx, thi)
+        lo, flo, tlo = torch.where(left, x, lo), torch.where(left, gx, flo), torch.where(left, gx, tlo)
+        flo = torch.where(right & (side > 0), 0.5 * flo, flo)
+        fhi = torch.where(left & (side < 0), 0.5 * fhi, fhi)
+        side = torch.where(right, 1.0, torch.where(left, -1.0, side))
+        hit = (gx == 0) & ~done
+        exact, xz = exact | hit, torch.where(hit, x, xz)
+        done = done | ((hi - lo) <= rtol * hi) | hit
+    root = torch.where(exact, xz, torch.where(tlo.abs() < thi.abs(), lo, hi))
+    ok = exact | ((hi - lo) <= 1e-10 * hi)
+    return root, ok
+
+
+# ------------------------------------------------------------------------------------------
+# multi-output: D×D order parameter
+# ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MultiSpectrum:
+    """Eigendecomposition K = U diag(κ) Uᵀ with targets Ỹ = UᵀY (P, D)."""
+
+    kappa: torch.Tensor
+    U: torch.Tensor
+    Y_t: torch.Tensor
+    prior_v: float
+
+    @property
+    def P(self) -> int:
+        return self.kappa.shape[0]
+
+    @property
+    def D(self) -> int:
+        return self.Y_t.shape[1]
+
+
+def factorise_multi(K: torch.Tensor, Y: torch.Tensor, *, prior_v: float) -> MultiSpectrum:
+    kappa, U = torch.linalg.eigh(K)
+    return MultiSpectrum(kappa=kappa.clamp_min(0.0), U=U, Y_t=U.T @ Y, prior_v=float(prior_v))
+
+
+def _qeig(Q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    q, V = torch.linalg.eigh(0.5 * (Q + Q.T))
+    return q, V
+
+
+def effective_action_multi(sp: MultiSpectrum, T: float, Q: torch.Tensor, *, width: float) -> float:
+    """S(Q) for a D×D matrix Q at one temperature, O(P D²)."""
+    q, V = _qeig(Q)
+    if bool((q <= 0).any()):
+        return float("inf")
+    a = sp.kappa / sp.prior_v
+    den = T + a[:, None] * q[None, :]  # (P, D): blocks diagonal in V
+    Yh = sp.Y_t @ V
+    F = torch.log(den).sum() + (Yh**2 / den).sum()
+    return float(q.sum() - torch.log(q).sum() + F / width)
+
+
+def action_gradient_multi(sp: MultiSpectrum, T: float, Q: torch.Tensor, *, width: float) -> torch.Tensor:
+    """dS/dQ = I − Q⁻¹ + (1/(λ1 N1)) Σ_k κ_k [B_k⁻¹ − B_k⁻¹ ỹ_k ỹ_kᵀ B_k⁻¹], B_k = T + κ_k Q/λ1."""
+    q, V = _qeig(Q)
+    a = sp.kappa / sp.prior_v
+    Z = 1.0 / (T + a[:, None] * q[None, :])  # (P, D)
+    Yh = (sp.Y_t @ V) * Z  # B_k⁻¹ ỹ_k in the V basis
+    inner = torch.diag((a[:, None] * Z).sum(0)) - Yh.T @ (a[:, None] * Yh)
+    Qinv = (V / q) @ V.T
+    return torch.eye(Q.shape[0], dtype=Q.dtype, device=Q.device) - Qinv + V @ inner @ V.T / width
+
+
+def solve_saddle_multi(
+    sp: MultiSpectrum, temperatures, *, width: float, tol: float = 1e-11, raise_on_failure: bool = True,
+) -> SaddlePoint:
+    """D×D saddle point per temperature by Powell's hybrid method on dS/dQ = 0 (vech of Q),
+    continued from high to low temperature; convergence = |dS/dQ|_max ≤ tol and Q positive
+    definite. ``Q`` in the result has shape (nT, D, D); ``n_minima`` is 1 where converged (no
+    multi-minimum scan for D > 1)."""
+    from scipy.optimize import root
+
+    T_all = np.asarray(temperatures, dtype=np.float64).reshape(-1)
+    D = sp.D
+    iu = np.triu_indices(D)
+    order = np.argsort(-T_all)
+    Qs = np.empty((len(T_all), D, D))
+    grads = np.empty((len(T_all), D, D))
+    conv = np.zeros(len(T_all), dtype=bool)
+    S = np.empty(len(T_all))
+    x0 = np.eye(D)[iu]
+
+    def to_Q(x):
+        M = np.zeros((D, D))
+        M[iu] = x
+        return torch.as_tensor(M + np.triu(M, 1).T, dtype=torch.float64, device=sp.kappa.device)
+
+    for idx in order:
+        T = float(T_all[idx])
+
+        def fun(x):
+            Qt = to_Q(x)
+            if bool((torch.linalg.eigvalsh(Qt) <= 0).any()):
+                return np.full(len(x), 1e6)
+            return action_gradient_multi(sp, T, Qt, width=width).cpu().numpy()[iu]
+
+        best = None
+        for start in (x0, np.eye(D)[iu]):
+            sol = root(fun, start, method="hybr", options={"xtol": 1e-14})
+            Qt = to_Q(sol.x)
+            g = action_gradient_multi(sp, T, Qt, width=width)
+            ok = bool(torch.linalg.eigvalsh(Qt).min() > 0) and float(g.abs().max()) <= tol
+            if ok:
+                best = (Qt, g)
+                break
+            if best is None:
+                best = (Qt, g)
+        Qt, g = best
+        Qs[idx] = Qt.cpu().numpy()
+        grads[idx] = g.cpu().numpy()
+        conv[idx] = bool(torch.linalg.eigvalsh(Qt).min() > 0) and float(g.abs().max()) <= tol
+        S[idx] = effective_action_multi(sp, T, Qt, width=width)
+        if conv[idx]:
+            x0 = Qs[idx][iu]
+    if raise_on_failure and not conv.all():
+        raise ValueError(
+            f"temperatures: the D×D saddle point did not converge at T = {T_all[~conv].tolist()[:5]} (width={width})"
+        )
+    return SaddlePoint(temperature=T_all, Q=Qs, action=S, gradient=grads, converged=conv,
+                       n_minima=conv.astype(np.int64), minima=Qs[:, None])
