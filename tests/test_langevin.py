@@ -1,0 +1,180 @@
+"""The posterior sampler against exact references: 2-d quadrature of a tiny network, Bayesian linear
+regression on frozen features, the span reduction against the full input space, and seeds."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.special import erf
+
+from gd_dynamics.langevin import sample_posterior
+
+T, LAM0, LAM1 = 0.5, 1.0, 1.5
+
+
+def _tiny_problem():
+    x = np.array([[-1.6], [-0.5], [0.4], [1.3]])
+    y = np.array([-1.0, 1.0, -1.0, 1.0])
+    return x, y
+
+
+def _quadrature_reference(x, y, n1=2, T=T, grid=241, lim=6.0):
+    """Exact posterior averages of a width-2, N0 = 1 erf network: v integrated in closed form (Bayesian
+    linear regression in weight space), the two scalar first-layer weights on a 2-d grid."""
+    P = len(y)
+    w = np.linspace(-lim, lim, grid)
+    w1, w2 = np.meshgrid(w, w, indexing="ij")
+    W = np.stack([w1.ravel(), w2.ravel()], 1)  # (G, 2)
+    phi = erf(W[:, None, :] * x[None, :, 0:1])  # (G, P, 2)
+    prec = LAM1 * np.eye(n1) + np.einsum("gpi,gpj->gij", phi, phi) / (T * n1)  # posterior precision of v
+    cov = np.linalg.inv(prec)
+    vbar = np.einsum("gij,gpj,p->gi", cov, phi, y) / (T * math.sqrt(n1))
+    # log evidence of v given W: Gaussian integral of exp(-|y - Φv/√N1|²/2T - λ1|v|²/2)
+    quad = np.einsum("gi,gij,gj->g", vbar, prec, vbar)
+    logp = -0.5 * LAM0 * (W**2).sum(1) - 0.5 * np.linalg.slogdet(prec)[1] + 0.5 * quad
+    p = np.exp(logp - logp.max())
+    p /= p.sum()
+    KW = np.einsum("gpi,gqi->gpq", phi, phi) / n1
+    f = np.einsum("gpi,gi->gp", phi, vbar) / math.sqrt(n1)
+    v2 = ((vbar**2).sum(1) + np.trace(cov, axis1=1, axis2=2)) / n1
+    avg = lambda a: np.tensordot(p, a, axes=(0, 0))  # noqa: E731
+    return dict(KW=avg(KW), f=avg(f), v2=avg(v2))
+
+
+def _within(est, ref, k=4.0, floor=1e-3):
+    diff = np.abs(np.asarray(est.mean) - ref)
+    return np.all(diff <= k * np.asarray(est.se) + floor), diff, est.se
+
+
+@pytest.mark.parametrize("method", ["hmc", "langevin"])
+def test_tiny_network_matches_quadrature(method):
+    x, y = _tiny_problem()
+    ref = _quadrature_reference(x, y)
+    s = sample_posterior(x, y, width=2, temperature=T, prior_w=LAM0, prior_v=LAM1, replicas=128, method=method,
+                         burn_in=5, sampling_time=40 if method == "hmc" else 25, seed=1, progress=False)
+    for name, est in (("KW", s.hidden_gram), ("f", s.train_mean), ("v2", s.readout_second_moment)):
+        ok, diff, se = _within(est, ref[name])
+        assert ok, f"{method} {name}: |sample - exact| = {diff} vs s.e. {se}"
+    # the reference itself is not trivial: the posterior kernel differs from the prior one
+    assert abs(ref["v2"] - 1 / LAM1) > 0.05
+
+
+def test_frozen_features_give_bayesian_linear_regression():
+    rng = np.random.default_rng(0)
+    P, Pt, n0, n1 = 12, 6, 8, 5
+    x, xt = rng.normal(size=(P, n0)), rng.normal(size=(Pt, n0))
+    y, yt = np.sign(rng.normal(size=P)), np.sign(rng.normal(size=Pt))
+    y[:2] = [1, -1]
+    w = rng.normal(size=(n1, n0))
+    phi, phit = np.tanh(x @ w.T / math.sqrt(n0)), np.tanh(xt @ w.T / math.sqrt(n0))
+    cov = np.linalg.inv(LAM1 * np.eye(n1) + phi.T @ phi / (T * n1))
+    vbar = cov @ phi.T @ y / (T * math.sqrt(n1))
+    f_test = phit @ vbar / math.sqrt(n1)
+    var_test = np.einsum("ti,ij,tj->t", phit, cov, phit) / n1
+    v2 = (vbar @ vbar + np.trace(cov)) / n1
+    s = sample_posterior(x, y, width=n1, temperature=T, activation="tanh", prior_w=LAM0, prior_v=LAM1, x_test=xt,
+                         y_test=yt, first_layer=w, replicas=64, method="langevin", burn_in=3, sampling_time=20,
+                         progress=False)
+    assert _within(s.test_mean, f_test)[0]
+    assert _within(s.readout_second_moment, v2)[0]
+    ok, diff, se = _within(s.test_variance, var_test.mean(), k=4)
+    assert ok, (diff, se)
+    # the collapsed sampler gives the same numbers exactly (nothing left to sample)
+    h = sample_posterior(x, y, width=n1, temperature=T, activation="tanh", prior_w=LAM0, prior_v=LAM1, x_test=xt,
+                         y_test=yt, first_layer=w, replicas=2, sampling_time=3, progress=False)
+    np.testing.assert_allclose(h.test_mean.mean, f_test, rtol=1e-10)
+    np.testing.assert_allclose(h.test_variance.mean, var_test.mean(), rtol=1e-10)
+    np.testing.assert_allclose(h.readout_second_moment.mean, v2, rtol=1e-10)
+
+
+def _mnist(n_train, n_test):
+    from gd_dynamics import load_task
+
+    return load_task("mnist", (3, 5), n_train=n_train, n_test=n_test, seed=0)
+
+
+def test_span_reduction_matches_full_space():
+    task = _mnist(16, 8)  # P = 16 < N0 = 784
+    kw = dict(width=8, temperature=0.2, x_test=task.x_test, y_test=task.y_test, replicas=32, burn_in=3,
+              sampling_time=10, progress=False)
+    red = sample_posterior(task.x_train, task.y_train, reduce=True, seed=0, **kw)
+    full = sample_posterior(task.x_train, task.y_train, reduce=False, seed=1, **kw)
+    assert red.reduced_dim == 15 and full.reduced_dim == 784  # centred inputs: rank P - 1
+    for name in ("centroid_distance", "readout_second_moment", "train_error", "test_error", "unit_centroid_distance"):
+        a, b = getattr(red, name), getattr(full, name)
+        z = abs(a.mean - b.mean) / math.hypot(a.se, b.se)
+        assert z < 4, f"{name}: reduced {a} vs full {b}"
+    z = np.abs(red.hidden_gram_test_diag.mean - full.hidden_gram_test_diag.mean) / np.hypot(
+        red.hidden_gram_test_diag.se, full.hidden_gram_test_diag.se)
+    assert np.all(z < 5)
+
+
+def test_seed_determinism():
+    task = _mnist(10, 4)
+    kw = dict(width=4, temperature=0.5, x_test=task.x_test, y_test=task.y_test, replicas=3, burn_in=1,
+              sampling_time=2, progress=False)
+    for method in ("hmc", "langevin"):
+        a = sample_posterior(task.x_train, task.y_train, seed=7, method=method, **kw)
+        b = sample_posterior(task.x_train, task.y_train, seed=7, method=method, **kw)
+        c = sample_posterior(task.x_train, task.y_train, seed=8, method=method, **kw)
+        np.testing.assert_array_equal(a.hidden_gram.mean, b.hidden_gram.mean)
+        np.testing.assert_array_equal(a.test_mean.mean, b.test_mean.mean)
+        assert not np.allclose(a.hidden_gram.mean, c.hidden_gram.mean)
+
+
+def test_one_hot_targets_and_weight_moments():
+    from gd_dynamics import load_task
+
+    task = load_task("mnist", (1, 3, 5), n_train=18, n_test=6, seed=0)
+    s = sample_posterior(task.x_train, task.y_train, width=6, temperature=0.5, x_test=task.x_test,
+                         y_test=task.y_test, replicas=4, sampling_time=2, progress=False)
+    assert s.train_mean.mean.shape == (18, 3) and s.readout_moment_matrix.mean.shape == (3, 3)
+    assert np.isnan(s.centroid_distance.mean) and s.centroid_distance_matrix.mean.shape == (3, 3)
+    assert s.weight_moment_label.mean.shape == (3,) and s.weight_moment_pcs.mean.shape == (5, 5)
+
+
+def test_weight_moments_prior_value():
+    """At high temperature the posterior is the prior: Ω → C = XXᵀ/(N0 λ0), projections → 1 / identity."""
+    task = _mnist(12, 4)
+    s = sample_posterior(task.x_train, task.y_train, width=40, temperature=1e4, prior_w=2.0, replicas=8,
+                         burn_in=2, sampling_time=3, progress=False)
+    C = task.x_train @ task.x_train.T / (task.input_dim * 2.0)
+    assert np.all(np.abs(s.weight_moments.mean - C) <= 5 * s.weight_moments.se + 1e-3)
+    assert abs(s.weight_moment_label.mean[0] - 1) < 5 * s.weight_moment_label.se[0] + 0.02
+    assert np.allclose(s.weight_moment_pcs.mean, np.eye(5), atol=0.15)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(temperature=0.0), "temperature"),
+        (dict(temperature=-1.0), "temperature"),
+        (dict(temperature=float("nan")), "temperature"),
+        (dict(width=0), "width"),
+        (dict(replicas=0), "replicas"),
+        (dict(prior_w=0.0), "prior_w"),
+        (dict(prior_v=-1.0), "prior_v"),
+        (dict(activation="gelu"), "activation"),
+        (dict(method="mcmc"), "method"),
+        (dict(step_size=-0.1), "step_size"),
+        (dict(sampling_time=0.0), "sampling_time"),
+        (dict(x_test=np.zeros((3, 2))), "x_test"),
+        (dict(x_test=np.zeros((3, 1)), y_test=np.zeros(2)), "y_test"),
+    ],
+)
+def test_bad_input_raises(kwargs, match):
+    x, y = _tiny_problem()
+    base = dict(width=2, temperature=0.5, replicas=2, progress=False)
+    base.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        sample_posterior(x, y, **base)
+
+
+def test_bad_data_raises():
+    x, y = _tiny_problem()
+    with pytest.raises(ValueError, match="x_train"):
+        sample_posterior(np.full_like(x, np.nan), y, width=2, temperature=1.0, progress=False)
+    with pytest.raises(ValueError, match="y_train"):
+        sample_posterior(x, y[:3], width=2, temperature=1.0, progress=False)
