@@ -1,0 +1,321 @@
+"""Temperature curves of the one-hidden-layer Bayesian posterior: the public entry point.
+
+``temperature_curve`` computes the NNGP kernel once, eigendecomposes it once, solves the saddle
+point for every temperature (O(P) each), evaluates the GP predictor and the chosen level's
+posterior hidden kernel ⟨K_W⟩(T), and measures class-manifold geometry and weight moments on it
+with shared code. Conventions: THEORY.md §1 (same as deepbays); derivations: docs/theory.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+import geometry
+
+from .action import factorise, factorise_multi, solve_saddle, solve_saddle_multi
+from .kernels import ACTIVATIONS, ODD_ACTIVATIONS, KernelBlocks, nngp_kernels
+from .levels import LevelContext, PosteriorKernels, available_levels
+from .posterior import MEASURES, TiltedKernel, class_measures, class_measures_dense
+from .predictor import gp_predictor, gp_predictor_multi
+
+__all__ = ["TemperatureCurve", "temperature_curve", "weight_directions", "measure_weight_moments"]
+
+N_WEIGHT_DIRECTIONS = 8
+
+
+@dataclass(frozen=True)
+class TemperatureCurve:
+    """Posterior observables over temperature (numpy arrays; leading axis = temperature).
+
+    Predictor (THEORY.md §3): ``Q`` (nT,) or (nT, D, D); ``train_error`` = (1/P) Σ (y − f̄)²;
+    ``train_variance`` mean posterior variance on the training inputs; ``test_error`` =
+    ``test_bias2`` + ``test_variance`` (means over test points, summed over outputs for D > 1;
+    NaN without test labels); ``test_prediction``/``test_prediction_variance`` per point.
+
+    Collective (THEORY.md §4), measured on the level's ⟨K_W⟩(T) with the definitions of
+    :func:`geometry.class_geometry`: ``centroid_distance`` squared class-centroid distance cᵀ⟨K_W⟩c
+    (NaN for more than two classes; then see ``centroid_distance_matrix`` (nT, C, C));
+    ``centroid_shift`` = N1·(centroid_distance − cᵀKc); ``class_radius`` (nT, C);
+    ``inter_distance``/``intra_distance`` mean squared inter/intra-class pair distances and their
+    ``distance_ratio``; ``unit_centroid_distance`` (Euclidean) and ``unit_class_radius`` (nT, C) on the
+    unit sphere, computed from the MEAN kernel ⟨K_W⟩ (mean-kernel approximation of a non-linear
+    functional; docs/theory.md §4.3). ``test_*`` the same on the test×test block. ``reference``
+    holds the infinite-width (NNGP) value of every measure; ``shift(name)`` = N1·(value − reference).
+
+    Microscopic (THEORY.md §5): ``readout_second_moment`` = (1/N1) Σ_i ⟨v_i²⟩ (per output, averaged
+    over outputs) = Q*/λ1 (tr Q*/(D λ1)); ``weight_moments`` (nT, r, r) with EXACT definition
+
+        weight_moments[t, j, l] = (1/N1) Σ_i ⟨(e_j·w_i)(e_l·w_i)⟩,   e_j = weight_directions[j],
+
+    where ``weight_directions`` (r, N0) are the top-r (r ≤ 8) right singular vectors of the
+    training inputs X (unit vectors in input space, signs as returned; use
+    :func:`measure_weight_moments` on sampled first-layer weights W (N1, N0) to measure the same
+    thing). Prior value δ_jl/λ0; ``weight_label_moment`` the same second moment along the label
+    direction e_y = Xᵀy/|Xᵀy| (mean over outputs for D > 1). NaN for levels without a tilt.
+
+    Metadata: ``width``, ``activation``, ``prior_w``, ``prior_v``, ``level``, ``data_fingerprint``
+    (= geometry.data_fingerprint(x_train, y_train)), ``converged``/``n_minima`` of the saddle point.
+    """
+
+    temperature: np.ndarray
+    Q: np.ndarray
+    train_error: np.ndarray
+    train_variance: np.ndarray
+    test_error: np.ndarray
+    test_bias2: np.ndarray
+    test_variance: np.ndarray
+    readout_second_moment: np.ndarray
+    centroid_distance: np.ndarray
+    centroid_shift: np.ndarray
+    centroid_distance_matrix: np.ndarray
+    class_radius: np.ndarray
+    inter_distance: np.ndarray
+    intra_distance: np.ndarray
+    distance_ratio: np.ndarray
+    unit_centroid_distance: np.ndarray
+    unit_class_radius: np.ndarray
+    weight_moments: np.ndarray
+    weight_label_moment: np.ndarray
+    weight_directions: np.ndarray
+    converged: np.ndarray
+    n_minima: np.ndarray
+    width: float
+    activation: str
+    prior_w: float
+    prior_v: float
+    level: str
+    data_fingerprint: str
+    n_outputs: int
+    test_geometry: dict[str, np.ndarray] = field(default_factory=dict)
+    reference: dict[str, np.ndarray] = field(default_factory=dict)
+    test_prediction: np.ndarray | None = None
+    test_prediction_variance: np.ndarray | None = None
+
+    def shift(self, name: str) -> np.ndarray:
+        """Scaled finite-width shift N1·(value − infinite-width value) of a geometry measure
+        (``test_<name>`` for the test set)."""
+        value = self.test_geometry[name[5:]] if name.startswith("test_") else getattr(self, name)
+        return self.width * (value - self.reference[name])
+
+
+# ------------------------------------------------------------------------------------------
+# validation: one clear ValueError before any work
+# ------------------------------------------------------------------------------------------
+def _array(x, name: str) -> np.ndarray:
+    a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if not np.issubdtype(a.dtype, np.number) or np.iscomplexobj(a):
+        raise ValueError(f"{name}: must be a real numeric array, got dtype {a.dtype}")
+    a = a.astype(np.float64)
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name}: contains non-finite values (NaN or inf)")
+    return a
+
+
+def _labels(y: np.ndarray, name: str, n: int, n_in_name: str) -> int:
+    if y.shape[0] != n:
+        raise ValueError(f"{name}: has {y.shape[0]} rows but {n_in_name} has {n}")
+    if y.ndim == 1:
+        if not np.all(np.abs(y) == 1):
+            raise ValueError(f"{name}: a 1-d label array must be ±1 (binary task), got values {np.unique(y)[:5]}")
+        return 1
+    if y.ndim == 2 and y.shape[1] >= 2 and np.all((y == 0) | (y == 1)) and np.all(y.sum(1) == 1):
+        return y.shape[1]
+    raise ValueError(f"{name}: must be ±1 of shape (P,) or one-hot of shape (P, D) with D ≥ 2, got shape {y.shape}")
+
+
+def _validate(x_train, y_train, temperatures, width, activation, prior_w, prior_v, x_test, y_test, level):
+    T = _array(temperatures, "temperatures").reshape(-1)
+    if T.size == 0 or np.any(T <= 0):
+        raise ValueError(f"temperatures: must be a non-empty array of finite values > 0, got {T[:5]}")
+    for name, v, lo in (("width", width, 1.0), ("prior_w", prior_w, 0.0), ("prior_v", prior_v, 0.0)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
+            raise ValueError(f"{name}: must be a finite number, got {v!r}")
+        if (v < lo) if name == "width" else (v <= lo):
+            raise ValueError(f"{name}: must be {'≥ 1' if name == 'width' else '> 0'}, got {v}")
+    if not (callable(activation) or activation in ACTIVATIONS):
+        raise ValueError(f"activation: must be one of {ACTIVATIONS} or a callable, got {activation!r}")
+    levels = available_levels()
+    if level not in levels:
+        raise ValueError(f"level: must be one of {tuple(levels)}, got {level!r}")
+    X = _array(x_train, "x_train")
+    if X.ndim != 2 or X.shape[0] < 2:
+        raise ValueError(f"x_train: must have shape (P, N0) with P ≥ 2, got {X.shape}")
+    Y = _array(y_train, "y_train")
+    D = _labels(Y, "y_train", X.shape[0], "x_train")
+    classes = np.unique(Y if D == 1 else Y.argmax(1))
+    if len(classes) < 2:
+        raise ValueError("y_train: needs at least two classes present")
+    if D > 1 and not (isinstance(activation, str) and activation in ODD_ACTIVATIONS):
+        raise ValueError(
+            f"activation: D = {D} outputs need an odd (zero-mean) activation {ODD_ACTIVATIONS}; "
+            f"the mean mode of {activation!r} is implemented for single-output (±1) tasks only"
+        )
+    Xt = Yt = None
+    if x_test is not None:
+        Xt = _array(x_test, "x_test")
+        if Xt.ndim != 2 or Xt.shape[1] != X.shape[1]:
+            raise ValueError(f"x_test: must have shape (P_test, {X.shape[1]}), got {Xt.shape}")
+    if y_test is not None:
+        if Xt is None:
+            raise ValueError("y_test: given without x_test")
+        Yt = _array(y_test, "y_test")
+        Dt = _labels(Yt, "y_test", Xt.shape[0], "x_test")
+        if Dt != D:
+            raise ValueError(f"y_test: has {Dt} outputs but y_train has {D}")
+    return T, X, Y, Xt, Yt, D
+
+
+# ------------------------------------------------------------------------------------------
+# weights
+# ------------------------------------------------------------------------------------------
+def weight_directions(x_train, n: int = N_WEIGHT_DIRECTIONS) -> tuple[np.ndarray, np.ndarray]:
+    """Top-n principal directions of the inputs in weight space: (e (n, N0), c (n,)) with e_j the
+    right singular vectors of X and c_j = σ_j²/N0 the matching eigenvalues of XXᵀ/N0 (λ0 = 1).
+    Cost min(P, N0)³."""
+    X = torch.as_tensor(np.asarray(x_train) if not isinstance(x_train, torch.Tensor) else x_train,
+                        dtype=torch.float64)
+    P, N0 = X.shape
+    if N0 <= P:
+        ev, E = torch.linalg.eigh(X.T @ X / N0)
+        E = E.T
+    else:
+        ev, Pv = torch.linalg.eigh(X @ X.T / N0)
+        E = (X.T @ Pv / ev.clamp_min(1e-300).sqrt() / math.sqrt(N0)).T
+    order = torch.argsort(ev, descending=True)[:n]
+    keep = ev[order] > 1e-10 * ev.max()
+    order = order[keep]
+    return E[order].cpu().numpy(), ev[order].cpu().numpy()
+
+
+def measure_weight_moments(W, directions) -> np.ndarray:
+    """(1/N1) Σ_i (E w_i)(E w_i)ᵀ for first-layer weights W (..., N1, N0) and directions E (r, N0):
+    the quantity ``TemperatureCurve.weight_moments`` predicts (average over posterior samples)."""
+    Wt = torch.as_tensor(np.asarray(W) if not isinstance(W, torch.Tensor) else W, dtype=torch.float64)
+    E = torch.as_tensor(np.asarray(directions), dtype=torch.float64, device=Wt.device)
+    proj = Wt @ E.T  # (..., N1, r)
+    return (proj.transpose(-1, -2) @ proj / Wt.shape[-2]).cpu().numpy()
+
+
+def _weight_observables(post: PosteriorKernels, ctx: LevelContext, E: np.ndarray, c: np.ndarray, Y: torch.Tensor):
+    nT = len(ctx.temperatures)
+    r = E.shape[0]
+    if post.tilt is None:
+        return np.full((nT, r, r), np.nan), np.full(nT, np.nan)
+    kb, sp, dev = ctx.kernels, ctx.spectrum, ctx.x_train.device
+    X = ctx.x_train
+    lw = ctx.prior_w
+    Et = torch.as_tensor(E, dtype=torch.float64, device=dev)
+    # p_j = X e_j/σ_j, σ_j² = N0 c_j (c for λ0 = 1): unit vectors in sample space
+    sig = torch.as_tensor(np.sqrt(c * X.shape[1]), dtype=torch.float64, device=dev)
+    Pv = (X @ Et.T) / sig
+    cw = torch.as_tensor(c / lw, dtype=torch.float64, device=dev)  # eigenvalues of C = XXᵀ/(N0 λ0)
+    S = kb.slope_train
+    H = sp.U.T @ (S[:, None] * Pv * cw.sqrt())  # rotate √c_j S p_j into K_c's eigenbasis
+    M = post.tilt.quadratic(H)  # (nT, r, r)
+    wm = (torch.eye(r, dtype=torch.float64, device=dev)[None] + M) / lw
+    Yc = Y if Y.ndim == 2 else Y[:, None]
+    Cy = kb.cov_train @ Yc  # (P, D)
+    Hy = sp.U.T @ (S[:, None] * Cy / torch.sqrt((Yc * Cy).sum(0)))
+    My = torch.diagonal(post.tilt.quadratic(Hy), dim1=-2, dim2=-1).mean(-1)
+    return wm.cpu().numpy(), ((1.0 + My) / lw).cpu().numpy()
+
+
+# ------------------------------------------------------------------------------------------
+# the curve
+# ------------------------------------------------------------------------------------------
+def _geometry(G, labels) -> dict[str, np.ndarray]:
+    if isinstance(G, TiltedKernel):
+        return class_measures(G, labels)
+    return class_measures_dense(G, labels)
+
+
+def temperature_curve(
+    x_train,
+    y_train,
+    temperatures,
+    *,
+    width: float,
+    activation: str = "erf",
+    prior_w: float = 1.0,
+    prior_v: float = 1.0,
+    x_test=None,
+    y_test=None,
+    level: str = "gaussian",
+    device: str | torch.device | None = None,
+) -> TemperatureCurve:
+    """Posterior observables of a one-hidden-layer network of width N1 = ``width`` over temperatures.
+
+    Inputs are validated first (one ValueError naming the parameter). Then: NNGP kernel blocks
+    (``equilibrium.kernels``), one eigendecomposition of K_c (``equilibrium.action.factorise``),
+    the saddle point Q*(T) for all temperatures, the GP predictor, and the level's ⟨K_W⟩(T) with
+    geometry and weight moments (see :class:`TemperatureCurve`). ``y_train`` is ±1 (P,) or one-hot
+    (P, D). ``device`` (extra, optional) runs the torch work there (e.g. ``"cuda"``).
+
+    Cost after the eigendecomposition: O(P) per temperature for the saddle point and training
+    error, O(P·P_test) for the test predictor, O(P²) per temperature for the diagonal-dependent
+    geometry (radii, unit sphere) of the spectral levels.
+    """
+    T, X, Y, Xt, Yt, D = _validate(x_train, y_train, temperatures, width, activation, prior_w, prior_v,
+                                   x_test, y_test, level)
+    lev = available_levels()[level]
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    Xd = torch.as_tensor(X, device=dev)
+    Yd = torch.as_tensor(Y, device=dev)
+    Xtd = None if Xt is None else torch.as_tensor(Xt, device=dev)
+    Ytd = None if Yt is None else torch.as_tensor(Yt, device=dev)
+    kb: KernelBlocks = nngp_kernels(Xd, Xtd, activation=activation, prior_w=prior_w, device=dev)
+    nT = len(T)
+    if D == 1:
+        sp = factorise(kb.train, Yd, prior_v=prior_v, mean=kb.mean_train)
+        if lev.uses_saddle:
+            sad = solve_saddle(sp, T, width=width)
+            Q, conv, nmin = sad.Q, sad.converged, sad.n_minima
+        else:
+            Q, conv, nmin = np.ones(nT), np.ones(nT, bool), np.ones(nT, np.int64)
+        predict = gp_predictor(sp, kb.test_train, kb.test_diagonal, kb.mean_test, Ytd, kb.mean_train)
+        readout = Q / prior_v
+    else:
+        sp = factorise_multi(kb.train, Yd, prior_v=prior_v)
+        if lev.uses_saddle:
+            sad = solve_saddle_multi(sp, T, width=width)
+            Q, conv, nmin = sad.Q, sad.converged, sad.n_minima
+        else:
+            Q = np.broadcast_to(np.eye(D), (nT, D, D)).copy()
+            conv, nmin = np.ones(nT, bool), np.ones(nT, np.int64)
+        predict = gp_predictor_multi(sp, kb.test_train, kb.test_diagonal, Ytd)
+        readout = np.trace(Q, axis1=1, axis2=2) / (D * prior_v)
+    pred = predict(T, Q)
+    ctx = LevelContext(x_train=Xd, y_train=Yd, x_test=Xtd, kernels=kb, spectrum=sp, temperatures=T, Q=Q,
+                       width=float(width), activation=activation, prior_w=float(prior_w), prior_v=float(prior_v))
+    post = lev.posterior(ctx)
+    geo = _geometry(post.train, Y)
+    ref = class_measures_dense(kb.train[None], Y)
+    reference = {k: v[0] for k, v in ref.items()}
+    test_geo: dict[str, np.ndarray] = {}
+    if post.test is not None and Yt is not None and len(np.unique(Yt if D == 1 else Yt.argmax(1))) >= 2:
+        test_geo = _geometry(post.test, Yt)
+        reference.update({f"test_{k}": v[0] for k, v in class_measures_dense(kb.test[None], Yt).items()})
+    E, c = weight_directions(Xd)
+    wm, wl = _weight_observables(post, ctx, E, c, Yd)
+    nan = np.full(nT, np.nan)
+    return TemperatureCurve(
+        temperature=T, Q=np.asarray(Q), train_error=pred.train_error, train_variance=pred.train_variance,
+        test_error=pred.test_error if pred.test_error is not None else nan,
+        test_bias2=pred.test_bias2 if pred.test_bias2 is not None else nan,
+        test_variance=pred.test_variance_mean if pred.test_variance_mean is not None else nan,
+        readout_second_moment=np.asarray(readout, dtype=np.float64),
+        centroid_shift=float(width) * (geo["centroid_distance"] - reference["centroid_distance"]),
+        **{k: geo[k] for k in MEASURES},
+        weight_moments=wm, weight_label_moment=wl, weight_directions=E,
+        converged=np.asarray(conv), n_minima=np.asarray(nmin),
+        width=float(width), activation=activation if isinstance(activation, str) else getattr(activation, "__name__", "callable"),
+        prior_w=float(prior_w), prior_v=float(prior_v), level=level,
+        data_fingerprint=geometry.data_fingerprint(X, Y), n_outputs=D,
+        test_geometry=test_geo, reference=reference,
+        test_prediction=pred.test_mean, test_prediction_variance=pred.test_variance,
+    )

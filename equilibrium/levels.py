@@ -1,0 +1,139 @@
+"""Theory levels: each level is a function that returns the posterior hidden kernel ⟨K_W⟩(T).
+
+A level receives the solved problem (:class:`LevelContext`: kernels, eigenbasis, temperatures,
+saddle point) and returns :class:`PosteriorKernels` — the train block of ⟨K_W⟩(T) and, with a
+test set, the test×test block, either in the spectral form
+:class:`~equilibrium.posterior.TiltedKernel` (cheap levels) or as dense tensors (nT, n, n). All
+geometry is then computed from these kernels by shared code (``equilibrium.curve``).
+
+Levels:
+
+- ``nngp``: infinite width. Q = 1, ⟨K_W⟩ = K, weights at their prior moments.
+- ``gaussian``: Q = Q*(T) from the effective action; ⟨K_W⟩ = K + K_c J K_c (THEORY.md §4,
+  docs/theory.md §4): leading order in 1/N1 with Gaussian-equivalent single-neuron statistics.
+- ``single_neuron`` (present when ``equilibrium/single_neuron.py`` is installed): the
+  single-neuron effective measure with the exact non-linear activation. Contract:
+  ``equilibrium.single_neuron.posterior_kernel(x_train, y_train, x_test, temperatures, Q, *,
+  width, activation, prior_w, prior_v) -> (train (nT, P, P), test (nT, Pt, Pt) | None)``
+  (numpy or torch, float64), test = the test×test block of ⟨K_W⟩ when ``x_test`` is given.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+
+from .action import MultiSpectrum, Spectrum
+from .kernels import KernelBlocks
+from .posterior import Tilt, TiltedKernel, gaussian_tilt, gaussian_tilt_multi, zero_tilt
+
+__all__ = ["LEVELS", "LevelContext", "PosteriorKernels", "Level", "available_levels"]
+
+
+@dataclass(frozen=True)
+class LevelContext:
+    """Everything a level may use (torch float64 on one device; ``Q`` numpy, (nT,) or (nT, D, D))."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor | None
+    kernels: KernelBlocks
+    spectrum: Spectrum | MultiSpectrum
+    temperatures: np.ndarray
+    Q: np.ndarray
+    width: float
+    activation: Any
+    prior_w: float
+    prior_v: float
+
+
+@dataclass(frozen=True)
+class PosteriorKernels:
+    """⟨K_W⟩(T): ``train`` (TiltedKernel or (nT, P, P)), ``test`` (TiltedKernel, (nT, Pt, Pt) or
+    None); ``tilt`` the single-neuron tilt J(T) when the level has one in spectral form (it gives
+    the weight observables), else None."""
+
+    train: TiltedKernel | torch.Tensor
+    test: TiltedKernel | torch.Tensor | None
+    tilt: Tilt | None
+
+
+@dataclass(frozen=True)
+class Level:
+    """A named theory level: ``posterior(ctx)`` and whether it uses the saddle point Q*."""
+
+    name: str
+    description: str
+    uses_saddle: bool
+    posterior: Callable[[LevelContext], PosteriorKernels]
+
+
+def _left_factors(ctx: LevelContext) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """F with K_c = F Uᵀ on the train rows (F = U diag κ) and on the test rows ((K0X − μ0μᵀ)U)."""
+    sp, kb = ctx.spectrum, ctx.kernels
+    F = sp.U * sp.kappa
+    if kb.test_train is None:
+        return F, None
+    Kc0 = kb.test_train - torch.outer(kb.mean_test, kb.mean_train) if kb.has_mean else kb.test_train
+    return F, Kc0 @ sp.U
+
+
+def _spectral(ctx: LevelContext, tilt: Tilt) -> PosteriorKernels:
+    F, F0 = _left_factors(ctx)
+    train = TiltedKernel(ctx.kernels.train, F, tilt)
+    test = None if F0 is None else TiltedKernel(ctx.kernels.test, F0, tilt)
+    return PosteriorKernels(train=train, test=test, tilt=tilt)
+
+
+def _nngp(ctx: LevelContext) -> PosteriorKernels:
+    return _spectral(ctx, zero_tilt(ctx.spectrum.U, len(ctx.temperatures)))
+
+
+def _gaussian(ctx: LevelContext) -> PosteriorKernels:
+    if isinstance(ctx.spectrum, MultiSpectrum):
+        tilt = gaussian_tilt_multi(ctx.spectrum, ctx.temperatures, ctx.Q, width=ctx.width)
+    else:
+        tilt = gaussian_tilt(ctx.spectrum, ctx.temperatures, ctx.Q, width=ctx.width)
+    return _spectral(ctx, tilt)
+
+
+def _single_neuron(ctx: LevelContext) -> PosteriorKernels:
+    module = importlib.import_module("equilibrium.single_neuron")
+    to = lambda a: None if a is None else torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a,  # noqa: E731
+                                                         dtype=torch.float64, device=ctx.x_train.device)
+    train, test = module.posterior_kernel(
+        ctx.x_train.cpu().numpy(), ctx.y_train.cpu().numpy(),
+        None if ctx.x_test is None else ctx.x_test.cpu().numpy(), ctx.temperatures, ctx.Q,
+        width=ctx.width, activation=ctx.activation, prior_w=ctx.prior_w, prior_v=ctx.prior_v,
+    )
+    return PosteriorKernels(train=to(train), test=to(test), tilt=None)
+
+
+_ALL: dict[str, Level] = {
+    "nngp": Level("nngp", "infinite width: Q = 1, <K_W> = K (NNGP)", False, _nngp),
+    "gaussian": Level("gaussian", "Q* saddle point; <K_W> = K + K_c J K_c to O(1/N1), Gaussian-equivalent "
+                      "single-neuron tilt (THEORY.md §4)", True, _gaussian),
+    "single_neuron": Level("single_neuron", "Q* saddle point; <K_W> from the single-neuron measure with the exact "
+                           "non-linear activation (equilibrium.single_neuron)", True, _single_neuron),
+}
+
+
+def available_levels() -> dict[str, Level]:
+    """The levels usable in this installation (``single_neuron`` only when its module exists)."""
+    out = {k: v for k, v in _ALL.items() if k != "single_neuron"}
+    try:
+        present = importlib.util.find_spec("equilibrium.single_neuron") is not None
+    except (ImportError, ValueError):
+        present = False
+    if present:
+        out["single_neuron"] = _ALL["single_neuron"]
+    return out
+
+
+LEVELS: Mapping[str, str] = {k: v.description for k, v in available_levels().items()}
+"""Names (and one-line descriptions) of the available theory levels."""
