@@ -104,14 +104,29 @@ class Turning:
         return f"monotonic ({self.kind})"
 
 
+def _parabolic(x: np.ndarray, y: np.ndarray, i: int, log_x: bool) -> float:
+    """Vertex of the parabola through the extremum and its two neighbours (in log x if asked)."""
+    u = np.log(x[i - 1 : i + 2]) if log_x else x[i - 1 : i + 2]
+    if log_x and not np.all(np.isfinite(u)):
+        return float(x[i])
+    a, b, _ = np.polyfit(u - u[1], y[i - 1 : i + 2], 2)
+    if a == 0:
+        return float(x[i])
+    v = float(np.clip(-b / (2 * a), u[0] - u[1], u[2] - u[1]) + u[1])
+    return float(np.exp(v)) if log_x else v
+
+
 def turning_point(
-    x: np.ndarray, y: np.ndarray, se: np.ndarray | None = None, *, rel_tol: float = 0.02, n_se: float = 2.0
+    x: np.ndarray, y: np.ndarray, se: np.ndarray | None = None, *, rel_tol: float = 0.02, n_se: float = 2.0,
+    refine: bool = False, log_x: bool = False,
 ) -> Turning:
     """Locate a significant interior extremum of y(x).
 
     A peak at i needs y_i above both ends by more than tol_i = max(rel_tol · (max y − min y),
     n_se · √(se_i² + se_end²)); a dip symmetrically. If both exist, the larger excursion wins and the
-    other is noted. ``x`` is only used to report the location (pass steps, or temperatures).
+    other is noted. ``x`` is only used to report the location (pass steps, or temperatures);
+    ``refine=True`` places it at the vertex of a parabola through the extremum and its neighbours
+    (in log x with ``log_x=True``), for smooth curves on a coarse grid such as theory curves.
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -132,12 +147,14 @@ def turning_point(
     if 0 < i < len(y) - 1:
         exc = min(y[i] - y[0], y[i] - y[-1])
         if y[i] - y[0] > tol(i, 0) and y[i] - y[-1] > tol(i, -1):
-            candidates.append(Turning("peak", float(x[i]), float(y[i]), float(exc), i))
+            loc = _parabolic(x, y, i, log_x) if refine else float(x[i])
+            candidates.append(Turning("peak", loc, float(y[i]), float(exc), i))
     j = int(np.argmin(y))
     if 0 < j < len(y) - 1:
         exc = min(y[0] - y[j], y[-1] - y[j])
         if y[0] - y[j] > tol(j, 0) and y[-1] - y[j] > tol(j, -1):
-            candidates.append(Turning("dip", float(x[j]), float(y[j]), float(exc), j))
+            loc = _parabolic(x, y, j, log_x) if refine else float(x[j])
+            candidates.append(Turning("dip", loc, float(y[j]), float(exc), j))
     if candidates:
         candidates.sort(key=lambda t: -t.excursion)
         best = candidates[0]
@@ -173,7 +190,8 @@ def replica_turning_steps(
 # ------------------------------------------------------------------------------------------------
 _CURVE_SKIP = {
     "temperature", "Q", "train_error", "test_error", "test_bias2", "test_variance", "width", "activation",
-    "prior_w", "prior_v", "level", "data_fingerprint",
+    "prior_w", "prior_v", "level", "data_fingerprint", "n_minima", "converged", "train_variance",
+    "weight_label_moment",
 }
 
 
@@ -196,6 +214,10 @@ def run_measures(trajectory: Any) -> dict[str, np.ndarray]:
         elif a.ndim == 3:
             for c in range(a.shape[2]):
                 out[f"{name}_{c}"] = a[:, :, c]
+    logged = _get(trajectory, "measures") or {}
+    if "weights/weight_moment_label" in logged:
+        # aᵀΩa / aᵀCa with a = y: λ0 × the second moment of the first-layer weights along Xᵀy/|Xᵀy|
+        out["weight_moment_label"] = np.asarray(logged["weights/weight_moment_label"], dtype=np.float64)
     return out
 
 
@@ -215,6 +237,10 @@ def curve_measures(curve: Any) -> dict[str, np.ndarray]:
         elif a.ndim == 2 and a.shape[1] <= 16:
             for c in range(a.shape[1]):
                 out[f"{name}_{c}"] = a[:, c].astype(np.float64)
+    label_moment = getattr(curve, "weight_label_moment", None)
+    if isinstance(label_moment, np.ndarray) and label_moment.shape == T.shape:
+        # the run logs it relative to the prior (λ0 × second moment); the curve in absolute units
+        out["weight_moment_label"] = float(getattr(curve, "prior_w", 1.0)) * label_moment.astype(np.float64)
     return out
 
 
@@ -404,7 +430,7 @@ def compare(
             th_T[lv], th_v[lv] = T, src
             at_T[lv] = interpolate_curve(T, src, maps[lv].temperature)
             order = np.argsort(T)
-            th_turn[lv] = turning_point(T[order], src[order], rel_tol=rel_tol)
+            th_turn[lv] = turning_point(T[order], src[order], rel_tol=rel_tol, refine=True, log_x=True)
         results[name] = MeasureComparison(
             measure=name, step=steps, run_mean=mean, run_se=se, run_turning=t_run, replica_steps=rep_steps,
             t_star=t_star, t_star_se=t_se, T_eff_at_t_star=teff_star, theory_at_T_eff=at_T,

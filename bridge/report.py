@@ -1,0 +1,422 @@
+"""Reports of a bridge comparison: ``report.md``, PNG plots, metrics CSV/JSON and a wandb run.
+
+Files written into the report directory:
+
+- ``report.md``: setting, timings, per width the T_eff map, a table of every measure's turning point on
+  both sides, one plain sentence per measure ("non-monotonic: peak at step ..."), theory vs sampling;
+- ``measures_vs_step_N{w}.png``: each geometry measure vs step (mean ± s.e. over replicas), T_eff(t)
+  on a second axis; ``measures_vs_T_N{w}.png``: theory levels vs T, sampled points, GD mapped through
+  T_eff; ``weights_N{w}.png``: ⟨v²⟩ and weight displacement; ``summary.png``: the centroid shift vs T
+  for every width (the README's plot);
+- ``metrics.csv`` (one row per width and logged step: replica means, s.e., T_eff per level and the
+  theory at T_eff), ``curves.csv`` (the theory curves), ``summary.csv`` (the turning-point table) and
+  ``metrics.json`` (all of the above that is not per step, plus consistency checks and timings);
+- a wandb run (offline unless asked otherwise) holding the tables and plots; a wandb failure is
+  reported in ``metrics.json`` and never stops the report.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["write_report", "GEOMETRY_MEASURES"]
+
+GEOMETRY_MEASURES = (
+    "centroid_distance", "centroid_shift", "unit_centroid_distance", "class_radius_0", "class_radius_1",
+    "unit_class_radius_0", "unit_class_radius_1", "distance_ratio",
+)
+WEIGHT_MEASURES = ("readout_second_moment", "weight_displacement_0", "weight_displacement_1")
+LABELS = {
+    "centroid_distance": "centroid distance² cᵀK_W c",
+    "centroid_shift": "N1·(D − D∞)",
+    "unit_centroid_distance": "unit-sphere centroid distance",
+    "class_radius_0": "class radius (class 0)",
+    "class_radius_1": "class radius (class 1)",
+    "unit_class_radius_0": "unit-sphere radius R_0",
+    "unit_class_radius_1": "unit-sphere radius R_1",
+    "distance_ratio": "inter/intra distance ratio",
+    "readout_second_moment": "⟨v²⟩",
+    "weight_displacement_0": "|W−W0|/|W0| (first layer)",
+    "weight_displacement_1": "|v−v0|/|v0| (readout)",
+    "mean_predictor_train_error": "train error of mean predictor",
+}
+
+
+def _fmt(x: Any, spec: str = ".3g") -> str:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    return "—" if not np.isfinite(x) else format(x, spec)
+
+
+# ------------------------------------------------------------------------------------------------
+# plots
+# ------------------------------------------------------------------------------------------------
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _level_colors(levels: Sequence[str]) -> dict[str, str]:
+    palette = ["tab:gray", "tab:blue", "tab:green", "tab:purple", "tab:brown"]
+    return {lv: palette[i % len(palette)] for i, lv in enumerate(levels)}
+
+
+def _plot_vs_step(res: Any, path: Path) -> None:
+    plt = _plt()
+    cmp = res.comparison
+    names = [m for m in GEOMETRY_MEASURES if m in cmp.measures]
+    ncol = 3
+    nrow = int(np.ceil(len(names) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.0 * nrow), squeeze=False)
+    level = list(cmp.maps)[-1]
+    tmap = cmp.maps[level]
+    for ax, name in zip(axes.flat, names):
+        m = cmp.measures[name]
+        s = np.maximum(m.step, 0.5)  # step 0 on a log axis
+        ax.plot(s, m.run_mean, color="tab:red", lw=1.5, label="GD (mean ± s.e.)")
+        ax.fill_between(s, m.run_mean - np.nan_to_num(m.run_se), m.run_mean + np.nan_to_num(m.run_se),
+                        color="tab:red", alpha=0.25, lw=0)
+        if np.isfinite(m.t_star):
+            ax.axvline(m.t_star, color="tab:red", ls=":", lw=1)
+        ax.set_xscale("log")
+        ax.set_title(LABELS.get(name, name), fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax2 = ax.twinx()
+        ok = tmap.ok
+        ax2.plot(s[ok], tmap.temperature[ok], color="k", lw=0.8, ls="--")
+        ax2.set_yscale("log")
+        ax2.set_ylabel(f"T_eff ({level})", fontsize=7)
+        ax2.tick_params(labelsize=7)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.suptitle(f"N1 = {res.width}: measures vs step (red), T_eff(t) dashed; dotted: t*", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _plot_vs_T(res: Any, path: Path, names: Sequence[str]) -> None:
+    plt = _plt()
+    cmp = res.comparison
+    names = [m for m in names if m in cmp.measures]
+    colors = _level_colors(list(cmp.maps))
+    ncol = 3
+    nrow = max(1, int(np.ceil(len(names) / ncol)))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.0 * nrow), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        m = cmp.measures[name]
+        for lv, T in m.theory_temperature.items():
+            ax.plot(T, m.theory_values[lv], color=colors[lv], lw=1.5, label=f"theory: {lv}")
+            tt = m.theory_turning.get(lv)
+            if tt is not None and tt.non_monotonic:
+                ax.axvline(tt.location, color=colors[lv], ls=":", lw=1)
+        for lv, tmap in cmp.maps.items():
+            ok = tmap.ok
+            if ok.any():
+                ax.errorbar(tmap.temperature[ok], m.run_mean[ok], yerr=np.nan_to_num(m.run_se[ok]), fmt="o", ms=2.5,
+                            color=colors[lv], mfc="white", alpha=0.8, lw=0.6, label=f"GD via T_eff ({lv})")
+        pts = [(p.temperature, *p.values[name]) for p in res.samples if name in p.values]
+        if pts:
+            T, mu, se = map(np.array, zip(*pts))
+            ax.errorbar(T, mu, yerr=se, fmt="s", color="k", ms=4, capsize=2, label="Langevin/HMC sampling")
+        ax.set_xscale("log")
+        ax.set_xlabel("T", fontsize=8)
+        ax.set_title(LABELS.get(name, name), fontsize=9)
+        ax.tick_params(labelsize=7)
+    if names:
+        axes.flat[0].legend(fontsize=6)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.suptitle(f"N1 = {res.width}: vs temperature — lines theory, circles GD at T_eff(t), squares sampling",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _plot_summary(results: Sequence[Any], path: Path, measure: str = "centroid_shift") -> None:
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(results), figsize=(4.6 * len(results), 3.4), squeeze=False)
+    for ax, res in zip(axes.flat, results):
+        cmp = res.comparison
+        colors = _level_colors(list(cmp.maps))
+        m = cmp.measures.get(measure)
+        if m is None:
+            ax.axis("off")
+            continue
+        for lv, T in m.theory_temperature.items():
+            ax.plot(T, m.theory_values[lv], color=colors[lv], lw=1.8, label=f"theory ({lv})")
+        lv = list(cmp.maps)[-1]
+        tmap = cmp.maps[lv]
+        ok = tmap.ok
+        ax.errorbar(tmap.temperature[ok], m.run_mean[ok], yerr=np.nan_to_num(m.run_se[ok]), fmt="o", ms=3,
+                    color="tab:red", mfc="white", lw=0.6, label=f"GD at T_eff(t) ({lv})")
+        pts = [(p.temperature, *p.values[measure]) for p in res.samples if measure in p.values]
+        if pts:
+            T, mu, se = map(np.array, zip(*pts))
+            ax.errorbar(T, mu, yerr=se, fmt="s", color="k", ms=4, capsize=2, label="sampling")
+        ax.set_xscale("log")
+        ax.set_xlabel("temperature T  (GD: T_eff(t), time runs right to left)", fontsize=8)
+        ax.set_title(f"N1 = {res.width} (α = P/N1 = {res.trajectory.train_predictions.shape[2] / res.width:.3g})",
+                     fontsize=9)
+        ax.set_ylabel(LABELS.get(measure, measure), fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------------
+# tables
+# ------------------------------------------------------------------------------------------------
+def _metrics_rows(res: Any) -> list[dict]:
+    cmp = res.comparison
+    rows = []
+    steps = np.asarray(res.trajectory.step)
+    for i, s in enumerate(steps):
+        row: dict[str, Any] = dict(width=res.width, step=int(s))
+        for lv, tmap in cmp.maps.items():
+            row[f"T_eff[{lv}]"] = tmap.temperature[i]
+            row[f"T_eff_low[{lv}]"] = tmap.temperature_low[i]
+            row[f"T_eff_high[{lv}]"] = tmap.temperature_high[i]
+            row[f"status[{lv}]"] = tmap.status[i]
+        row["match_value"] = next(iter(cmp.maps.values())).run_value[i]
+        row["match_value_se"] = next(iter(cmp.maps.values())).run_value_se[i]
+        for name, m in cmp.measures.items():
+            row[name] = m.run_mean[i]
+            row[f"{name}_se"] = m.run_se[i]
+            for lv, v in m.theory_at_T_eff.items():
+                row[f"{name}_theory[{lv}]"] = v[i]
+        rows.append(row)
+    return rows
+
+
+def _curve_rows(res: Any) -> list[dict]:
+    from .compare import curve_measures
+
+    rows = []
+    for lv, c in res.curves.items():
+        table = curve_measures(c)
+        for k, T in enumerate(np.asarray(c.temperature)):
+            row = dict(width=res.width, level=lv, temperature=float(T), Q=float(np.asarray(c.Q)[k]),
+                       train_error=float(np.asarray(c.train_error)[k]), test_error=float(np.asarray(c.test_error)[k]),
+                       test_bias2=float(np.asarray(c.test_bias2)[k]))
+            row.update({name: float(v[k]) for name, v in table.items()})
+            rows.append(row)
+    return rows
+
+
+def _summary_rows(res: Any) -> list[dict]:
+    return [dict(width=res.width, **row) for row in res.comparison.table()]
+
+
+def _write_csv(rows: list[dict], path: Path) -> None:
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (repr(float(v)) if isinstance(v, (float, np.floating)) else v) for k, v in r.items()})
+
+
+def _clean(o: Any) -> Any:
+    if isinstance(o, dict):
+        return {str(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    if isinstance(o, np.ndarray):
+        return _clean(o.tolist())
+    if isinstance(o, (np.floating, float)):
+        return float(o) if np.isfinite(o) else None
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    return o
+
+
+# ------------------------------------------------------------------------------------------------
+# the report
+# ------------------------------------------------------------------------------------------------
+def _width_json(res: Any) -> dict:
+    cmp = res.comparison
+    measures = {}
+    for name, m in cmp.measures.items():
+        measures[name] = dict(
+            run_shape=m.run_turning.kind, run_turning_step=m.run_turning.location, run_excursion=m.run_turning.excursion,
+            t_star=m.t_star, t_star_se=m.t_star_se, replicas_turning=m.replicas_with_turning,
+            replica_steps=m.replica_steps, T_eff_at_t_star=m.T_eff_at_t_star,
+            theory={lv: dict(shape=t.kind, T_star=t.location if t.non_monotonic else None, excursion=t.excursion)
+                    for lv, t in m.theory_turning.items()},
+            statement=m.statement(),
+        )
+    return dict(
+        width=res.width, replicas=int(res.trajectory.train_predictions.shape[1]), lr=res.trajectory.lr,
+        steps=int(res.trajectory.step[-1]), run_dir=res.trajectory.run_dir, seconds=res.seconds,
+        maps={lv: m.summary() for lv, m in cmp.maps.items()},
+        measures=measures,
+        consistency={lv: dict(vars(c), passed=c.passed) for lv, c in cmp.consistency.items()},
+        samples=[dict(temperature=p.temperature, replicas=p.replicas, method=p.method, seconds=p.seconds,
+                      values={k: dict(mean=v[0], se=v[1]) for k, v in p.values.items()}) for p in res.samples],
+    )
+
+
+def _markdown(results: Sequence[Any], config: dict, files: dict, seconds: float) -> str:
+    lines = [f"# gdeq report: {config.get('name', '')}", ""]
+    task = config.get("task", {})
+    lines += [
+        f"Data: {task.get('dataset', '?')} classes {task.get('classes', '?')}, P = {task.get('n_train', '?')} "
+        f"(test {task.get('n_test', '?')}), source: {task.get('source', '?')}; activation {config.get('activation')}, "
+        f"λ0 = λ1 = 1; full-batch GD on ½Σ(y − f)² from the prior; theory levels: {', '.join(config.get('levels', []))}.",
+        "",
+        "T_eff(t) matches the training error of the replica-mean predictor (bias-corrected for the finite number of "
+        "replicas) to the theory's (1/P)T²|A⁻¹y|², monotonically in log T; steps outside the theory's range are "
+        "reported, not extrapolated. Turning points use the same rule on both sides: an interior extremum standing "
+        "out by more than 2 % of the curve's range (and 2 s.e. on the run side).",
+        "",
+        f"Total time: {seconds:.0f} s.",
+        "",
+        f"![summary]({files['summary']})",
+        "",
+    ]
+    for res in results:
+        cmp = res.comparison
+        P = res.trajectory.train_predictions.shape[2]
+        lines += [f"## N1 = {res.width} (α = P/N1 = {P / res.width:.3g}), {res.trajectory.train_predictions.shape[1]} "
+                  f"replicas, lr = {res.trajectory.lr:.3g}, {int(res.trajectory.step[-1])} steps", ""]
+        lines.append("Timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in res.seconds.items()) + ".")
+        lines.append("")
+        for lv, m in cmp.maps.items():
+            s = m.summary()
+            first, last = s["T_eff_first"], s["T_eff_last"]
+            lines.append(f"- T_eff ({lv}): {s['mapped_steps']['ok']} of {len(m.step)} logged steps mapped, from "
+                         f"T_eff = {_fmt(first)} at step {_fmt(s['first_mapped_step'])} down to {_fmt(last)} at step "
+                         f"{_fmt(s['last_mapped_step'])}; " + ("; ".join(m.notes) if m.notes else "no flags") + ".")
+        for lv, c in cmp.consistency.items():
+            lines.append(f"- Langevin consistency ({lv}): {c.message}")
+        lines += ["", "**Where each side is non-monotonic**", ""]
+        for name, m in cmp.measures.items():
+            lines.append(f"- {LABELS.get(name, name)} (`{name}`): {m.statement()}")
+        lines += ["", "| measure | GD shape | t* ± s.e. | replicas turning | "
+                  + " | ".join(f"T_eff(t*) {lv} | theory {lv} | T* {lv}" for lv in cmp.maps) + " |"]
+        lines.append("|" + "---|" * (4 + 3 * len(cmp.maps)))
+        for row in cmp.table():
+            cells = [row["measure"], row["run_shape"], f"{_fmt(row['t_star'], '.4g')} ± {_fmt(row['t_star_se'], '.2g')}",
+                     f"{row['replicas_turning']}/{row['replicas']}"]
+            for lv in cmp.maps:
+                cells += [_fmt(row[f"T_eff_t_star[{lv}]"]), row[f"theory_shape[{lv}]"], _fmt(row[f"T_star[{lv}]"])]
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+        if res.samples:
+            lines += ["", f"**Theory vs sampling** (N1 = {res.width}; mean ± s.e. over replicas)", "",
+                      "| T | measure | sampled | " + " | ".join(cmp.maps) + " |", "|" + "---|" * (3 + len(cmp.maps))]
+            from .maps import interpolate_curve
+
+            for p in res.samples:
+                for name, (mu, se) in p.values.items():
+                    field_name = "train_error" if name == "mean_predictor_train_error" else name
+                    th = []
+                    for lv, c in res.curves.items():
+                        v = getattr(c, field_name, None)
+                        th.append(_fmt(interpolate_curve(c.temperature, v, np.array([p.temperature]))[0], ".4g")
+                                  if isinstance(v, np.ndarray) and v.ndim == 1 else "—")
+                    lines.append(f"| {p.temperature:.3g} | {name} | {mu:.4g} ± {se:.2g} | " + " | ".join(th) + " |")
+        w = res.width
+        lines += ["", f"![measures vs step]({files[f'step_{w}']})", "", f"![measures vs T]({files[f'T_{w}']})", "",
+                  f"![weights]({files[f'weights_{w}']})", ""]
+    lines += ["## Files", "",
+              "- `metrics.csv`: per width and logged step, replica means and s.e. of every measure, T_eff per level "
+              "(with the interval from ± 1 s.e.) and the theory at T_eff;",
+              "- `curves.csv`: the theory curves; `summary.csv`: the table above; `metrics.json`: everything not per step;",
+              f"- wandb run: {files.get('wandb', 'not written')}.", ""]
+    return "\n".join(lines)
+
+
+def write_report(out_dir: str | Path, results: Sequence[Any], *, config: dict | None = None,
+                 wandb_mode: str = "offline", wandb_project: str = "gdeq", seconds_so_far: float = 0.0) -> dict:
+    """Write the report files for per-width results (``bridge.experiments.WidthResult``); returns their paths.
+
+    ``wandb_mode``: ``"offline"`` (default; sync later with ``wandb sync``), ``"online"`` (falls back to
+    offline if the server cannot be reached) or ``"disabled"``.
+    """
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config = dict(config or {})
+    files: dict[str, str] = {"summary": "summary.png"}
+    _plot_summary(results, out / "summary.png")
+    for res in results:
+        w = res.width
+        files[f"step_{w}"] = f"measures_vs_step_N{w}.png"
+        files[f"T_{w}"] = f"measures_vs_T_N{w}.png"
+        files[f"weights_{w}"] = f"weights_N{w}.png"
+        _plot_vs_step(res, out / files[f"step_{w}"])
+        _plot_vs_T(res, out / files[f"T_{w}"], GEOMETRY_MEASURES)
+        _plot_vs_T(res, out / files[f"weights_{w}"], WEIGHT_MEASURES + ("mean_predictor_train_error",))
+    metrics = [r for res in results for r in _metrics_rows(res)]
+    _write_csv(metrics, out / "metrics.csv")
+    _write_csv([r for res in results for r in _curve_rows(res)], out / "curves.csv")
+    summary = [r for res in results for r in _summary_rows(res)]
+    _write_csv(summary, out / "summary.csv")
+    files.update(metrics_csv="metrics.csv", curves_csv="curves.csv", summary_csv="summary.csv", json="metrics.json",
+                 report="report.md")
+    wandb_info = _log_wandb(out, results, config, files, summary, wandb_mode, wandb_project)
+    if wandb_info.get("dir"):
+        files["wandb"] = wandb_info["dir"]
+    seconds = seconds_so_far + time.perf_counter() - t0
+    doc = dict(config=config, seconds=seconds, widths=[_width_json(r) for r in results], summary=summary,
+               files=files, wandb=wandb_info)
+    (out / "metrics.json").write_text(json.dumps(_clean(doc), indent=2, default=str))
+    (out / "report.md").write_text(_markdown(results, config, files, seconds))
+    return {k: str(out / v) if not Path(v).is_absolute() else v for k, v in files.items()}
+
+
+def _log_wandb(out: Path, results: Sequence[Any], config: dict, files: dict, summary: list[dict], mode: str,
+               project: str) -> dict:
+    """Log the tables and plots to a wandb run; offline by default, never raises."""
+    if mode == "disabled":
+        return dict(mode="disabled")
+    try:
+        import wandb
+    except ImportError:
+        return dict(mode=mode, error="wandb not installed")
+    info: dict[str, Any] = dict(mode=mode)
+    for attempt in ([mode, "offline"] if mode == "online" else ["offline"]):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                run = wandb.init(project=project, name=config.get("name"), dir=str(out), mode=attempt,
+                                 config=_clean(config), reinit="create_new",
+                                 settings=wandb.Settings(silent=True, init_timeout=30))
+                cols = sorted({k for r in summary for k in r})
+                run.log({"summary": wandb.Table(columns=cols, data=[[_clean(r.get(k)) for k in cols] for r in summary])})
+                for key, name in files.items():
+                    if name.endswith(".png"):
+                        run.log({f"plots/{key}": wandb.Image(str(out / name))})
+                for res in results:
+                    for name, m in res.comparison.measures.items():
+                        run.summary[f"N{res.width}/{name}/t_star"] = _clean(m.t_star)
+                        for lv, v in m.T_eff_at_t_star.items():
+                            run.summary[f"N{res.width}/{name}/T_eff_t_star/{lv}"] = _clean(v)
+                info.update(mode=attempt, dir=str(Path(run.dir).parent), id=run.id)
+                run.finish()
+            return info
+        except Exception as err:  # never let wandb stop a report
+            info[f"error_{attempt}"] = f"{type(err).__name__}: {err}"
+    return info
