@@ -93,17 +93,23 @@ class GeometryLogger(pl.Callback):
     unit-sphere, inter/intra pair distances and their ratio, alignments, participation ratio),
     the scaled changes N_l·(D_t − D_0) of both centroid distances, Calinski–Harabasz and
     Davies–Bouldin indices (torchmetrics), k-NN class purity; plus per layer the weight
-    displacement |W_t − W_0|/|W_0|, the readout second moment ⟨v²⟩ and the first-layer moment along
-    the labels, ``omega_label`` = yᵀΩy/P with Ω = (1/N1) Σ_i h_i h_iᵀ, h_i = X w_i/√N0 (train probe).
+    displacement |W_t − W_0|/|W_0|, the readout second moment ⟨v²⟩ and the first-layer weight moment
+    along the labels, ``weight_moment_label`` = yᵀΩy / yᵀCy with Ω = (1/N1) Σ_i h_i h_iᵀ,
+    h_i = X w_i/√N0, C = XXᵀ/(N0 λ0) on the train probe (1 in the prior; as gd_dynamics.langevin),
+    and ``weight_moment_trace`` = tr Ω / tr C.
 
     Args:
         schedule: sorted steps at which to measure.
         knn: k of the k-NN purity.
         replica_chunk: replicas per Gram computation (bounds memory at chunk·p² floats).
         per_replica_keys: send per-replica values to the loggers when R ≤ this.
+        layer_geometry: measure the hidden layers at all (off: losses, errors, outputs, weights only).
+        clustering_indices: include Calinski–Harabasz and Davies–Bouldin (one call per replica).
     """
 
-    def __init__(self, schedule: Sequence[int], knn: int = 10, replica_chunk: int = 8, per_replica_keys: int = 8) -> None:
+    def __init__(self, schedule: Sequence[int], knn: int = 10, replica_chunk: int = 8, per_replica_keys: int = 8,
+                 layer_geometry: bool = True, clustering_indices: bool = True) -> None:
+        self.layer_geometry, self.clustering_indices = layer_geometry, clustering_indices
         self.schedule = np.asarray(sorted(set(int(s) for s in schedule)))
         self._todo = set(self.schedule.tolist())
         self.knn, self.replica_chunk, self.per_replica_keys = knn, replica_chunk, per_replica_keys
@@ -125,9 +131,9 @@ class GeometryLogger(pl.Callback):
     # --- hooks --------------------------------------------------------------------------------------------
     def on_train_start(self, trainer, pl_module) -> None:
         self.init_weights = {k: v.to(pl_module.device) for k, v in self.init_weights.items()}
-        if trainer.global_step == 0 and not self.records:
+        if trainer.global_step == 0 and not self.init_weights:
             self.init_weights = {n: p.detach().clone() for n, p in pl_module.model.named_parameters()}
-            self._measure(trainer, pl_module, 0)
+            self._measure(trainer, pl_module, 0, record=0 in self._todo)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
@@ -136,7 +142,8 @@ class GeometryLogger(pl.Callback):
 
     # --- measurement --------------------------------------------------------------------------------------
     @torch.no_grad()
-    def _measure(self, trainer, pl_module, step: int) -> None:
+    def _measure(self, trainer, pl_module, step: int, record: bool = True) -> None:
+        """Measure now; at step 0 always (the reference values of the changes), kept if ``record``."""
         t0 = time.perf_counter()
         dm = trainer.datamodule
         R = pl_module.model.replicas
@@ -153,11 +160,15 @@ class GeometryLogger(pl.Callback):
             probe_t = torch.as_tensor(probe, device=x.device)
             lab_np = labels.cpu().numpy()[probe]
             targets = y[probe_t] if y.ndim == 1 else y[probe_t]
-            for l, phi in enumerate(feats, start=1):
+            for l, phi in enumerate(feats if self.layer_geometry else [], start=1):
                 rec.update(self._layer_geometry(f"{split}/L{l}", phi[:, probe_t], lab_np, targets, step))
         rec.update(self._weights(pl_module, dm))
-        self.records.append(rec)
         self.seconds += time.perf_counter() - t0
+        if not record:
+            for split in self.predictions:
+                self.predictions[split].pop()
+            return
+        self.records.append(rec)
         self._send(trainer, rec, step, R)
 
     def _errors(self, split, out, y, labels, loss_name) -> dict[str, np.ndarray]:
@@ -182,8 +193,9 @@ class GeometryLogger(pl.Callback):
             G = geometry.feature_gram(F)
             part = {k: np.asarray(v.cpu()) for k, v in geometry.class_geometry(G, labels, targets).scalars().items()}
             part["knn_purity"] = knn_class_purity(G, lab_t, self.knn).cpu().numpy()
-            part["calinski_harabasz"] = np.array([calinski_harabasz_score(f, lab_t).item() for f in F])
-            part["davies_bouldin"] = np.array([davies_bouldin_score(f, lab_t).item() for f in F])
+            if self.clustering_indices:
+                part["calinski_harabasz"] = np.array([calinski_harabasz_score(f, lab_t).item() for f in F])
+                part["davies_bouldin"] = np.array([davies_bouldin_score(f, lab_t).item() for f in F])
             chunks.append(part)
         out = {f"{prefix}/{k}": np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
         for name in ("centroid_distance", "unit_centroid_distance"):
@@ -212,15 +224,20 @@ class GeometryLogger(pl.Callback):
                    and "bias" not in n and not n.endswith("_b")][0]
         rec["weights/readout_second_moment"] = (readout**2).reshape(readout.shape[0], -1).mean(-1).cpu().numpy()
         if hasattr(model, "preactivations"):
+            # Ω = (1/N1) Σ_i h_i h_iᵀ, h_i = X w_i/√N0, projected on the labels relative to the prior
+            # C = XXᵀ/(N0 λ0): aᵀΩa / aᵀCa per label column a — the definition of gd_dynamics.langevin
             probe = torch.as_tensor(dm.probe_train, device=dm.x_train.device)
-            h = model.preactivations(dm.x_train[probe])  # (R, p, N1)
+            X = dm.x_train[probe]
+            h = model.preactivations(X)  # (R, p, N1)
             if model.use_bias:
                 h = h - model.biases[0][:, None, :]
             Y = dm.y_train[probe]
-            Y = Y[:, None] if Y.ndim == 1 else Y
-            yh = torch.einsum("pd,rpn->rdn", Y.to(h.dtype), h)  # (R, D, N1): y·h_i
-            rec["weights/omega_label"] = ((yh**2).sum(1).mean(-1) / len(probe)).cpu().numpy()
-            rec["weights/omega_trace"] = ((h**2).sum(1).mean(-1) / len(probe)).cpu().numpy()
+            Y = (Y[:, None] if Y.ndim == 1 else Y).to(h.dtype)
+            yh = torch.einsum("pd,rpn->rdn", Y, h)  # (R, D, N1): a·h_i
+            yCy = ((X.T.to(h.dtype) @ Y) ** 2).sum(0) / (pl_module.input_scale_dim * model.lambdas[0])  # (D,)
+            rec["weights/weight_moment_label"] = ((yh**2).mean(-1) / yCy).mean(-1).cpu().numpy()
+            trC = (X.to(h.dtype) ** 2).sum() / (pl_module.input_scale_dim * model.lambdas[0])
+            rec["weights/weight_moment_trace"] = ((h**2).sum(1).mean(-1) / trC).cpu().numpy()
         return rec
 
     def _send(self, trainer, rec: dict[str, np.ndarray], step: int, R: int) -> None:

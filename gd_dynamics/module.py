@@ -108,6 +108,7 @@ class GDModule(pl.LightningModule):
         kernel_size: int = 5,
         input_scale_dim: int | None = None,
         test_remainder: np.ndarray | None = None,
+        frozen_layers: Sequence[int] = (),
         dtype: str = "float64",
     ) -> None:
         super().__init__()
@@ -122,6 +123,9 @@ class GDModule(pl.LightningModule):
             init=init, image_shape=image_shape, kernel_size=kernel_size, input_scale_dim=input_scale_dim,
             dtype=torch_dtype,
         )
+        for name, p in self.model.named_parameters():
+            if self.model.layer_of[name] in frozen_layers:
+                p.requires_grad_(False)  # e.g. a frozen first layer: a random-features model
         self.lr, self.temperature, self.optimizer_name = lr, temperature or 0.0, optimizer
         self.loss_name, self.reduction_name, self.n_train, self.batch_size = loss, reduction, n_train, batch_size
         self.input_scale_dim = input_scale_dim or input_dim
@@ -175,7 +179,7 @@ class GDModule(pl.LightningModule):
         return self._noise_generators
 
     def configure_optimizers(self):
-        named = dict(self.model.named_parameters())
+        named = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
         if self.optimizer_name in ("gd", "sgd"):
             return torch.optim.SGD(named.values(), lr=self.lr)
         if self.optimizer_name == "adam":

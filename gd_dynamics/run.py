@@ -78,6 +78,7 @@ def train(
     replicas: int = 1,
     temperature: float | None = None,
     seed: int = 0,
+    data_seed: int | None = None,
     architecture: Literal["fc", "cnn"] = "fc",
     loss: Literal["mse", "cross_entropy"] = "mse",
     reduction: Literal["sum", "mean"] | None = None,
@@ -88,11 +89,14 @@ def train(
     kernel_size: int = 5,
     image_shape: tuple[int, int, int] | None = None,
     reduce_inputs: bool | None = None,
+    frozen_layers: Sequence[int] = (),
     log_points: int = 100,
     log_spacing: Literal["log", "linear"] = "log",
     log_steps: Sequence[int] | None = None,
     probe_size: int | None = 1024,
     knn: int = 10,
+    layer_geometry: bool = True,
+    clustering_indices: bool = True,
     output_dir: str | os.PathLike = "runs",
     run_name: str | None = None,
     wandb: Literal["offline", "online"] | None = "offline",
@@ -119,17 +123,21 @@ def train(
         steps: optimisation steps.
         replicas: R independent networks trained together; replica r uses seed ``seed + r``, so it
             equals a one-replica run with that seed.
+        data_seed: fixes the minibatch order (default ``seed``); all replicas share it.
         temperature: T ≥ 0, required for (and only for) ``"langevin"``.
         loss / reduction: ``"mse"`` (½Σ|y − f|²) or ``"cross_entropy"``; reduction ``"sum"`` over
             samples (default) or ``"mean"`` (what ``nn.CrossEntropyLoss`` does).
         batch_size: minibatch size (None = full batch).
         bias / init / prior_precisions: biases; ``"prior"`` (standard parameterisation, variance 1/λ)
             or ``"pytorch"`` (nn.Linear's convention); (λ0, ..., λL), default all 1.
+        frozen_layers: layers (1 = first hidden, L+1 = readout) kept at their initial values.
         reduce_inputs: THEORY.md §6's exact reduction (default: on for Langevin of a one-hidden-layer
             FC net with P < N0 and prior init).
         log_points / log_spacing / log_steps: measurement schedule (default ≥ 100 log-spaced steps,
             step 0 included) or explicit steps.
         probe_size: at most this many train (and test) points for the geometry measures.
+        layer_geometry / clustering_indices: switch off the hidden-layer measures, or only the
+            (per-replica, slower) Calinski–Harabasz and Davies–Bouldin indices.
         output_dir / run_name: the run directory is ``output_dir/run_name`` (csv/, wandb/,
             checkpoints/, trajectory.npz/.json).
         wandb: ``"offline"`` (default), ``"online"`` or None; a wandb failure never stops the run.
@@ -175,7 +183,8 @@ def train(
            "reduce_inputs: the exact reduction applies to one-hidden-layer FC networks only")
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
 
-    dm = GDDataModule(task, loss=loss, batch_size=batch_size, seed=seed, probe_size=probe_size,
+    data_seed = seed if data_seed is None else data_seed
+    dm = GDDataModule(task, loss=loss, batch_size=batch_size, seed=data_seed, probe_size=probe_size,
                       reduce_inputs=reduce_inputs, dtype=getattr(torch, dtype))
     schedule = np.asarray(log_steps) if log_steps is not None else log_schedule(steps, log_points, log_spacing)
     _check(schedule.min() >= 0 and schedule.max() <= steps, f"log_steps: must lie in 0..{steps}")
@@ -185,9 +194,9 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     config = dict(width=width if isinstance(width, int) else widths, activation=activation, optimizer=optimizer,
                   lr=lr, steps=steps, replicas=replicas, temperature=temperature, seed=seed,
-                  architecture=architecture, loss=loss, reduction=reduction, batch_size=batch_size, bias=bias,
+                  data_seed=data_seed, architecture=architecture, loss=loss, reduction=reduction, batch_size=batch_size, bias=bias,
                   init=init, prior_precisions=list(prior_precisions) if prior_precisions else None,
-                  reduce_inputs=reduce_inputs, dtype=dtype, probe_size=probe_size,
+                  reduce_inputs=reduce_inputs, frozen_layers=list(frozen_layers), dtype=dtype, probe_size=probe_size,
                   data_fingerprint=geometry.data_fingerprint(task.x_train, task.y_train), task=task.metadata())
 
     module = GDModule(
@@ -196,11 +205,12 @@ def train(
         seed=seed, prior_precisions=prior_precisions, bias=bias, init=init, loss=loss, reduction=reduction,
         batch_size=batch_size, image_shape=image_shape, kernel_size=kernel_size,
         input_scale_dim=dm.input_scale_dim if reduce_inputs else None,
-        test_remainder=dm.reduction.test_remainder if reduce_inputs else None, dtype=dtype,
+        test_remainder=dm.reduction.test_remainder if reduce_inputs else None, frozen_layers=tuple(frozen_layers),
+        dtype=dtype,
     )
     dm.to(dev)
 
-    geometry_cb = GeometryLogger(schedule, knn=knn)
+    geometry_cb = GeometryLogger(schedule, knn=knn, layer_geometry=layer_geometry, clustering_indices=clustering_indices)
     ckpt_every = checkpoint_every or max(1, steps // 10)
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, every_n_train_steps=ckpt_every,
                            save_top_k=1, save_on_train_epoch_end=False)
@@ -230,7 +240,8 @@ def train(
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
         try:
-            trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+            # our own checkpoints hold numpy records and generator states: not weights-only
+            trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=False if ckpt_path else None)
         finally:
             if wandb_logger is not None:
                 try:
@@ -247,9 +258,13 @@ def train(
 def _trajectory(cb: GeometryLogger, module: GDModule, task: Task, config: dict, run_dir: Path,
                 widths, prior_precisions, wall: float) -> Trajectory:
     recs = cb.records
-    stack = lambda key: np.stack([r[key] for r in recs])  # noqa: E731
+    R = len(recs[0]["train_loss"])
+
+    def stack(key: str) -> np.ndarray:  # NaN where a measure was switched off
+        return np.stack([r[key] if key in r else np.full(R, np.nan) for r in recs])
+
     measures = {k: stack(k) for k in recs[0] if k != "step"}
-    n_classes = sum(1 for k in recs[0] if k.startswith("train/L1/class_radius_"))
+    n_classes = len(np.unique(task.labels_train))
     radius = lambda unit: np.stack([stack(f"train/L1/{'unit_' if unit else ''}class_radius_{c}")  # noqa: E731
                                     for c in range(n_classes)], axis=-1)
     layers = sorted(int(k.split("/")[1][1:]) for k in recs[0] if k.startswith("weights/L"))
