@@ -25,6 +25,7 @@ E[σ'(h(x))] = E[h σ(h)]/C_xx (Stein's lemma), which the weight observables nee
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable, Union
@@ -69,6 +70,9 @@ def activation_function(activation: Activation) -> Callable[[torch.Tensor], torc
     return table[activation]
 
 
+_NODES_1D = 200  # 1-d rules are cheap: use many nodes (saturating σ² converges slowly at large variance)
+
+
 def _gauss_hermite(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Nodes and weights of E_{z~N(0,1)}[f(z)] ≈ Σ w_i f(z_i) (probabilists' Hermite)."""
     z, w = np.polynomial.hermite_e.hermegauss(n)
@@ -83,7 +87,7 @@ def input_covariance(x1: torch.Tensor, x2: torch.Tensor, prior_w: float) -> torc
 
 
 def kernel_from_covariance(
-    c11: torch.Tensor, c12: torch.Tensor, c22: torch.Tensor, activation: Activation, *, nodes: int = 40,
+    c11: torch.Tensor, c12: torch.Tensor, c22: torch.Tensor, activation: Activation, *, nodes: int = 64,
     chunk_elements: int = 2**24,
 ) -> torch.Tensor:
     """K_ij = E[σ(h_i) σ(h'_j)] for Var h_i = c11[i], Cov = c12[i, j], Var h'_j = c22[j]."""
@@ -107,16 +111,13 @@ def _equal(c: torch.Tensor) -> bool:
     return bool((c.max() - c.min()) <= 1e-12 * c.abs().max())
 
 
-_TABLE_POINTS = 4097  # uniform ρ grid on [-1, 1]; local cubic interpolation error ~ h⁴ ≈ 1e-14
+_TABLE_POINTS = 2049  # uniform ρ grid on [-1, 1]; local cubic interpolation error ~ h⁴ ≈ 1e-12
 
 
 def _tabulated(c: float, rho: torch.Tensor, activation: Activation) -> torch.Tensor:
     """Equal variances c (e.g. sphere-normalised inputs): K depends on ρ only, so tabulate K(ρ)
-    once by 96-node 2-d Gauss–Hermite and interpolate (4-point Lagrange on a uniform grid)."""
-    dev = rho.device
-    grid = torch.linspace(-1.0, 1.0, _TABLE_POINTS, dtype=torch.float64, device=dev)
-    cc = torch.full((_TABLE_POINTS,), c, dtype=torch.float64, device=dev)
-    table = _direct_quadrature(cc, (c * grid)[:, None], cc[:1], activation, nodes=96)[:, 0]
+    once by 80-node 2-d Gauss–Hermite and interpolate (4-point Lagrange on a uniform grid)."""
+    table = _table(c, activation, str(rho.device))
     h = 2.0 / (_TABLE_POINTS - 1)
     t = (rho.clamp(-1.0, 1.0) + 1.0) / h
     i = t.floor().long().clamp(1, _TABLE_POINTS - 3)
@@ -124,6 +125,13 @@ def _tabulated(c: float, rho: torch.Tensor, activation: Activation) -> torch.Ten
     f0, f1, f2, f3 = table[i - 1], table[i], table[i + 1], table[i + 2]
     return (-u * (u - 1) * (u - 2) / 6 * f0 + (u + 1) * (u - 1) * (u - 2) / 2 * f1
             - (u + 1) * u * (u - 2) / 2 * f2 + (u + 1) * u * (u - 1) / 6 * f3)
+
+
+@functools.lru_cache(maxsize=16)
+def _table(c: float, activation: Activation, device: str) -> torch.Tensor:
+    grid = torch.linspace(-1.0, 1.0, _TABLE_POINTS, dtype=torch.float64, device=device)
+    cc = torch.full((_TABLE_POINTS,), c, dtype=torch.float64, device=device)
+    return _direct_quadrature(cc, (c * grid)[:, None], cc[:1], activation, nodes=80)[:, 0]
 
 
 def _direct_quadrature(
@@ -150,7 +158,7 @@ def _direct_quadrature(
     return out
 
 
-def kernel_diagonal(c: torch.Tensor, activation: Activation, *, nodes: int = 40) -> torch.Tensor:
+def kernel_diagonal(c: torch.Tensor, activation: Activation, *, nodes: int = 64) -> torch.Tensor:
     """K(x, x) = E[σ(h)²], h ~ N(0, c)."""
     if activation == "erf":
         return (2.0 / math.pi) * torch.asin(2.0 * c / (1.0 + 2.0 * c))
@@ -158,21 +166,21 @@ def kernel_diagonal(c: torch.Tensor, activation: Activation, *, nodes: int = 40)
         return c / 2.0
     if activation == "identity":
         return c.clone()
-    z, w = _gauss_hermite(nodes, c.device)
+    z, w = _gauss_hermite(max(nodes, _NODES_1D), c.device)
     return (activation_function(activation)(torch.sqrt(c)[:, None] * z[None, :]) ** 2 * w).sum(-1)
 
 
-def activation_mean(c: torch.Tensor, activation: Activation, *, nodes: int = 40) -> torch.Tensor:
+def activation_mean(c: torch.Tensor, activation: Activation, *, nodes: int = 64) -> torch.Tensor:
     """μ(x) = E[σ(h)], h ~ N(0, c); exactly zero for the odd activations."""
     if isinstance(activation, str) and activation in ODD_ACTIVATIONS:
         return torch.zeros_like(c)
     if activation == "relu":
         return torch.sqrt(c / (2.0 * math.pi))
-    z, w = _gauss_hermite(nodes, c.device)
+    z, w = _gauss_hermite(max(nodes, _NODES_1D), c.device)
     return (activation_function(activation)(torch.sqrt(c)[:, None] * z[None, :]) * w).sum(-1)
 
 
-def activation_slope(c: torch.Tensor, activation: Activation, *, nodes: int = 40) -> torch.Tensor:
+def activation_slope(c: torch.Tensor, activation: Activation, *, nodes: int = 64) -> torch.Tensor:
     """E[σ'(h)] = E[h σ(h)]/c, h ~ N(0, c) (Stein's lemma)."""
     if activation == "erf":
         return (2.0 / math.sqrt(math.pi)) / torch.sqrt(1.0 + 2.0 * c)
@@ -180,7 +188,7 @@ def activation_slope(c: torch.Tensor, activation: Activation, *, nodes: int = 40
         return torch.full_like(c, 0.5)
     if activation == "identity":
         return torch.ones_like(c)
-    z, w = _gauss_hermite(nodes, c.device)
+    z, w = _gauss_hermite(max(nodes, _NODES_1D), c.device)
     s = torch.sqrt(c)
     return (z[None, :] * activation_function(activation)(s[:, None] * z[None, :]) * w).sum(-1) / s
 
@@ -221,7 +229,7 @@ def _mean_is_zero(mean: torch.Tensor, diag: torch.Tensor) -> bool:
 
 def nngp_kernels(
     x_train, x_test=None, *, activation: Activation = "erf", prior_w: float = 1.0,
-    device: str | torch.device | None = None, nodes: int = 40,
+    device: str | torch.device | None = None, nodes: int = 64,
 ) -> KernelBlocks:
     """Train×train, test×train and test×test NNGP kernel blocks plus the per-point mean and slope.
 
