@@ -319,57 +319,91 @@ def action_gradient_multi(sp: MultiSpectrum, T: float, Q: torch.Tensor, *, width
     return torch.eye(Q.shape[0], dtype=Q.dtype, device=Q.device) - Qinv + V @ inner @ V.T / width
 
 
-def solve_saddle_multi(
-    sp: MultiSpectrum, temperatures, *, width: float, tol: float = 1e-11, raise_on_failure: bool = True,
-) -> SaddlePoint:
-    """D×D saddle point per temperature by Powell's hybrid method on dS/dQ = 0 (vech of Q),
-    continued from high to low temperature; convergence = |dS/dQ|_max ≤ tol and Q positive
-    definite. ``Q`` in the result has shape (nT, D, D); ``n_minima`` is 1 where converged (no
-    multi-minimum scan for D > 1)."""
-    from scipy.optimize import root
+def _hessian_multi(sp: MultiSpectrum, T: float, Q: np.ndarray, width: float) -> np.ndarray:
+    """d(dS/dQ)[Δ] as a D²×D² matrix on vec(Δ):
+    Q⁻¹ΔQ⁻¹ + (1/N1) Σ_k a_k² [−B_k⁻¹ΔB_k⁻¹ + B_k⁻¹Δ m_k m_kᵀ + m_k m_kᵀ Δ B_k⁻¹],  m_k = B_k⁻¹ỹ_k,
+    evaluated in the eigenbasis of Q (where every B_k is diagonal), O(P D³)."""
+    D = Q.shape[0]
+    q, V = np.linalg.eigh(Q)
+    a = (sp.kappa / sp.prior_v).cpu().numpy()
+    Z = 1.0 / (T + a[:, None] * q[None, :])  # (P, D)
+    M = (sp.Y_t.cpu().numpy() @ V) * Z  # m_k in the V basis
+    a2 = a * a
+    H = np.zeros((D, D, D, D))  # H[i, j, k, l]: coefficient of Δ_kl in (dG)_ij
+    idx = np.arange(D)
+    H[idx[:, None], idx[None, :], idx[:, None], idx[None, :]] += 1.0 / np.outer(q, q)
+    H[idx[:, None], idx[None, :], idx[:, None], idx[None, :]] -= np.einsum("k,ki,kj->ij", a2, Z, Z) / width
+    # (B⁻¹ Δ m mᵀ)_ij = z_i Δ_il (m mᵀ)_lj ;  (m mᵀ Δ B⁻¹)_ij = (m mᵀ)_ik Δ_kj z_j
+    T1 = np.einsum("k,ki,kl,kj->ilj", a2, Z, M, M) / width
+    for i in range(D):
+        H[i, :, i, :] += T1[i].T
+    T2 = np.einsum("k,ki,kl,kj->ilj", a2, M, M, Z) / width
+    for j in range(D):
+        H[:, j, :, j] += T2[:, :, j]
+    # back to the original basis: Δ = V Δ' Vᵀ, dG = V dG' Vᵀ
+    H = np.einsum("ai,bj,ijkl,ck,dl->abcd", V, V, H, V, V)
+    return H.reshape(D * D, D * D)
 
+
+def solve_saddle_multi(
+    sp: MultiSpectrum, temperatures, *, width: float, tol: float = 1e-10, max_iter: int = 100,
+    raise_on_failure: bool = True,
+) -> SaddlePoint:
+    """D×D saddle point per temperature by damped Newton on dS/dQ = 0 with the analytic Hessian
+    (backtracking on S, staying positive definite; natural-gradient step −Q(dS/dQ)Q when the
+    Hessian is not positive), continued from high to low temperature. Converged = Q positive
+    definite, Hessian positive (a minimum) and max|dS/dQ| ≤ tol·(1 + max|Q⁻¹|). ``Q`` in the
+    result has shape (nT, D, D); ``n_minima`` is 1 where converged (no multi-minimum scan for D > 1)."""
     T_all = np.asarray(temperatures, dtype=np.float64).reshape(-1)
     D = sp.D
-    iu = np.triu_indices(D)
     order = np.argsort(-T_all)
     Qs = np.empty((len(T_all), D, D))
     grads = np.empty((len(T_all), D, D))
     conv = np.zeros(len(T_all), dtype=bool)
     S = np.empty(len(T_all))
-    x0 = np.eye(D)[iu]
+    dev = sp.kappa.device
+    Q_prev = np.eye(D)
 
-    def to_Q(x):
-        M = np.zeros((D, D))
-        M[iu] = x
-        return torch.as_tensor(M + np.triu(M, 1).T, dtype=torch.float64, device=sp.kappa.device)
+    def tq(Q):
+        return torch.as_tensor(Q, dtype=torch.float64, device=dev)
+
+    def grad(T, Q):
+        return action_gradient_multi(sp, T, tq(Q), width=width).cpu().numpy()
 
     for idx in order:
         T = float(T_all[idx])
-
-        def fun(x):
-            Qt = to_Q(x)
-            if bool((torch.linalg.eigvalsh(Qt) <= 0).any()):
-                return np.full(len(x), 1e6)
-            return action_gradient_multi(sp, T, Qt, width=width).cpu().numpy()[iu]
-
-        best = None
-        for start in (x0, np.eye(D)[iu]):
-            sol = root(fun, start, method="hybr", options={"xtol": 1e-14})
-            Qt = to_Q(sol.x)
-            g = action_gradient_multi(sp, T, Qt, width=width)
-            ok = bool(torch.linalg.eigvalsh(Qt).min() > 0) and float(g.abs().max()) <= tol
-            if ok:
-                best = (Qt, g)
+        Q = Q_prev.copy()
+        f = effective_action_multi(sp, T, tq(Q), width=width)
+        ok = False
+        for _ in range(max_iter):
+            G = grad(T, Q)
+            G = 0.5 * (G + G.T)
+            scale = 1.0 + np.abs(np.linalg.inv(Q)).max()
+            H = _hessian_multi(sp, T, Q, width)
+            hess_pd = np.linalg.eigvalsh(0.5 * (H + H.T)).min() > 0
+            if np.abs(G).max() <= tol * scale:
+                ok = hess_pd
                 break
-            if best is None:
-                best = (Qt, g)
-        Qt, g = best
-        Qs[idx] = Qt.cpu().numpy()
-        grads[idx] = g.cpu().numpy()
-        conv[idx] = bool(torch.linalg.eigvalsh(Qt).min() > 0) and float(g.abs().max()) <= tol
-        S[idx] = effective_action_multi(sp, T, Qt, width=width)
-        if conv[idx]:
-            x0 = Qs[idx][iu]
+            step = None
+            if hess_pd:
+                step = np.linalg.solve(H, -G.reshape(-1)).reshape(D, D)
+                step = 0.5 * (step + step.T)
+            if step is None or np.sum(step * G) >= 0:
+                step = -Q @ G @ Q
+            slope = np.sum(step * G)
+            alpha = 1.0
+            while alpha > 1e-12:
+                Qn = Q + alpha * step
+                if np.linalg.eigvalsh(Qn).min() > 0:
+                    fn = effective_action_multi(sp, T, tq(Qn), width=width)
+                    if fn <= f + 1e-4 * alpha * slope or (alpha == 1.0 and abs(fn - f) <= 1e-14 * abs(f)):
+                        break
+                alpha *= 0.5
+            Q, f = 0.5 * (Qn + Qn.T), fn
+        Qs[idx], grads[idx], S[idx] = Q, grad(T, Q), f
+        conv[idx] = ok
+        if ok:
+            Q_prev = Q
     if raise_on_failure and not conv.all():
         raise ValueError(
             f"temperatures: the D×D saddle point did not converge at T = {T_all[~conv].tolist()[:5]} (width={width})"
