@@ -105,10 +105,16 @@ class GeometryLogger(pl.Callback):
         per_replica_keys: send per-replica values to the loggers when R ≤ this.
         layer_geometry: measure the hidden layers at all (off: losses, errors, outputs, weights only).
         clustering_indices: include Calinski–Harabasz and Davies–Bouldin (one call per replica).
+        stop_at_fit: stop the run at the first measurement where every replica fits the training set.
+
+    When a probe set is a strict subset, the feature-based measures of arXiv 2303.05161 (centroid
+    distance and class radii, raw and unit-sphere) are also logged on the whole set
+    (``train_full/...``, ``test_full/...``), at O(R·P·N) cost.
     """
 
     def __init__(self, schedule: Sequence[int], knn: int = 10, replica_chunk: int = 8, per_replica_keys: int = 8,
-                 layer_geometry: bool = True, clustering_indices: bool = True) -> None:
+                 layer_geometry: bool = True, clustering_indices: bool = True, stop_at_fit: bool = False) -> None:
+        self.stop_at_fit = stop_at_fit
         self.layer_geometry, self.clustering_indices = layer_geometry, clustering_indices
         self.schedule = np.asarray(sorted(set(int(s) for s in schedule)))
         self._todo = set(self.schedule.tolist())
@@ -162,6 +168,8 @@ class GeometryLogger(pl.Callback):
             targets = y[probe_t] if y.ndim == 1 else y[probe_t]
             for l, phi in enumerate(feats if self.layer_geometry else [], start=1):
                 rec.update(self._layer_geometry(f"{split}/L{l}", phi[:, probe_t], lab_np, targets, step))
+                if len(probe) < len(labels):  # the paper's measures on the whole set too: O(R P N) from features
+                    rec.update(self._full_set(f"{split}_full/L{l}", phi, labels.cpu().numpy()))
         rec.update(self._weights(pl_module, dm))
         self.seconds += time.perf_counter() - t0
         if not record:
@@ -170,6 +178,8 @@ class GeometryLogger(pl.Callback):
             return
         self.records.append(rec)
         self._send(trainer, rec, step, R)
+        if self.stop_at_fit and step > 0 and np.all(rec["train_accuracy"] == 1.0):
+            trainer.should_stop = True  # every replica classifies every training point correctly
 
     def _errors(self, split, out, y, labels, loss_name) -> dict[str, np.ndarray]:
         if loss_name == "cross_entropy":
@@ -203,6 +213,17 @@ class GeometryLogger(pl.Callback):
             if step == 0:
                 self.init_values[key] = out[key]
             out[f"{prefix}/{name}_change"] = N * (out[key] - self.init_values[key])
+        return out
+
+    @staticmethod
+    def _full_set(prefix: str, phi: torch.Tensor, labels: np.ndarray) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for unit, tag in ((False, ""), (True, "unit_")):
+            cd = geometry.centroid_distance_from_features(phi, labels, unit_sphere=unit).cpu().numpy()
+            out[f"{prefix}/{tag}centroid_distance"] = np.sqrt(cd) if unit else cd  # as ClassGeometry
+            radius = geometry.class_radius_from_features(phi, labels, unit_sphere=unit).cpu().numpy()
+            for c in range(radius.shape[-1]):
+                out[f"{prefix}/{tag}class_radius_{c}"] = radius[..., c]
         return out
 
     def _weights(self, pl_module, dm) -> dict[str, np.ndarray]:

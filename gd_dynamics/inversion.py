@@ -29,7 +29,7 @@ import numpy as np
 from .trajectory import Trajectory
 
 __all__ = ["paper_rule", "turning_point", "Inversion", "find_inversions", "StragglerReport", "stragglers",
-           "misclassified", "hypergeometric_overlap_z"]
+           "misclassified", "hypergeometric_overlap_z", "retrain_without_stragglers"]
 
 
 def paper_rule(values: np.ndarray, steps: np.ndarray, burn_in: int = 20) -> int | None:
@@ -176,3 +176,21 @@ def stragglers(traj: Trajectory, inversion: Inversion) -> StragglerReport:
     for i in range(fixed.shape[0]):
         last[fixed[i]] = traj.step[i + 1]
     return StragglerReport(sets, float(np.mean(zs)) if zs else float("nan"), pairs, last, P)
+
+
+_RETRAIN_ARGS = ("width", "activation", "optimizer", "lr", "steps", "temperature", "architecture", "loss", "reduction",
+                 "batch_size", "bias", "init", "prior_precisions", "reduce_inputs", "frozen_layers", "dtype",
+                 "probe_size", "data_seed")
+
+
+def retrain_without_stragglers(task, traj: Trajectory, report: StragglerReport, replica: int, **overrides) -> Trajectory:
+    """Retrain replica ``replica`` from its own initial weights (same seed) without its stragglers.
+
+    The run's arguments come from ``traj.config``; ``overrides`` replace any of them (or add output
+    options such as ``output_dir``, ``run_name``, ``log_steps``, ``wandb``).
+    """
+    from .run import drop_train_points, train
+
+    kwargs = {k: traj.config[k] for k in _RETRAIN_ARGS if k in traj.config and traj.config[k] is not None}
+    kwargs.update(overrides)
+    return train(drop_train_points(task, report.sets[replica]), replicas=1, seed=traj.seeds[replica], **kwargs)

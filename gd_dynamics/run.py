@@ -97,6 +97,7 @@ def train(
     knn: int = 10,
     layer_geometry: bool = True,
     clustering_indices: bool = True,
+    stop_at_fit: bool = False,
     output_dir: str | os.PathLike = "runs",
     run_name: str | None = None,
     wandb: Literal["offline", "online"] | None = "offline",
@@ -138,6 +139,8 @@ def train(
         probe_size: at most this many train (and test) points for the geometry measures.
         layer_geometry / clustering_indices: switch off the hidden-layer measures, or only the
             (per-replica, slower) Calinski–Harabasz and Davies–Bouldin indices.
+        stop_at_fit: stop at the first measurement at which every replica fits the training set
+            (100 % training accuracy); ``steps`` is then the maximum.
         output_dir / run_name: the run directory is ``output_dir/run_name`` (csv/, wandb/,
             checkpoints/, trajectory.npz/.json).
         wandb: ``"offline"`` (default), ``"online"`` or None; a wandb failure never stops the run.
@@ -210,7 +213,8 @@ def train(
     )
     dm.to(dev)
 
-    geometry_cb = GeometryLogger(schedule, knn=knn, layer_geometry=layer_geometry, clustering_indices=clustering_indices)
+    geometry_cb = GeometryLogger(schedule, knn=knn, layer_geometry=layer_geometry, clustering_indices=clustering_indices,
+                                 stop_at_fit=stop_at_fit)
     ckpt_every = checkpoint_every or max(1, steps // 10)
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, every_n_train_steps=ckpt_every,
                            save_top_k=1, save_on_train_epoch_end=False)
