@@ -280,7 +280,8 @@ class MeasureComparison:
             teff = ", ".join(f"{lv}: {v:.3g}" for lv, v in self.T_eff_at_t_star.items() if np.isfinite(v))
             run += f", T_eff(t*) = {teff}" if teff else ", T_eff(t*) outside the theory's range"
         else:
-            run = f"run: {t.describe('step')} ({self.replicas_with_turning}/{R} replicas turn on their own)"
+            own = "dip" if t.kind == "decreasing" else "peak"
+            run = f"run: {t.describe('step')} ({self.replicas_with_turning}/{R} replicas show a {own} of their own)"
         sides = [run]
         for level, tt in self.theory_turning.items():
             sides.append(f"{level}: " + (f"{tt.kind} at T* = {tt.location:.3g}" if tt.non_monotonic else tt.describe("T")))
@@ -408,8 +409,8 @@ def compare(
             mean, se = values.mean(1), _se_over_replicas(values)
             curve_name = name
         t_run = turning_point(steps, mean, se, rel_tol=rel_tol)
-        if values is not None:
-            kind = t_run.kind if t_run.non_monotonic else "peak"
+        if values is not None:  # replicas may turn on their own even when the mean does not
+            kind = t_run.kind if t_run.non_monotonic else ("dip" if t_run.kind == "decreasing" else "peak")
             rep_steps = replica_turning_steps(steps, values, kind, rel_tol=rel_tol)
         finite = rep_steps[np.isfinite(rep_steps)]
         if t_run.non_monotonic and len(finite) >= 2:

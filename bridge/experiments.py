@@ -424,3 +424,57 @@ def validation_table(task: Any, *, widths: Sequence[int], temperatures: Sequence
                     row[f"rel[{lv}]"] = th / mean - 1 if mean != 0 else float("nan")
                 rows.append(row)
     return rows
+
+
+# ------------------------------------------------------------------------------------------------
+# compare a saved run
+# ------------------------------------------------------------------------------------------------
+def task_from_metadata(meta: dict, data_dir: str | None = None) -> Any:
+    """Reload the task a run was trained on from ``Trajectory.task`` (its ``Task.metadata()``)."""
+    from gd_dynamics import Preprocessing, load_task
+
+    classes = [tuple(c) if isinstance(c, list) else c for c in meta["classes"]]
+    return load_task(meta["dataset"], classes, int(meta["n_train"]), int(meta["n_test"]), int(meta["seed"]), data_dir,
+                     selection=meta.get("selection", "balanced"),
+                     preprocessing=Preprocessing(**meta["preprocessing"]) if meta.get("preprocessing") else None)
+
+
+def compare_saved_run(run: str | Path, *, levels: Sequence[str] = ("nngp", "gaussian"),
+                      temperatures: Sequence[float] = DEFAULT_TEMPERATURES, observable: str = "train_error",
+                      sample_temperatures: Sequence[float] = (), sample_replicas: int = 16,
+                      data_dir: str | None = None, output_dir: str | Path | None = None, wandb: str = "offline",
+                      progress: bool = True) -> tuple[Path, WidthResult, dict]:
+    """Compare a saved ``Trajectory`` (``run_dir/trajectory.npz`` or the run dir) with theory curves
+    computed on the same data, width, activation and priors, and write a report next to it."""
+    from gd_dynamics import Trajectory
+
+    from .compare import _width
+    from .report import write_report
+
+    path = Path(run)
+    if path.is_dir():
+        path = path / "trajectory.npz"
+    if not path.with_suffix(".npz").is_file():
+        raise ValueError(f"run: no trajectory at {path} (expected a run directory or trajectory.npz)")
+    traj = Trajectory.load(path)
+    task = task_from_metadata(traj.task, data_dir)
+    width = _width(traj.width, "run")
+    t0 = time.perf_counter()
+    curves = theory_curves(task, width=width, activation=traj.activation, prior_w=traj.prior_w, prior_v=traj.prior_v,
+                           temperatures=temperatures, levels=levels)
+    cmp = compare(traj, curves, observable=observable)  # raises on any mismatch of data, width, priors
+    seconds = {"theory+compare": time.perf_counter() - t0}
+    samples = []
+    if sample_temperatures:
+        t0 = time.perf_counter()
+        samples = sample_points(task, width=width, temperatures=sample_temperatures, activation=traj.activation,
+                                prior_w=traj.prior_w, prior_v=traj.prior_v, replicas=sample_replicas,
+                                centroid_infinite_width=_infinite_width_centroid(next(iter(curves.values()))),
+                                progress=progress)
+        seconds["sampling"] = time.perf_counter() - t0
+    res = WidthResult(width, traj, curves, cmp, samples, seconds)
+    out = Path(output_dir) if output_dir else path.parent / "bridge"
+    config = dict(name=f"compare-{path.parent.name}", run=str(path), levels=list(levels), activation=traj.activation,
+                  observable=observable, task=traj.task, optimizer=traj.optimizer, temperature=traj.temperature)
+    paths = write_report(out, [res], config=config, wandb_mode=wandb)
+    return out, res, paths

@@ -10,19 +10,39 @@ import sys
 
 from jsonargparse import CLI
 
+from scripts.compare import compare
 from scripts.data import data
+from scripts.demo import demo
+from scripts.equilibrium import equilibrium
+from scripts.sweep import sweep
+from scripts.train import train
+from scripts.validate import validate
 
 
 def commands() -> dict:
-    return {"data": data}
+    return {
+        "data": data,
+        "train": train,
+        "equilibrium": equilibrium,
+        "compare": compare,
+        "validate": validate,
+        "sweep": sweep,
+        "demo": demo,
+    }
 
 
-def main(argv: list[str] | None = None) -> None:
+def run(argv: list[str] | None = None):
+    """Run a subcommand and return its result (for tests and scripts); bad input exits with code 2."""
     try:
-        CLI(commands(), args=argv, as_positional=False, fail_untyped=False)
+        return CLI(commands(), args=argv, as_positional=False, fail_untyped=False)
     except ValueError as err:  # bad input: one clear line, no traceback
         print(f"gdeq: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console entry point (returns nothing, so the exit status is 0 on success)."""
+    run(argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,82 @@
+"""`gdeq demo`: GD vs equilibrium end to end on the embedded MNIST, with a report in runs/<name>/."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from scripts.common import print_comparison, temperature_grid, wandb_mode
+
+
+def demo(
+    name: str = "demo",
+    dataset: str = "mnist",
+    classes: list = [3, 5],  # noqa: B006
+    n_train: int = 400,
+    n_test: int = 400,
+    seed: int = 0,
+    data_dir: str | None = None,
+    widths: list[int] = [20, 400],  # noqa: B006
+    steps: list[int] = [2000, 800],  # noqa: B006
+    replicas: list[int] = [8, 4],  # noqa: B006
+    activation: str = "erf",
+    lr: float | None = None,
+    levels: list[str] = ["nngp", "gaussian"],  # noqa: B006
+    t_min: float = 1e-4,
+    t_max: float = 100.0,
+    n_temperatures: int = 49,
+    sample_temperatures: list[float] = [],  # noqa: B006
+    sample_replicas: int = 8,
+    output_dir: str = "runs",
+    wandb: str = "offline",
+    wandb_project: str = "gdeq",
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict:
+    """GD runs at a narrow and a wide width, equilibrium curves, the time→temperature bridge, a report.
+
+    Writes runs/<name>/: report.md, PNG plots, metrics.csv, curves.csv, summary.csv, metrics.json and a
+    wandb run (offline unless --wandb online). Prints, per width and measure, whether each side is
+    non-monotonic and where.
+
+    Args:
+        name: report directory name under output_dir.
+        dataset: mnist (embedded subset, works offline), fashion-mnist, cifar10 or teacher.
+        classes: the two classes (±1).
+        n_train: training examples P.
+        n_test: test examples.
+        seed: data draw and replica seeds.
+        data_dir: directory with full datasets as .npz (default $GDEQ_DATA_DIR, then the embedded MNIST).
+        widths: hidden widths N1 (α = P/N1 matters for the signatures).
+        steps: GD steps per width (one value for all, or one per width).
+        replicas: replicas per width (≥ 3; one value or one per width).
+        activation: erf, relu, tanh or identity.
+        lr: GD learning rate for ½Σ(y − f)² (default 1/λ_max of the tangent kernel at init).
+        levels: theory levels (nngp, gaussian, single_neuron).
+        t_min: lowest temperature of the theory grid.
+        t_max: highest temperature of the theory grid.
+        n_temperatures: number of log-spaced temperatures.
+        sample_temperatures: temperatures at which the narrowest width's posterior is also sampled (HMC; costly on CPU).
+        sample_replicas: chains per sampled temperature.
+        output_dir: parent of the report directory.
+        wandb: offline (default), online (falls back to offline) or disabled.
+        wandb_project: wandb project name.
+        device: cpu, cuda or auto (GD runs and sampling).
+        progress: progress bars.
+    """
+    from bridge.experiments import run_demo
+
+    t0 = time.perf_counter()
+    out, results, paths = run_demo(
+        name, dataset=dataset, classes=classes, n_train=n_train, n_test=n_test, widths=widths, steps=steps,
+        replicas=replicas, activation=activation, levels=levels, temperatures=temperature_grid(t_min, t_max, n_temperatures),
+        sample_temperatures=sample_temperatures, sample_replicas=sample_replicas, lr=lr, output_dir=output_dir,
+        data_dir=data_dir, wandb=wandb_mode(wandb), wandb_project=wandb_project, device=device, seed=seed,
+        progress=progress,
+    )
+    for res in results:
+        print_comparison(res)
+    seconds = time.perf_counter() - t0
+    print(f"demo finished in {seconds:.0f} s; report: {paths['report']}")
+    print(json.dumps({k: v for k, v in paths.items() if not k.startswith(("step_", "T_", "weights_"))}, indent=2))
+    return dict(paths, seconds=seconds)

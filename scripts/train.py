@@ -1,0 +1,80 @@
+"""`gdeq train`: train R replicas (GD, SGD, Adam or Langevin) and save the Trajectory."""
+
+from __future__ import annotations
+
+import json
+
+from scripts.common import wandb_mode
+
+
+def train(
+    dataset: str = "mnist",
+    classes: list = [3, 5],  # noqa: B006 - jsonargparse reads the default from here
+    n_train: int = 400,
+    n_test: int = 400,
+    seed: int = 0,
+    data_dir: str | None = None,
+    width: int = 20,
+    activation: str = "erf",
+    architecture: str = "fc",
+    optimizer: str = "gd",
+    lr: float | None = None,
+    steps: int = 2000,
+    replicas: int = 8,
+    temperature: float | None = None,
+    batch_size: int | None = None,
+    log_points: int = 60,
+    output_dir: str = "runs",
+    run_name: str | None = None,
+    wandb: str = "offline",
+    wandb_project: str = "gdeq",
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict:
+    """Train R replica networks from the prior and save the run (trajectory.npz/.json, CSV, wandb).
+
+    Args:
+        dataset: mnist, fashion-mnist, cifar10 or teacher.
+        classes: two classes (±1), two groups like [[0,2,4,6,8],[1,3,5,7,9]], or k classes (one-hot).
+        n_train: training examples P.
+        n_test: test examples.
+        seed: data draw and replica seeds (replica r uses seed + r).
+        data_dir: directory with .npz files or torchvision's layout (default $GDEQ_DATA_DIR, then embedded MNIST).
+        width: hidden width N1.
+        activation: erf, relu, tanh or identity.
+        architecture: fc (one hidden layer, the theory's network) or cnn.
+        optimizer: gd (full batch), sgd (needs --batch_size), adam, or langevin (needs --temperature).
+        lr: learning rate for the summed loss ½Σ(y − f)² (default: 1/λ_max of the tangent kernel at init; a tenth of it for Langevin).
+        steps: optimisation steps.
+        replicas: independent networks trained together (batched).
+        temperature: Langevin temperature T > 0 (GD + weight decay Tλ + noise √(2 lr T)).
+        batch_size: SGD minibatch size.
+        log_points: number of log-spaced measurement steps (step 0 included).
+        output_dir: parent directory of the run directory.
+        run_name: run directory name (default: generated from the settings).
+        wandb: offline (default), online (falls back to offline) or disabled.
+        wandb_project: wandb project name.
+        device: cpu, cuda or auto.
+        progress: show a progress bar.
+    """
+    from bridge.experiments import default_learning_rate
+    from gd_dynamics import load_task
+    from gd_dynamics import train as train_run
+
+    mode = wandb_mode(wandb)
+    task = load_task(dataset, classes, n_train, n_test, seed, data_dir)
+    if lr is None:
+        lr = default_learning_rate(task.x_train, activation=activation, seed=seed)
+        if optimizer == "langevin":
+            lr *= 0.1
+    traj = train_run(task, width=width, activation=activation, architecture=architecture, optimizer=optimizer, lr=lr,
+                     steps=steps, replicas=replicas, temperature=temperature, batch_size=batch_size, seed=seed,
+                     log_points=log_points, output_dir=output_dir, run_name=run_name,
+                     wandb=None if mode == "disabled" else mode, wandb_project=wandb_project, device=device,
+                     progress_bar=progress, image_shape=(1, 28, 28) if architecture == "cnn" and dataset != "cifar10"
+                     else ((1, 32, 32) if architecture == "cnn" else None))
+    summary = dict(run_dir=traj.run_dir, lr=lr, steps=int(traj.step[-1]),
+                   final_train_error=float(traj.train_error[-1].mean()), final_test_error=float(traj.test_error[-1].mean()),
+                   final_centroid_distance=float(traj.centroid_distance[-1].mean()))
+    print(json.dumps(summary, indent=2))
+    return summary

@@ -1,0 +1,125 @@
+"""The bridge on real runs and real theory curves: a CI-sized demo, the Langevin consistency check,
+T_eff along GD, and mismatched run/curve pairs."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from bridge import compare, effective_temperature, langevin_consistency
+from bridge.experiments import run_demo, theory_curves
+
+TEMPS = tuple(float(t) for t in np.logspace(-4, 2, 31))
+
+
+@pytest.fixture(scope="module")
+def small_demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    report_dir, results, paths = run_demo(
+        "ci", n_train=80, n_test=80, widths=(10, 40), steps=(300, 150), replicas=(4, 3), temperatures=TEMPS,
+        output_dir=out, wandb="offline", progress=False,
+    )
+    return report_dir, results, paths
+
+
+def test_demo_report_files_exist_and_numbers_match_the_runs(small_demo):
+    report_dir, results, paths = small_demo
+    for name in ("report.md", "metrics.csv", "curves.csv", "summary.csv", "metrics.json", "summary.png"):
+        assert (report_dir / name).is_file(), name
+    for res in results:
+        for stem in ("measures_vs_step", "measures_vs_T", "weights"):
+            assert (report_dir / f"{stem}_N{res.width}.png").stat().st_size > 1000
+    with open(report_dir / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    doc = json.loads((report_dir / "metrics.json").read_text())
+    report = (report_dir / "report.md").read_text()
+    assert doc["wandb"].get("dir"), doc["wandb"]  # an offline wandb run was written
+    for res, wdoc in zip(results, doc["widths"]):
+        traj, cmp = res.trajectory, res.comparison
+        mine = [r for r in rows if int(r["width"]) == res.width]
+        assert [int(r["step"]) for r in mine] == [int(s) for s in traj.step]
+        # replica means of the run's own arrays, and T_eff from the map
+        np.testing.assert_allclose([float(r["centroid_distance"]) for r in mine], traj.centroid_distance.mean(1),
+                                   rtol=1e-12)
+        np.testing.assert_allclose([float(r["unit_class_radius_0"]) for r in mine],
+                                   traj.unit_class_radius[:, :, 0].mean(1), rtol=1e-12)
+        T_csv = np.array([float(r["T_eff[gaussian]"]) for r in mine])
+        np.testing.assert_allclose(T_csv, cmp.maps["gaussian"].temperature, rtol=1e-12, equal_nan=True)
+        # the JSON's turning points are the comparison's, and every statement is in report.md
+        for name, m in cmp.measures.items():
+            j = wdoc["measures"][name]
+            assert j["run_shape"] == m.run_turning.kind
+            if np.isfinite(m.t_star):
+                assert j["t_star"] == pytest.approx(m.t_star)
+            for lv, tt in m.theory_turning.items():
+                assert j["theory"][lv]["shape"] == tt.kind
+            assert m.statement() in report
+        assert wdoc["steps"] == int(traj.step[-1])
+
+
+def test_T_eff_decreases_along_a_gd_run(small_demo):
+    _, results, _ = small_demo
+    for res in results:
+        m = res.comparison.maps["gaussian"]
+        ok = m.ok
+        assert ok.sum() >= 10, m.summary()
+        T, hi = m.temperature[ok], m.temperature_high[ok]
+        assert T[-1] < T[0] / 10  # cools by more than a decade
+        assert np.all(T[1:] <= hi[:-1] * (1 + 1e-9))  # never warms up beyond its error bar
+        # GD starts at the prior's mean predictor (error ≈ 1): hotter than any finite grid point or mapped hot
+        assert m.status[0] in ("hotter", "ok") and (m.status[0] == "hotter" or T[0] > 1.0)
+
+
+def test_mismatched_run_and_curve_are_rejected(small_demo):
+    from gd_dynamics import load_task
+
+    _, results, _ = small_demo
+    res = results[0]
+    traj = res.trajectory
+    task = load_task("mnist", (3, 5), 80, 80, 0)
+    good = theory_curves(task, width=res.width, temperatures=TEMPS[::3], levels=("gaussian",))["gaussian"]
+    effective_temperature(traj, good)  # same setting: fine
+    other_data = load_task("mnist", (3, 5), 80, 80, 1)
+    cases = {
+        "data_fingerprint": theory_curves(other_data, width=res.width, temperatures=TEMPS[::3], levels=("gaussian",)),
+        "width": theory_curves(task, width=res.width + 1, temperatures=TEMPS[::3], levels=("gaussian",)),
+        "activation": theory_curves(task, width=res.width, activation="relu", temperatures=TEMPS[::3],
+                                    levels=("gaussian",)),
+        "prior_w": theory_curves(task, width=res.width, prior_w=2.0, temperatures=TEMPS[::3], levels=("gaussian",)),
+        "prior_v": theory_curves(task, width=res.width, prior_v=0.5, temperatures=TEMPS[::3], levels=("gaussian",)),
+    }
+    for word, curves in cases.items():
+        with pytest.raises(ValueError, match=word):
+            compare(traj, curves)
+        with pytest.raises(ValueError, match=word):
+            effective_temperature(traj, curves["gaussian"])
+
+
+def test_langevin_run_maps_back_to_its_own_temperature(tmp_path):
+    """GD + weight decay Tλ + noise √(2ηT) (THEORY.md §6) at T0: at stationarity the mean predictor's
+    training error, inverted on the theory curve, must give T0 back within its error bars."""
+    from gd_dynamics import load_task, train
+
+    from bridge.experiments import default_learning_rate
+
+    T0 = 0.5
+    task = load_task("mnist", (3, 5), 60, 60, 0)
+    lr = 0.05 * default_learning_rate(task.x_train)
+    traj = train(task, width=60, optimizer="langevin", temperature=T0, lr=lr, steps=int(8 / (lr * T0)),
+                 replicas=24, seed=3, log_points=40, log_spacing="linear", output_dir=tmp_path, wandb=None,
+                 progress_bar=False, clustering_indices=False, layer_geometry=False)
+    curve = theory_curves(task, width=60, temperatures=TEMPS, levels=("gaussian",))["gaussian"]
+    check = langevin_consistency(traj, curve, window=0.5)
+    assert check.claimed_temperature == T0
+    assert np.isfinite(check.temperature) and check.run_value_se > 0
+    assert check.temperature_low <= T0 <= check.temperature_high, check.message
+    assert check.passed
+    # the check is reported with every Langevin comparison
+    cmp = compare(traj, {"gaussian": curve})
+    assert cmp.consistency["gaussian"].temperature == pytest.approx(check.temperature)
+    # and a wrong claim is caught: the same run does not look like T0/4
+    wrong = langevin_consistency(traj, curve, temperature=T0 / 4, rtol=0.1)
+    assert not wrong.passed and "INCONSISTENT" in wrong.message

@@ -1,0 +1,108 @@
+"""The `gdeq` subcommands: help text for every option, YAML configs, clear errors, a resumable sweep."""
+
+from __future__ import annotations
+
+import inspect
+import json
+
+import numpy as np
+import pytest
+
+from scripts.cli import commands, run as main
+
+SUBCOMMANDS = ("train", "equilibrium", "compare", "validate", "sweep", "demo", "data")
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_every_option_has_help_text(name, capsys):
+    fn = commands()[name]
+    with pytest.raises(SystemExit) as exit_info:
+        main([name, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--config" in text
+    doc = inspect.getdoc(fn)
+    for param in inspect.signature(fn).parameters:
+        assert f"--{param}" in text, param
+        assert f"    {param}:" in doc, f"{name}: option {param} has no docstring help"
+
+
+def test_bad_input_is_one_clear_error_before_any_work(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--replicas", "[2]", "--output_dir", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "replicas" in err and "Traceback" not in err
+    assert not any(tmp_path.iterdir())  # nothing was started
+    with pytest.raises(SystemExit):
+        main(["equilibrium", "--t_min", "0", "--output", str(tmp_path / "c")])
+    assert "t_min" in capsys.readouterr().err
+
+
+def test_equilibrium_from_a_yaml_config_matches_the_library(tmp_path, capsys):
+    import equilibrium
+    from gd_dynamics import load_task
+
+    cfg = tmp_path / "eq.yaml"
+    out = tmp_path / "curves"
+    cfg.write_text(
+        f"n_train: 60\nn_test: 40\nwidth: 30\nlevels: [gaussian]\nt_min: 0.01\nt_max: 10.0\n"
+        f"n_temperatures: 7\noutput: {out}\n"
+    )
+    peaks = main(["equilibrium", "--config", str(cfg)])
+    assert "centroid_distance" in capsys.readouterr().out
+    rows = json.loads(out.with_suffix(".json").read_text())
+    task = load_task("mnist", (3, 5), 60, 40, 0)
+    ref = equilibrium.temperature_curve(task.x_train, task.y_train, np.logspace(-2, 1, 7), width=30,
+                                        x_test=task.x_test, y_test=task.y_test, level="gaussian")
+    np.testing.assert_allclose([r["centroid_distance"] for r in rows], ref.centroid_distance, rtol=1e-10)
+    np.testing.assert_allclose([r["train_error"] for r in rows], ref.train_error, rtol=1e-10)
+    assert peaks is None or isinstance(peaks, list)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_sweep_killed_halfway_resumes_without_redoing_finished_cells(tmp_path):
+    from bridge.experiments import expand_grid, run_sweep, sweep_cell
+
+    cells = expand_grid(["fc"], [8, 16], ["erf"], ["mnist"], [[3, 5], [4, 9]])
+    for c in cells:
+        c.update(n_train=40, n_test=40, steps=30, replicas=3, log_points=12)
+    calls: list[dict] = []
+
+    def counting(cell, *, output_dir, kill_after=None):
+        calls.append(cell)
+        if kill_after is not None and len(calls) > kill_after:
+            raise Interrupted("killed")
+        return sweep_cell(cell, output_dir=output_dir)
+
+    with pytest.raises(Interrupted):
+        run_sweep(cells, output_dir=tmp_path, cell_fn=lambda c, output_dir: counting(c, output_dir=output_dir,
+                                                                                    kill_after=2), progress=False)
+    assert len(list((tmp_path / "cells").glob("*.json"))) == 2  # two finished cells on disk, nothing half-written
+    assert not list((tmp_path / "cells").glob("*.tmp"))
+    calls.clear()
+    rows = run_sweep(cells, output_dir=tmp_path, cell_fn=lambda c, output_dir: counting(c, output_dir=output_dir),
+                     progress=False)
+    assert len(calls) == 2 and calls == cells[2:]  # only the unfinished cells ran
+    assert len(rows) == 4 and [r["config"] for r in rows] == cells
+    for r in rows:  # a real table: T_eff and the theory's turning point per cell
+        assert r["theory_shape"] in ("peak", "dip", "increasing", "decreasing", "flat")
+        assert 0 <= r["final_test_error"] < 2 and r["peak_distance"] > 0
+    assert (tmp_path / "sweep.csv").is_file()
+    calls.clear()
+    run_sweep(cells, output_dir=tmp_path, cell_fn=lambda c, output_dir: counting(c, output_dir=output_dir),
+              progress=False)
+    assert calls == []
+
+
+def test_sweep_command_runs_a_single_cell_as_a_wandb_agent_would(tmp_path, capsys):
+    argv = ["sweep", "--architectures=fc", "--widths=8", "--activations=erf", "--datasets=mnist",
+            "--class_pairs=[3, 5]", "--n_train=40", "--n_test=40", "--steps=20", "--replicas=3",
+            f"--output_dir={tmp_path}", "--wandb=disabled", "--progress=false"]
+    rows = main(argv)
+    assert len(rows) == 1 and rows[0]["width"] == 8 and rows[0]["classes"] == [3, 5]
+    assert len(list((tmp_path / "cells").glob("*.json"))) == 1
+    assert "table:" in capsys.readouterr().out
