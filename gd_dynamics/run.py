@@ -179,6 +179,9 @@ def train(
     _check(log_points >= 2, f"log_points: must be ≥ 2, got {log_points}")
     if loss == "cross_entropy":
         _check(task.n_outputs >= 1, "loss: cross_entropy needs class labels")
+    n_layers = len(widths) + 1
+    _check(all(isinstance(l, (int, np.integer)) and 1 <= l <= n_layers for l in frozen_layers),
+           f"frozen_layers: layer indices must lie in 1..{n_layers} (1 = first hidden, {n_layers} = readout), got {list(frozen_layers)}")
     if reduce_inputs is None:
         reduce_inputs = (optimizer == "langevin" and architecture == "fc" and len(widths) == 1
                          and P < task.input_dim and init == "prior")

@@ -243,6 +243,7 @@ def test_divergence_stops_with_clear_message(pair, tmp_path):
     (dict(optimizer="rmsprop"), "optimizer"), (dict(activation="gelu"), "activation"),
     (dict(architecture="transformer"), "architecture"), (dict(optimizer="sgd", batch_size=61), "batch_size"),
     (dict(probe_size=1), "probe_size"), (dict(optimizer="langevin"), "temperature"),
+    (dict(frozen_layers=(3,)), "frozen_layers"), (dict(temperature=0.1), "temperature"),
 ])
 def test_bad_input_raises_before_training(pair, tmp_path, kwargs, param):
     args = dict(width=5, lr=0.1, steps=3, output_dir=tmp_path, **QUIET) | kwargs
