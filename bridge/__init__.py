@@ -25,6 +25,7 @@ from .compare import (
 from .maps import OBSERVABLES, TemperatureMap, effective_temperature, map_observable, mean_predictor_error
 from .thermometers import (
     ThermometerReading,
+    fdt_monitor,
     fluctuation_dissipation_temperature,
     gradient_noise_temperature,
     gradient_noise_temperature_from_moments,
@@ -43,6 +44,7 @@ __all__ = [
     "check_compatible",
     "compare",
     "effective_temperature",
+    "fdt_monitor",
     "fluctuation_dissipation_temperature",
     "gradient_noise_temperature",
     "gradient_noise_temperature_from_moments",

@@ -32,7 +32,7 @@ GEOMETRY_MEASURES = (
     "centroid_distance", "centroid_shift", "unit_centroid_distance", "class_radius_0", "class_radius_1",
     "unit_class_radius_0", "unit_class_radius_1", "distance_ratio",
 )
-WEIGHT_MEASURES = ("readout_second_moment", "weight_displacement_0", "weight_displacement_1")
+WEIGHT_MEASURES = ("readout_second_moment", "weight_moment_label", "weight_displacement_0", "weight_displacement_1")
 LABELS = {
     "centroid_distance": "centroid distance² cᵀK_W c",
     "centroid_shift": "N1·(D − D∞)",
@@ -46,6 +46,10 @@ LABELS = {
     "weight_displacement_0": "|W−W0|/|W0| (first layer)",
     "weight_displacement_1": "|v−v0|/|v0| (readout)",
     "mean_predictor_train_error": "train error of mean predictor",
+    "weight_moment_label": "λ0⟨(e_y·w)²⟩ (first layer, label direction)",
+    "train_error": "train MSE (single networks)",
+    "test_error": "test MSE (single networks)",
+    "train_loss": "train loss ½Σ(y − f)²",
 }
 
 
@@ -324,18 +328,27 @@ def _markdown(results: Sequence[Any], config: dict, files: dict, seconds: float)
                 cells += [_fmt(row[f"T_eff_t_star[{lv}]"]), row[f"theory_shape[{lv}]"], _fmt(row[f"T_star[{lv}]"])]
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
         if res.samples:
-            lines += ["", f"**Theory vs sampling** (N1 = {res.width}; mean ± s.e. over replicas)", "",
+            p0 = res.samples[0]
+            lines += ["", f"**Theory vs sampling** (N1 = {res.width}; {p0.method}, {p0.replicas} chains, "
+                      f"{_fmt(res.seconds.get('sampling', float('nan')), '.0f')} s; mean ± s.e. over chains). "
+                      "`test_error` is bias² + variance (a single posterior network), `test_bias2` the mean "
+                      "predictor's; short chains on CPU: check with `gdeq validate` before trusting a digit.", "",
                       "| T | measure | sampled | " + " | ".join(cmp.maps) + " |", "|" + "---|" * (3 + len(cmp.maps))]
             from .maps import interpolate_curve
 
+            from .compare import curve_measures
+
+            tables = {lv: dict(curve_measures(c), train_error=np.asarray(c.train_error),
+                               test_bias2=np.asarray(c.test_bias2), test_error=np.asarray(c.test_error))
+                      for lv, c in res.curves.items()}
             for p in res.samples:
                 for name, (mu, se) in p.values.items():
                     field_name = "train_error" if name == "mean_predictor_train_error" else name
                     th = []
                     for lv, c in res.curves.items():
-                        v = getattr(c, field_name, None)
+                        v = tables[lv].get(field_name)
                         th.append(_fmt(interpolate_curve(c.temperature, v, np.array([p.temperature]))[0], ".4g")
-                                  if isinstance(v, np.ndarray) and v.ndim == 1 else "—")
+                                  if v is not None else "—")
                     lines.append(f"| {p.temperature:.3g} | {name} | {mu:.4g} ± {se:.2g} | " + " | ".join(th) + " |")
         w = res.width
         lines += ["", f"![measures vs step]({files[f'step_{w}']})", "", f"![measures vs T]({files[f'T_{w}']})", "",
@@ -414,7 +427,7 @@ def _log_wandb(out: Path, results: Sequence[Any], config: dict, files: dict, sum
                         run.summary[f"N{res.width}/{name}/t_star"] = _clean(m.t_star)
                         for lv, v in m.T_eff_at_t_star.items():
                             run.summary[f"N{res.width}/{name}/T_eff_t_star/{lv}"] = _clean(v)
-                info.update(mode=attempt, dir=str(Path(run.dir).parent), id=run.id)
+                info.update(mode=attempt, dir=str(Path(run.dir).resolve().parent), id=run.id)
                 run.finish()
             return info
         except Exception as err:  # never let wandb stop a report

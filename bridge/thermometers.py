@@ -52,6 +52,7 @@ import torch
 __all__ = [
     "ThermometerReading",
     "activation_derivative",
+    "fdt_monitor",
     "fluctuation_dissipation_temperature",
     "gradient_noise_temperature",
     "gradient_noise_temperature_from_moments",
@@ -271,3 +272,53 @@ def fluctuation_dissipation_temperature(
         temperature=float(per_sample.mean()), se=float(se), naive=float(a.mean() / n_params),
         n_samples=S, replicas=R, per_replica=per_replica,
     )
+
+
+def fdt_monitor(every: int = 10, start_fraction: float = 0.5):
+    """A Lightning callback for ``gd_dynamics.train(..., callbacks=[monitor])`` that records, every
+    ``every`` steps after ``start_fraction`` of the run, θ·∇V and |∇V|² per replica, with V the
+    full-batch loss the module descends plus the optimizer's weight decay (Tλ per layer for Langevin,
+    none for GD/SGD). ``monitor.reading()`` is then Yaida's T̂ (module docstring), in the units of that
+    loss (THEORY.md's for the default summed loss).
+    """
+    import pytorch_lightning as pl
+
+    class FluctuationDissipationMonitor(pl.Callback):
+        def __init__(self) -> None:
+            self.theta_dot_grad: list[np.ndarray] = []
+            self.grad_sq: list[np.ndarray] = []
+            self.lr = float("nan")
+            self.n_params = 0
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            step = trainer.global_step
+            if step < start_fraction * trainer.max_steps or step % every:
+                return
+            dm = trainer.datamodule
+            groups = trainer.optimizers[0].param_groups
+            params = [p for g in groups for p in g["params"] if p.requires_grad]
+            decay = [float(g.get("weight_decay", 0.0)) for g in groups for p in g["params"] if p.requires_grad]
+            with torch.enable_grad():
+                loss = pl_module.losses(pl_module.model(dm.x_train), dm.targets("train")).sum()
+                grads = torch.autograd.grad(loss, params)  # replicas are independent: each its own gradient
+            a = b = 0.0
+            with torch.no_grad():
+                for p, g, wd in zip(params, grads, decay):
+                    full = (g + wd * p).reshape(p.shape[0], -1)
+                    theta = p.reshape(p.shape[0], -1)
+                    a = a + (theta * full).sum(-1)
+                    b = b + (full * full).sum(-1)
+            self.theta_dot_grad.append(a.detach().cpu().numpy())
+            self.grad_sq.append(b.detach().cpu().numpy())
+            self.lr = float(groups[0]["lr"])
+            self.n_params = int(sum(p[0].numel() for p in params))
+
+        def reading(self) -> ThermometerReading:
+            if not self.theta_dot_grad:
+                raise ValueError("fdt_monitor: no samples were recorded (run longer or lower start_fraction/every)")
+            return fluctuation_dissipation_temperature(np.stack(self.theta_dot_grad), np.stack(self.grad_sq),
+                                                       lr=self.lr, n_params=self.n_params)
+
+    if every < 1 or not 0 <= start_fraction < 1:
+        raise ValueError(f"every/start_fraction: need every ≥ 1 and 0 ≤ start_fraction < 1, got {every}, {start_fraction}")
+    return FluctuationDissipationMonitor()

@@ -25,8 +25,10 @@ def demo(
     t_min: float = 1e-4,
     t_max: float = 100.0,
     n_temperatures: int = 49,
-    sample_temperatures: list[float] = [],  # noqa: B006
+    sample_temperatures: list[float] = [0.03, 0.3, 3.0],  # noqa: B006
     sample_replicas: int = 8,
+    sample_burn_in: float = 3.0,
+    sample_time: float = 5.0,
     output_dir: str = "runs",
     wandb: str = "offline",
     wandb_project: str = "gdeq",
@@ -56,8 +58,10 @@ def demo(
         t_min: lowest temperature of the theory grid.
         t_max: highest temperature of the theory grid.
         n_temperatures: number of log-spaced temperatures.
-        sample_temperatures: temperatures at which the narrowest width's posterior is also sampled (HMC; costly on CPU).
+        sample_temperatures: temperatures at which the narrowest width's posterior is also sampled (HMC, the ground truth; [] to skip).
         sample_replicas: chains per sampled temperature.
+        sample_burn_in: sampler burn-in, in time units of THEORY.md §6.
+        sample_time: sampler measurement time, in the same units.
         output_dir: parent of the report directory.
         wandb: offline (default), online (falls back to offline) or disabled.
         wandb_project: wandb project name.
@@ -70,7 +74,8 @@ def demo(
     out, results, paths = run_demo(
         name, dataset=dataset, classes=classes, n_train=n_train, n_test=n_test, widths=widths, steps=steps,
         replicas=replicas, activation=activation, levels=levels, temperatures=temperature_grid(t_min, t_max, n_temperatures),
-        sample_temperatures=sample_temperatures, sample_replicas=sample_replicas, lr=lr, output_dir=output_dir,
+        sample_temperatures=sample_temperatures, sample_replicas=sample_replicas,
+        sample_kwargs=dict(burn_in=sample_burn_in, sampling_time=sample_time), lr=lr, output_dir=output_dir,
         data_dir=data_dir, wandb=wandb_mode(wandb), wandb_project=wandb_project, device=device, seed=seed,
         progress=progress,
     )

@@ -105,12 +105,19 @@ def test_langevin_run_maps_back_to_its_own_temperature(tmp_path):
 
     from bridge.experiments import default_learning_rate
 
+    from bridge.thermometers import fdt_monitor
+
     T0 = 0.5
     task = load_task("mnist", (3, 5), 60, 60, 0)
     lr = 0.05 * default_learning_rate(task.x_train)
+    monitor = fdt_monitor(every=5, start_fraction=0.5)
     traj = train(task, width=60, optimizer="langevin", temperature=T0, lr=lr, steps=int(8 / (lr * T0)),
                  replicas=24, seed=3, log_points=40, log_spacing="linear", output_dir=tmp_path, wandb=None,
-                 progress_bar=False, clustering_indices=False, layer_geometry=False)
+                 progress_bar=False, clustering_indices=False, layer_geometry=False, callbacks=[monitor])
+    # the fluctuation–dissipation thermometer on the same chain (exact for discrete Langevin at stationarity)
+    reading = monitor.reading()
+    assert reading.replicas == 24 and reading.n_samples > 50
+    assert abs(reading.temperature - T0) < 4 * reading.se + 0.02 * T0, reading
     curve = theory_curves(task, width=60, temperatures=TEMPS, levels=("gaussian",))["gaussian"]
     check = langevin_consistency(traj, curve, window=0.5)
     assert check.claimed_temperature == T0
