@@ -106,3 +106,32 @@ def test_sweep_command_runs_a_single_cell_as_a_wandb_agent_would(tmp_path, capsy
     assert len(rows) == 1 and rows[0]["width"] == 8 and rows[0]["classes"] == [3, 5]
     assert len(list((tmp_path / "cells").glob("*.json"))) == 1
     assert "table:" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_full_demo_command_writes_its_report(tmp_path, capsys):
+    """The README's main command with its defaults (a few minutes on 2 cores)."""
+    result = main(["demo", f"--output_dir={tmp_path}", "--progress=false"])
+    out = capsys.readouterr().out
+    assert "demo finished" in out and "N1 = 20" in out and "N1 = 400" in out
+    report = (tmp_path / "demo" / "report.md").read_text()
+    assert "Where each side is non-monotonic" in report and "Theory vs sampling" in report
+    doc = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    assert [w["width"] for w in doc["widths"]] == [20, 400]
+    assert result["seconds"] > 0
+
+
+def test_compare_command_on_a_saved_langevin_run_reports_the_consistency_check(tmp_path, capsys):
+    main(["train", "--n_train=40", "--n_test=40", "--width=20", "--optimizer=langevin", "--temperature=1.0",
+          "--steps=1500", "--replicas=8", "--log_points=20", f"--output_dir={tmp_path}", "--run_name=lgv",
+          "--wandb=disabled", "--progress=false"])
+    paths = main(["compare", f"--run={tmp_path / 'lgv'}", "--levels=[gaussian]", "--n_temperatures=25",
+                  "--wandb=disabled"])
+    out = capsys.readouterr().out
+    assert "consistency [gaussian]: Langevin at T0 = 1" in out
+    doc = json.loads(open(paths["json"]).read())
+    check = doc["widths"][0]["consistency"]["gaussian"]
+    assert check["claimed_temperature"] == 1.0 and check["temperature"] is not None
+    with pytest.raises(SystemExit) as exit_info:  # a path that is not a run: one clear error
+        main(["compare", f"--run={tmp_path / 'nothing'}"])
+    assert exit_info.value.code == 2
