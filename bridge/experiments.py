@@ -170,7 +170,8 @@ def run_width(task: Any, *, width: int, activation: str = "erf", optimizer: str 
                  replicas=replicas, temperature=temperature, batch_size=batch_size,
                  prior_precisions=(prior_w, prior_v), seed=seed, log_points=log_points, output_dir=output_dir,
                  run_name=run_name, wandb=wandb, device=device, progress_bar=progress, clustering_indices=False,
-                 reduce_inputs=task.n_train < task.input_dim)
+                 reduce_inputs=task.n_train < task.input_dim,
+                 probe_size=max(task.n_train, len(task.x_test)))  # geometry on the full sets, as the theory
     seconds["train"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     comparison = compare(traj, curves, observable=observable)
@@ -282,7 +283,7 @@ def sweep_cell(cell: dict, *, output_dir: str | Path, progress: bool = False) ->
                  steps=c.get("steps", 1000), replicas=c.get("replicas", 4), seed=c.get("seed", 0),
                  log_points=c.get("log_points", 50), output_dir=Path(output_dir) / "runs", run_name=cell_id(c),
                  wandb=None, progress_bar=progress, clustering_indices=False,
-                 reduce_inputs=fc and task.n_train < task.input_dim,
+                 reduce_inputs=fc and task.n_train < task.input_dim, probe_size=max(task.n_train, len(task.x_test)),
                  image_shape=None if fc else _image_shape(c["dataset"]))
     steps = np.asarray(traj.step, dtype=float)
     row: dict[str, Any] = {k: c[k] for k in SWEEP_KEYS}

@@ -71,7 +71,8 @@ def train(
                      steps=steps, replicas=replicas, temperature=temperature, batch_size=batch_size, seed=seed,
                      log_points=log_points, output_dir=output_dir, run_name=run_name,
                      wandb=None if mode == "disabled" else mode, wandb_project=wandb_project, device=device,
-                     progress_bar=progress, image_shape=(1, 28, 28) if architecture == "cnn" and dataset != "cifar10"
+                     progress_bar=progress, probe_size=max(n_train, n_test),  # geometry on the full sets, as the theory
+                     image_shape=(1, 28, 28) if architecture == "cnn" and dataset != "cifar10"
                      else ((1, 32, 32) if architecture == "cnn" else None))
     summary = dict(run_dir=traj.run_dir, lr=lr, steps=int(traj.step[-1]),
                    final_train_error=float(traj.train_error[-1].mean()), final_test_error=float(traj.test_error[-1].mean()),
