@@ -116,6 +116,8 @@ def sample_points(task: Any, *, width: int, temperatures: Sequence[float], activ
             "readout_second_moment": _estimate(s.readout_second_moment),
             "centroid_distance": _estimate(s.centroid_distance),
             "unit_centroid_distance": _estimate(s.unit_centroid_distance),
+            # aᵀΩa/aᵀCa along the labels: the definition GD logs as weights/weight_moment_label
+            "weight_moment_label": _estimate(s.weight_moment_label),
         }
         for c in range(np.size(s.class_radius.mean)):
             values[f"class_radius_{c}"] = (float(s.class_radius.mean[c]), float(s.class_radius.se[c]))
