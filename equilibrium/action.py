@@ -4,18 +4,16 @@ Single output (y ∈ {±1}^P):
 
     S(Q) = Q − log Q + (1/N1) [log det A(Q) + yᵀ A(Q)⁻¹ y],   A(Q) = T·I + (Q/λ1) K.
 
-For activations with a non-zero mean μ(x) = E[σ(h(x))] the kernel splits into K = K_c + μμᵀ.
-The mean mode couples to the sum of the readout weights s = Σ_i v_i/√N1, a single O(1) variable
-whose prior N(0, 1/λ1) is not renormalised at leading order, so
+K is the full second moment E[σσ], also for activations with a non-zero mean μ = E[σ(h)]
+(ReLU): the mean mode μμᵀ couples to the readout sum s = Σ_i v_i/√N1, whose prior given the
+readout norm is N(0, Q/λ1) — the mean mode is renormalised by the same Q at leading order
+(docs/theory.md §2.2, checked against the exact posterior of an affine network in the tests).
 
-    A(Q) = T·I + (Q/λ1) K_c + (1/λ1) μμᵀ                                   (docs/theory.md §2.2)
+In the eigenbasis K = U diag(κ) Uᵀ, ỹ = Uᵀy, every evaluation costs O(P):
+S(Q) = Q − log Q + (1/N1) Σ_k [log(T + Qκ_k/λ1) + ỹ_k²/(T + Qκ_k/λ1)], so ONE eigendecomposition
+serves any number of temperatures (:class:`Spectrum`).
 
-(deepbays' ``FC_1HL_nonodd`` has the same structure with a second order parameter in front of
-μμᵀ). Everything is evaluated in the eigenbasis of K_c = U diag(κ) Uᵀ, with ỹ = Uᵀy, μ̃ = Uᵀμ:
-log det A and yᵀA⁻¹y follow from the matrix-determinant lemma and Sherman–Morrison, so after ONE
-eigendecomposition every evaluation at any (T, Q) costs O(P) (:class:`Spectrum`).
-
-Multi-output (one-hot Y, D outputs; zero-mean activations), with a D×D order parameter:
+Multi-output (one-hot Y, D outputs), with a D×D order parameter:
 
     S(Q) = tr Q − log det Q + (1/N1) [log det(T + Q⊗K/λ1) + yᵀ (T + Q⊗K/λ1)⁻¹ y].
 
@@ -26,7 +24,7 @@ The saddle point Q* = argmin S (Q > 0) is found for a whole vector of temperatur
 the stationarity condition dS/dQ = 0 is bracketed on a log grid between rigorous bounds
 (docs/theory.md §2.3), every sign change is refined by a safeguarded regula falsi (Illinois)
 vectorised over temperatures and roots, and when S has several minima the lowest is returned
-and the count reported.
+and the count reported. For D > 1: damped Newton with the analytic Hessian.
 """
 
 from __future__ import annotations
@@ -54,18 +52,15 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Spectrum:
-    """One eigendecomposition K_c = U diag(κ) Uᵀ with the targets and mean projected on it.
+    """One eigendecomposition K = U diag(κ) Uᵀ with the targets projected on it.
 
-    ``kappa`` (P,) ≥ 0, ``U`` (P, P), ``y_t`` = Uᵀy, ``mu_t`` = Uᵀμ (zeros for odd activations),
-    ``prior_v`` = λ1. All float64 torch on one device.
+    ``kappa`` (P,) ≥ 0, ``U`` (P, P), ``y_t`` = Uᵀy, ``prior_v`` = λ1. Float64 torch on one device.
     """
 
     kappa: torch.Tensor
     U: torch.Tensor
     y_t: torch.Tensor
-    mu_t: torch.Tensor
     prior_v: float
-    has_mean: bool
 
     @property
     def P(self) -> int:
@@ -73,31 +68,19 @@ class Spectrum:
 
     @property
     def a(self) -> torch.Tensor:
-        """κ/λ1: A(Q) = T + Q·a in the eigenbasis (plus the mean mode)."""
+        """κ/λ1: A(Q) = U diag(T + Q·a) Uᵀ."""
         return self.kappa / self.prior_v
 
 
-def factorise(K: torch.Tensor, y: torch.Tensor, *, prior_v: float, mean: torch.Tensor | None = None) -> Spectrum:
-    """Eigendecompose K_c = K − μμᵀ once (THEORY.md §2); the only O(P³) step of a curve."""
-    has_mean = mean is not None and bool(mean.abs().max() > 0)
-    Kc = K - torch.outer(mean, mean) if has_mean else K
-    kappa, U = torch.linalg.eigh(Kc)
-    kappa = kappa.clamp_min(0.0)  # K_c is PSD; round-off negatives would make A indefinite at tiny T
-    y_t = U.T @ y
-    mu_t = U.T @ mean if has_mean else torch.zeros_like(kappa)
-    return Spectrum(kappa=kappa, U=U, y_t=y_t, mu_t=mu_t, prior_v=float(prior_v), has_mean=has_mean)
+def factorise(K: torch.Tensor, y: torch.Tensor, *, prior_v: float) -> Spectrum:
+    """Eigendecompose K once (THEORY.md §2); the only O(P³) step of a curve."""
+    kappa, U = torch.linalg.eigh(K)
+    kappa = kappa.clamp_min(0.0)  # K is PSD; round-off negatives would make A indefinite at tiny T
+    return Spectrum(kappa=kappa, U=U, y_t=U.T @ y, prior_v=float(prior_v))
 
 
-def _reductions(sp: Spectrum, T: torch.Tensor, Q: torch.Tensor):
-    """z = 1/(T + Q a) broadcast to (..., P) and the Sherman–Morrison sums."""
-    a = sp.a
-    z = 1.0 / (T[..., None] + Q[..., None] * a)
-    s_yy = (sp.y_t**2 * z).sum(-1)
-    if not sp.has_mean:
-        return z, s_yy, None, None
-    s_mm = (sp.mu_t**2 * z).sum(-1)
-    s_my = (sp.mu_t * sp.y_t * z).sum(-1)
-    return z, s_yy, s_mm, s_my
+def _z(sp: Spectrum, T: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
+    return 1.0 / (T[..., None] + Q[..., None] * sp.a)
 
 
 def effective_action(sp: Spectrum, T, Q, *, width: float) -> torch.Tensor:
@@ -105,30 +88,18 @@ def effective_action(sp: Spectrum, T, Q, *, width: float) -> torch.Tensor:
     T = torch.as_tensor(T, dtype=torch.float64, device=sp.kappa.device)
     Q = torch.as_tensor(Q, dtype=torch.float64, device=sp.kappa.device)
     T, Q = torch.broadcast_tensors(T, Q)
-    z, s_yy, s_mm, s_my = _reductions(sp, T, Q)
-    F = -torch.log(z).sum(-1) + s_yy
-    if sp.has_mean:
-        lv = sp.prior_v
-        F = F + torch.log1p(s_mm / lv) - s_my**2 / (lv + s_mm)
-    return Q - torch.log(Q) + F / width
+    z = _z(sp, T, Q)
+    return Q - torch.log(Q) + (-torch.log(z).sum(-1) + (sp.y_t**2 * z).sum(-1)) / width
 
 
 def action_gradient(sp: Spectrum, T, Q, *, width: float) -> torch.Tensor:
-    """dS/dQ = 1 − 1/Q + (1/N1)[tr(A⁻¹K_c)/λ1 − yᵀA⁻¹K_cA⁻¹y/λ1], O(P) each."""
+    """dS/dQ = 1 − 1/Q + (1/N1) Σ_k [a_k z_k − ỹ_k² a_k z_k²],  z_k = 1/(T + Q a_k), a = κ/λ1."""
     T = torch.as_tensor(T, dtype=torch.float64, device=sp.kappa.device)
     Q = torch.as_tensor(Q, dtype=torch.float64, device=sp.kappa.device)
     T, Q = torch.broadcast_tensors(T, Q)
-    a = sp.a
-    z, s_yy, s_mm, s_my = _reductions(sp, T, Q)
-    az2 = a * z * z  # −d z/dQ
-    dF = (a * z).sum(-1) - (sp.y_t**2 * az2).sum(-1)
-    if sp.has_mean:
-        lv = sp.prior_v
-        d_mm = -(sp.mu_t**2 * az2).sum(-1)
-        d_my = -(sp.mu_t * sp.y_t * az2).sum(-1)
-        den = lv + s_mm
-        dF = dF + d_mm / den - (2.0 * s_my * d_my * den - s_my**2 * d_mm) / den**2
-    return 1.0 - 1.0 / Q + dF / width
+    z = _z(sp, T, Q)
+    az = sp.a * z
+    return 1.0 - 1.0 / Q + (az.sum(-1) - (sp.y_t**2 * az * z).sum(-1)) / width
 
 
 @dataclass(frozen=True)
@@ -152,8 +123,8 @@ class SaddlePoint:
 def _bounds(sp: Spectrum, T: torch.Tensor, width: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Rigorous bracket of every stationary point (docs/theory.md §2.3).
 
-    Upper: yᵀA⁻¹(K_c/λ1)A⁻¹y ≤ |y|²/(4QT)  ⇒  Q ≤ 1 + |y|²/(4 T N1).
-    Lower: tr(A⁻¹K_c/λ1) ≤ min(tr K_c/(λ1 T), P/Q)  ⇒  Q ≥ max(1/(1 + tr K_c/(λ1 T N1)), 1 − P/N1).
+    Upper: yᵀA⁻¹(K/λ1)A⁻¹y ≤ |y|²/(4QT)  ⇒  Q ≤ 1 + |y|²/(4 T N1).
+    Lower: tr(A⁻¹K/λ1) ≤ min(tr K/(λ1 T), P/Q)  ⇒  Q ≥ max(1/(1 + tr K/(λ1 T N1)), 1 − P/N1).
     """
     y2 = float((sp.y_t**2).sum())
     tr = float(sp.a.sum())

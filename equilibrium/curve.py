@@ -18,7 +18,7 @@ import torch
 import geometry
 
 from .action import factorise, factorise_multi, solve_saddle, solve_saddle_multi
-from .kernels import ACTIVATIONS, ODD_ACTIVATIONS, KernelBlocks, nngp_kernels
+from .kernels import ACTIVATIONS, KernelBlocks, nngp_kernels
 from .levels import LevelContext, PosteriorKernels, available_levels
 from .posterior import MEASURES, TiltedKernel, class_measures, class_measures_dense
 from .predictor import gp_predictor, gp_predictor_multi
@@ -150,11 +150,6 @@ def _validate(x_train, y_train, temperatures, width, activation, prior_w, prior_
     classes = np.unique(Y if D == 1 else Y.argmax(1))
     if len(classes) < 2:
         raise ValueError("y_train: needs at least two classes present")
-    if D > 1 and not (isinstance(activation, str) and activation in ODD_ACTIVATIONS):
-        raise ValueError(
-            f"activation: D = {D} outputs need an odd (zero-mean) activation {ODD_ACTIVATIONS}; "
-            f"the mean mode of {activation!r} is implemented for single-output (±1) tasks only"
-        )
     Xt = Yt = None
     if x_test is not None:
         Xt = _array(x_test, "x_test")
@@ -271,13 +266,13 @@ def temperature_curve(
     kb: KernelBlocks = nngp_kernels(Xd, Xtd, activation=activation, prior_w=prior_w, device=dev)
     nT = len(T)
     if D == 1:
-        sp = factorise(kb.train, Yd, prior_v=prior_v, mean=kb.mean_train)
+        sp = factorise(kb.train, Yd, prior_v=prior_v)
         if lev.uses_saddle:
             sad = solve_saddle(sp, T, width=width)
             Q, conv, nmin = sad.Q, sad.converged, sad.n_minima
         else:
             Q, conv, nmin = np.ones(nT), np.ones(nT, bool), np.ones(nT, np.int64)
-        predict = gp_predictor(sp, kb.test_train, kb.test_diagonal, kb.mean_test, Ytd, kb.mean_train)
+        predict = gp_predictor(sp, kb.test_train, kb.test_diagonal, Ytd)
         readout = Q / prior_v
     else:
         sp = factorise_multi(kb.train, Yd, prior_v=prior_v)

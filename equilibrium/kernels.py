@@ -11,8 +11,8 @@ a function of (C(x,x), C(x,x'), C(x',x')). Closed forms:
 - ``relu``: the arc-cosine kernel of order 1 (Cho & Saul 2009),
   √(C_xx C_yy)/(2π) (sin θ + (π − θ) cos θ), cos θ = C_xy/√(C_xx C_yy); its mean
   E[relu(h)] = √(C_xx/(2π)) is non-zero, so :class:`KernelBlocks` also carries the mean vector μ
-  and the action treats the mean mode μμᵀ separately (as deepbays' ``FC_1HL_nonodd`` does;
-  see docs/theory.md for the coefficient used here);
+  (K includes the mean mode μμᵀ; the action renormalises all of K by the same Q at leading order,
+  while the posterior kernel needs μ separately — docs/theory.md §2.2 and §4);
 - ``identity``: C_xy.
 
 Every other elementwise activation (``tanh``, ``gelu``, ``sigmoid``, ``softplus`` or any torch
@@ -56,7 +56,7 @@ _QUADRATURE: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "softplus": torch.nn.functional.softplus,
 }
 ACTIVATIONS: tuple[str, ...] = _CLOSED_FORM + tuple(_QUADRATURE)
-# activations known to be odd: their mean vanishes identically (no mean mode in the action)
+# activations known to be odd: their mean vanishes identically
 ODD_ACTIVATIONS: tuple[str, ...] = ("erf", "identity", "tanh")
 
 

@@ -9,7 +9,7 @@ geometry is then computed from these kernels by shared code (``equilibrium.curve
 Levels:
 
 - ``nngp``: infinite width. Q = 1, ⟨K_W⟩ = K, weights at their prior moments.
-- ``gaussian``: Q = Q*(T) from the effective action; ⟨K_W⟩ = K + K_c J K_c (THEORY.md §4,
+- ``gaussian``: Q = Q*(T) from the effective action; ⟨K_W⟩ = K + K J K − (μᵀJμ)μμᵀ (THEORY.md §4,
   docs/theory.md §4): leading order in 1/N1 with Gaussian-equivalent single-neuron statistics.
 - ``single_neuron`` (present when ``equilibrium/single_neuron.py`` is installed): the
   single-neuron effective measure with the exact non-linear activation. Contract:
@@ -73,20 +73,18 @@ class Level:
     posterior: Callable[[LevelContext], PosteriorKernels]
 
 
-def _left_factors(ctx: LevelContext) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """F with K_c = F Uᵀ on the train rows (F = U diag κ) and on the test rows ((K0X − μ0μᵀ)U)."""
+def _spectral(ctx: LevelContext, tilt: Tilt) -> PosteriorKernels:
+    """⟨K_W⟩ = K + K J K − (μᵀJμ) μμᵀ on the train rows (K = U diag κ Uᵀ, so K J K = F J̃ Fᵀ with
+    F = U diag κ) and on the test rows (F0 = K0X U)."""
     sp, kb = ctx.spectrum, ctx.kernels
     F = sp.U * sp.kappa
-    if kb.test_train is None:
-        return F, None
-    Kc0 = kb.test_train - torch.outer(kb.mean_test, kb.mean_train) if kb.has_mean else kb.test_train
-    return F, Kc0 @ sp.U
-
-
-def _spectral(ctx: LevelContext, tilt: Tilt) -> PosteriorKernels:
-    F, F0 = _left_factors(ctx)
-    train = TiltedKernel(ctx.kernels.train, F, tilt)
-    test = None if F0 is None else TiltedKernel(ctx.kernels.test, F0, tilt)
+    F0 = None if kb.test_train is None else kb.test_train @ sp.U
+    mean = mean0 = gamma = None
+    if kb.has_mean:
+        mean, mean0 = kb.mean_train, kb.mean_test
+        gamma = tilt.quadratic((sp.U.T @ mean)[:, None])[:, 0, 0]
+    train = TiltedKernel(kb.train, F, tilt, mean, gamma)
+    test = None if F0 is None else TiltedKernel(kb.test, F0, tilt, mean0, gamma)
     return PosteriorKernels(train=train, test=test, tilt=tilt)
 
 
@@ -116,7 +114,7 @@ def _single_neuron(ctx: LevelContext) -> PosteriorKernels:
 
 _ALL: dict[str, Level] = {
     "nngp": Level("nngp", "infinite width: Q = 1, <K_W> = K (NNGP)", False, _nngp),
-    "gaussian": Level("gaussian", "Q* saddle point; <K_W> = K + K_c J K_c to O(1/N1), Gaussian-equivalent "
+    "gaussian": Level("gaussian", "Q* saddle point; <K_W> = K + K J K - (mu J mu) mu mu^T to O(1/N1), Gaussian-equivalent "
                       "single-neuron tilt (THEORY.md §4)", True, _gaussian),
     "single_neuron": Level("single_neuron", "Q* saddle point; <K_W> from the single-neuron measure with the exact "
                            "non-linear activation (equilibrium.single_neuron)", True, _single_neuron),

@@ -1,22 +1,22 @@
 """Posterior observables of the `gaussian` level: hidden kernel ⟨K_W⟩(T), geometry, weights.
 
 The single-neuron tilt (THEORY.md §4–5, docs/theory.md §4). To leading order in 1/N1 each
-neuron's centred activation vector δφ = φ − μ is reweighted by exp(½ δφᵀ J δφ) with
+neuron's activation vector φ is reweighted by exp(½ φᵀ J φ) with
 
     J(T) = (Q/(λ1 N1)) (m mᵀ − A⁻¹),  m = A⁻¹ y                     (single output)
     J(T) = (1/(λ1 N1)) Σ_ab Q_ab (m_a m_bᵀ − (A⁻¹)_ab)              (D outputs)
 
-and, replacing δφ by the Gaussian with the same covariance K_c (Gaussian equivalence),
-every second moment linear in the tilt follows from Wick's theorem:
+and, replacing φ by the Gaussian with the same mean μ and covariance K − μμᵀ (Gaussian
+equivalence), every second moment linear in the tilt follows from Wick's theorem:
 
-    ⟨K_W⟩(T) = K + K_c J K_c                       (hidden Gram, THEORY.md §4 when μ = 0)
+    ⟨K_W⟩(T) = K + K J K − (μᵀJμ) μμᵀ         (hidden Gram; THEORY.md §4 when μ = 0)
     ⟨Ω⟩(T)   = C + (C S) J (S C),  S = diag(E[σ'(h)])   (pre-activation Gram, Stein's lemma)
 
 where Ω = (1/N1) Σ_i h_i h_iᵀ, h_i = X w_i/√N0, is the weight second-moment matrix seen through
-the data. In the eigenbasis of K_c, J = U [diag(j) + R W Rᵀ] Uᵀ with a rank-r part (r = 2 single
+the data. In the eigenbasis of K, J = U [diag(j) + R W Rᵀ] Uᵀ with a rank-r part (r = 1 single
 output, D for D outputs), so :class:`TiltedKernel` represents every such matrix for all
-temperatures at once as ``base + F J̃ Fᵀ`` and evaluates quadratic forms and diagonals in O(P r)
-and O(P²) per temperature without materialising a P×P matrix per temperature.
+temperatures at once as ``base + F J̃ Fᵀ − γ μμᵀ`` and evaluates quadratic forms and diagonals in
+O(P r) and O(P²) per temperature without materialising a P×P matrix per temperature.
 """
 
 from __future__ import annotations
@@ -54,20 +54,13 @@ class Tilt:
 
 
 def gaussian_tilt(sp: Spectrum, temperatures, Q, *, width: float) -> Tilt:
-    """J(T) of the `gaussian` level, single output (with the Sherman–Morrison mean mode)."""
+    """J(T) of the `gaussian` level, single output: (Q/(λ1N1)) U[m̃m̃ᵀ − diag(z)]Uᵀ."""
     dev = sp.kappa.device
     T = torch.as_tensor(np.asarray(temperatures, dtype=np.float64), device=dev).reshape(-1)
     Qv = torch.as_tensor(np.asarray(Q, dtype=np.float64), device=dev).reshape(-1)
     z = 1.0 / (T[:, None] + Qv[:, None] * sp.a)
-    zmu = z * sp.mu_t
-    c = sp.prior_v + (zmu * sp.mu_t).sum(-1)
-    m = z * sp.y_t - zmu * ((zmu * sp.y_t).sum(-1) / c)[:, None]
     s = Qv / (sp.prior_v * width)
-    R = torch.stack([m, zmu], -1)
-    W = torch.zeros(T.shape[0], 2, 2, dtype=torch.float64, device=dev)
-    W[:, 0, 0] = s
-    W[:, 1, 1] = s / c
-    return Tilt(U=sp.U, j=-s[:, None] * z, R=R, W=W)
+    return Tilt(U=sp.U, j=-s[:, None] * z, R=(z * sp.y_t)[:, :, None], W=s[:, None, None])
 
 
 def gaussian_tilt_multi(sp: MultiSpectrum, temperatures, Q, *, width: float) -> Tilt:
@@ -99,6 +92,11 @@ class TiltedKernel:
     base: torch.Tensor
     F: torch.Tensor
     tilt: Tilt
+    mean: torch.Tensor | None = None  # (n,) activation means μ of the rows (non-odd σ)
+    gamma: torch.Tensor | None = None  # (nT,) μᵀJμ over the training set: G −= γ μμᵀ
+
+    def _has_mean(self) -> bool:
+        return self.mean is not None and self.gamma is not None
 
     @property
     def n_temperatures(self) -> int:
@@ -112,7 +110,12 @@ class TiltedKernel:
         else:
             base = V.transpose(-1, -2) @ (self.base @ V)
             H = torch.einsum("np,tnv->tpv", self.F, V)
-        return base + self.tilt.quadratic(H)
+        out = base + self.tilt.quadratic(H)
+        if self._has_mean():
+            a = V.T @ self.mean if V.ndim == 2 else torch.einsum("tnv,n->tv", V, self.mean)
+            a = a.expand(self.n_temperatures, -1) if a.ndim == 1 else a
+            out = out - self.gamma[:, None, None] * a[:, :, None] * a[:, None, :]
+        return out
 
     def diagonal(self) -> torch.Tensor:
         """diag G(T), (nT, n): O(n P) per temperature."""
@@ -120,6 +123,8 @@ class TiltedKernel:
         if self.tilt.R.shape[-1]:
             FR = torch.einsum("np,tpr->tnr", self.F, self.tilt.R)
             d = d + torch.einsum("tnr,trs,tns->tn", FR, self.tilt.W, FR)
+        if self._has_mean():
+            d = d - self.gamma[:, None] * self.mean[None, :] ** 2
         return d
 
     def dense(self, index=slice(None)) -> torch.Tensor:
@@ -128,7 +133,12 @@ class TiltedKernel:
         if j.ndim == 1:
             j, R, W = j[None], R[None], W[None]
         inner = torch.diag_embed(j) + R @ W @ R.transpose(-1, -2)
-        return self.base[None] + self.F[None] @ inner @ self.F.T[None]
+        out = self.base[None] + self.F[None] @ inner @ self.F.T[None]
+        if self._has_mean():
+            g = self.gamma[index]
+            g = g[None] if g.ndim == 0 else g
+            out = out - g[:, None, None] * torch.outer(self.mean, self.mean)[None]
+        return out
 
 
 # ------------------------------------------------------------------------------------------

@@ -1,8 +1,7 @@
 """GP predictor of the one-hidden-layer posterior for all temperatures at once (THEORY.md §3).
 
-At the saddle point the network's output is a Gaussian process with kernel (Q*/λ1) K_c + μμᵀ/λ1
-(odd activations: μ = 0) and noise T. With A = T + (Q/λ1)K_c + μμᵀ/λ1, a test point x0,
-k0 = (Q/λ1) K_c(x0, X) + μ(x0) μ/λ1 and k00 the same at (x0, x0):
+At the saddle point the network's output is a Gaussian process with kernel (Q*/λ1) K and
+noise T. With A = T + (Q/λ1) K, a test point x0, k0 = (Q/λ1) K(x0, X), k00 = (Q/λ1) K(x0, x0):
 
     mean f̄(x0) = k0ᵀ A⁻¹ y,    variance Σ(x0) = k00 − k0ᵀ A⁻¹ k0,
     train residual y − f̄(X) = T A⁻¹ y,   train error (1/P) T² |A⁻¹y|²,
@@ -57,53 +56,30 @@ def gp_predictor(
     sp: Spectrum,
     K_test_train: torch.Tensor | None = None,
     K_test_diag: torch.Tensor | None = None,
-    mean_test: torch.Tensor | None = None,
     y_test: torch.Tensor | None = None,
-    mean_train: torch.Tensor | None = None,
 ) -> Callable[..., Prediction]:
     """Factorise once; return ``predict(temperatures, Q) -> Prediction`` (single output).
 
-    ``K_test_train`` (Pt, P) and ``K_test_diag`` (Pt,) are NNGP blocks (including the mean part);
-    ``mean_test``/``mean_train`` the activation means when the activation is not odd.
+    ``K_test_train`` (Pt, P) and ``K_test_diag`` (Pt,) are NNGP blocks; the one O(Pt P²) step is
+    rotating the test rows into K's eigenbasis.
     """
     lv = sp.prior_v
     dev = sp.kappa.device
-    has_test = K_test_train is not None
-    if has_test:
-        if sp.has_mean:
-            Kc0 = K_test_train - torch.outer(mean_test, mean_train)
-            kc00 = K_test_diag - mean_test**2
-            mu0 = mean_test
-        else:
-            Kc0, kc00, mu0 = K_test_train, K_test_diag, torch.zeros_like(K_test_diag)
-        F0 = Kc0 @ sp.U  # test rows in the eigenbasis: the one O(Pt P²) step
-        F0sq = F0**2
-        F0mu = F0 * sp.mu_t
+    F0 = None if K_test_train is None else K_test_train @ sp.U
+    F0sq = None if F0 is None else F0**2
 
     def predict(temperatures, Q) -> Prediction:
         T = _as(temperatures, dev).reshape(-1)
         Qv = _as(Q, dev).reshape(-1)
-        z = 1.0 / (T[:, None] + Qv[:, None] * sp.a)  # (nT, P)
-        zmu = z * sp.mu_t
-        c = lv + (zmu * sp.mu_t).sum(-1)  # λ1 + μ̃ᵀ z μ̃
-        m = z * sp.y_t - zmu * ((zmu * sp.y_t).sum(-1) / c)[:, None]  # Uᵀ A⁻¹ y
+        z = 1.0 / (T[:, None] + Qv[:, None] * sp.a)  # (nT, P): eigenvalues of A⁻¹
+        m = z * sp.y_t  # Uᵀ A⁻¹ y
         train_error = T**2 * (m**2).sum(-1) / sp.P
-        trAinv = z.sum(-1) - (zmu**2).sum(-1) / c
-        train_var = T - T**2 * trAinv / sp.P
-        if not has_test:
+        train_var = T - T**2 * z.sum(-1) / sp.P
+        if F0 is None:
             return Prediction(train_error.cpu().numpy(), train_var.cpu().numpy())
         alpha = (Qv / lv)[:, None]
-        beta = 1.0 / lv
-        mean = alpha * (m @ F0.T) + beta * mu0[None, :] * (m * sp.mu_t).sum(-1)[:, None]
-        k00 = alpha * kc00[None, :] + beta * mu0[None, :] ** 2
-        quad = alpha**2 * (z @ F0sq.T)
-        kz = alpha * (zmu @ F0.T)  # k̃0ᵀ z μ̃
-        if sp.has_mean:
-            quad = quad + 2 * alpha * beta * mu0[None, :] * (z @ F0mu.T) \
-                + beta**2 * mu0[None, :] ** 2 * (zmu * sp.mu_t).sum(-1)[:, None]
-            kz = kz + beta * mu0[None, :] * (zmu * sp.mu_t).sum(-1)[:, None]
-            quad = quad - kz**2 / c[:, None]
-        var = k00 - quad
+        mean = alpha * (m @ F0.T)
+        var = alpha * K_test_diag[None, :] - alpha**2 * (z @ F0sq.T)
         out = dict(test_mean=mean.cpu().numpy(), test_variance=var.cpu().numpy())
         if y_test is not None:
             bias2 = ((y_test[None, :] - mean) ** 2).mean(-1)

@@ -31,10 +31,8 @@ def task():
     return t.x_train, t.y_train
 
 
-def _dense_action(K, mean, y, T, Q, N1):
-    P = len(y)
-    Kc = K - torch.outer(mean, mean)
-    A = T * torch.eye(P, dtype=torch.float64) + Q * Kc + torch.outer(mean, mean)
+def _dense_action(K, y, T, Q, N1):
+    A = T * torch.eye(len(y), dtype=torch.float64) + Q * K
     return Q - np.log(Q) + (torch.logdet(A) + y @ torch.linalg.solve(A, y)).item() / N1
 
 
@@ -43,10 +41,9 @@ def test_action_in_eigenbasis_equals_dense_formula(task, activation):
     x, y = task
     kb = nngp_kernels(x, activation=activation)
     yt = torch.as_tensor(y)
-    sp = factorise(kb.train, yt, prior_v=1.0, mean=kb.mean_train)
-    assert sp.has_mean == (activation == "relu")
+    sp = factorise(kb.train, yt, prior_v=1.0)
     for T, Q in ((1e-3, 2.5), (0.1, 0.7), (3.0, 1.1)):
-        dense = _dense_action(kb.train, kb.mean_train, yt, T, Q, 60)
+        dense = _dense_action(kb.train, yt, T, Q, 60)
         assert effective_action(sp, T, Q, width=60).item() == pytest.approx(dense, rel=1e-11)
         eps = 1e-6 * Q
         fd = (effective_action(sp, T, Q + eps, width=60) - effective_action(sp, T, Q - eps, width=60)) / (2 * eps)
@@ -58,17 +55,17 @@ def test_action_in_eigenbasis_equals_dense_formula(task, activation):
 def test_stationarity_at_returned_saddle_point(task, activation, width):
     x, y = task
     kb = nngp_kernels(x, activation=activation, prior_w=1.3)
-    sp = factorise(kb.train, torch.as_tensor(y), prior_v=0.7, mean=kb.mean_train)
+    sp = factorise(kb.train, torch.as_tensor(y), prior_v=0.7)
     sad = solve_saddle(sp, TEMPS, width=width)
     assert sad.converged.all() and (sad.Q > 0).all()
-    # THEORY.md §2 stationarity, evaluated densely: 1/Q = 1 + (1/(λ1 N1)) [tr(A⁻¹K_c) − yᵀA⁻¹K_cA⁻¹y]
+    # THEORY.md §2 stationarity, evaluated densely: 1/Q = 1 + (1/(λ1 N1)) [tr(A⁻¹K) − yᵀA⁻¹KA⁻¹y]
     yt = torch.as_tensor(y)
-    Kc = kb.train - torch.outer(kb.mean_train, kb.mean_train)
+    K = kb.train
     for T, Q in zip(TEMPS[::3], sad.Q[::3]):
-        A = T * torch.eye(len(y), dtype=torch.float64) + Q / 0.7 * Kc + torch.outer(kb.mean_train, kb.mean_train) / 0.7
+        A = T * torch.eye(len(y), dtype=torch.float64) + Q / 0.7 * K
         Ai = torch.linalg.inv(A)
         m = Ai @ yt
-        rhs = 1 + (torch.trace(Ai @ Kc) - m @ Kc @ m).item() / (0.7 * width)
+        rhs = 1 + (torch.trace(Ai @ K) - m @ K @ m).item() / (0.7 * width)
         assert 1 / Q == pytest.approx(rhs, rel=1e-10)
     # a minimum: S rises on both sides
     for T, Q in zip(TEMPS, sad.Q):
@@ -93,8 +90,7 @@ def test_several_minima_are_found_and_the_lowest_returned():
     # a three-mode spectrum whose action has two local minima at T = 1 (found by a random search)
     kappa = torch.tensor([0.020329280840042357, 33.03702439271507, 0.013254513903840496], dtype=torch.float64)
     y_t = torch.tensor([6.516157274392357, 0.3436899152393396, 4.096867759099019], dtype=torch.float64)
-    sp = Spectrum(kappa=kappa, U=torch.eye(3, dtype=torch.float64), y_t=y_t, mu_t=torch.zeros(3, dtype=torch.float64),
-                  prior_v=1.0, has_mean=False)
+    sp = Spectrum(kappa=kappa, U=torch.eye(3, dtype=torch.float64), y_t=y_t, prior_v=1.0)
     N1 = 0.6513598165269565
     sad = solve_saddle(sp, [1.0], width=N1)
     assert sad.n_minima[0] == 2

@@ -164,7 +164,3 @@ def test_bad_input_raises_one_clear_value_error(task, monkeypatch):
         with pytest.raises(ValueError, match=name):
             eq.temperature_curve(kwargs.pop("x_train"), kwargs.pop("y_train"), kwargs.pop("temperatures"), **kwargs)
     assert not called, "validation must happen before any kernel work"
-    # one-hot targets need a zero-mean activation here (mean mode implemented for one output)
-    onehot = np.eye(2)[(task.y_train > 0).astype(int)]
-    with pytest.raises(ValueError, match="activation"):
-        eq.temperature_curve(task.x_train, onehot, [0.1], width=10, activation="relu")

@@ -30,15 +30,14 @@ def test_predictor_matches_dense_gp_formulas(task, activation):
     kb = nngp_kernels(task.x_train, task.x_test, activation=activation, prior_w=1.2)
     y, yt = torch.as_tensor(task.y_train), torch.as_tensor(task.y_test)
     lv = 0.6
-    sp = factorise(kb.train, y, prior_v=lv, mean=kb.mean_train)
+    sp = factorise(kb.train, y, prior_v=lv)
     Q = np.array([1.7, 1.2, 0.9, 0.95])
-    pred = gp_predictor(sp, kb.test_train, kb.test_diagonal, kb.mean_test, yt, kb.mean_train)(TEMPS, Q)
-    mu, mu0 = kb.mean_train, kb.mean_test
+    pred = gp_predictor(sp, kb.test_train, kb.test_diagonal, yt)(TEMPS, Q)
     for i, (T, q) in enumerate(zip(TEMPS, Q)):
-        # kernel of the output GP: (Q/λ1) K_c + μμᵀ/λ1 (= (Q/λ1) K for odd activations)
-        Kf = q / lv * (kb.train - torch.outer(mu, mu)) + torch.outer(mu, mu) / lv
-        K0 = q / lv * (kb.test_train - torch.outer(mu0, mu)) + torch.outer(mu0, mu) / lv
-        k00 = q / lv * (kb.test_diagonal - mu0**2) + mu0**2 / lv
+        # kernel of the output GP: (Q/λ1) K (ReLU: K includes its mean mode μμᵀ)
+        Kf = q / lv * kb.train
+        K0 = q / lv * kb.test_train
+        k00 = q / lv * kb.test_diagonal
         A = Kf + T * torch.eye(len(y), dtype=torch.float64)
         Ai = torch.linalg.inv(A)
         mean = K0 @ Ai @ y
@@ -85,7 +84,7 @@ def test_multi_output_predictor_with_one_output_equals_single(task):
     kb = nngp_kernels(task.x_train, task.x_test, activation="erf")
     y, yt = torch.as_tensor(task.y_train), torch.as_tensor(task.y_test)
     Q = np.array([1.5, 1.1, 0.9, 0.97])
-    single = gp_predictor(factorise(kb.train, y, prior_v=1.0), kb.test_train, kb.test_diagonal, None, yt)(TEMPS, Q)
+    single = gp_predictor(factorise(kb.train, y, prior_v=1.0), kb.test_train, kb.test_diagonal, yt)(TEMPS, Q)
     multi = gp_predictor_multi(factorise_multi(kb.train, y[:, None], prior_v=1.0), kb.test_train, kb.test_diagonal,
                                yt[:, None])(TEMPS, Q[:, None, None])
     for name in ("train_error", "train_variance", "test_bias2", "test_variance_mean", "test_error"):
@@ -154,3 +153,84 @@ def test_identity_network_against_exact_posterior(N1):
     wm_exact = np.eye(len(E)) / lw + E @ exact["dWW"] @ E.T
     np.testing.assert_allclose(N1 * (curve.weight_moments[0] - np.eye(len(E)) / lw),
                                N1 * (wm_exact - np.eye(len(E)) / lw), rtol=tol, atol=tol * N1 * np.abs(wm_exact - np.eye(len(E)) / lw).max())
+
+
+# ------------------------------------------------------------------------------------------
+# affine activation σ(h) = h + b: a non-zero mean with an exact posterior
+# ------------------------------------------------------------------------------------------
+def _exact_affine(x, y, x0, T, N1, lw, lv, b):
+    """Exact posterior averages of f(x) = Σ_i v_i (h_i(x) + b)/√N1.
+
+    Split v into s = Σ_i v_i/√N1 ~ N(0, 1/λ1) and the orthogonal part with |v⊥|² = ρ
+    (χ² with N1 − 1 degrees of freedom, scale 1/λ1). Given v, f(X) = b s 1 + a h_v,
+    a² = (s² + ρ)/N1, h_v ~ N(0, C): y | v ~ N(b s 1, a²C + T). With m = A_a⁻¹(y − b s 1):
+    E[f(x0) | v] = b s + a² C0X m,  E[K_W | v] = C + b² 11ᵀ + (a²/N1)(C m mᵀ C − C A_a⁻¹ C)
+    + (b s/N1)(C m 1ᵀ + 1 mᵀ C). Integrated over (s, ρ) on a grid (s on a sinh grid: its
+    posterior is narrow when the data pin the mean mode).
+    """
+    P, N0 = x.shape
+    C = x @ x.T / (N0 * lw)
+    C0 = x0 @ x.T / (N0 * lw)
+    c, U = np.linalg.eigh(C)
+    yt, ot = U.T @ y, U.T @ np.ones(P)
+    us = np.linspace(-7, 7, 561)
+    s_grid = 0.02 * np.sinh(us) / math.sqrt(lv)
+    s_jac = np.cosh(us)  # ds/du up to a constant
+    u = np.linspace(-10, 6, 1601) + math.log(N1 / lv)
+    rho = np.exp(u)
+
+    def fields(s):
+        a2 = (s * s + rho) / N1
+        den = T + a2[:, None] * c[None, :]
+        res = yt[None, :] - b * s * ot[None, :]
+        logp = (-lv * s * s / 2 + ((N1 - 1) / 2) * u - lv * rho / 2
+                - 0.5 * np.log(den).sum(1) - 0.5 * (res**2 / den).sum(1))
+        return a2, den, res / den, logp
+
+    logps = np.array([fields(s)[3] for s in s_grid]) + np.log(s_jac)[:, None]
+    wmax = logps.max()
+    Z = np.exp(logps - wmax).sum()
+    acc = dict(mean=np.zeros(len(x0)), a2=0.0, mm=np.zeros((P, P)), inv=np.zeros(P), cross=np.zeros(P))
+    for s, lp in zip(s_grid, logps):
+        a2, den, m, _ = fields(s)
+        w = np.exp(lp - wmax) / Z
+        acc["a2"] += w @ a2
+        acc["mean"] += (w.sum() * b * s) + (w * a2) @ (m @ U.T @ C0.T)
+        acc["mm"] += (m * (w * a2 / N1)[:, None]).T @ m
+        acc["inv"] += (w * a2 / N1) @ (1 / den)
+        acc["cross"] += (w * b * s / N1) @ m
+    Cu = C @ U
+    Cm_cross = Cu @ acc["cross"]
+    dK = Cu @ (acc["mm"] - np.diag(acc["inv"])) @ Cu.T + np.outer(Cm_cross, np.ones(P)) + np.outer(np.ones(P), Cm_cross)
+    return dict(mean=acc["mean"], a2=acc["a2"], dK=dK)
+
+
+@pytest.mark.parametrize("N1", [40, 400, 4000])
+def test_mean_mode_against_exact_affine_network(N1):
+    from equilibrium.levels import LevelContext, available_levels
+
+    from gd_dynamics.data import load_task
+
+    t = load_task("mnist", (3, 5), n_train=30, n_test=10, seed=4)
+    x, x0 = t.x_train, t.x_test
+    y = np.where(np.arange(30) < 21, 1.0, -1.0)  # unbalanced: the mean mode carries signal
+    lw, lv, T, b = 1.0, 1.0, 0.05, 0.7
+
+    def affine(h):
+        return h + b
+
+    exact = _exact_affine(x, y, x0, T, N1, lw, lv, b)
+    curve = eq.temperature_curve(x, y, [T], width=N1, activation=affine, prior_w=lw, prior_v=lv,
+                                 x_test=x0, y_test=t.y_test)
+    tol = 4.0 / N1
+    assert curve.Q[0] == pytest.approx(lv * exact["a2"], rel=tol)
+    np.testing.assert_allclose(curve.test_prediction[0], exact["mean"], atol=tol * np.abs(exact["mean"]).max())
+    # the full posterior hidden kernel, scaled finite-width part N1(⟨K_W⟩ − K)
+    kb = nngp_kernels(x, activation=affine, prior_w=lw)
+    sp = factorise(kb.train, torch.as_tensor(y), prior_v=lv)
+    ctx = LevelContext(x_train=torch.as_tensor(x), y_train=torch.as_tensor(y), x_test=None, kernels=kb, spectrum=sp,
+                       temperatures=np.array([T]), Q=curve.Q, width=float(N1), activation=affine, prior_w=lw,
+                       prior_v=lv)
+    G = available_levels()["gaussian"].posterior(ctx).train.dense()[0].numpy()
+    scaled, scaled_exact = N1 * (G - kb.train.numpy()), N1 * exact["dK"]
+    assert np.abs(scaled - scaled_exact).max() <= 2 * tol * np.abs(scaled_exact).max()
