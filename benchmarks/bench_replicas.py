@@ -56,7 +56,7 @@ def main() -> None:
         seq_loss.append(train(task, replicas=1, seed=r, run_name=f"seq{r}", **common).train_loss[-1, 0])
     t_seq = time.perf_counter() - t0
     agree = float(np.max(np.abs(np.array(seq_loss) - batched.train_loss[-1]) / np.abs(batched.train_loss[-1])))
-    dev = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
+    dev = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     print(f"device {dev}, {args.dtype}, P={args.n_train}, N1={args.width}, {args.steps} full-batch GD steps, R={R}")
     print(f"{'':24s}{'wall s':>10s}{'replica-steps/s':>18s}")
     print(f"{'batched (1 module)':24s}{t_batched:10.2f}{R * args.steps / t_batched:18.0f}")
