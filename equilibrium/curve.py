@@ -20,7 +20,7 @@ import geometry
 from .action import factorise, factorise_multi, solve_saddle, solve_saddle_multi
 from .kernels import ACTIVATIONS, KernelBlocks, nngp_kernels
 from .levels import LevelContext, PosteriorKernels, available_levels
-from .posterior import MEASURES, TiltedKernel, class_measures, class_measures_dense
+from .posterior import MEASURES, Tilt, TiltedKernel, class_measures, class_measures_dense
 from .predictor import gp_predictor, gp_predictor_multi
 
 __all__ = ["TemperatureCurve", "temperature_curve", "weight_directions", "measure_weight_moments"]
@@ -53,7 +53,7 @@ class TemperatureCurve:
         weight_moments[t, j, l] = (1/N1) Σ_i ⟨(e_j·w_i)(e_l·w_i)⟩,   e_j = weight_directions[j],
 
     where ``weight_directions`` (r, N0) are the top-r (r ≤ 8) right singular vectors of the
-    training inputs X (unit vectors in input space, signs as returned; use
+    training inputs X (orthonormal rows, randomized SVD with a fixed seed; use
     :func:`measure_weight_moments` on sampled first-layer weights W (N1, N0) to measure the same
     thing). Prior value δ_jl/λ0; ``weight_label_moment`` the same second moment along the label
     direction e_y = Xᵀy/|Xᵀy| (mean over outputs for D > 1). NaN for levels without a tilt.
@@ -168,23 +168,21 @@ def _validate(x_train, y_train, temperatures, width, activation, prior_w, prior_
 # ------------------------------------------------------------------------------------------
 # weights
 # ------------------------------------------------------------------------------------------
-def weight_directions(x_train, n: int = N_WEIGHT_DIRECTIONS) -> tuple[np.ndarray, np.ndarray]:
-    """Top-n principal directions of the inputs in weight space: (e (n, N0), c (n,)) with e_j the
-    right singular vectors of X and c_j = σ_j²/N0 the matching eigenvalues of XXᵀ/N0 (λ0 = 1).
-    Cost min(P, N0)³."""
+def weight_directions(x_train, n: int = N_WEIGHT_DIRECTIONS, *, seed: int = 0) -> np.ndarray:
+    """Top-n principal directions of the inputs in weight space, (n, N0) orthonormal rows: the
+    leading right singular vectors of X by a randomized SVD (Halko et al. 2011; O(P N0 n), no
+    second O(P³) step). The theory value of ``weight_moments`` holds for any orthonormal
+    directions, so their accuracy only decides how "principal" they are, not the comparison."""
     X = torch.as_tensor(np.asarray(x_train) if not isinstance(x_train, torch.Tensor) else x_train,
                         dtype=torch.float64)
-    P, N0 = X.shape
-    if N0 <= P:
-        ev, E = torch.linalg.eigh(X.T @ X / N0)
-        E = E.T
-    else:
-        ev, Pv = torch.linalg.eigh(X @ X.T / N0)
-        E = (X.T @ Pv / ev.clamp_min(1e-300).sqrt() / math.sqrt(N0)).T
-    order = torch.argsort(ev, descending=True)[:n]
-    keep = ev[order] > 1e-10 * ev.max()
-    order = order[keep]
-    return E[order].cpu().numpy(), ev[order].cpu().numpy()
+    n = min(n, *X.shape)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)  # reproducible directions: a sampler reading the curve gets the same ones
+    try:
+        _, _, V = torch.svd_lowrank(X, q=min(n + 8, *X.shape), niter=6)
+    finally:
+        torch.random.set_rng_state(state)
+    return V[:, :n].T.cpu().numpy()
 
 
 def measure_weight_moments(W, directions) -> np.ndarray:
@@ -196,33 +194,36 @@ def measure_weight_moments(W, directions) -> np.ndarray:
     return (proj.transpose(-1, -2) @ proj / Wt.shape[-2]).cpu().numpy()
 
 
-def _weight_observables(post: PosteriorKernels, ctx: LevelContext, E: np.ndarray, c: np.ndarray, Y: torch.Tensor):
+def _weight_observables(post: PosteriorKernels, ctx: LevelContext, E: np.ndarray, Y: torch.Tensor):
+    """(1/N1) Σ_i ⟨w_i w_iᵀ⟩ = I/λ0 + (1/(λ0² N0)) Xᵀ S J S X (docs/theory.md §5), projected on the
+    directions E and on the label directions e_y = Xᵀy/|Xᵀy|."""
     nT = len(ctx.temperatures)
     r = E.shape[0]
     if post.tilt is None:
         return np.full((nT, r, r), np.nan), np.full(nT, np.nan)
-    kb, sp, dev = ctx.kernels, ctx.spectrum, ctx.x_train.device
-    X = ctx.x_train
-    lw = ctx.prior_w
-    Et = torch.as_tensor(E, dtype=torch.float64, device=dev)
-    # p_j = X e_j/σ_j, σ_j² = N0 c_j (c for λ0 = 1): unit vectors in sample space
-    sig = torch.as_tensor(np.sqrt(c * X.shape[1]), dtype=torch.float64, device=dev)
-    Pv = (X @ Et.T) / sig
-    cw = torch.as_tensor(c / lw, dtype=torch.float64, device=dev)  # eigenvalues of C = XXᵀ/(N0 λ0)
-    S = kb.slope_train
-    H = sp.U.T @ (S[:, None] * Pv * cw.sqrt())  # rotate √c_j S p_j into K_c's eigenbasis
-    M = post.tilt.quadratic(H)  # (nT, r, r)
-    wm = (torch.eye(r, dtype=torch.float64, device=dev)[None] + M) / lw
+    sp, dev, X, lw = ctx.spectrum, ctx.x_train.device, ctx.x_train, ctx.prior_w
+    N0 = X.shape[1]
+    S = ctx.kernels.slope_train
     Yc = Y if Y.ndim == 2 else Y[:, None]
-    Cy = kb.cov_train @ Yc  # (P, D)
-    Hy = sp.U.T @ (S[:, None] * Cy / torch.sqrt((Yc * Cy).sum(0)))
-    My = torch.diagonal(post.tilt.quadratic(Hy), dim1=-2, dim2=-1).mean(-1)
-    return wm.cpu().numpy(), ((1.0 + My) / lw).cpu().numpy()
+    Ey = X.T @ Yc
+    Ey = (Ey / Ey.norm(dim=0, keepdim=True)).T  # (D, N0) label directions
+    dirs = torch.cat([torch.as_tensor(E, dtype=torch.float64, device=dev), Ey])
+    H = sp.U.T @ (S[:, None] * (X @ dirs.T))  # S X e rotated into K's eigenbasis
+    M = post.tilt.quadratic(H) / (lw**2 * N0) + (dirs @ dirs.T)[None] / lw  # (nT, r + D, r + D)
+    wl = torch.diagonal(M[:, r:, r:], dim1=-2, dim2=-1).mean(-1)
+    return M[:, :r, :r].cpu().numpy(), wl.cpu().numpy()
 
 
 # ------------------------------------------------------------------------------------------
 # the curve
 # ------------------------------------------------------------------------------------------
+def _reference(K: torch.Tensor, labels) -> dict[str, np.ndarray]:
+    """Infinite-width values: the measures of K itself (spectral path with a zero tilt)."""
+    z = lambda *shape: torch.zeros(*shape, dtype=torch.float64, device=K.device)  # noqa: E731
+    zero = Tilt(U=z(0, 0), j=z(1, 0), R=z(1, 0, 0), W=z(1, 0, 0))
+    return class_measures(TiltedKernel(K, z(K.shape[0], 0), zero), labels)
+
+
 def _geometry(G, labels) -> dict[str, np.ndarray]:
     if isinstance(G, TiltedKernel):
         return class_measures(G, labels)
@@ -289,14 +290,13 @@ def temperature_curve(
                        width=float(width), activation=activation, prior_w=float(prior_w), prior_v=float(prior_v))
     post = lev.posterior(ctx)
     geo = _geometry(post.train, Y)
-    ref = class_measures_dense(kb.train[None], Y)
-    reference = {k: v[0] for k, v in ref.items()}
+    reference = {k: v[0] for k, v in _reference(kb.train, Y).items()}
     test_geo: dict[str, np.ndarray] = {}
     if post.test is not None and Yt is not None and len(np.unique(Yt if D == 1 else Yt.argmax(1))) >= 2:
         test_geo = _geometry(post.test, Yt)
-        reference.update({f"test_{k}": v[0] for k, v in class_measures_dense(kb.test[None], Yt).items()})
-    E, c = weight_directions(Xd)
-    wm, wl = _weight_observables(post, ctx, E, c, Yd)
+        reference.update({f"test_{k}": v[0] for k, v in _reference(kb.test, Yt).items()})
+    E = weight_directions(Xd)
+    wm, wl = _weight_observables(post, ctx, E, Yd)
     nan = np.full(nT, np.nan)
     return TemperatureCurve(
         temperature=T, Q=np.asarray(Q), train_error=pred.train_error, train_variance=pred.train_variance,
