@@ -1,0 +1,331 @@
+"""Theory level ``single_neuron``: the single-unit cavity measure with the exact non-linear activation.
+
+Derivation (docs/theory_single_neuron.md). Integrating the readout out exactly and writing
+det(A_W)^(-1/2) exp(-½ yᵀA_W⁻¹y) as a Gaussian integral over an auxiliary field t ∈ R^P,
+
+    p(W) ∝ ∫ dt exp(-T|t|²/2 + i t·y) Π_i p0(w_i) exp(-(t·φ_i)²/(2 λ1 N1)),   φ_i = σ(X w_i/√N0),
+
+the units are independent given t. The marginal of one unit is p0(w) times its factor averaged over
+the cavity field (the t-measure of the other N1 − 1 units). If that field is Gaussian with mean i·m
+and covariance Σ,
+
+    p(w) ∝ p0(w) (1 + a)^(-1/2) exp(½ g² / (1 + a)),   a = φᵀΣφ/(λ1 N1),   g = m·φ/√(λ1 N1)   (★)
+
+(THEORY.md §5). a and g are O(1): the reweighting of each unit is O(1) and non-Gaussian along the
+label direction. Observables: ⟨K_W⟩ = E_p[φφᵀ] (train, test×train, test×test blocks),
+λ1⟨v²⟩ = E_p[1/(1+a) + g²/(1+a)²] (v given the cavity, THEORY.md §5), and the first-layer weight
+moments (1/N1)Σ⟨(e·w)(e'·w)⟩ along the data's principal directions and along e_y ∝ Xᵀy.
+
+Two choices of the fields (m, Σ), see :func:`single_neuron_curve`: from the Q* saddle point
+(``self_consistent=False``), or iterated to self-consistency with (★) itself (default). Measured
+against ``gd_dynamics.langevin`` (docs/validation.md): at T ≥ 0.3 both are within a few % of sampling;
+at T ≤ 0.1 and α = P/N1 ≳ 1 the saddle fields OVER-estimate the centroid shift (+10–30 %, and the
+estimate becomes heavy-tailed), the self-consistent fields UNDER-estimate it (−10 to −15 % at
+T = 0.1–0.03, α = 2) while the closed-form ``gaussian`` level is at −30 %.
+
+Numerics: self-normalised importance sampling with ``samples`` common random draws (reused for every
+temperature and iteration: smooth curves in T), in the span of the training inputs (THEORY.md §6
+reduction) plus an independent prior draw for the test inputs' orthogonal remainder. The proposal is
+the prior stretched along the linearised tilt directions Zᵀ(σ̄'⊙m): the tilted measure has heavier
+tails than the prior there, and plain prior sampling becomes an infinite-variance estimator at low T.
+The prior average is replaced by its exact value (control variate with the p0/q weights):
+⟨K_W⟩ = K + Σ_s (w_s − w0_s) φ_sφ_sᵀ, so the Monte-Carlo error is that of the O(1/N1) shift. The
+effective sample size ``ess`` is reported; it falls as T falls and α grows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .kernels import activation_function, nngp_kernels
+
+__all__ = ["SingleNeuronResult", "posterior_kernel", "single_neuron_curve"]
+
+
+@dataclass(frozen=True)
+class SingleNeuronResult:
+    """Per-temperature output of :func:`single_neuron_curve` (numpy, leading axis = temperature).
+
+    ``hidden_gram`` ⟨K_W⟩ train block (nT, P, P); ``hidden_gram_test_train`` (nT, Pt, P) and
+    ``hidden_gram_test`` (nT, Pt, Pt) with a test set; ``readout_second_moment`` (1/N1)Σ⟨v_i²⟩ =
+    E_p[ω]/λ1 (equals Q*/λ1 for Gaussian-equivalent φ); ``weight_moments`` (nT, r, r) =
+    (1/N1)Σ⟨(e_j·w)(e_l·w)⟩ along ``weight_directions`` e_j (top right singular vectors of X, as
+    :func:`equilibrium.weight_directions`; prior δ_jl/λ0) and ``weight_label_moment`` along
+    e_y = Xᵀy/|Xᵀy|; ``ess`` the effective sample size of the importance weights (of ``samples``),
+    ``iterations``/``converged`` of the self-consistent variant (1/True otherwise).
+    """
+
+    temperature: np.ndarray
+    hidden_gram: np.ndarray
+    readout_second_moment: np.ndarray
+    weight_moments: np.ndarray
+    weight_label_moment: np.ndarray
+    weight_directions: np.ndarray
+    ess: np.ndarray
+    samples: int
+    iterations: np.ndarray
+    converged: np.ndarray
+    hidden_gram_test_train: np.ndarray | None = None
+    hidden_gram_test: np.ndarray | None = None
+
+
+class _Draws:
+    """Common Gaussian draws ξ of the first-layer weight in the span of the training inputs, mapped per
+    temperature to a proposal q(w): the prior, broadened along a few tilt directions (the tilted
+    measure has heavier tails than the prior along them, which makes plain prior sampling an
+    infinite-variance estimator at low T)."""
+
+    def __init__(self, x, x_test, prior_w, activation, samples, seed, dev):
+        P, n0 = x.shape
+        _, s, vt = np.linalg.svd(x, full_matrices=False)
+        r = max(1, int(np.sum(s > s[0] * max(P, n0) * np.finfo(np.float64).eps)))
+        self.basis = vt[:r]
+        gen = torch.Generator(device=dev).manual_seed(seed)
+        kw = dict(dtype=torch.float64, device=dev)
+        self.lam0 = prior_w
+        self.sigma = activation_function(activation)
+        self.xi = torch.randn(r, samples, generator=gen, **kw)
+        self.Z = torch.as_tensor(x @ self.basis.T / math.sqrt(n0), **kw)  # h = Z w
+        self.Zt = self.extra = None
+        if x_test is not None:
+            zt = x_test @ self.basis.T
+            resid = x_test - zt @ self.basis
+            self.Zt = torch.as_tensor(zt / math.sqrt(n0), **kw)
+            _, s2, vt2 = np.linalg.svd(resid, full_matrices=False)
+            r2 = int(np.sum(s2 > 1e-10 * max(s2[0], 1e-300))) if s2.size and s2[0] > 1e-12 else 0
+            if r2:  # the test inputs' orthogonal remainder sees only prior weight components
+                Zp = torch.as_tensor(resid @ vt2[:r2].T / math.sqrt(n0), **kw)
+                self.extra = Zp @ (torch.randn(r2, samples, generator=gen, **kw) / math.sqrt(prior_w))
+
+    def draw(self, directions: torch.Tensor | None, stretch: torch.Tensor | None):
+        """w (r, S) from q = prior stretched by ``stretch`` along orthonormal ``directions`` (r, k);
+        returns w and log(p0/q) per sample."""
+        w = self.xi / math.sqrt(self.lam0)
+        log_p0_q = torch.zeros(w.shape[1], dtype=w.dtype, device=w.device)
+        if directions is not None:
+            u = directions.T @ w  # prior-scale projections (k, S)
+            w = w + directions @ ((stretch[:, None] - 1.0) * u)
+            u = stretch[:, None] * u
+            log_p0_q = (torch.log(stretch)[:, None] - 0.5 * self.lam0 * u**2 * (1.0 - stretch[:, None] ** -2)).sum(0)
+        return w, log_p0_q
+
+    def features(self, w):
+        phi = self.sigma(self.Z @ w)
+        if self.Zt is None:
+            return phi, None
+        ht = self.Zt @ w
+        return phi, self.sigma(ht if self.extra is None else ht + self.extra)
+
+
+def _weighted_gram(A: torch.Tensor, weights: torch.Tensor, B: torch.Tensor | None = None, chunk: int = 16384):
+    """Σ_s weights_s A[:, s] B[:, s]ᵀ, chunked over samples."""
+    B = A if B is None else B
+    out = torch.zeros(A.shape[0], B.shape[0], dtype=A.dtype, device=A.device)
+    for i in range(0, A.shape[1], chunk):
+        out += (A[:, i:i + chunk] * weights[i:i + chunk]) @ B[:, i:i + chunk].T
+    return out
+
+
+def _quad_forms(Sigma: torch.Tensor, phi: torch.Tensor, chunk: int = 16384) -> torch.Tensor:
+    """φ_sᵀ Σ φ_s for every sample s."""
+    out = torch.empty(phi.shape[1], dtype=phi.dtype, device=phi.device)
+    for i in range(0, phi.shape[1], chunk):
+        p = phi[:, i:i + chunk]
+        out[i:i + chunk] = (p * (Sigma @ p)).sum(0)
+    return out
+
+
+def _field_matrices(T: float, Qk, Kc: torch.Tensor, mu: torch.Tensor | None, lam1: float):
+    """Cholesky factors of A_k = T·I + (q_k K_c + μμᵀ)/λ1 for each eigenvalue q_k of Q* (THEORY.md §2)."""
+    P = Kc.shape[0]
+    eye = torch.eye(P, dtype=Kc.dtype, device=Kc.device)
+    mm = torch.zeros_like(Kc) if mu is None else torch.outer(mu, mu)
+    return [torch.linalg.cholesky(T * eye + (float(q) * Kc + mm) / lam1) for q in Qk]
+
+
+def _tilted_sample(draws, Ms, Sigmas, slope, K, lam0, lam1, N1):
+    """Draw from the proposal; return samples, features, log tilt (★) + log(p0/q), log(p0/q), ω, a_k."""
+    # proposal: the linearised tilt g ≈ d·w, d = Zᵀ(σ̄'⊙m)/√(λ1N1), would give precision λ0 − |d|²/(1+ā)
+    # along d; stretch the prior there by more than that (capped: the exact tilt saturates)
+    d = torch.cat([draws.Z.T @ (slope[:, None] * m) for m in Ms], 1) / math.sqrt(lam1 * N1)
+    abar = torch.stack([(torch.diagonal(Sg) * torch.diagonal(K)).sum() for Sg in Sigmas]) / (lam1 * N1)
+    kappa = float(((d * d).sum(0) / (1.0 + abar)).max())
+    var = 2.0 / (lam0 - min(kappa, 0.8 * lam0))
+    dirs = torch.linalg.qr(d)[0]
+    stretch = torch.full((dirs.shape[1],), math.sqrt(var * lam0), dtype=d.dtype, device=d.device)
+    w_s, log_p0_q = draws.draw(dirs, stretch)
+    phi, phi_t = draws.features(w_s)
+    logw = log_p0_q.clone()
+    omega = torch.zeros_like(logw)
+    a_all = []
+    D = len(Ms)
+    for m, Sg in zip(Ms, Sigmas):
+        a = _quad_forms(Sg, phi) / (lam1 * N1)
+        g2 = ((m.T @ phi)[0]) ** 2 / (lam1 * N1)
+        logw += -0.5 * torch.log1p(a) + 0.5 * g2 / (1.0 + a)
+        omega += (1.0 / (1.0 + a) + g2 / (1.0 + a) ** 2) / D  # λ1⟨v²⟩ given the cavity (THEORY.md §5)
+        a_all.append(a)
+    return w_s, phi, phi_t, logw, log_p0_q, omega, a_all
+
+
+def single_neuron_curve(
+    x_train,
+    y_train,
+    temperatures,
+    Q,
+    *,
+    width: float,
+    activation="erf",
+    prior_w: float = 1.0,
+    prior_v: float = 1.0,
+    x_test=None,
+    samples: int | None = None,
+    self_consistent: bool = True,
+    damping: float = 0.25,
+    tol: float = 2e-3,
+    max_iter: int = 40,
+    rank: int = 32,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+) -> SingleNeuronResult:
+    """⟨K_W⟩(T), λ1⟨v²⟩ and weight moments from the exact-activation single-unit measure (★).
+
+    ``Q``: saddle-point Q*(T), shape (nT,) or (nT, D, D) (``equilibrium.solve_saddle``).
+
+    ``self_consistent=False`` ("saddle fields"): the cavity field of (★) comes from the Q* theory,
+    per eigen-direction q_k of Q* = V diag(q) Vᵀ: Σ_k = A_k⁻¹, m_k = A_k⁻¹(YV)_k,
+    A_k = T + (q_k K_c + μμᵀ)/λ1, and p(w) ∝ p0(w) Π_k (1 + a_k)^(-1/2) exp(½ g_k²/(1 + a_k)).
+    One pass per temperature, O(P²·S).
+
+    ``self_consistent=True`` (default, D = 1; D > 1 falls back to saddle fields): the fields are
+    iterated to self-consistency with the exact measure,
+
+        m = (T + ((N1−1)/N1) K_m/λ1)⁻¹ y,   K_m = E_p[φφᵀ/(1+a)]      (exact mean equation of the
+                                                                       cavity field, Stein identity)
+        Σ = (T + ((N1−1)/N1) q K/λ1)⁻¹,      q = E_p[1/(1+a) + g²/(1+a)²] = λ1⟨v²⟩,
+
+    whose Gaussian-equivalent fixed point is the Q* theory (q = Q*, K_m m = Q*K m). K_m deviates
+    from ρK (ρ = E_p[1/(1+a)]) only in the ``rank`` leading eigen-directions of K plus y and Km
+    (the rest is Monte-Carlo noise). Damped fixed-point iteration (``damping``, ``tol`` on q and
+    K_m, ``max_iter``), temperatures solved hot to cold, each warm-starting the next; ``converged``
+    reports the outcome per temperature. Cost: ``iterations`` × O(P²·S).
+
+    ``samples`` importance samples (default: 2^24 / P, between 4096 and 2^15); ``seed`` fixes them.
+    """
+    x = np.asarray(x_train, dtype=np.float64)
+    y = np.asarray(y_train, dtype=np.float64)
+    Y = y.reshape(len(y), -1)
+    P, D = Y.shape
+    T_all = np.asarray(temperatures, dtype=np.float64).reshape(-1)
+    nT = len(T_all)
+    if not np.all(np.isfinite(T_all)) or np.any(T_all <= 0):
+        raise ValueError(f"temperatures: must be finite and > 0, got {T_all.tolist()[:5]}")
+    if not width >= 1:
+        raise ValueError(f"width: must be >= 1, got {width!r}")
+    for name, value in (("prior_w", prior_w), ("prior_v", prior_v)):
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"{name}: must be finite and > 0, got {value!r}")
+    Qa = np.asarray(Q, dtype=np.float64)
+    if Qa.size == nT * D * D:
+        Qa = Qa.reshape(nT, D, D)
+    if Qa.shape != (nT, D, D) or not np.all(np.isfinite(Qa)):
+        raise ValueError(f"Q: expected finite saddle-point values of shape ({nT},) or ({nT}, {D}, {D}), got {np.shape(Q)}")
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    N1, lam0, lam1 = float(width), float(prior_w), float(prior_v)
+    xt = None if x_test is None else np.asarray(x_test, dtype=np.float64)
+    S = samples or int(min(2**15, max(4096, 2**24 // max(P, 1))))
+    kb = nngp_kernels(x, xt, activation=activation, prior_w=lam0, device=dev)
+    K = kb.train
+    mu = kb.mean_train if kb.has_mean else None
+    Kc = K - torch.outer(mu, mu) if mu is not None else K
+    draws = _Draws(x, xt, lam0, activation, S, seed, dev)
+    slope = kb.slope_train
+    Yt = torch.as_tensor(Y, device=dev)
+    # weight directions (TemperatureCurve's definition): right singular vectors of X, and e_y ∝ Xᵀy
+    n_dir = min(8, draws.basis.shape[0])
+    ey = x.T @ Y
+    ey = ey / np.linalg.norm(ey, axis=0, keepdims=True)
+    ey_red = torch.as_tensor((draws.basis @ ey).T, device=dev)  # (D, r)
+    E_dir = torch.cat([torch.eye(draws.basis.shape[0], dtype=torch.float64, device=dev)[:n_dir], ey_red])
+
+    out = {k: [] for k in ("KW", "v2", "wm", "wl", "ess", "KWt", "KWtt", "it")}
+    self_consistent = self_consistent and D == 1
+    eye = torch.eye(P, dtype=torch.float64, device=dev)
+    mm = torch.zeros_like(Kc) if mu is None else torch.outer(mu, mu)
+    cav = (N1 - 1.0) / N1
+    top = torch.linalg.eigh(Kc)[1][:, -min(rank, P):]
+    q_prev = None
+    order = np.argsort(-T_all, kind="stable")  # hot to cold: each temperature warm-starts the next
+    for step, ti in enumerate(order):
+        T = float(T_all[ti])
+        q, V = np.linalg.eigh(Qa[ti])
+        Yk = Yt @ torch.as_tensor(V, device=dev)  # outputs rotated to Q's eigenbasis
+        if self_consistent:
+            K_m, qb = (q[0] * Kc, float(q[0])) if step == 0 else (K_m * (q[0] / q_prev), qb * (q[0] / q_prev))
+            iters = max_iter
+        else:
+            K_m, qb, iters = None, None, 1
+        for it in range(iters):
+            if K_m is None:  # cavity fields from the saddle point, per eigen-direction of Q*
+                Ls = _field_matrices(T, q, Kc, mu, lam1)
+                Ms = [torch.cholesky_solve(Yk[:, k:k + 1], L) for k, L in enumerate(Ls)]
+                Sigmas = [torch.cholesky_inverse(L) for L in Ls]
+            else:  # Stein closure for m, bulk scale λ1⟨v²⟩ for Σ (D = 1)
+                Sigmas = [torch.cholesky_inverse(_field_matrices(T, [qb * cav], Kc, mu, lam1)[0])]
+                Ms = [torch.linalg.solve(T * eye + cav * (K_m + mm) / lam1, Yk)]
+            w_s, phi, phi_t, logw, log_p0_q, omega, a_all = _tilted_sample(draws, Ms, Sigmas, slope, K, lam0, lam1, N1)
+            if K_m is None:
+                break
+            w = torch.softmax(logw, 0)
+            w0 = torch.softmax(log_p0_q, 0)
+            r_ = w / (1.0 + a_all[0])
+            rho = float(r_.sum())
+            B = torch.linalg.qr(torch.cat([top, Yk / Yk.norm(), Kc @ Ms[0] / (Kc @ Ms[0]).norm()], 1))[0]
+            pp = B.T @ phi
+            K_new = rho * Kc + B @ ((pp * (r_ - rho * w0)) @ pp.T) @ B.T
+            q_new = float((w * omega).sum())
+            done = abs(q_new - qb) < tol * qb and float((K_new - K_m).norm()) < tol * float(K_m.norm())
+            K_m, qb = (1 - damping) * K_m + damping * K_new, (1 - damping) * qb + damping * q_new
+            if done:
+                break
+        q_prev = q[0]
+        out["it"].append(it + 1)
+        w = torch.softmax(logw, 0)  # p / q, normalised
+        w0 = torch.softmax(log_p0_q, 0)  # p0 / q: the control variate with the exact prior average K
+        dw = w - w0
+        out["KW"].append((K + _weighted_gram(phi, dw)).cpu().numpy())
+        out["v2"].append(float((w * omega).sum()) / lam1)
+        proj = E_dir @ w_s
+        mom = _weighted_gram(proj, w)
+        out["wm"].append(mom[:n_dir, :n_dir].cpu().numpy())
+        out["wl"].append(float(torch.diagonal(mom[n_dir:, n_dir:]).mean()))
+        out["ess"].append(float(1.0 / (w * w).sum()))
+        if phi_t is not None:
+            out["KWt"].append((kb.test_train + _weighted_gram(phi_t, dw, phi)).cpu().numpy())
+            out["KWtt"].append((kb.test + _weighted_gram(phi_t, dw)).cpu().numpy())
+    test = xt is not None
+    inv = np.argsort(order)
+    out = {k: [v[i] for i in inv] for k, v in out.items() if len(v)}
+    return SingleNeuronResult(
+        temperature=T_all, hidden_gram=np.stack(out["KW"]), readout_second_moment=np.array(out["v2"]),
+        weight_moments=np.stack(out["wm"]), weight_label_moment=np.array(out["wl"]),
+        weight_directions=draws.basis[:n_dir], ess=np.array(out["ess"]), samples=S, iterations=np.array(out["it"]),
+        hidden_gram_test_train=np.stack(out["KWt"]) if test else None,
+        hidden_gram_test=np.stack(out["KWtt"]) if test else None,
+        converged=np.array(out["it"]) < max_iter if self_consistent else np.ones(nT, bool),
+    )
+
+
+def posterior_kernel(x_train, y_train, x_test, temperatures, Q, *, width, activation="erf", prior_w=1.0,
+                     prior_v=1.0):
+    """⟨K_W⟩(T) of the ``single_neuron`` level: (train (nT, P, P), test×test (nT, Pt, Pt) or None).
+
+    The contract of ``equilibrium.levels``; see :func:`single_neuron_curve` for everything else.
+    """
+    r = single_neuron_curve(x_train, y_train, temperatures, Q, width=width, activation=activation, prior_w=prior_w,
+                            prior_v=prior_v, x_test=x_test)
+    return r.hidden_gram, r.hidden_gram_test
