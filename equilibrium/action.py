@@ -22,8 +22,8 @@ Q = V diag(q) Vᵀ all blocks are diagonal in V, so one evaluation costs O(P D²
 
 The saddle point Q* = argmin S (Q > 0) is found for a whole vector of temperatures at once:
 the stationarity condition dS/dQ = 0 is bracketed on a log grid between rigorous bounds
-(docs/theory.md §2.3), every sign change is refined by a safeguarded regula falsi (Illinois)
-vectorised over temperatures and roots, and when S has several minima the lowest is returned
+(docs/theory.md §2.3), every sign change is refined by safeguarded Newton (bisection
+fallback) vectorised over temperatures and roots, and when S has several minima the lowest is returned
 and the count reported. For D > 1: damped Newton with the analytic Hessian.
 """
 
@@ -137,7 +137,7 @@ def _bounds(sp: Spectrum, T: torch.Tensor, width: float) -> tuple[torch.Tensor, 
 
 
 def solve_saddle(
-    sp: Spectrum, temperatures, *, width: float, grid: int = 96, rtol: float = 1e-13, max_iter: int = 200,
+    sp: Spectrum, temperatures, *, width: float, grid: int = 64, rtol: float = 1e-14, max_iter: int = 100,
     chunk_elements: int = 2**25, raise_on_failure: bool = True,
 ) -> SaddlePoint:
     """Q*(T) for every temperature: scan dS/dQ on a log grid, refine all sign changes, keep the lowest minimum.
@@ -201,39 +201,41 @@ def solve_saddle(
     )
 
 
+def _gradient_and_curvature(sp: Spectrum, T: torch.Tensor, Q: torch.Tensor, width: float):
+    """dS/dQ and d²S/dQ² = 1/Q² + (1/N1) Σ_k [−a_k² z_k² + 2 ỹ_k² a_k² z_k³] in one O(P) pass."""
+    z = _z(sp, T, Q)
+    az = sp.a * z
+    yaz = sp.y_t**2 * az * z
+    g = 1.0 - 1.0 / Q + (az.sum(-1) - yaz.sum(-1)) / width
+    h = 1.0 / Q**2 + ((2.0 * yaz * az).sum(-1) - (az * az).sum(-1)) / width
+    return g, h
+
+
 def _refine(sp, T, lo, hi, glo, ghi, *, width, rtol, max_iter):
-    """Vectorised Illinois regula falsi on brackets with g(lo) < 0 ≤ g(hi), a bisection in log Q
-    every third step. Converged = the bracket (which always holds a sign change of the continuous
-    dS/dQ) has shrunk below 1e-10 relative width."""
+    """Safeguarded Newton on brackets with dS/dQ(lo) < 0 ≤ dS/dQ(hi), vectorised over brackets:
+    a Newton step that leaves the (shrinking) bracket is replaced by a bisection in log Q.
+    Converged = the last step or the bracket is below 1e-10 relative (the bracket always holds a
+    sign change of the continuous dS/dQ), or dS/dQ is exactly 0."""
     lo, hi = lo.clone(), hi.clone()
-    flo, fhi = glo.clone(), ghi.clone()  # secant weights (Illinois-halved)
-    tlo, thi = glo.clone(), ghi.clone()  # true gradient values at the ends
-    side = torch.zeros_like(lo)
-    done = (hi - lo) <= rtol * hi
-    exact = torch.zeros_like(done)  # dS/dQ evaluated to exactly 0 at x
-    xz = lo.clone()
-    for it in range(max_iter):
+    x = (lo * ghi - hi * glo) / (ghi - glo)  # secant start
+    x = torch.where(torch.isfinite(x) & (x > lo) & (x < hi), x, torch.sqrt(lo * hi))
+    done = torch.zeros_like(lo, dtype=torch.bool)
+    step = torch.full_like(lo, float("inf"))
+    for _ in range(max_iter):
+        g, h = _gradient_and_curvature(sp, T, x, width)
+        hi = torch.where((g >= 0) & ~done, x, hi)
+        lo = torch.where((g < 0) & ~done, x, lo)
+        newton = x - g / h
+        ok = torch.isfinite(newton) & (newton > lo) & (newton < hi)
+        nxt = torch.where(ok, newton, torch.sqrt(lo * hi))
+        step = torch.where(done, step, (nxt - x).abs())
+        exact = g == 0
+        x = torch.where(done | exact, x, nxt)
+        done = done | exact | (step <= rtol * x) | ((hi - lo) <= rtol * hi)
         if bool(done.all()):
             break
-        if it % 3 == 2:
-            x = torch.sqrt(lo * hi)
-        else:
-            x = (lo * fhi - hi * flo) / (fhi - flo)
-            x = torch.where(~torch.isfinite(x) | (x <= lo) | (x >= hi), torch.sqrt(lo * hi), x)
-        gx = action_gradient(sp, T, x, width=width)
-        right = (gx >= 0) & ~done  # root in [lo, x]
-        left = (gx < 0) & ~done  # root in [x, hi]
-        hi, fhi, thi = torch.where(right, x, hi), torch.where(right, gx, fhi), torch.where(right, gx, thi)
-        lo, flo, tlo = torch.where(left, x, lo), torch.where(left, gx, flo), torch.where(left, gx, tlo)
-        flo = torch.where(right & (side > 0), 0.5 * flo, flo)
-        fhi = torch.where(left & (side < 0), 0.5 * fhi, fhi)
-        side = torch.where(right, 1.0, torch.where(left, -1.0, side))
-        hit = (gx == 0) & ~done
-        exact, xz = exact | hit, torch.where(hit, x, xz)
-        done = done | ((hi - lo) <= rtol * hi) | hit
-    root = torch.where(exact, xz, torch.where(tlo.abs() < thi.abs(), lo, hi))
-    ok = exact | ((hi - lo) <= 1e-10 * hi)
-    return root, ok
+    ok = done & ((step <= 1e-10 * x) | ((hi - lo) <= 1e-10 * hi) | (_gradient_and_curvature(sp, T, x, width)[0] == 0))
+    return x, ok
 
 
 # ------------------------------------------------------------------------------------------

@@ -45,10 +45,15 @@ class Tilt:
     def quadratic(self, H: torch.Tensor) -> torch.Tensor:
         """Ĥᵀ J̃ Ĥ for Ĥ = UᵀV already rotated: H (P, v) or (nT, P, v) -> (nT, v, v)."""
         if H.ndim == 2:
-            H = H.expand(self.j.shape[0], *H.shape)
-        out = torch.einsum("tpv,tp,tpw->tvw", H, self.j, H)
+            out = torch.einsum("pv,tp,pw->tvw", H, self.j, H) if H.shape[1] > 1 else \
+                (self.j @ H**2)[:, :, None]  # (nT, 1, 1)
+            if self.R.shape[-1]:
+                RH = self.R.transpose(-1, -2) @ H  # (nT, r, v)
+                out = out + RH.transpose(-1, -2) @ self.W @ RH
+            return out
+        out = (H * self.j[:, :, None]).transpose(-1, -2) @ H
         if self.R.shape[-1]:
-            RH = torch.einsum("tpr,tpv->trv", self.R, H)
+            RH = self.R.transpose(-1, -2) @ H
             out = out + RH.transpose(-1, -2) @ self.W @ RH
         return out
 
@@ -107,9 +112,11 @@ class TiltedKernel:
         if V.ndim == 2:
             base = (V.T @ self.base @ V).expand(self.n_temperatures, V.shape[1], V.shape[1])
             H = self.F.T @ V
-        else:
-            base = V.transpose(-1, -2) @ (self.base @ V)
-            H = torch.einsum("np,tnv->tpv", self.F, V)
+        else:  # per-temperature vectors: one big matrix product for all temperatures
+            nT, n, v = V.shape
+            flat = V.permute(1, 0, 2).reshape(n, nT * v)
+            base = V.transpose(-1, -2) @ (self.base @ flat).reshape(n, nT, v).permute(1, 0, 2)
+            H = (self.F.T @ flat).reshape(self.F.shape[1], nT, v).permute(1, 0, 2)
         out = base + self.tilt.quadratic(H)
         if self._has_mean():
             a = V.T @ self.mean if V.ndim == 2 else torch.einsum("tnv,n->tv", V, self.mean)
