@@ -38,6 +38,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--overhead-steps", type=int, default=3000)
     ap.add_argument("--skip-overhead", action="store_true")
+    ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--probe-size", type=int, default=None, help="default: train()'s default")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -46,6 +48,18 @@ def main() -> None:
                   layer_geometry=False, wandb=None, progress_bar=False, device=args.device, dtype=args.dtype,
                   checkpoint_every=args.steps, output_dir=RUNS)
     R = args.replicas
+    dev = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    result = dict(device=dev, dtype=args.dtype, n_train=args.n_train, width=args.width)
+    if not args.skip_throughput:
+        result.update(_throughput(task, common, args, R, dev))
+    if args.skip_overhead:
+        if args.out:
+            Path(args.out).write_text(json.dumps(result, indent=1))
+        return
+    _overhead(task, args, result)
+
+
+def _throughput(task, common, args, R, dev) -> dict:
     train(task, replicas=1, seed=0, run_name="warmup", **common)  # imports, kernels, caches
     t0 = time.perf_counter()
     batched = train(task, replicas=R, seed=0, run_name="batched", **common)
@@ -56,31 +70,31 @@ def main() -> None:
         seq_loss.append(train(task, replicas=1, seed=r, run_name=f"seq{r}", **common).train_loss[-1, 0])
     t_seq = time.perf_counter() - t0
     agree = float(np.max(np.abs(np.array(seq_loss) - batched.train_loss[-1]) / np.abs(batched.train_loss[-1])))
-    dev = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     print(f"device {dev}, {args.dtype}, P={args.n_train}, N1={args.width}, {args.steps} full-batch GD steps, R={R}")
     print(f"{'':24s}{'wall s':>10s}{'replica-steps/s':>18s}")
     print(f"{'batched (1 module)':24s}{t_batched:10.2f}{R * args.steps / t_batched:18.0f}")
     print(f"{'sequential (R runs)':24s}{t_seq:10.2f}{R * args.steps / t_seq:18.0f}")
     print(f"throughput ratio batched/sequential: {t_seq / t_batched:.1f}x   (max rel. diff of final losses {agree:.1e})")
 
-    result = dict(device=dev, dtype=args.dtype, n_train=args.n_train, width=args.width, steps=args.steps, replicas=R,
-                  batched_s=t_batched, sequential_s=t_seq, ratio=t_seq / t_batched, max_rel_loss_diff=agree)
-    if args.skip_overhead:
-        if args.out:
-            Path(args.out).write_text(json.dumps(result, indent=1))
-        return
-    # geometry overhead with the default schedule
+    return dict(steps=args.steps, replicas=R, batched_s=t_batched, sequential_s=t_seq, ratio=t_seq / t_batched,
+                max_rel_loss_diff=agree)
+
+
+def _overhead(task, args, result: dict) -> None:
+    """Geometry logging with the default schedule and probe sets."""
+    probe = {} if args.probe_size is None else dict(probe_size=args.probe_size)
     t0 = time.perf_counter()
     traj = train(task, width=args.width, activation="erf", optimizer="gd", lr=0.01, steps=args.overhead_steps,
                  replicas=8, seed=0, wandb=None, progress_bar=False, device=args.device, dtype=args.dtype,
-                 checkpoint_every=args.overhead_steps, output_dir=RUNS, run_name="overhead")
+                 checkpoint_every=args.overhead_steps, output_dir=RUNS, run_name="overhead", **probe)
+    p_probe = traj.config["probe_size"]
     wall = time.perf_counter() - t0
     frac = traj.config["geometry_seconds"] / traj.config["wall_seconds"]
-    print(f"geometry logging: {len(traj.step)} measurements over {args.overhead_steps} steps (R=8): "
+    print(f"geometry logging: {len(traj.step)} measurements over {args.overhead_steps} steps (R=8, probe_size={p_probe}): "
           f"{traj.config['geometry_seconds']:.2f} s of {traj.config['wall_seconds']:.2f} s fit = {100 * frac:.1f} % "
           f"(end to end {wall:.2f} s)")
     if args.out:
-        result.update(overhead_steps=args.overhead_steps, n_measurements=len(traj.step),
+        result.update(overhead_steps=args.overhead_steps, n_measurements=len(traj.step), probe_size=p_probe,
                       geometry_s=traj.config["geometry_seconds"], fit_s=traj.config["wall_seconds"], geometry_fraction=frac)
         Path(args.out).write_text(json.dumps(result, indent=1))
 

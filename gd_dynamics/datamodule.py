@@ -142,7 +142,7 @@ class GDDataModule(pl.LightningDataModule):
         batch_size: int | None = None,
         steps_per_epoch: int = 100,
         seed: int = 0,
-        probe_size: int | None = 1024,
+        probe_size: int | None = 256,
         reduce_inputs: bool = False,
         dtype: torch.dtype = torch.float64,
     ) -> None:

@@ -93,7 +93,7 @@ def train(
     log_points: int = 100,
     log_spacing: Literal["log", "linear"] = "log",
     log_steps: Sequence[int] | None = None,
-    probe_size: int | None = 1024,
+    probe_size: int | None = 256,
     knn: int = 10,
     layer_geometry: bool = True,
     clustering_indices: bool = True,
@@ -136,7 +136,9 @@ def train(
             FC net with P < N0 and prior init).
         log_points / log_spacing / log_steps: measurement schedule (default ≥ 100 log-spaced steps,
             step 0 included) or explicit steps.
-        probe_size: at most this many train (and test) points for the geometry measures.
+        probe_size: at most this many train (and test) points for the Gram-based geometry measures
+            (cost O(R·p²) per measurement; None = all). The Trajectory's centroid distances and class
+            radii always refer to the whole training set (from the features, O(R·P·N)).
         layer_geometry / clustering_indices: switch off the hidden-layer measures, or only the
             (per-replica, slower) Calinski–Harabasz and Davies–Bouldin indices.
         stop_at_fit: stop at the first measurement at which every replica fits the training set
@@ -272,7 +274,9 @@ def _trajectory(cb: GeometryLogger, module: GDModule, task: Task, config: dict, 
 
     measures = {k: stack(k) for k in recs[0] if k != "step"}
     n_classes = len(np.unique(task.labels_train))
-    radius = lambda unit: np.stack([stack(f"train/L1/{'unit_' if unit else ''}class_radius_{c}")  # noqa: E731
+    # whole training set: "train_full" when the probe is a strict subset, else the probe is the set
+    whole = "train_full" if "train_full/L1/centroid_distance" in recs[0] else "train"
+    radius = lambda unit: np.stack([stack(f"{whole}/L1/{'unit_' if unit else ''}class_radius_{c}")  # noqa: E731
                                     for c in range(n_classes)], axis=-1)
     layers = sorted(int(k.split("/")[1][1:]) for k in recs[0] if k.startswith("weights/L"))
     lambdas = list(prior_precisions) if prior_precisions else [1.0] * (len(widths) + 1)
@@ -282,8 +286,8 @@ def _trajectory(cb: GeometryLogger, module: GDModule, task: Task, config: dict, 
         train_loss=stack("train_loss"), test_loss=stack("test_loss"),
         train_error=stack("train_error"), test_error=stack("test_error"),
         train_accuracy=stack("train_accuracy"), test_accuracy=stack("test_accuracy"),
-        centroid_distance=stack("train/L1/centroid_distance"),
-        unit_centroid_distance=stack("train/L1/unit_centroid_distance"),
+        centroid_distance=stack(f"{whole}/L1/centroid_distance"),
+        unit_centroid_distance=stack(f"{whole}/L1/unit_centroid_distance"),
         class_radius=radius(False), unit_class_radius=radius(True),
         distance_ratio=stack("train/L1/distance_ratio"),
         readout_second_moment=stack("weights/readout_second_moment"),

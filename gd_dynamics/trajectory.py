@@ -29,10 +29,11 @@ class Trajectory:
       default: a sum over samples).
     - ``train_error``, ``test_error`` (n, R): MSE (1/P)Σ|y − f|²; ``train_accuracy``, ``test_accuracy``.
     - ``centroid_distance`` (n, R): squared class-centroid distance of the first hidden layer,
-      ``geometry.centroid_distance(K_W, labels)`` with K_W = ΦΦᵀ/N1 on the train probe set
+      ``geometry.centroid_distance(K_W, labels)`` with K_W = ΦΦᵀ/N1 on the whole training set
       (THEORY.md §4); ``unit_centroid_distance`` (n, R): Euclidean centroid distance on the unit
       sphere; ``class_radius``, ``unit_class_radius`` (n, R, C): RMS class radius, raw and unit
-      sphere (arXiv 2303.05161's R_c); ``distance_ratio`` (n, R): mean inter/intra squared pair distance.
+      sphere (arXiv 2303.05161's R_c), whole training set; ``distance_ratio`` (n, R): mean
+      inter/intra squared pair distance on the train probe set.
     - ``readout_second_moment`` (n, R): ⟨v²⟩; ``weight_displacement`` (n, R, L+1): |W_t − W_0|/|W_0|
       per layer (last = readout).
     - ``train_predictions`` (n, R, P[, D]), ``test_predictions`` (n, R, P_test[, D]).

@@ -106,6 +106,22 @@ def test_gd_lowers_loss_and_logged_centroid_distance_matches_numpy(pair, tmp_pat
     assert saved.data_fingerprint == geometry.data_fingerprint(pair.x_train, pair.y_train)
 
 
+def test_trajectory_geometry_is_on_the_whole_training_set_with_a_small_probe(pair, tmp_path):
+    traj = train(pair, width=16, lr=0.02, steps=5, replicas=2, probe_size=20, output_dir=tmp_path, run_name="probe",
+                 checkpoint_every=5, **QUIET)
+    W = _state(traj.run_dir)["state_dict"]["model.weights.0"].numpy()
+    phi = erf(pair.x_train @ W[1].T / np.sqrt(pair.x_train.shape[1]))
+    unit = phi / np.linalg.norm(phi, axis=1, keepdims=True)
+    for feats, field, squared in ((phi / np.sqrt(16), "centroid_distance", True), (unit, "unit_centroid_distance", False)):
+        mu = [feats[pair.labels_train == c].mean(0) for c in (0, 1)]
+        d2 = np.sum((mu[0] - mu[1]) ** 2)
+        assert getattr(traj, field)[-1, 1] == pytest.approx(d2 if squared else np.sqrt(d2), rel=1e-10)
+        r0 = np.sqrt(np.mean(np.sum((feats[pair.labels_train == 0] - mu[0]) ** 2, 1)))
+        assert (traj.unit_class_radius if field.startswith("unit") else traj.class_radius)[-1, 1, 0] == pytest.approx(r0, rel=1e-10)
+    probe_value = traj.measures["train/L1/centroid_distance"][-1, 1]
+    assert probe_value != pytest.approx(traj.centroid_distance[-1, 1], rel=1e-6)  # the 20-point probe differs
+
+
 @pytest.mark.parametrize("optimizer,extra", [("gd", {}), ("adam", {}), ("langevin", {"temperature": 0.05}),
                                              ("sgd", {"batch_size": 20, "data_seed": 0})])
 def test_batched_replicas_equal_separate_runs(pair, tmp_path, optimizer, extra):
