@@ -117,7 +117,7 @@ def scan(out: Path, widths=(20, 50, 400), replicas: int = 8, max_steps: int = 20
         # the exact reduction (THEORY.md §6) is exact for GD too: same train pre-activations, the
         # orthogonal weight components never move; test inputs get their prior remainder term
         traj = train(task, width=N1, activation="erf", optimizer="gd", lr=0.01, steps=max_steps, replicas=replicas,
-                     seed=0, reduce_inputs=True, stop_at_fit=True, log_points=150, output_dir=RUNS,
+                     seed=0, reduce_inputs=True, stop_at_fit=True, log_points=150, probe_size=None, output_dir=RUNS,
                      run_name=f"scan_N{N1}", wandb=None, progress_bar=False, checkpoint_every=max_steps)
         entry = dict(fit_step=int(traj.step[-1]), wall_seconds=time.perf_counter() - t0,
                      geometry_seconds=traj.config["geometry_seconds"], measures={})
