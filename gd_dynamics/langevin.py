@@ -49,6 +49,11 @@ second moment of the first-layer weights along e_a relative to the prior (1 in t
   relative to the prior, off-diagonal = correlations between those weight components (0 in the prior).
 
 :func:`weight_moment_projections` computes both from any Ω (sampled or theoretical).
+
+Same numbers as ``equilibrium.TemperatureCurve``: ``weight_moment_pcs`` = λ0 ×
+``TemperatureCurve.weight_moments`` (directions e_j = Xᵀu_j/|Xᵀu_j| = ``equilibrium.weight_directions``;
+diagonal exactly, off-diagonal up to the sign convention of each eigenvector) and
+``weight_moment_label`` = λ0 × ``TemperatureCurve.weight_label_moment`` (e_y = Xᵀy/|Xᵀy|).
 """
 
 from __future__ import annotations
@@ -362,7 +367,7 @@ def sample_posterior(
     trajectory_length: float = 1.0,
     reduce: bool = True,
     first_layer=None,
-    n_components: int = 5,
+    n_components: int = 8,
     seed: int = 0,
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float64,

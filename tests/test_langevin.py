@@ -132,7 +132,7 @@ def test_one_hot_targets_and_weight_moments():
                          y_test=task.y_test, replicas=4, sampling_time=2, progress=False)
     assert s.train_mean.mean.shape == (18, 3) and s.readout_moment_matrix.mean.shape == (3, 3)
     assert np.isnan(s.centroid_distance.mean) and s.centroid_distance_matrix.mean.shape == (3, 3)
-    assert s.weight_moment_label.mean.shape == (3,) and s.weight_moment_pcs.mean.shape == (5, 5)
+    assert s.weight_moment_label.mean.shape == (3,) and s.weight_moment_pcs.mean.shape == (8, 8)
 
 
 def test_weight_moments_prior_value():
@@ -143,7 +143,7 @@ def test_weight_moments_prior_value():
     C = task.x_train @ task.x_train.T / (task.input_dim * 2.0)
     assert np.all(np.abs(s.weight_moments.mean - C) <= 5 * s.weight_moments.se + 1e-3)
     assert abs(s.weight_moment_label.mean[0] - 1) < 5 * s.weight_moment_label.se[0] + 0.02
-    assert np.allclose(s.weight_moment_pcs.mean, np.eye(5), atol=0.15)
+    assert np.allclose(s.weight_moment_pcs.mean, np.eye(8), atol=0.15)
 
 
 @pytest.mark.parametrize(
@@ -178,3 +178,16 @@ def test_bad_data_raises():
         sample_posterior(np.full_like(x, np.nan), y, width=2, temperature=1.0, progress=False)
     with pytest.raises(ValueError, match="y_train"):
         sample_posterior(x, y[:3], width=2, temperature=1.0, progress=False)
+
+
+@pytest.mark.slow
+def test_collapsed_hmc_matches_plain_langevin_at_low_temperature():
+    """The collapsed-readout HMC (the default trick) against plain joint Langevin at α = P/N1 = 2, T = 0.1."""
+    task = _mnist(30, 10)
+    kw = dict(width=15, temperature=0.1, x_test=task.x_test, y_test=task.y_test, replicas=32, progress=False)
+    hmc = sample_posterior(task.x_train, task.y_train, burn_in=5, sampling_time=20, seed=0, **kw)
+    lan = sample_posterior(task.x_train, task.y_train, method="langevin", burn_in=3, sampling_time=8, seed=1, **kw)
+    for name in ("centroid_distance", "readout_second_moment", "train_error", "test_error", "unit_centroid_distance"):
+        a, b = getattr(hmc, name), getattr(lan, name)
+        z = abs(a.mean - b.mean) / math.hypot(a.se, b.se)
+        assert z < 4, f"{name}: hmc {a} vs langevin {b}"
