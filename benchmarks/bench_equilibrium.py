@@ -60,6 +60,8 @@ def _stage(args) -> dict:
     import equilibrium as eq
 
     torch.set_default_dtype(torch.float64)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     x, y, xt, yt = _data(args.P, args.N0, args.data, args.n_test)
     temps = np.logspace(-3, 1, args.temps)
     width = args.width or args.P // 2
@@ -71,28 +73,34 @@ def _stage(args) -> dict:
     w = torch.randn(256, 256, dtype=torch.float64, device=dev)
     torch.linalg.eigh(w @ w.T)
     eq.temperature_curve(x[:64], y[:64], temps[:4], width=32, device=dev)
-    if args.stage == "floor":
-        best = float("inf")
-        for _ in range(args.repeat):
-            _sync(dev)
-            t0 = time.perf_counter()
-            kb = eq.nngp_kernels(torch.as_tensor(x, device=dev), torch.as_tensor(xt, device=dev) if args.n_test else None,
-                                 activation="erf")
-            torch.linalg.eigh(kb.train)
-            _sync(dev)
-            best = min(best, time.perf_counter() - t0)
-        out["seconds"] = best
-    elif args.stage == "curve":
-        best = float("inf")
-        for _ in range(args.repeat):
-            _sync(dev)
-            t0 = time.perf_counter()
-            c = eq.temperature_curve(x, y, temps, width=width, activation="erf", x_test=xt if args.n_test else None,
-                                     y_test=yt if args.n_test else None, device=dev)
-            _sync(dev)
-            best = min(best, time.perf_counter() - t0)
-        out["seconds"] = best
+    def floor():
+        kb = eq.nngp_kernels(torch.as_tensor(x, device=dev), torch.as_tensor(xt, device=dev) if args.n_test else None,
+                             activation="erf")
+        torch.linalg.eigh(kb.train)
+
+    def curve():
+        return eq.temperature_curve(x, y, temps, width=width, activation="erf", x_test=xt if args.n_test else None,
+                                    y_test=yt if args.n_test else None, device=dev)
+
+    def timed(fn):
+        _sync(dev)
+        t0 = time.perf_counter()
+        res = fn()
+        _sync(dev)
+        return time.perf_counter() - t0, res
+
+    if args.stage == "floor":  # memory of the floor alone
+        out["seconds"], _ = timed(floor)
+    elif args.stage == "curve":  # memory of the curve alone
+        out["seconds"], c = timed(curve)
         out["converged"] = bool(c.converged.all())
+    elif args.stage == "timing":  # floor and curve alternately in one process: contention hits both alike
+        pairs = []
+        for _ in range(args.repeat):
+            tf, _ = timed(floor)
+            tc, _ = timed(curve)
+            pairs.append((tf, tc))
+        out["pairs"] = pairs
     elif args.stage == "deepbays":
         from deepbays_stub import import_deepbays
 
@@ -114,6 +122,12 @@ def _stage(args) -> dict:
     return out
 
 
+def torch_threads() -> str:
+    import torch
+
+    return f"default ({torch.get_num_threads()})"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--P", type=int, default=2000)
@@ -125,29 +139,39 @@ def main() -> None:
     p.add_argument("--data", choices=("synthetic", "mnist"), default="synthetic")
     p.add_argument("--repeat", type=int, default=3, help="best of this many runs for floor and curve")
     p.add_argument("--deepbays-temps", type=int, default=2, help="temperatures to time deepbays on (0: skip)")
-    p.add_argument("--stage", choices=("floor", "curve", "deepbays"), help=argparse.SUPPRESS)
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for torch and BLAS (0: library default). On a shared machine 1 thread "
+                        "avoids the multi-second stalls of 2 threads under contention")
+    p.add_argument("--stage", choices=("timing", "floor", "curve", "deepbays"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.stage:
         print(json.dumps(_stage(args)))
         return
+    env = os.environ.copy()
+    if args.threads:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            env[var] = str(args.threads)
     results = {}
-    stages = ["floor", "curve"] + (["deepbays"] if args.deepbays_temps > 0 else [])
+    stages = ["timing", "floor", "curve"] + (["deepbays"] if args.deepbays_temps > 0 else [])
     base = [sys.executable, __file__] + [a for a in sys.argv[1:]]
     for stage in stages:
-        proc = subprocess.run(base + ["--stage", stage], capture_output=True, text=True, env=os.environ.copy())
+        proc = subprocess.run(base + ["--stage", stage], capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             print(proc.stderr, file=sys.stderr)
             raise SystemExit(f"stage {stage} failed")
         results[stage] = json.loads(proc.stdout.strip().splitlines()[-1])
-    floor, curve = results["floor"]["seconds"], results["curve"]["seconds"]
+    pairs = np.array(results["timing"]["pairs"])
+    floor, curve = pairs[:, 0].min(), pairs[:, 1].min()
+    ratios = pairs[:, 1] / pairs[:, 0]
     print(f"P = {args.P}, N0 = {args.N0}, {args.temps} temperatures, {args.n_test} test points, device {args.device}, "
-          f"data {args.data}, torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}")
+          f"data {args.data}, threads {args.threads or torch_threads()}; floor and curve alternated {args.repeat}× in one process (best of each shown)")
     print(f"  floor  (kernel + 1 eigh)      {floor:9.3f} s   peak RSS {results['floor']['peak_rss_mb']:8.0f} MB"
           + (f"   CUDA {results['floor']['cuda_peak_mb']:.0f} MB" if "cuda_peak_mb" in results["floor"] else ""))
     print(f"  temperature_curve (gaussian)  {curve:9.3f} s   peak RSS {results['curve']['peak_rss_mb']:8.0f} MB"
           + (f"   CUDA {results['curve']['cuda_peak_mb']:.0f} MB" if "cuda_peak_mb" in results["curve"] else "")
           + f"   converged {results['curve']['converged']}")
-    print(f"  ratio curve / floor           {curve / floor:9.2f}    (target ≤ 1.5)")
+    print(f"  ratio curve / floor           {curve / floor:9.2f}    (best/best; per-pair ratios "
+          f"{', '.join(f'{r:.2f}' for r in ratios)}; target ≤ 1.5)")
     if "deepbays" in results:
         per = results["deepbays"]["seconds_per_temperature"]
         total = per * args.temps

@@ -168,20 +168,16 @@ def solve_saddle(
         S = effective_action(sp, T[ti], roots, width=width)
         counts = torch.bincount(ti, minlength=T.shape[0])
         nmin[start:start + step] = counts
-        kmax = int(counts.max()) if counts.numel() else 0
-        mins = torch.full((T.shape[0], max(kmax, 1)), float("nan"), dtype=torch.float64, device=dev)
-        best = torch.full((T.shape[0],), float("inf"), dtype=torch.float64, device=dev)
-        bestQ = torch.full((T.shape[0],), float("nan"), dtype=torch.float64, device=dev)
-        bestok = torch.zeros(T.shape[0], dtype=torch.bool, device=dev)
-        slot = torch.zeros(T.shape[0], dtype=torch.long, device=dev)
-        for r in range(ti.shape[0]):  # few roots per temperature: a short python loop
-            t = int(ti[r])
-            mins[t, int(slot[t])] = roots[r]
-            slot[t] += 1
-            if S[r] < best[t]:
-                best[t], bestQ[t], bestok[t] = S[r], roots[r], ok[r]
-        Q_out[start:start + step] = bestQ
-        conv[start:start + step] = bestok & (counts > 0)
+        kmax = max(int(counts.max()), 1)
+        # slot of each root within its temperature (nonzero() returns them grouped by temperature)
+        slot = torch.arange(ti.shape[0], device=dev) - (torch.cumsum(counts, 0) - counts)[ti]
+        mins = torch.full((T.shape[0], kmax), float("nan"), dtype=torch.float64, device=dev)
+        S_pad = torch.full((T.shape[0], kmax), float("inf"), dtype=torch.float64, device=dev)
+        ok_pad = torch.zeros((T.shape[0], kmax), dtype=torch.bool, device=dev)
+        mins[ti, slot], S_pad[ti, slot], ok_pad[ti, slot] = roots, S, ok
+        k = torch.argmin(S_pad, 1, keepdim=True)  # the lowest minimum
+        Q_out[start:start + step] = mins.gather(1, k)[:, 0]
+        conv[start:start + step] = ok_pad.gather(1, k)[:, 0] & (counts > 0)
         minima_list.append(mins)
     width_max = max(m.shape[1] for m in minima_list)
     minima = torch.cat([torch.nn.functional.pad(m, (0, width_max - m.shape[1]), value=float("nan"))
@@ -318,6 +314,17 @@ def _hessian_multi(sp: MultiSpectrum, T: float, Q: np.ndarray, width: float) -> 
     return H.reshape(D * D, D * D)
 
 
+def _gradient_scale_multi(sp: MultiSpectrum, T: float, Q: np.ndarray, width: float) -> float:
+    """Size of the largest term in dS/dQ (|Q⁻¹|, and the data sums Σ a_k z_k, Σ a_k ŷ_k² z_k² over
+    N1): the round-off floor of the gradient is ~1e-16 of it, so convergence is judged relative to it."""
+    q, V = np.linalg.eigh(Q)
+    a = (sp.kappa / sp.prior_v).cpu().numpy()
+    Z = 1.0 / (T + a[:, None] * q[None, :])
+    Yh = (sp.Y_t.cpu().numpy() @ V) * Z
+    data = max(float((a[:, None] * Z).sum(0).max()), float((a[:, None] * Yh**2).sum(0).max())) / width
+    return 1.0 + float(np.abs(1.0 / q).max()) + data
+
+
 def solve_saddle_multi(
     sp: MultiSpectrum, temperatures, *, width: float, tol: float = 1e-10, max_iter: int = 100,
     raise_on_failure: bool = True,
@@ -325,7 +332,8 @@ def solve_saddle_multi(
     """D×D saddle point per temperature by damped Newton on dS/dQ = 0 with the analytic Hessian
     (backtracking on S, staying positive definite; natural-gradient step −Q(dS/dQ)Q when the
     Hessian is not positive), continued from high to low temperature. Converged = Q positive
-    definite, Hessian positive (a minimum) and max|dS/dQ| ≤ tol·(1 + max|Q⁻¹|). ``Q`` in the
+    definite, Hessian positive (a minimum) and max|dS/dQ| ≤ tol × the size of its largest term
+    (:func:`_gradient_scale_multi`), or a Newton step below 1e-13 relative. ``Q`` in the
     result has shape (nT, D, D); ``n_minima`` is 1 where converged (no multi-minimum scan for D > 1)."""
     T_all = np.asarray(temperatures, dtype=np.float64).reshape(-1)
     D = sp.D
@@ -351,7 +359,7 @@ def solve_saddle_multi(
         for _ in range(max_iter):
             G = grad(T, Q)
             G = 0.5 * (G + G.T)
-            scale = 1.0 + np.abs(np.linalg.inv(Q)).max()
+            scale = _gradient_scale_multi(sp, T, Q, width)
             H = _hessian_multi(sp, T, Q, width)
             hess_pd = np.linalg.eigvalsh(0.5 * (H + H.T)).min() > 0
             if np.abs(G).max() <= tol * scale:
@@ -363,13 +371,20 @@ def solve_saddle_multi(
                 step = 0.5 * (step + step.T)
             if step is None or np.sum(step * G) >= 0:
                 step = -Q @ G @ Q
+            if hess_pd and np.abs(step).max() <= 1e-13 * np.abs(Q).max():
+                ok = True  # Newton step at round-off level: converged to working precision
+                break
             slope = np.sum(step * G)
             alpha = 1.0
             while alpha > 1e-12:
                 Qn = Q + alpha * step
                 if np.linalg.eigvalsh(Qn).min() > 0:
                     fn = effective_action_multi(sp, T, tq(Qn), width=width)
-                    if fn <= f + 1e-4 * alpha * slope or (alpha == 1.0 and abs(fn - f) <= 1e-14 * abs(f)):
+                    if fn <= f + 1e-4 * alpha * slope:
+                        break
+                    # near the minimum S changes below its round-off: accept a full Newton step
+                    # that halves the gradient instead
+                    if alpha == 1.0 and hess_pd and np.abs(grad(T, Qn)).max() <= 0.5 * np.abs(G).max():
                         break
                 alpha *= 0.5
             Q, f = 0.5 * (Qn + Qn.T), fn

@@ -10,11 +10,21 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import equilibrium as eq
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small problems: one torch thread avoids OpenMP stalls on shared CI cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 TEMPS = np.logspace(-3, 1, 9)
-QUICK_TEMPS = np.logspace(-3, 1, 5)
+QUICK_TEMPS = np.array([1e-3, 0.1, 10.0])
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +69,7 @@ def _compare(db, task, activation, width, temps):
 
 @pytest.mark.parametrize("activation", ["erf", "identity"])
 def test_saddle_point_and_test_error_match_deepbays(deepbays, activation):
-    _compare(deepbays, _task(100), activation, 50, QUICK_TEMPS)
+    _compare(deepbays, _task(80), activation, 40, QUICK_TEMPS)
 
 
 @pytest.mark.slow
