@@ -98,8 +98,7 @@ def action_gradient(sp: Spectrum, T, Q, *, width: float) -> torch.Tensor:
     Q = torch.as_tensor(Q, dtype=torch.float64, device=sp.kappa.device)
     T, Q = torch.broadcast_tensors(T, Q)
     z = _z(sp, T, Q)
-    az = sp.a * z
-    return 1.0 - 1.0 / Q + (az.sum(-1) - (sp.y_t**2 * az * z).sum(-1)) / width
+    return 1.0 - 1.0 / Q + ((sp.a * z) * (1.0 - sp.y_t**2 * z)).sum(-1) / width
 
 
 @dataclass(frozen=True)
@@ -137,8 +136,8 @@ def _bounds(sp: Spectrum, T: torch.Tensor, width: float) -> tuple[torch.Tensor, 
 
 
 def solve_saddle(
-    sp: Spectrum, temperatures, *, width: float, grid: int = 64, rtol: float = 1e-14, max_iter: int = 100,
-    chunk_elements: int = 2**25, raise_on_failure: bool = True,
+    sp: Spectrum, temperatures, *, width: float, grid: int = 40, rtol: float = 1e-14, max_iter: int = 100,
+    chunk_elements: int = 2**22, raise_on_failure: bool = True,
 ) -> SaddlePoint:
     """Q*(T) for every temperature: scan dS/dQ on a log grid, refine all sign changes, keep the lowest minimum.
 

@@ -268,26 +268,29 @@ def temperature_curve(
     nT = len(T)
     if D == 1:
         sp = factorise(kb.train, Yd, prior_v=prior_v)
+        F0 = None if kb.test_train is None else kb.test_train @ sp.U  # test rows in K's eigenbasis, once
         if lev.uses_saddle:
             sad = solve_saddle(sp, T, width=width)
             Q, conv, nmin = sad.Q, sad.converged, sad.n_minima
         else:
             Q, conv, nmin = np.ones(nT), np.ones(nT, bool), np.ones(nT, np.int64)
-        predict = gp_predictor(sp, kb.test_train, kb.test_diagonal, Ytd)
+        predict = gp_predictor(sp, kb.test_train, kb.test_diagonal, Ytd, test_rotated=F0)
         readout = Q / prior_v
     else:
         sp = factorise_multi(kb.train, Yd, prior_v=prior_v)
+        F0 = None if kb.test_train is None else kb.test_train @ sp.U
         if lev.uses_saddle:
             sad = solve_saddle_multi(sp, T, width=width)
             Q, conv, nmin = sad.Q, sad.converged, sad.n_minima
         else:
             Q = np.broadcast_to(np.eye(D), (nT, D, D)).copy()
             conv, nmin = np.ones(nT, bool), np.ones(nT, np.int64)
-        predict = gp_predictor_multi(sp, kb.test_train, kb.test_diagonal, Ytd)
+        predict = gp_predictor_multi(sp, kb.test_train, kb.test_diagonal, Ytd, test_rotated=F0)
         readout = np.trace(Q, axis1=1, axis2=2) / (D * prior_v)
     pred = predict(T, Q)
     ctx = LevelContext(x_train=Xd, y_train=Yd, x_test=Xtd, kernels=kb, spectrum=sp, temperatures=T, Q=Q,
-                       width=float(width), activation=activation, prior_w=float(prior_w), prior_v=float(prior_v))
+                       width=float(width), activation=activation, prior_w=float(prior_w), prior_v=float(prior_v),
+                       test_rotated=F0)
     post = lev.posterior(ctx)
     geo = _geometry(post.train, Y)
     reference = {k: v[0] for k, v in _reference(kb.train, Y).items()}

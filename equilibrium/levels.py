@@ -50,6 +50,7 @@ class LevelContext:
     activation: Any
     prior_w: float
     prior_v: float
+    test_rotated: torch.Tensor | None = None  # K(X_test, X) U, when already computed
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,8 @@ def _spectral(ctx: LevelContext, tilt: Tilt) -> PosteriorKernels:
     F = U diag κ) and on the test rows (F0 = K0X U)."""
     sp, kb = ctx.spectrum, ctx.kernels
     F = sp.U * sp.kappa
-    F0 = None if kb.test_train is None else kb.test_train @ sp.U
+    F0 = ctx.test_rotated if ctx.test_rotated is not None else (
+        None if kb.test_train is None else kb.test_train @ sp.U)
     mean = mean0 = gamma = None
     if kb.has_mean:
         mean, mean0 = kb.mean_train, kb.mean_test

@@ -57,15 +57,17 @@ def gp_predictor(
     K_test_train: torch.Tensor | None = None,
     K_test_diag: torch.Tensor | None = None,
     y_test: torch.Tensor | None = None,
+    *,
+    test_rotated: torch.Tensor | None = None,
 ) -> Callable[..., Prediction]:
     """Factorise once; return ``predict(temperatures, Q) -> Prediction`` (single output).
 
     ``K_test_train`` (Pt, P) and ``K_test_diag`` (Pt,) are NNGP blocks; the one O(Pt P²) step is
-    rotating the test rows into K's eigenbasis.
+    rotating the test rows into K's eigenbasis (pass ``test_rotated`` = K_test_train U to reuse it).
     """
     lv = sp.prior_v
     dev = sp.kappa.device
-    F0 = None if K_test_train is None else K_test_train @ sp.U
+    F0 = test_rotated if test_rotated is not None else (None if K_test_train is None else K_test_train @ sp.U)
     F0sq = None if F0 is None else F0**2
 
     def predict(temperatures, Q) -> Prediction:
@@ -96,6 +98,8 @@ def gp_predictor_multi(
     K_test_train: torch.Tensor | None = None,
     K_test_diag: torch.Tensor | None = None,
     Y_test: torch.Tensor | None = None,
+    *,
+    test_rotated: torch.Tensor | None = None,
 ) -> Callable[..., Prediction]:
     """Factorise once; return ``predict(temperatures, Q (nT, D, D)) -> Prediction`` (D outputs).
 
@@ -104,7 +108,7 @@ def gp_predictor_multi(
     lv = sp.prior_v
     dev = sp.kappa.device
     a = sp.kappa / lv
-    F0 = None if K_test_train is None else K_test_train @ sp.U
+    F0 = test_rotated if test_rotated is not None else (None if K_test_train is None else K_test_train @ sp.U)
     F0sq = None if F0 is None else F0**2
 
     def predict(temperatures, Q) -> Prediction:
