@@ -10,6 +10,15 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
+# Tests use small matrices: one thread each avoids oversubscribing the 2 CI cores (measured:
+# the Langevin round-trip test took 220 s with torch's default threads under load, 33 s with one).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import torch  # noqa: E402  (after the thread settings)
+
+torch.set_num_threads(1)
+
 # Tests never touch the network: no torchvision downloads, wandb offline.
 os.environ.setdefault("GDEQ_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
