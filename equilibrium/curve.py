@@ -53,7 +53,7 @@ class TemperatureCurve:
         weight_moments[t, j, l] = (1/N1) Σ_i ⟨(e_j·w_i)(e_l·w_i)⟩,   e_j = weight_directions[j],
 
     where ``weight_directions`` (r, N0) are the top-r (r ≤ 8) right singular vectors of the
-    training inputs X (orthonormal rows, randomized SVD with a fixed seed; use
+    training inputs X (orthonormal rows, largest component positive; see :func:`weight_directions`; use
     :func:`measure_weight_moments` on sampled first-layer weights W (N1, N0) to measure the same
     thing). Prior value δ_jl/λ0; ``weight_label_moment`` the same second moment along the label
     direction e_y = Xᵀy/|Xᵀy| (mean over outputs for D > 1). NaN for levels without a tilt.
@@ -168,21 +168,26 @@ def _validate(x_train, y_train, temperatures, width, activation, prior_w, prior_
 # ------------------------------------------------------------------------------------------
 # weights
 # ------------------------------------------------------------------------------------------
-def weight_directions(x_train, n: int = N_WEIGHT_DIRECTIONS, *, seed: int = 0) -> np.ndarray:
+def weight_directions(x_train, n: int = N_WEIGHT_DIRECTIONS) -> np.ndarray:
     """Top-n principal directions of the inputs in weight space, (n, N0) orthonormal rows: the
-    leading right singular vectors of X by a randomized SVD (Halko et al. 2011; O(P N0 n), no
-    second O(P³) step). The theory value of ``weight_moments`` holds for any orthonormal
-    directions, so their accuracy only decides how "principal" they are, not the comparison."""
+    leading right singular vectors of X (exact, from the eigendecomposition of the smaller of
+    XᵀX and XXᵀ: cost min(P, N0)³), each with its largest-magnitude component made positive.
+    These are the directions e_j = Xᵀu_j/|Xᵀu_j| (u_j the top eigenvectors of C) that the Langevin
+    sampler and the single_neuron level use; the theory value of ``weight_moments`` holds for any
+    orthonormal directions."""
     X = torch.as_tensor(np.asarray(x_train) if not isinstance(x_train, torch.Tensor) else x_train,
                         dtype=torch.float64)
-    n = min(n, *X.shape)
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)  # reproducible directions: a sampler reading the curve gets the same ones
-    try:
-        _, _, V = torch.svd_lowrank(X, q=min(n + 8, *X.shape), niter=6)
-    finally:
-        torch.random.set_rng_state(state)
-    return V[:, :n].T.cpu().numpy()
+    P, N0 = X.shape
+    if N0 <= P:
+        ev, E = torch.linalg.eigh(X.T @ X)
+    else:
+        ev, Uc = torch.linalg.eigh(X @ X.T)
+        E = X.T @ Uc / ev.clamp_min(torch.finfo(torch.float64).tiny).sqrt()
+    order = torch.argsort(ev, descending=True)[:n]
+    order = order[ev[order] > 1e-12 * ev.max()]
+    E = E[:, order].T
+    sign = torch.sign(E.gather(1, E.abs().argmax(1, keepdim=True)))
+    return (E * sign).cpu().numpy()
 
 
 def measure_weight_moments(W, directions) -> np.ndarray:
