@@ -246,11 +246,14 @@ def single_neuron_curve(
     slope = kb.slope_train
     Yt = torch.as_tensor(Y, device=dev)
     # weight directions (TemperatureCurve's definition): right singular vectors of X, and e_y ∝ Xᵀy
-    n_dir = min(8, draws.basis.shape[0])
+    from .curve import weight_directions  # lazy: curve imports the level registry
+
+    E = weight_directions(x)  # the exact directions TemperatureCurve.weight_moments uses
+    n_dir = E.shape[0]
     ey = x.T @ Y
     ey = ey / np.linalg.norm(ey, axis=0, keepdims=True)
     ey_red = torch.as_tensor((draws.basis @ ey).T, device=dev)  # (D, r)
-    E_dir = torch.cat([torch.eye(draws.basis.shape[0], dtype=torch.float64, device=dev)[:n_dir], ey_red])
+    E_dir = torch.cat([torch.as_tensor(E @ draws.basis.T, device=dev), ey_red])  # in span coordinates
 
     out = {k: [] for k in ("KW", "v2", "wm", "wl", "ess", "KWt", "KWtt", "it")}
     self_consistent = self_consistent and D == 1
@@ -313,7 +316,7 @@ def single_neuron_curve(
     return SingleNeuronResult(
         temperature=T_all, hidden_gram=np.stack(out["KW"]), readout_second_moment=np.array(out["v2"]),
         weight_moments=np.stack(out["wm"]), weight_label_moment=np.array(out["wl"]),
-        weight_directions=draws.basis[:n_dir], ess=np.array(out["ess"]), samples=S, iterations=np.array(out["it"]),
+        weight_directions=E, ess=np.array(out["ess"]), samples=S, iterations=np.array(out["it"]),
         hidden_gram_test_train=np.stack(out["KWt"]) if test else None,
         hidden_gram_test=np.stack(out["KWtt"]) if test else None,
         converged=np.array(out["it"]) < max_iter if self_consistent else np.ones(nT, bool),

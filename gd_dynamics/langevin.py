@@ -51,8 +51,8 @@ second moment of the first-layer weights along e_a relative to the prior (1 in t
 :func:`weight_moment_projections` computes both from any Ω (sampled or theoretical).
 
 Same numbers as ``equilibrium.TemperatureCurve``: ``weight_moment_pcs`` = λ0 ×
-``TemperatureCurve.weight_moments`` (directions e_j = Xᵀu_j/|Xᵀu_j| = ``equilibrium.weight_directions``;
-diagonal exactly, off-diagonal up to the sign convention of each eigenvector) and
+``TemperatureCurve.weight_moments`` (directions e_j = Xᵀu_j/|Xᵀu_j| = ``equilibrium.weight_directions``,
+each with its largest-magnitude component positive) and
 ``weight_moment_label`` = λ0 × ``TemperatureCurve.weight_label_moment`` (e_y = Xᵀy/|Xᵀy|).
 """
 
@@ -172,6 +172,8 @@ def weight_moment_projections(
     order = np.argsort(c)[::-1][:n_components]
     order = order[c[order] > c.max() * 1e-12]  # only directions the data actually span
     c, u = c[order], u[:, order]
+    e = x.T @ u  # input-space directions e_k ∝ Xᵀu_k: sign fixed by their largest-magnitude component
+    u = u * np.sign(e[np.abs(e).argmax(0), np.arange(e.shape[1])])
     om = np.asarray(omega, dtype=np.float64)
     label = np.einsum("pd,...pq,qd->...d", y, om, y) / np.einsum("pd,pq,qd->d", y, C, y)
     pcs = np.einsum("pk,...pq,ql->...kl", u, om, u) / np.sqrt(c[:, None] * c[None, :])
