@@ -197,37 +197,53 @@ def mean_pair_distances(
     _check_gram(G, onehot.shape[0])
     if unit_sphere:
         G = unit_sphere_gram(G)
+    n = onehot.sum(0)  # (C,)
+    intra_pairs = (n * (n - 1) / 2).sum()
+    if intra_pairs == 0:
+        raise ValueError("labels: intra-class distances need a class with at least two points")
+    inter_pairs = (n.sum() ** 2 - (n**2).sum()) / 2
+    if squared:
+        # linear in G: sums of d² over pairs follow from the class block sums S_ab = 1_aᵀ G 1_b
+        # and the class traces t_a, without forming the P×P distance matrix.
+        S = onehot.T @ G @ onehot  # (..., C, C)
+        t = torch.diagonal(G, dim1=-2, dim2=-1) @ onehot  # (..., C)
+        S_diag = torch.diagonal(S, dim1=-2, dim2=-1)
+        intra_sum = (n * t - S_diag).sum(-1)
+        all_sum = n.sum() * t.sum(-1) - S.sum((-1, -2))  # over all unordered pairs
+        inter, intra = (all_sum - intra_sum) / inter_pairs, intra_sum / intra_pairs
+        return _out(inter, np_in), _out(intra, np_in)
     diag = torch.diagonal(G, dim1=-2, dim2=-1)
-    d2 = (diag[..., :, None] + diag[..., None, :] - 2.0 * G).clamp_min(0.0)
-    d = d2 if squared else d2.sqrt()
+    d = (diag[..., :, None] + diag[..., None, :] - 2.0 * G).clamp_min(0.0).sqrt()
     same = onehot @ onehot.T
     off_diag = 1.0 - torch.eye(same.shape[0], dtype=torch.float64, device=G.device)
-    intra_mask, inter_mask = same * off_diag, 1.0 - same
-    if intra_mask.sum() == 0:
-        raise ValueError("labels: intra-class distances need a class with at least two points")
-    inter = (d * inter_mask).sum((-1, -2)) / inter_mask.sum()
-    intra = (d * intra_mask).sum((-1, -2)) / intra_mask.sum()
+    intra = (d * (same * off_diag)).sum((-1, -2)) / (2 * intra_pairs)
+    inter = (d * (1.0 - same)).sum((-1, -2)) / (2 * inter_pairs)
     return _out(inter, np_in), _out(intra, np_in)
+
+
+def _centred_frobenius_sq(G: torch.Tensor) -> torch.Tensor:
+    """|H G H|_F² for symmetric G, H = I - 11ᵀ/P, without forming HGH: |G|² - 2|G1|²/P + (1ᵀG1)²/P²."""
+    P = G.shape[-1]
+    row = G.sum(-1)
+    return (G * G).sum((-1, -2)) - 2.0 * (row * row).sum(-1) / P + row.sum(-1) ** 2 / P**2
 
 
 def kernel_target_alignment(gram: ArrayLike, targets: ArrayLike, *, centered: bool = False) -> ArrayLike:
     """Kernel–target alignment ``<G, Y Y^T>_F / (|G|_F |Y Y^T|_F)`` (Cristianini et al. 2002).
 
     ``targets`` is ±1 (P,) or one-hot (P, D). ``centered=True`` centres both G and Y Y^T with
-    H = I - 11^T/P first (Cortes, Mohri, Rostamizadeh 2012).
+    H = I - 11^T/P first (Cortes, Mohri, Rostamizadeh 2012). Computed as tr(Zᵀ G Z) with Z = (H)Y,
+    so no P×P target matrix is formed (G is taken symmetric).
     """
     G, np_in = _as_tensor(gram)
     Y, _ = _as_tensor(targets, device=G.device)
     if Y.ndim == 1:
         Y = Y[:, None]
     _check_gram(G, Y.shape[0])
-    T = Y @ Y.T
-    if centered:
-        G = G - G.mean(-1, keepdim=True) - G.mean(-2, keepdim=True) + G.mean((-1, -2), keepdim=True)
-        T = T - T.mean(-1, keepdim=True) - T.mean(-2, keepdim=True) + T.mean()
-    num = (G * T).sum((-1, -2))
-    den = torch.linalg.matrix_norm(G) * torch.linalg.matrix_norm(T)
-    return _out(num / den, np_in)
+    Z = Y - Y.mean(0) if centered else Y
+    num = torch.einsum("pd,...pq,qd->...", Z, G, Z)
+    g_norm = _centred_frobenius_sq(G).clamp_min(0.0).sqrt() if centered else torch.linalg.matrix_norm(G)
+    return _out(num / (g_norm * torch.linalg.matrix_norm(Z.T @ Z)), np_in)
 
 
 def participation_ratio(gram: ArrayLike) -> ArrayLike:
@@ -236,10 +252,9 @@ def participation_ratio(gram: ArrayLike) -> ArrayLike:
     Equals the PR of the feature covariance, since both share their non-zero eigenvalues.
     """
     G, np_in = _as_tensor(gram)
-    Gc = G - G.mean(-1, keepdim=True) - G.mean(-2, keepdim=True) + G.mean((-1, -2), keepdim=True)
-    tr = torch.diagonal(Gc, dim1=-2, dim2=-1).sum(-1)
-    tr2 = (Gc * Gc.transpose(-1, -2)).sum((-1, -2))
-    return _out(tr * tr / tr2, np_in)
+    P = G.shape[-1]
+    tr = torch.diagonal(G, dim1=-2, dim2=-1).sum(-1) - G.sum((-1, -2)) / P  # tr(HGH)
+    return _out(tr * tr / _centred_frobenius_sq(G), np_in)
 
 
 @dataclass(frozen=True)
@@ -288,7 +303,8 @@ def class_geometry(gram: ArrayLike, labels: ArrayLike, targets: ArrayLike | None
     onehot, classes = _class_indicator(labels, G.device)
     Y = onehot if targets is None else _as_tensor(targets, device=G.device)[0]
     matrix = centroid_distance_matrix(G, labels)
-    unit_matrix = centroid_distance_matrix(G, labels, unit_sphere=True)
+    G_unit = unit_sphere_gram(G)  # once, for both unit-sphere measures
+    unit_matrix = centroid_distance_matrix(G_unit, labels)
     inter, intra = mean_pair_distances(G, labels)
     binary = len(classes) == 2
     nan = torch.full(G.shape[:-2], float("nan"), dtype=torch.float64, device=G.device)
@@ -300,7 +316,7 @@ def class_geometry(gram: ArrayLike, labels: ArrayLike, targets: ArrayLike | None
         intra_distance=intra,
         distance_ratio=inter / intra,
         unit_centroid_distance=unit_matrix[..., 0, 1].clamp_min(0).sqrt() if binary else nan,
-        unit_class_radius=class_radius(G, labels, unit_sphere=True),
+        unit_class_radius=class_radius(G_unit, labels),
         alignment=kernel_target_alignment(G, Y),
         centered_alignment=kernel_target_alignment(G, Y, centered=True),
         participation_ratio=participation_ratio(G),

@@ -105,6 +105,14 @@ def test_alignment_and_participation_ratio_against_definitions():
     Gc, Yc = H @ G @ H, H @ yy @ H
     assert geometry.kernel_target_alignment(G, y, centered=True) == pytest.approx(
         np.sum(Gc * Yc) / (np.linalg.norm(Gc) * np.linalg.norm(Yc)), rel=1e-12)
+    # one-hot targets (D = 3), against the dense definition
+    Y3 = np.eye(3)[rng.integers(0, 3, 30)]
+    T3 = Y3 @ Y3.T
+    T3c = H @ T3 @ H
+    assert geometry.kernel_target_alignment(G, Y3) == pytest.approx(
+        np.sum(G * T3) / (np.linalg.norm(G) * np.linalg.norm(T3)), rel=1e-12)
+    assert geometry.kernel_target_alignment(G, Y3, centered=True) == pytest.approx(
+        np.sum(Gc * T3c) / (np.linalg.norm(Gc) * np.linalg.norm(T3c)), rel=1e-12)
     # PR from the covariance spectrum of the centred features
     cov = np.cov(phi.T, bias=True)
     ev = np.linalg.eigvalsh(cov)
