@@ -139,12 +139,14 @@ def _quad_forms(Sigma: torch.Tensor, phi: torch.Tensor, chunk: int = 16384) -> t
     return out
 
 
-def _field_matrices(T: float, Qk, Kc: torch.Tensor, mu: torch.Tensor | None, lam1: float):
-    """Cholesky factors of A_k = T·I + (q_k K_c + μμᵀ)/λ1 for each eigenvalue q_k of Q* (THEORY.md §2)."""
-    P = Kc.shape[0]
-    eye = torch.eye(P, dtype=Kc.dtype, device=Kc.device)
-    mm = torch.zeros_like(Kc) if mu is None else torch.outer(mu, mu)
-    return [torch.linalg.cholesky(T * eye + (float(q) * Kc + mm) / lam1) for q in Qk]
+def _field_matrices(T: float, Qk, K: torch.Tensor, lam1: float):
+    """Cholesky factors of A_k = T·I + q_k K/λ1 for each eigenvalue q_k of Q* (THEORY.md §2).
+
+    K is the full (uncentred) kernel: the mean mode of a non-odd activation is renormalised by Q
+    like every other mode (docs/theory.md §2.2, checked against an exact affine network).
+    """
+    eye = torch.eye(K.shape[0], dtype=K.dtype, device=K.device)
+    return [torch.linalg.cholesky(T * eye + float(q) * K / lam1) for q in Qk]
 
 
 def _tilted_sample(draws, Ms, Sigmas, slope, K, lam0, lam1, N1):
@@ -198,7 +200,7 @@ def single_neuron_curve(
 
     ``self_consistent=False`` ("saddle fields"): the cavity field of (★) comes from the Q* theory,
     per eigen-direction q_k of Q* = V diag(q) Vᵀ: Σ_k = A_k⁻¹, m_k = A_k⁻¹(YV)_k,
-    A_k = T + (q_k K_c + μμᵀ)/λ1, and p(w) ∝ p0(w) Π_k (1 + a_k)^(-1/2) exp(½ g_k²/(1 + a_k)).
+    A_k = T + q_k K/λ1, and p(w) ∝ p0(w) Π_k (1 + a_k)^(-1/2) exp(½ g_k²/(1 + a_k)).
     One pass per temperature, O(P²·S).
 
     ``self_consistent=True`` (default, D = 1; D > 1 falls back to saddle fields): the fields are
@@ -240,8 +242,6 @@ def single_neuron_curve(
     S = samples or int(min(2**15, max(4096, 2**24 // max(P, 1))))
     kb = nngp_kernels(x, xt, activation=activation, prior_w=lam0, device=dev)
     K = kb.train
-    mu = kb.mean_train if kb.has_mean else None
-    Kc = K - torch.outer(mu, mu) if mu is not None else K
     draws = _Draws(x, xt, lam0, activation, S, seed, dev)
     slope = kb.slope_train
     Yt = torch.as_tensor(Y, device=dev)
@@ -258,9 +258,8 @@ def single_neuron_curve(
     out = {k: [] for k in ("KW", "v2", "wm", "wl", "ess", "KWt", "KWtt", "it")}
     self_consistent = self_consistent and D == 1
     eye = torch.eye(P, dtype=torch.float64, device=dev)
-    mm = torch.zeros_like(Kc) if mu is None else torch.outer(mu, mu)
     cav = (N1 - 1.0) / N1
-    top = torch.linalg.eigh(Kc)[1][:, -min(rank, P):]
+    top = torch.linalg.eigh(K)[1][:, -min(rank, P):]  # includes the mean mode of a non-odd σ
     q_prev = None
     order = np.argsort(-T_all, kind="stable")  # hot to cold: each temperature warm-starts the next
     for step, ti in enumerate(order):
@@ -268,18 +267,18 @@ def single_neuron_curve(
         q, V = np.linalg.eigh(Qa[ti])
         Yk = Yt @ torch.as_tensor(V, device=dev)  # outputs rotated to Q's eigenbasis
         if self_consistent:
-            K_m, qb = (q[0] * Kc, float(q[0])) if step == 0 else (K_m * (q[0] / q_prev), qb * (q[0] / q_prev))
+            K_m, qb = (q[0] * K, float(q[0])) if step == 0 else (K_m * (q[0] / q_prev), qb * (q[0] / q_prev))
             iters = max_iter
         else:
             K_m, qb, iters = None, None, 1
         for it in range(iters):
             if K_m is None:  # cavity fields from the saddle point, per eigen-direction of Q*
-                Ls = _field_matrices(T, q, Kc, mu, lam1)
+                Ls = _field_matrices(T, q, K, lam1)
                 Ms = [torch.cholesky_solve(Yk[:, k:k + 1], L) for k, L in enumerate(Ls)]
                 Sigmas = [torch.cholesky_inverse(L) for L in Ls]
             else:  # Stein closure for m, bulk scale λ1⟨v²⟩ for Σ (D = 1)
-                Sigmas = [torch.cholesky_inverse(_field_matrices(T, [qb * cav], Kc, mu, lam1)[0])]
-                Ms = [torch.linalg.solve(T * eye + cav * (K_m + mm) / lam1, Yk)]
+                Sigmas = [torch.cholesky_inverse(_field_matrices(T, [qb * cav], K, lam1)[0])]
+                Ms = [torch.linalg.solve(T * eye + cav * K_m / lam1, Yk)]
             w_s, phi, phi_t, logw, log_p0_q, omega, a_all = _tilted_sample(draws, Ms, Sigmas, slope, K, lam0, lam1, N1)
             if K_m is None:
                 break
@@ -287,9 +286,9 @@ def single_neuron_curve(
             w0 = torch.softmax(log_p0_q, 0)
             r_ = w / (1.0 + a_all[0])
             rho = float(r_.sum())
-            B = torch.linalg.qr(torch.cat([top, Yk / Yk.norm(), Kc @ Ms[0] / (Kc @ Ms[0]).norm()], 1))[0]
+            B = torch.linalg.qr(torch.cat([top, Yk / Yk.norm(), K @ Ms[0] / (K @ Ms[0]).norm()], 1))[0]
             pp = B.T @ phi
-            K_new = rho * Kc + B @ ((pp * (r_ - rho * w0)) @ pp.T) @ B.T
+            K_new = rho * K + B @ ((pp * (r_ - rho * w0)) @ pp.T) @ B.T  # E_p[φφᵀ/(1+a)], raw φ
             q_new = float((w * omega).sum())
             done = abs(q_new - qb) < tol * qb and float((K_new - K_m).norm()) < tol * float(K_m.norm())
             K_m, qb = (1 - damping) * K_m + damping * K_new, (1 - damping) * qb + damping * q_new
