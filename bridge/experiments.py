@@ -16,6 +16,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from gd_dynamics.trajectory import jsonable
+
 from .compare import Comparison, compare, turning_point
 from .maps import _get
 
@@ -346,7 +348,7 @@ def run_sweep(cells: Sequence[dict], *, output_dir: str | Path, cell_fn: Callabl
             continue
         row = dict(cell_fn(cell, output_dir=out), cell_id=cell_id(cell), config=cell)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(row, indent=2, default=_jsonable))
+        tmp.write_text(json.dumps(row, indent=2, default=jsonable))
         tmp.replace(path)
         rows.append(json.loads(path.read_text()))
         if on_cell is not None:
@@ -360,7 +362,7 @@ def write_table(rows: list[dict], stem: Path) -> None:
     import csv
 
     stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps(rows, indent=2, default=_jsonable))
+    stem.with_suffix(".json").write_text(json.dumps(rows, indent=2, default=jsonable))
     keys: list[str] = []
     for r in rows:
         keys += [k for k in r if k not in keys]
@@ -368,19 +370,7 @@ def write_table(rows: list[dict], stem: Path) -> None:
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
         for r in rows:
-            w.writerow({k: json.dumps(v, default=_jsonable) if isinstance(v, (list, dict)) else v for k, v in r.items()})
-
-
-def _jsonable(o: Any) -> Any:
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, (tuple, set)):
-        return list(o)
-    return str(o)
+            w.writerow({k: json.dumps(v, default=jsonable) if isinstance(v, (list, dict)) else v for k, v in r.items()})
 
 
 # ------------------------------------------------------------------------------------------------

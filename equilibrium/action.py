@@ -29,7 +29,6 @@ and the count reported. For D > 1: damped Newton with the analytic Hessian.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np

@@ -111,7 +111,7 @@ class Trajectory:
         arrays.update({f"measures::{k}": v for k, v in self.measures.items()})
         np.savez_compressed(path.with_suffix(".npz"), **arrays)
         meta = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _ARRAYS and f.name != "measures"}
-        path.with_suffix(".json").write_text(json.dumps(meta, indent=2, default=_jsonable))
+        path.with_suffix(".json").write_text(json.dumps(meta, indent=2, default=jsonable))
         return path.with_suffix(".npz")
 
     @classmethod
@@ -124,7 +124,8 @@ class Trajectory:
         return cls(**arrays, measures=measures, **meta)
 
 
-def _jsonable(o):
+def jsonable(o):
+    """json.dumps default for numpy scalars/arrays, tuples and sets (anything else as str)."""
     if isinstance(o, (np.integer,)):
         return int(o)
     if isinstance(o, (np.floating,)):

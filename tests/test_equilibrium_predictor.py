@@ -11,7 +11,7 @@ import torch
 
 import equilibrium as eq
 import geometry
-from equilibrium.action import factorise, factorise_multi, solve_saddle
+from equilibrium.action import factorise, factorise_multi
 from equilibrium.kernels import nngp_kernels
 from equilibrium.predictor import gp_predictor, gp_predictor_multi
 

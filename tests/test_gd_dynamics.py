@@ -154,7 +154,7 @@ def test_langevin_samples_exact_gaussian_posterior_of_readout(pair, tmp_path):
                  output_dir=tmp_path, run_name="lv", checkpoint_every=steps, **QUIET)
     W = _state(traj.run_dir)["state_dict"]["model.weights.0"].numpy()
     x, y, xt = pair.x_train, pair.y_train, pair.x_test
-    z_all, z_chain = [], []
+    z_chain = []
     for r in range(R):
         phi, phit = erf(x @ W[r].T / np.sqrt(x.shape[1])), erf(xt @ W[r].T / np.sqrt(x.shape[1]))
         A = phi.T @ phi / N1 + T * np.eye(N1)

@@ -23,7 +23,6 @@ def _tiny_problem():
 def _quadrature_reference(x, y, n1=2, T=T, grid=241, lim=6.0):
     """Exact posterior averages of a width-2, N0 = 1 erf network: v integrated in closed form (Bayesian
     linear regression in weight space), the two scalar first-layer weights on a 2-d grid."""
-    P = len(y)
     w = np.linspace(-lim, lim, grid)
     w1, w2 = np.meshgrid(w, w, indexing="ij")
     W = np.stack([w1.ravel(), w2.ravel()], 1)  # (G, 2)
