@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import torch
 os.environ.setdefault("GDEQ_OFFLINE", "1")
 from gd_dynamics import load_task, train  # noqa: E402
 
-RUNS = Path(os.environ.get("GDEQ_BENCH_RUNS", "/tmp/gdeq_bench_runs"))
+RUNS = Path(os.environ.get("GDEQ_BENCH_RUNS", Path(tempfile.gettempdir()) / "gdeq_bench_runs"))
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from gd_dynamics import Preprocessing, drop_train_points, load_task, train  # no
 from gd_dynamics.inversion import find_inversions, stragglers  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-RUNS = Path(os.environ.get("GDEQ_BENCH_RUNS", "/tmp/gdeq_bench_runs"))
+RUNS = Path(os.environ.get("GDEQ_BENCH_RUNS", Path(tempfile.gettempdir()) / "gdeq_bench_runs"))
 
 
 def _fmt(m: float, s: float, digits: int = 3) -> str:
