@@ -20,14 +20,6 @@ from equilibrium.action import (
 )
 from equilibrium.kernels import nngp_kernels
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small problems: one torch thread avoids OpenMP stalls on shared CI cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 TEMPS = np.logspace(-3, 1, 13)
 

@@ -10,17 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 import equilibrium as eq
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small problems: one torch thread avoids OpenMP stalls on shared CI cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 TEMPS = np.logspace(-3, 1, 9)

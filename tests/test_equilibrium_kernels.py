@@ -11,14 +11,6 @@ import torch
 
 from equilibrium.kernels import activation_function, nngp_kernels
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small problems: one torch thread avoids OpenMP stalls on shared CI cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 N0, P, PT, SAMPLES = 12, 5, 3, 400_000
 

@@ -15,14 +15,6 @@ from equilibrium.action import factorise, factorise_multi
 from equilibrium.kernels import nngp_kernels
 from equilibrium.predictor import gp_predictor, gp_predictor_multi
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small problems: one torch thread avoids OpenMP stalls on shared CI cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 TEMPS = np.array([1e-3, 0.03, 0.3, 3.0])
 

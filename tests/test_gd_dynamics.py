@@ -21,15 +21,6 @@ from gd_dynamics.models import ReplicaFC
 QUIET = dict(wandb=None, progress_bar=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny problems on 2 shared cores: one intra-op thread avoids OpenMP oversubscription (15× here)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def pair():
     """A small real MNIST pair (embedded subset): 3 vs 5, P = 60."""

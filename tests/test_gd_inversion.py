@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from scipy.stats import hypergeom
 
 from gd_dynamics import drop_train_points, load_task, train
@@ -16,14 +15,6 @@ from gd_dynamics.inversion import (
     stragglers,
     turning_point,
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_paper_rule_and_turning_point_on_known_curves():
