@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO / "tests"))  # deepbays_stub
 
 def _data(P: int, N0: int, data: str, n_test: int):
     if data == "mnist":
-        from gd_dynamics.data import load_task, parity_groups
+        from gdeq.gd_dynamics.data import load_task, parity_groups
 
         t = load_task("mnist", parity_groups(), n_train=P, n_test=n_test, seed=0)
         return t.x_train, t.y_train, t.x_test, t.y_test
@@ -57,7 +57,7 @@ def _sync(device: str) -> None:
 def _stage(args) -> dict:
     import torch
 
-    import equilibrium as eq
+    from gdeq import equilibrium as eq
 
     torch.set_default_dtype(torch.float64)
     if args.threads:

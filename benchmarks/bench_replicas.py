@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 os.environ.setdefault("GDEQ_OFFLINE", "1")
-from gd_dynamics import load_task, train  # noqa: E402
+from gdeq.gd_dynamics import load_task, train  # noqa: E402
 
 RUNS = Path(os.environ.get("GDEQ_BENCH_RUNS", Path(tempfile.gettempdir()) / "gdeq_bench_runs"))
 

@@ -26,9 +26,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    from equilibrium import temperature_curve
-    from equilibrium.single_neuron import single_neuron_curve
-    from gd_dynamics import load_task
+    from gdeq.equilibrium import temperature_curve
+    from gdeq.equilibrium.single_neuron import single_neuron_curve
+    from gdeq.gd_dynamics import load_task
 
     t = load_task("mnist", (3, 5), n_train=a.P, n_test=2, seed=0)
     temps = np.logspace(-2, 1, a.temperatures)

@@ -36,8 +36,8 @@ import numpy as np
 import torch
 
 os.environ.setdefault("GDEQ_OFFLINE", "1")
-from gd_dynamics import Preprocessing, drop_train_points, load_task, train  # noqa: E402
-from gd_dynamics.inversion import find_inversions, stragglers  # noqa: E402
+from gdeq.gd_dynamics import Preprocessing, drop_train_points, load_task, train  # noqa: E402
+from gdeq.gd_dynamics.inversion import find_inversions, stragglers  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RUNS = Path(os.environ.get("GDEQ_BENCH_RUNS", Path(tempfile.gettempdir()) / "gdeq_bench_runs"))

@@ -60,13 +60,13 @@ def key(p) -> str:
 
 
 def task(p):
-    from gd_dynamics import load_task
+    from gdeq.gd_dynamics import load_task
 
     return load_task("mnist", tuple(p["pair"]), n_train=p["n_train"], n_test=p["n_test"], seed=0)
 
 
 def cmd_sample(args) -> None:
-    from gd_dynamics.langevin import sample_posterior
+    from gdeq.gd_dynamics.langevin import sample_posterior
 
     torch.set_num_threads(args.threads)
     RESULTS.mkdir(exist_ok=True)
@@ -108,9 +108,9 @@ def main() -> None:
 
 def _theory(entries: list[dict]) -> dict[str, dict]:
     """Every theory level at the sampled points, grouped by (pair, width, activation, P)."""
-    import geometry
-    from equilibrium import nngp_kernels, temperature_curve
-    from equilibrium.single_neuron import single_neuron_curve
+    from gdeq import geometry
+    from gdeq.equilibrium import nngp_kernels, temperature_curve
+    from gdeq.equilibrium.single_neuron import single_neuron_curve
 
     groups: dict[tuple, list[dict]] = {}
     for e in entries:

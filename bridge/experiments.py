@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from gd_dynamics.trajectory import jsonable
+from gdeq.gd_dynamics.trajectory import jsonable
 
 from .compare import Comparison, compare, turning_point
 from .maps import _get
@@ -69,7 +69,7 @@ def theory_curves(task: Any, *, width: int, activation: str = "erf", prior_w: fl
                   temperatures: Sequence[float] = DEFAULT_TEMPERATURES, levels: Sequence[str] = ("nngp", "gaussian")
                   ) -> dict[str, Any]:
     """``equilibrium.temperature_curve`` for each level, on the task's train (and test) set."""
-    import equilibrium
+    from gdeq import equilibrium
 
     unknown = [lv for lv in levels if lv not in equilibrium.LEVELS]
     if unknown:
@@ -104,7 +104,7 @@ def sample_points(task: Any, *, width: int, temperatures: Sequence[float], activ
                   sampling_time: float = 10.0, seed: int = 0, centroid_infinite_width: float | None = None,
                   progress: bool = True, **sampler_kwargs: Any) -> list[SampledPoint]:
     """The ground truth: ``gd_dynamics.langevin.sample_posterior`` at each temperature."""
-    from gd_dynamics.langevin import sample_posterior
+    from gdeq.gd_dynamics.langevin import sample_posterior
 
     out = []
     for T in temperatures:
@@ -158,7 +158,7 @@ def run_width(task: Any, *, width: int, activation: str = "erf", optimizer: str 
               log_points: int = 60, output_dir: str | Path = "runs", run_name: str | None = None,
               wandb: str | None = None, device: str = "cpu", seed: int = 0, progress: bool = True) -> WidthResult:
     """One width end to end: train R replicas, compute the theory curves, sample, compare."""
-    from gd_dynamics import train
+    from gdeq.gd_dynamics import train
 
     if lr is None:
         lr = default_learning_rate(task.x_train, activation=activation, prior_w=prior_w, prior_v=prior_v, seed=seed)
@@ -205,7 +205,7 @@ def run_demo(name: str = "demo", *, dataset: str = "mnist", classes: Sequence = 
     at ``sample_temperatures`` for ``sample_width`` (default: the narrowest width) only.
     Returns (report directory, per-width results, paths of the written files).
     """
-    from gd_dynamics import load_task
+    from gdeq.gd_dynamics import load_task
 
     from .report import write_report
 
@@ -274,7 +274,7 @@ def sweep_cell(cell: dict, *, output_dir: str | Path, progress: bool = False) ->
     error, T_eff at the inversion, and the theory's peak temperature T* of the centroid distance (for
     one-hidden-layer FC networks; NaN with a note for other architectures).
     """
-    from gd_dynamics import load_task, train
+    from gdeq.gd_dynamics import load_task, train
 
     c = dict(cell)
     task = load_task(c["dataset"], c["classes"], c.get("n_train", 200), c.get("n_test", 200), c.get("seed", 0),
@@ -424,7 +424,7 @@ def validation_table(task: Any, *, widths: Sequence[int], temperatures: Sequence
 # ------------------------------------------------------------------------------------------------
 def task_from_metadata(meta: dict, data_dir: str | None = None) -> Any:
     """Reload the task a run was trained on from ``Trajectory.task`` (its ``Task.metadata()``)."""
-    from gd_dynamics import Preprocessing, load_task
+    from gdeq.gd_dynamics import Preprocessing, load_task
 
     classes = [tuple(c) if isinstance(c, list) else c for c in meta["classes"]]
     return load_task(meta["dataset"], classes, int(meta["n_train"]), int(meta["n_test"]), int(meta["seed"]), data_dir,
@@ -439,7 +439,7 @@ def compare_saved_run(run: str | Path, *, levels: Sequence[str] = ("nngp", "gaus
                       progress: bool = True) -> tuple[Path, WidthResult, dict]:
     """Compare a saved ``Trajectory`` (``run_dir/trajectory.npz`` or the run dir) with theory curves
     computed on the same data, width, activation and priors, and write a report next to it."""
-    from gd_dynamics import Trajectory
+    from gdeq.gd_dynamics import Trajectory
 
     from .compare import _width
     from .report import write_report

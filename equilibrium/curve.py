@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-import geometry
+from gdeq import geometry
 
 from .action import factorise, factorise_multi, solve_saddle, solve_saddle_multi
 from .kernels import ACTIVATIONS, KernelBlocks, nngp_kernels

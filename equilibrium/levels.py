@@ -103,7 +103,7 @@ def _gaussian(ctx: LevelContext) -> PosteriorKernels:
 
 
 def _single_neuron(ctx: LevelContext) -> PosteriorKernels:
-    module = importlib.import_module("equilibrium.single_neuron")
+    module = importlib.import_module("gdeq.equilibrium.single_neuron")
     to = lambda a: None if a is None else torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a,  # noqa: E731
                                                          dtype=torch.float64, device=ctx.x_train.device)
     train, test = module.posterior_kernel(
@@ -127,7 +127,7 @@ def available_levels() -> dict[str, Level]:
     """The levels usable in this installation (``single_neuron`` only when its module exists)."""
     out = {k: v for k, v in _ALL.items() if k != "single_neuron"}
     try:
-        present = importlib.util.find_spec("equilibrium.single_neuron") is not None
+        present = importlib.util.find_spec("gdeq.equilibrium.single_neuron") is not None
     except (ImportError, ValueError):
         present = False
     if present:

@@ -220,7 +220,7 @@ def class_measures(G: TiltedKernel, labels) -> dict[str, np.ndarray]:
 
 def class_measures_dense(G: torch.Tensor, labels, chunk: int = 8) -> dict[str, np.ndarray]:
     """The same measures straight from dense Gram matrices (nT, n, n) through the geometry module."""
-    import geometry
+    from gdeq import geometry
 
     out: dict[str, list] = {k: [] for k in MEASURES}
     for start in range(0, G.shape[0], chunk):

@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 import torch
 from torchmetrics.functional.clustering import calinski_harabasz_score, davies_bouldin_score
 
-import geometry
+from gdeq import geometry
 
 __all__ = ["log_schedule", "GeometryLogger", "FiniteCheck", "DivergenceError", "knn_class_purity"]
 

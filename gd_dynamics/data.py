@@ -140,7 +140,7 @@ class _Raw:
 
 
 def _embedded_path() -> Path:
-    return Path(str(resources.files("gd_dynamics") / "data_files" / "mnist_embedded.npz"))
+    return Path(str(resources.files("gdeq.gd_dynamics") / "data_files" / "mnist_embedded.npz"))
 
 
 def _load_embedded(split: str) -> _Raw:

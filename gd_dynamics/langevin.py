@@ -66,7 +66,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-import geometry
+from gdeq import geometry
 
 __all__ = ["Estimate", "PosteriorSample", "sample_posterior", "weight_moment_projections", "SAMPLER_ACTIVATIONS"]
 

@@ -17,7 +17,7 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
-import geometry
+from gdeq import geometry
 
 from .callbacks import FiniteCheck, GeometryLogger, log_schedule
 from .data import Task

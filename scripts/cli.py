@@ -10,13 +10,13 @@ import sys
 
 from jsonargparse import CLI
 
-from scripts.compare import compare
-from scripts.data import data
-from scripts.demo import demo
-from scripts.equilibrium import equilibrium
-from scripts.sweep import sweep
-from scripts.train import train
-from scripts.validate import validate
+from gdeq.cli.compare import compare
+from gdeq.cli.data import data
+from gdeq.cli.demo import demo
+from gdeq.cli.equilibrium import equilibrium
+from gdeq.cli.sweep import sweep
+from gdeq.cli.train import train
+from gdeq.cli.validate import validate
 
 
 def commands() -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scripts.common import print_comparison, temperature_grid, wandb_mode
+from gdeq.cli.common import print_comparison, temperature_grid, wandb_mode
 
 
 def compare(
@@ -36,7 +36,7 @@ def compare(
         output_dir: report directory (default <run>/bridge).
         wandb: offline (default), online or disabled.
     """
-    from bridge.experiments import compare_saved_run
+    from gdeq.bridge.experiments import compare_saved_run
 
     out, res, paths = compare_saved_run(
         run, levels=levels, temperatures=temperature_grid(t_min, t_max, n_temperatures), observable=observable,

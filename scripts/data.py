@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from gd_dynamics import Preprocessing, load_task
+from gdeq.gd_dynamics import Preprocessing, load_task
 
 
 def data(

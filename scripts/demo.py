@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from scripts.common import print_comparison, temperature_grid, wandb_mode
+from gdeq.cli.common import print_comparison, temperature_grid, wandb_mode
 
 
 def demo(
@@ -68,7 +68,7 @@ def demo(
         device: cpu, cuda or auto (GD runs and sampling).
         progress: progress bars.
     """
-    from bridge.experiments import run_demo
+    from gdeq.bridge.experiments import run_demo
 
     t0 = time.perf_counter()
     out, results, paths = run_demo(

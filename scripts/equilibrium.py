@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scripts.common import temperature_grid
+from gdeq.cli.common import temperature_grid
 
 
 def equilibrium(
@@ -43,9 +43,9 @@ def equilibrium(
         n_temperatures: number of log-spaced temperatures.
         output: path stem for <output>.csv and <output>.json (none to skip writing).
     """
-    from bridge.compare import curve_measures, turning_point
-    from bridge.experiments import theory_curves, write_table
-    from gd_dynamics import load_task
+    from gdeq.bridge.compare import curve_measures, turning_point
+    from gdeq.bridge.experiments import theory_curves, write_table
+    from gdeq.gd_dynamics import load_task
 
     import numpy as np
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from scripts.common import wandb_mode
+from gdeq.cli.common import wandb_mode
 
 
 def _as_list(value) -> list:
@@ -68,7 +68,7 @@ def sweep(
         wandb_project: wandb project name.
         progress: progress bars.
     """
-    from bridge.experiments import expand_grid, run_sweep
+    from gdeq.bridge.experiments import expand_grid, run_sweep
 
     mode = wandb_mode(wandb)
     cells = expand_grid(_as_list(architectures), _as_list(widths), _as_list(activations), _as_list(datasets),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from scripts.common import wandb_mode
+from gdeq.cli.common import wandb_mode
 
 
 def train(
@@ -57,9 +57,9 @@ def train(
         device: cpu, cuda or auto.
         progress: show a progress bar.
     """
-    from bridge.experiments import default_learning_rate
-    from gd_dynamics import load_task
-    from gd_dynamics import train as train_run
+    from gdeq.bridge.experiments import default_learning_rate
+    from gdeq.gd_dynamics import load_task
+    from gdeq.gd_dynamics import train as train_run
 
     mode = wandb_mode(wandb)
     task = load_task(dataset, classes, n_train, n_test, seed, data_dir)

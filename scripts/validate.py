@@ -43,8 +43,8 @@ def validate(
         device: cpu or cuda.
         output: path stem for <output>.csv/.json (none to skip writing).
     """
-    from bridge.experiments import validation_table, write_table
-    from gd_dynamics import load_task
+    from gdeq.bridge.experiments import validation_table, write_table
+    from gdeq.gd_dynamics import load_task
 
     if replicas < 2:
         raise ValueError(f"replicas: need at least 2 chains for error bars, got {replicas}")

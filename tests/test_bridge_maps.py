@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from bridge.compare import check_compatible, replica_turning_steps, turning_point
-from bridge.maps import invert_monotone, map_observable, mean_predictor_error
+from gdeq.bridge.compare import check_compatible, replica_turning_steps, turning_point
+from gdeq.bridge.maps import invert_monotone, map_observable, mean_predictor_error
 
 
 def _gp(P=60, seed=0):

@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from bridge import compare, effective_temperature, langevin_consistency
-from bridge.experiments import run_demo, theory_curves
+from gdeq.bridge import compare, effective_temperature, langevin_consistency
+from gdeq.bridge.experiments import run_demo, theory_curves
 
 TEMPS = tuple(float(t) for t in np.logspace(-4, 2, 31))
 
@@ -74,7 +74,7 @@ def test_T_eff_decreases_along_a_gd_run(small_demo):
 
 
 def test_mismatched_run_and_curve_are_rejected(small_demo):
-    from gd_dynamics import load_task
+    from gdeq.gd_dynamics import load_task
 
     _, results, _ = small_demo
     res = results[0]
@@ -101,11 +101,11 @@ def test_mismatched_run_and_curve_are_rejected(small_demo):
 def test_langevin_run_maps_back_to_its_own_temperature(tmp_path):
     """GD + weight decay Tλ + noise √(2ηT) (THEORY.md §6) at T0: at stationarity the mean predictor's
     training error, inverted on the theory curve, must give T0 back within its error bars."""
-    from gd_dynamics import load_task, train
+    from gdeq.gd_dynamics import load_task, train
 
-    from bridge.experiments import default_learning_rate
+    from gdeq.bridge.experiments import default_learning_rate
 
-    from bridge.thermometers import fdt_monitor
+    from gdeq.bridge.thermometers import fdt_monitor
 
     T0 = 0.5
     task = load_task("mnist", (3, 5), 60, 60, 0)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from bridge.thermometers import (
+from gdeq.bridge.thermometers import (
     fluctuation_dissipation_temperature,
     gradient_noise_temperature,
     gradient_noise_temperature_from_moments,

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from scripts.cli import commands, run as main
+from gdeq.cli.cli import commands, run as main
 
 SUBCOMMANDS = ("train", "equilibrium", "compare", "validate", "sweep", "demo", "data")
 
@@ -40,8 +40,8 @@ def test_bad_input_is_one_clear_error_before_any_work(capsys, tmp_path):
 
 
 def test_equilibrium_from_a_yaml_config_matches_the_library(tmp_path, capsys):
-    import equilibrium
-    from gd_dynamics import load_task
+    from gdeq import equilibrium
+    from gdeq.gd_dynamics import load_task
 
     cfg = tmp_path / "eq.yaml"
     out = tmp_path / "curves"
@@ -65,7 +65,7 @@ class Interrupted(Exception):
 
 
 def test_sweep_killed_halfway_resumes_without_redoing_finished_cells(tmp_path):
-    from bridge.experiments import expand_grid, run_sweep, sweep_cell
+    from gdeq.bridge.experiments import expand_grid, run_sweep, sweep_cell
 
     cells = expand_grid(["fc"], [8, 16], ["erf"], ["mnist"], [[3, 5], [4, 9]])
     for c in cells:

@@ -8,8 +8,8 @@ import struct
 import numpy as np
 import pytest
 
-import gd_dynamics
-from gd_dynamics import Preprocessing, load_task
+from gdeq import gd_dynamics
+from gdeq.gd_dynamics import Preprocessing, load_task
 
 RAW = Preprocessing(flatten=False, scale_to_unit=False, center=False, normalize="none")
 

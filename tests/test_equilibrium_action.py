@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from equilibrium.action import (
+from gdeq.equilibrium.action import (
     Spectrum,
     action_gradient,
     action_gradient_multi,
@@ -18,7 +18,7 @@ from equilibrium.action import (
     solve_saddle,
     solve_saddle_multi,
 )
-from equilibrium.kernels import nngp_kernels
+from gdeq.equilibrium.kernels import nngp_kernels
 
 
 TEMPS = np.logspace(-3, 1, 13)
@@ -26,7 +26,7 @@ TEMPS = np.logspace(-3, 1, 13)
 
 @pytest.fixture(scope="module")
 def task():
-    from gd_dynamics.data import load_task
+    from gdeq.gd_dynamics.data import load_task
 
     t = load_task("mnist", (3, 5), n_train=120, n_test=40, seed=0)
     return t.x_train, t.y_train
@@ -133,7 +133,7 @@ def test_multi_output_action_with_one_output_equals_single_output(task):
 
 
 def test_multi_output_saddle_is_stationary_and_symmetric():
-    from gd_dynamics.data import load_task
+    from gdeq.gd_dynamics.data import load_task
 
     t = load_task("mnist", (0, 1, 7), n_train=90, n_test=10, seed=1)
     kb = nngp_kernels(t.x_train, activation="erf")

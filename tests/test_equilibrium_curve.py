@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-import equilibrium as eq
-import geometry
-from equilibrium.kernels import nngp_kernels
+from gdeq import equilibrium as eq
+from gdeq import geometry
+from gdeq.equilibrium.kernels import nngp_kernels
 
 
 TEMPS = np.logspace(-2.5, 1, 8)
@@ -16,7 +16,7 @@ TEMPS = np.logspace(-2.5, 1, 8)
 
 @pytest.fixture(scope="module")
 def task():
-    from gd_dynamics.data import load_task
+    from gdeq.gd_dynamics.data import load_task
 
     return load_task("mnist", (3, 5), n_train=120, n_test=60, seed=0)
 
@@ -62,12 +62,12 @@ def test_centroid_distance_is_the_quadratic_form_of_the_mean_kernel(task, curve)
 
 def test_spectral_geometry_equals_geometry_module_on_materialised_kernels(task):
     # the cheap spectral path (equilibrium.posterior.class_measures) against geometry.class_geometry
-    from equilibrium.levels import available_levels, LevelContext
-    from equilibrium.posterior import class_measures, class_measures_dense
+    from gdeq.equilibrium.levels import available_levels, LevelContext
+    from gdeq.equilibrium.posterior import class_measures, class_measures_dense
 
     for labels, x in ((task.y_train, task.x_train), (None, None)):
         if labels is None:
-            from gd_dynamics.data import load_task
+            from gdeq.gd_dynamics.data import load_task
 
             t3 = load_task("mnist", (0, 1, 7), n_train=60, n_test=6, seed=1)
             labels, x = t3.y_train, t3.x_train
@@ -116,7 +116,7 @@ def test_high_temperature_limit(task):
 
 
 def test_multi_class_curve(task):
-    from gd_dynamics.data import load_task
+    from gdeq.gd_dynamics.data import load_task
 
     t = load_task("mnist", (0, 1, 7), n_train=60, n_test=30, seed=1)
     c = eq.temperature_curve(t.x_train, t.y_train, [0.01, 1.0], width=40, x_test=t.x_test, y_test=t.y_test)
@@ -155,7 +155,7 @@ def _bad_cases(x, y, xt, yt):
 
 
 def test_bad_input_raises_one_clear_value_error(task, monkeypatch):
-    import equilibrium.curve as curve_mod
+    import gdeq.equilibrium.curve as curve_mod
 
     called = []
     monkeypatch.setattr(curve_mod, "nngp_kernels", lambda *a, **k: called.append(1))

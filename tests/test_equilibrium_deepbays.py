@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import equilibrium as eq
+from gdeq import equilibrium as eq
 
 
 TEMPS = np.logspace(-3, 1, 9)
@@ -30,7 +30,7 @@ def deepbays():
 
 
 def _task(n_train):
-    from gd_dynamics.data import load_task
+    from gdeq.gd_dynamics.data import load_task
 
     return load_task("mnist", (3, 5), n_train=n_train, n_test=100, seed=0)
 

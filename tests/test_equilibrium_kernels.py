@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from equilibrium.kernels import activation_function, nngp_kernels
+from gdeq.equilibrium.kernels import activation_function, nngp_kernels
 
 
 N0, P, PT, SAMPLES = 12, 5, 3, 400_000

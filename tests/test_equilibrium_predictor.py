@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-import equilibrium as eq
-import geometry
-from equilibrium.action import factorise, factorise_multi
-from equilibrium.kernels import nngp_kernels
-from equilibrium.predictor import gp_predictor, gp_predictor_multi
+from gdeq import equilibrium as eq
+from gdeq import geometry
+from gdeq.equilibrium.action import factorise, factorise_multi
+from gdeq.equilibrium.kernels import nngp_kernels
+from gdeq.equilibrium.predictor import gp_predictor, gp_predictor_multi
 
 
 TEMPS = np.array([1e-3, 0.03, 0.3, 3.0])
@@ -21,7 +21,7 @@ TEMPS = np.array([1e-3, 0.03, 0.3, 3.0])
 
 @pytest.fixture(scope="module")
 def task():
-    from gd_dynamics.data import load_task
+    from gdeq.gd_dynamics.data import load_task
 
     return load_task("mnist", (4, 9), n_train=100, n_test=50, seed=2)
 
@@ -55,7 +55,7 @@ def test_predictor_matches_dense_gp_formulas(task, activation):
 
 
 def test_multi_output_predictor_matches_kronecker_formulas():
-    from gd_dynamics.data import load_task
+    from gdeq.gd_dynamics.data import load_task
 
     t = load_task("mnist", (0, 1, 7), n_train=60, n_test=20, seed=1)
     kb = nngp_kernels(t.x_train, t.x_test, activation="erf")
@@ -132,7 +132,7 @@ def _exact_identity(x, y, x0, T, N1, lw, lv):
 
 @pytest.mark.parametrize("N1", [60, 600, 6000])
 def test_identity_network_against_exact_posterior(N1):
-    from gd_dynamics.data import load_task
+    from gdeq.gd_dynamics.data import load_task
 
     t = load_task("mnist", (3, 5), n_train=40, n_test=10, seed=3)
     x, y, x0 = t.x_train, t.y_train, t.x_test
@@ -212,9 +212,9 @@ def _exact_affine(x, y, x0, T, N1, lw, lv, b, q_guess):
 
 @pytest.mark.parametrize("N1", [40, 400, 4000])
 def test_mean_mode_against_exact_affine_network(N1):
-    from equilibrium.levels import LevelContext, available_levels
+    from gdeq.equilibrium.levels import LevelContext, available_levels
 
-    from gd_dynamics.data import load_task
+    from gdeq.gd_dynamics.data import load_task
 
     t = load_task("mnist", (3, 5), n_train=30, n_test=10, seed=4)
     x, x0 = t.x_train, t.x_test

@@ -12,11 +12,11 @@ import pytorch_lightning as pl
 import torch
 from scipy.special import erf
 
-import geometry
-from gd_dynamics import load_task, train
-from gd_dynamics.callbacks import log_schedule
-from gd_dynamics.datamodule import exact_input_reduction
-from gd_dynamics.models import ReplicaFC
+from gdeq import geometry
+from gdeq.gd_dynamics import load_task, train
+from gdeq.gd_dynamics.callbacks import log_schedule
+from gdeq.gd_dynamics.datamodule import exact_input_reduction
+from gdeq.gd_dynamics.models import ReplicaFC
 
 QUIET = dict(wandb=None, progress_bar=False)
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.stats import hypergeom
 
-from gd_dynamics import drop_train_points, load_task, train
-from gd_dynamics.inversion import (
+from gdeq.gd_dynamics import drop_train_points, load_task, train
+from gdeq.gd_dynamics.inversion import (
     find_inversions,
     hypergeometric_overlap_z,
     paper_rule,

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import geometry
+from gdeq import geometry
 
 
 def _features(seed: int, replicas: int = 3, p: int = 13, n: int = 7):

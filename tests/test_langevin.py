@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
-from gd_dynamics.langevin import sample_posterior
+from gdeq.gd_dynamics.langevin import sample_posterior
 
 T, LAM0, LAM1 = 0.5, 1.0, 1.5
 
@@ -89,7 +89,7 @@ def test_frozen_features_give_bayesian_linear_regression():
 
 
 def _mnist(n_train, n_test):
-    from gd_dynamics import load_task
+    from gdeq.gd_dynamics import load_task
 
     return load_task("mnist", (3, 5), n_train=n_train, n_test=n_test, seed=0)
 
@@ -124,7 +124,7 @@ def test_seed_determinism():
 
 
 def test_one_hot_targets_and_weight_moments():
-    from gd_dynamics import load_task
+    from gdeq.gd_dynamics import load_task
 
     task = load_task("mnist", (1, 3, 5), n_train=18, n_test=6, seed=0)
     s = sample_posterior(task.x_train, task.y_train, width=6, temperature=0.5, x_test=task.x_test,
@@ -194,8 +194,8 @@ def test_collapsed_hmc_matches_plain_langevin_at_low_temperature():
 
 def test_weight_moment_projections_match_equilibrium_definition():
     """weight_moment_pcs / label of Ω = (1/N1) Σ h_i h_iᵀ equal λ0 × equilibrium's weight moments of W."""
-    from equilibrium import measure_weight_moments, weight_directions
-    from gd_dynamics.langevin import weight_moment_projections
+    from gdeq.equilibrium import measure_weight_moments, weight_directions
+    from gdeq.gd_dynamics.langevin import weight_moment_projections
 
     task = _mnist(20, 2)
     x, y = task.x_train, task.y_train

@@ -10,9 +10,9 @@ import pytest
 import torch
 from scipy.special import erf
 
-import geometry
-from equilibrium import factorise, nngp_kernels, solve_saddle, temperature_curve
-from equilibrium.single_neuron import posterior_kernel, single_neuron_curve
+from gdeq import geometry
+from gdeq.equilibrium import factorise, nngp_kernels, solve_saddle, temperature_curve
+from gdeq.equilibrium.single_neuron import posterior_kernel, single_neuron_curve
 
 
 def _quadrature_measure(x, y, T, Q, n1, lam0=1.0, lam1=1.0, grid=401, lim=7.0):
@@ -69,7 +69,7 @@ def test_large_width_identity_matches_gaussian_level():
 
 
 def _mnist(n_train, n_test=0):
-    from gd_dynamics import load_task
+    from gdeq.gd_dynamics import load_task
 
     return load_task("mnist", (3, 5), n_train=n_train, n_test=max(n_test, 2), seed=0)
 
@@ -98,7 +98,7 @@ def test_level_contract_and_multi_output():
     np.testing.assert_allclose(np.einsum("i,tij,j->t", c, train, c), curve.centroid_distance, rtol=1e-10)
     assert train.shape == (2, 24, 24) and test.shape == (2, 10, 10)
     np.testing.assert_allclose(train, np.swapaxes(train, 1, 2), atol=1e-12)
-    from gd_dynamics import load_task
+    from gdeq.gd_dynamics import load_task
 
     t3 = load_task("mnist", (1, 3, 5), n_train=30, n_test=3, seed=0)
     c3 = temperature_curve(t3.x_train, t3.y_train, [0.3], width=20, level="gaussian")
@@ -113,7 +113,7 @@ def test_level_contract_and_multi_output():
 @pytest.mark.slow
 def test_against_sampling_small_case():
     """P = 60, N1 = 30 (α = 2), T = 0.1: the level's centroid shift within 12 % (+ 3 s.e.) of exact sampling."""
-    from gd_dynamics.langevin import sample_posterior
+    from gdeq.gd_dynamics.langevin import sample_posterior
 
     task = _mnist(60)
     n1, T = 30, 0.1
