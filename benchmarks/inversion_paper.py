@@ -115,7 +115,7 @@ def scan(out: Path, widths=(20, 50, 400), replicas: int = 8, max_steps: int = 20
                    widths={})
     for N1 in widths:
         t0 = time.perf_counter()
-        # the exact reduction (THEORY.md §6) is exact for GD too: same train pre-activations, the
+        # the exact reduction (docs/conventions.md §6) is exact for GD too: same train pre-activations, the
         # orthogonal weight components never move; test inputs get their prior remainder term
         traj = train(task, width=N1, activation="erf", optimizer="gd", lr=0.01, steps=max_steps, replicas=replicas,
                      seed=0, reduce_inputs=True, stop_at_fit=True, log_points=150, probe_size=None, output_dir=RUNS,

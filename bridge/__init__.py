@@ -3,7 +3,7 @@
 The only package that imports both ``gd_dynamics`` (runs) and ``equilibrium`` (theory curves);
 neither of them imports it.
 
-- :mod:`bridge.maps`: T_eff(t) by monotone observable matching (THEORY.md §7);
+- :mod:`bridge.maps`: T_eff(t) by monotone observable matching (docs/conventions.md §7);
 - :mod:`bridge.thermometers`: SGD gradient-noise temperature and the fluctuation–dissipation
   thermometer (Yaida 2018);
 - :mod:`bridge.compare`: compatibility checks, turning points (t*, T*), run-vs-theory comparison,

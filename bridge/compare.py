@@ -1,4 +1,4 @@
-"""Compare a run with equilibrium curves at matched temperatures (THEORY.md §7).
+"""Compare a run with equilibrium curves at matched temperatures (docs/conventions.md §7).
 
 Every logged step t of a run is mapped to T_eff(t) on each theory level's curve (``bridge.maps``);
 each measure the run and the curves share is then compared at matched points, and each side's

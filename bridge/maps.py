@@ -1,4 +1,4 @@
-"""Training time -> effective temperature by observable matching (THEORY.md §7).
+"""Training time -> effective temperature by observable matching (docs/conventions.md §7).
 
 A run (GD, SGD, Adam or Langevin) logs an observable g_run(t) at steps t; the equilibrium theory gives
 the same observable g_eq(T) on a grid of temperatures, computed on the same data, width, activation

@@ -1,7 +1,7 @@
 """Thermometers for a running chain: gradient-noise temperature (SGD) and the
 fluctuation–dissipation thermometer (Yaida 2018, arXiv 1810.00004).
 
-Convention (THEORY.md §6, the "sum" convention). With the loss summed over the P training points,
+Convention (docs/conventions.md §6, the "sum" convention). With the loss summed over the P training points,
 L(θ) = ½ Σ_μ (y^μ − f(x^μ))², and a weight decay γ_l per layer, the potential is
 
     V(θ) = L(θ) + Σ_l (γ_l/2) |θ_l|²,
@@ -10,7 +10,7 @@ and Langevin at temperature T is GD on V with γ_l = T λ_l plus noise:
 
     θ ← θ − η ∇V(θ) + √(2 η T) ξ,   ξ ~ N(0, I).
 
-Its stationary law (η → 0) is the posterior exp(−V/T) of THEORY.md §1.
+Its stationary law (η → 0) is the posterior exp(−V/T) of docs/conventions.md §1.
 
 Gradient-noise temperature of SGD. A minibatch B of size b drawn uniformly without replacement
 estimates ∇L by ĝ = (P/b) Σ_{μ∈B} g_μ, g_μ = ∇ℓ_μ, ℓ_μ = ½(y^μ − f(x^μ))². Its covariance is
@@ -101,7 +101,7 @@ def gradient_noise_temperature_from_moments(
         n_train: P.
         lr: learning rate in the ``loss`` convention.
         batch_size: b, 1 ≤ b ≤ P.
-        loss: ``"sum"`` (update −lr·(P/b)Σ_B g_μ; T in THEORY.md units) or ``"mean"`` (update
+        loss: ``"sum"`` (update −lr·(P/b)Σ_B g_μ; T in docs/conventions.md units) or ``"mean"`` (update
             −lr·(1/b)Σ_B g_μ; T in mean-loss units, = T_sum / P).
         replacement: minibatches drawn with replacement (no finite-population factor).
     """
@@ -137,7 +137,7 @@ def gradient_noise_temperature(
 
 
 def activation_derivative(name: str, h: torch.Tensor) -> torch.Tensor:
-    """σ'(h) for the activations of THEORY.md (erf, relu, tanh, identity)."""
+    """σ'(h) for the activations of docs/conventions.md (erf, relu, tanh, identity)."""
     if name == "erf":
         return (2.0 / math.sqrt(math.pi)) * torch.exp(-h * h)
     if name == "tanh":
@@ -206,10 +206,10 @@ def potential_gradient_terms(
     weight_decay_w: float = 0.0,
     weight_decay_v: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """θ·∇V and |∇V|² per replica for the one-hidden-layer network of THEORY.md §1.
+    """θ·∇V and |∇V|² per replica for the one-hidden-layer network of docs/conventions.md §1.
 
     V = ½ Σ_μ (y^μ − f(x^μ))² + (γ_W/2)|W|² + (γ_v/2)|v|²; for Langevin at temperature T,
-    γ_W = T λ0 and γ_v = T λ1 (THEORY.md §6). Shapes as in :func:`one_hidden_layer_gradient_moments`.
+    γ_W = T λ0 and γ_v = T λ1 (docs/conventions.md §6). Shapes as in :func:`one_hidden_layer_gradient_moments`.
 
     Returns ``(theta_dot_grad (R,), grad_sq (R,), n_params)``.
     """
@@ -279,7 +279,7 @@ def fdt_monitor(every: int = 10, start_fraction: float = 0.5):
     ``every`` steps after ``start_fraction`` of the run, θ·∇V and |∇V|² per replica, with V the
     full-batch loss the module descends plus the optimizer's weight decay (Tλ per layer for Langevin,
     none for GD/SGD). ``monitor.reading()`` is then Yaida's T̂ (module docstring), in the units of that
-    loss (THEORY.md's for the default summed loss).
+    loss (docs/conventions.md's for the default summed loss).
     """
     import pytorch_lightning as pl
 

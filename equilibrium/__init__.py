@@ -4,7 +4,7 @@ Entry point: :func:`temperature_curve` (-> :class:`TemperatureCurve`). Lower-lev
 NNGP kernels (:func:`nngp_kernels`), the effective action and its saddle point
 (:func:`factorise`, :func:`solve_saddle`, and the D×D versions), the GP predictor
 (:func:`gp_predictor`), the gaussian-level tilt and spectral posterior kernel, and the level
-registry :data:`LEVELS`. Conventions: THEORY.md §1 (as in deepbays); derivations: docs/theory.md.
+registry :data:`LEVELS`. Conventions: docs/conventions.md §1 (as in deepbays); derivations: docs/theory.md.
 """
 
 from .action import (

@@ -1,4 +1,4 @@
-"""Effective action of the one-hidden-layer posterior and its saddle point (THEORY.md §2).
+"""Effective action of the one-hidden-layer posterior and its saddle point (docs/conventions.md §2).
 
 Single output (y ∈ {±1}^P):
 
@@ -72,7 +72,7 @@ class Spectrum:
 
 
 def factorise(K: torch.Tensor, y: torch.Tensor, *, prior_v: float) -> Spectrum:
-    """Eigendecompose K once (THEORY.md §2); the only O(P³) step of a curve."""
+    """Eigendecompose K once (docs/conventions.md §2); the only O(P³) step of a curve."""
     kappa, U = torch.linalg.eigh(K)
     kappa = kappa.clamp_min(0.0)  # K is PSD; round-off negatives would make A indefinite at tiny T
     return Spectrum(kappa=kappa, U=U, y_t=U.T @ y, prior_v=float(prior_v))

@@ -3,7 +3,7 @@
 ``temperature_curve`` computes the NNGP kernel once, eigendecomposes it once, solves the saddle
 point for every temperature (O(P) each), evaluates the GP predictor and the chosen level's
 posterior hidden kernel ⟨K_W⟩(T), and measures class-manifold geometry and weight moments on it
-with shared code. Conventions: THEORY.md §1 (same as deepbays); derivations: docs/theory.md.
+with shared code. Conventions: docs/conventions.md §1 (same as deepbays); derivations: docs/theory.md.
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ N_WEIGHT_DIRECTIONS = 8
 class TemperatureCurve:
     """Posterior observables over temperature (numpy arrays; leading axis = temperature).
 
-    Predictor (THEORY.md §3): ``Q`` (nT,) or (nT, D, D); ``train_error`` = (1/P) Σ (y − f̄)²;
+    Predictor (docs/conventions.md §3): ``Q`` (nT,) or (nT, D, D); ``train_error`` = (1/P) Σ (y − f̄)²;
     ``train_variance`` mean posterior variance on the training inputs; ``test_error`` =
     ``test_bias2`` + ``test_variance`` (means over test points, summed over outputs for D > 1;
     NaN without test labels); ``test_prediction``/``test_prediction_variance`` per point.
 
-    Collective (THEORY.md §4), measured on the level's ⟨K_W⟩(T) with the definitions of
+    Collective (docs/conventions.md §4), measured on the level's ⟨K_W⟩(T) with the definitions of
     :func:`geometry.class_geometry`: ``centroid_distance`` squared class-centroid distance cᵀ⟨K_W⟩c
     (NaN for more than two classes; then see ``centroid_distance_matrix`` (nT, C, C));
     ``centroid_shift`` = N1·(centroid_distance − cᵀKc); ``class_radius`` (nT, C);
@@ -46,7 +46,7 @@ class TemperatureCurve:
     functional; docs/theory.md §4.3). ``test_*`` the same on the test×test block. ``reference``
     holds the infinite-width (NNGP) value of every measure; ``shift(name)`` = N1·(value − reference).
 
-    Microscopic (THEORY.md §5): ``readout_second_moment`` = (1/N1) Σ_i ⟨v_i²⟩ (per output, averaged
+    Microscopic (docs/conventions.md §5): ``readout_second_moment`` = (1/N1) Σ_i ⟨v_i²⟩ (per output, averaged
     over outputs) = Q*/λ1 (tr Q*/(D λ1)); ``weight_moments`` (nT, r, r) with EXACT definition
 
         weight_moments[t, j, l] = (1/N1) Σ_i ⟨(e_j·w_i)(e_l·w_i)⟩,   e_j = weight_directions[j],

@@ -1,4 +1,4 @@
-"""NNGP kernels of a one-hidden-layer network (THEORY.md §1), float64 torch on CPU or GPU.
+"""NNGP kernels of a one-hidden-layer network (docs/conventions.md §1), float64 torch on CPU or GPU.
 
 With first-layer weights w ~ N(0, I/λ0) the pre-activations h(x) = w·x/√N0 are jointly Gaussian
 with covariance ``C(x, x') = x·x' / (N0 λ0)``. The hidden-layer kernel is the second moment
@@ -82,7 +82,7 @@ def _gauss_hermite(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Te
 
 
 def input_covariance(x1: torch.Tensor, x2: torch.Tensor, prior_w: float) -> torch.Tensor:
-    """C = x1 x2ᵀ / (N0 λ0) (THEORY.md §1)."""
+    """C = x1 x2ᵀ / (N0 λ0) (docs/conventions.md §1)."""
     return x1 @ x2.T / (x1.shape[1] * prior_w)
 
 

@@ -9,7 +9,7 @@ geometry is then computed from these kernels by shared code (``equilibrium.curve
 Levels:
 
 - ``nngp``: infinite width. Q = 1, ⟨K_W⟩ = K, weights at their prior moments.
-- ``gaussian``: Q = Q*(T) from the effective action; ⟨K_W⟩ = K + K J K − (μᵀJμ)μμᵀ (THEORY.md §4,
+- ``gaussian``: Q = Q*(T) from the effective action; ⟨K_W⟩ = K + K J K − (μᵀJμ)μμᵀ (docs/conventions.md §4,
   docs/theory.md §4): leading order in 1/N1 with Gaussian-equivalent single-neuron statistics.
 - ``single_neuron`` (present when ``equilibrium/single_neuron.py`` is installed): the
   single-neuron effective measure with the exact non-linear activation. Contract:
@@ -117,7 +117,7 @@ def _single_neuron(ctx: LevelContext) -> PosteriorKernels:
 _ALL: dict[str, Level] = {
     "nngp": Level("nngp", "infinite width: Q = 1, <K_W> = K (NNGP)", False, _nngp),
     "gaussian": Level("gaussian", "Q* saddle point; <K_W> = K + K J K - (mu J mu) mu mu^T to O(1/N1), Gaussian-equivalent "
-                      "single-neuron tilt (THEORY.md §4)", True, _gaussian),
+                      "single-neuron tilt (docs/conventions.md §4)", True, _gaussian),
     "single_neuron": Level("single_neuron", "Q* saddle point; <K_W> from the single-neuron measure with the exact "
                            "non-linear activation (equilibrium.single_neuron)", True, _single_neuron),
 }

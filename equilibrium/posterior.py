@@ -1,6 +1,6 @@
 """Posterior observables of the `gaussian` level: hidden kernel ⟨K_W⟩(T), geometry, weights.
 
-The single-neuron tilt (THEORY.md §4–5, docs/theory.md §4). To leading order in 1/N1 each
+The single-neuron tilt (docs/conventions.md §4–5, docs/theory.md §4). To leading order in 1/N1 each
 neuron's activation vector φ is reweighted by exp(½ φᵀ J φ) with
 
     J(T) = (Q/(λ1 N1)) (m mᵀ − A⁻¹),  m = A⁻¹ y                     (single output)
@@ -9,7 +9,7 @@ neuron's activation vector φ is reweighted by exp(½ φᵀ J φ) with
 and, replacing φ by the Gaussian with the same mean μ and covariance K − μμᵀ (Gaussian
 equivalence), every second moment linear in the tilt follows from Wick's theorem:
 
-    ⟨K_W⟩(T) = K + K J K − (μᵀJμ) μμᵀ         (hidden Gram; THEORY.md §4 when μ = 0)
+    ⟨K_W⟩(T) = K + K J K − (μᵀJμ) μμᵀ         (hidden Gram; docs/conventions.md §4 when μ = 0)
     ⟨Ω⟩(T)   = C + (C S) J (S C),  S = diag(E[σ'(h)])   (pre-activation Gram, Stein's lemma)
 
 where Ω = (1/N1) Σ_i h_i h_iᵀ, h_i = X w_i/√N0, is the weight second-moment matrix seen through

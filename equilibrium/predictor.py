@@ -1,4 +1,4 @@
-"""GP predictor of the one-hidden-layer posterior for all temperatures at once (THEORY.md §3).
+"""GP predictor of the one-hidden-layer posterior for all temperatures at once (docs/conventions.md §3).
 
 At the saddle point the network's output is a Gaussian process with kernel (Q*/λ1) K and
 noise T. With A = T + (Q/λ1) K, a test point x0, k0 = (Q/λ1) K(x0, X), k00 = (Q/λ1) K(x0, x0):

@@ -11,9 +11,9 @@ and covariance Σ,
 
     p(w) ∝ p0(w) (1 + a)^(-1/2) exp(½ g² / (1 + a)),   a = φᵀΣφ/(λ1 N1),   g = m·φ/√(λ1 N1)   (★)
 
-(THEORY.md §5). a and g are O(1): the reweighting of each unit is O(1) and non-Gaussian along the
+(docs/conventions.md §5). a and g are O(1): the reweighting of each unit is O(1) and non-Gaussian along the
 label direction. Observables: ⟨K_W⟩ = E_p[φφᵀ] (train, test×train, test×test blocks),
-λ1⟨v²⟩ = E_p[1/(1+a) + g²/(1+a)²] (v given the cavity, THEORY.md §5), and the first-layer weight
+λ1⟨v²⟩ = E_p[1/(1+a) + g²/(1+a)²] (v given the cavity, docs/conventions.md §5), and the first-layer weight
 moments (1/N1)Σ⟨(e·w)(e'·w)⟩ along the data's principal directions and along e_y ∝ Xᵀy.
 
 Two choices of the fields (m, Σ), see :func:`single_neuron_curve`: from the Q* saddle point
@@ -24,7 +24,7 @@ estimate becomes heavy-tailed), the self-consistent fields UNDER-estimate it (�
 T = 0.1–0.03, α = 2) while the closed-form ``gaussian`` level is at −30 %.
 
 Numerics: self-normalised importance sampling with ``samples`` common random draws (reused for every
-temperature and iteration: smooth curves in T), in the span of the training inputs (THEORY.md §6
+temperature and iteration: smooth curves in T), in the span of the training inputs (docs/conventions.md §6
 reduction) plus an independent prior draw for the test inputs' orthogonal remainder. The proposal is
 the prior stretched along the linearised tilt directions Zᵀ(σ̄'⊙m): the tilted measure has heavier
 tails than the prior there, and plain prior sampling becomes an infinite-variance estimator at low T.
@@ -140,7 +140,7 @@ def _quad_forms(Sigma: torch.Tensor, phi: torch.Tensor, chunk: int = 16384) -> t
 
 
 def _field_matrices(T: float, Qk, K: torch.Tensor, lam1: float):
-    """Cholesky factors of A_k = T·I + q_k K/λ1 for each eigenvalue q_k of Q* (THEORY.md §2).
+    """Cholesky factors of A_k = T·I + q_k K/λ1 for each eigenvalue q_k of Q* (docs/conventions.md §2).
 
     K is the full (uncentred) kernel: the mean mode of a non-odd activation is renormalised by Q
     like every other mode (docs/theory.md §2.2, checked against an exact affine network).
@@ -169,7 +169,7 @@ def _tilted_sample(draws, Ms, Sigmas, slope, K, lam0, lam1, N1):
         a = _quad_forms(Sg, phi) / (lam1 * N1)
         g2 = ((m.T @ phi)[0]) ** 2 / (lam1 * N1)
         logw += -0.5 * torch.log1p(a) + 0.5 * g2 / (1.0 + a)
-        omega += (1.0 / (1.0 + a) + g2 / (1.0 + a) ** 2) / D  # λ1⟨v²⟩ given the cavity (THEORY.md §5)
+        omega += (1.0 / (1.0 + a) + g2 / (1.0 + a) ** 2) / D  # λ1⟨v²⟩ given the cavity (docs/conventions.md §5)
         a_all.append(a)
     return w_s, phi, phi_t, logw, log_p0_q, omega, a_all
 

@@ -11,7 +11,7 @@ Sources are tried in this order, and the first one that has the requested exampl
 3. the embedded default: a real MNIST subset shipped with gdeq (the first 8,192 training and the
    first 5,000 test images of the official sets; provenance in ``data_files/PROVENANCE.md``).
 
-Conventions follow THEORY.md §1: after preprocessing each input is a row of ``x`` (float64) and,
+Conventions follow docs/conventions.md §1: after preprocessing each input is a row of ``x`` (float64) and,
 by default, centred with the training mean and normalised to ``|x|² = N0``.
 """
 
@@ -53,7 +53,7 @@ class Preprocessing:
     ``standardize`` is per-pixel standardisation with the training block's statistics (the
     inversion paper's choice; it includes centring). ``center`` subtracts the training mean.
     ``pca_components`` projects onto the top-k principal components of the training inputs.
-    ``normalize="sphere"`` rescales every sample to ``|x|² = N0`` (THEORY.md conventions).
+    ``normalize="sphere"`` rescales every sample to ``|x|² = N0`` (docs/conventions.md conventions).
     """
 
     flatten: bool = True

@@ -1,5 +1,5 @@
 """LightningDataModule around :func:`gd_dynamics.data.load_task`: full batch by default, minibatches
-optional, fixed train/test probe sets, and THEORY.md §6's exact input reduction for Langevin.
+optional, fixed train/test probe sets, and docs/conventions.md §6's exact input reduction for Langevin.
 
 Batches are deterministic functions of (seed, epoch): full-batch epochs are ``steps_per_epoch``
 identical batches, minibatch epochs are one pass over a permutation drawn from ``(seed, epoch)``
@@ -25,7 +25,7 @@ __all__ = ["InputReduction", "GDDataModule", "stratified_probe", "exact_input_re
 
 @dataclass(frozen=True)
 class InputReduction:
-    """Inputs rotated onto an orthonormal basis of the training span (THEORY.md §6).
+    """Inputs rotated onto an orthonormal basis of the training span (docs/conventions.md §6).
 
     ``x_train @ basis`` keeps every inner product among training inputs, so a first layer acting on
     the ``rank`` coordinates with the original 1/√N0 scale gives the same pre-activations as the

@@ -1,6 +1,6 @@
-"""Ground-truth sampler of the exact posterior of a one-hidden-layer network (THEORY.md §1, §6).
+"""Ground-truth sampler of the exact posterior of a one-hidden-layer network (docs/conventions.md §1, §6).
 
-Network and posterior (standard parameterisation, conventions of THEORY.md §1)::
+Network and posterior (standard parameterisation, conventions of docs/conventions.md §1)::
 
     f(x) = Σ_i v_i σ(w_i·x/√N0) / √N1,      w_i ~ N(0, I/λ0),  v_i ~ N(0, 1/λ1),
     p(W, v | D) ∝ exp(−(1/2T) Σ_μ |y^μ − f(x^μ)|² − (λ0/2)|W|² − (λ1/2)|v|²).
@@ -9,13 +9,13 @@ R replicas (independent chains) run in ONE batched computation. Two samplers, bo
 limit of small step size, the second exact at any step size:
 
 ``method="langevin"``
-    Plain unadjusted Langevin on (W, v) jointly, in the units of THEORY.md §6:
+    Plain unadjusted Langevin on (W, v) jointly, in the units of docs/conventions.md §6:
     θ ← θ − η ∇U(θ) + √(2η) ξ with U = (1/2T)Σ|y − f|² + (λ0/2)|W|² + (λ1/2)|v|².
     Default η = 0.05·T/κ_max (κ_max: top eigenvalue of the prior hidden kernel, estimated from
     prior draws). Observables are measured on the raw samples. Check step-size bias by halving η.
 
 ``method="hmc"`` (default)
-    The readout is integrated out exactly: given W, v is Gaussian (THEORY.md §5), so W has the
+    The readout is integrated out exactly: given W, v is Gaussian (docs/conventions.md §5), so W has the
     collapsed density p(W) ∝ p0(W) det(A_W)^(−D/2) exp(−½ tr Yᵀ A_W⁻¹ Y), A_W = T·I + K_W/λ1,
     K_W = ΦΦᵀ/N1. W is sampled with Metropolis-adjusted Hamiltonian Monte Carlo (no step-size
     bias; per-replica step size tuned during burn-in to an acceptance near 0.8, then frozen). All
@@ -25,7 +25,7 @@ limit of small step size, the second exact at any step size:
     collapsed density has a finite T → 0 limit) this is orders of magnitude cheaper than plain
     Langevin. It is validated against ``"langevin"`` in tests/test_langevin.py.
 
-Exact reduction (THEORY.md §6, ``reduce=True``): the likelihood sees w_i only through its
+Exact reduction (docs/conventions.md §6, ``reduce=True``): the likelihood sees w_i only through its
 component in the span of the training inputs. With X = U S Vᵀ (thin SVD, rank r) the sampled
 weights are the r coordinates of w_i in that span (training inputs become Z = U S, keeping every
 inner product); the orthogonal part is exactly the prior. A test input x gets its projection on the
@@ -33,7 +33,7 @@ same span plus the contribution of its orthogonal remainder, w_⊥·x_⊥/√N0,
 are drawn fresh from the prior at every measurement (jointly over test points: the remainders are
 expressed in their own orthonormal basis, so their correlations are kept).
 
-Time units: ``burn_in`` and ``sampling_time`` are in units of THEORY.md §6's U-time (the prior
+Time units: ``burn_in`` and ``sampling_time`` are in units of docs/conventions.md §6's U-time (the prior
 relaxes on a time 1/λ); an HMC trajectory of integration time L counts as L time units.
 
 First-layer weight moments (the observable shared with the equilibrium theory)
@@ -132,7 +132,7 @@ class PosteriorSample:
     wall_time_s: float
     train_mean: Estimate  # posterior mean predictor f̄ on training inputs, (P,) or (P, D)
     train_error: Estimate  # (1/P) Σ_μ |y − f̄|² (summed over outputs)
-    readout_second_moment: Estimate  # (1/(N1 D)) Σ_i ⟨|v_i|²⟩; λ1 × this ≈ Q* (THEORY.md §5)
+    readout_second_moment: Estimate  # (1/(N1 D)) Σ_i ⟨|v_i|²⟩; λ1 × this ≈ Q* (docs/conventions.md §5)
     readout_moment_matrix: Estimate  # (D, D): (1/N1) Σ_i ⟨v_i v_iᵀ⟩
     hidden_gram: Estimate  # ⟨K_W⟩ on the training set, (P, P)
     centroid_distance: Estimate  # ⟨cᵀ K_W c⟩ (two classes; NaN otherwise)
@@ -386,11 +386,11 @@ def sample_posterior(
         method: ``"hmc"`` (collapsed readout + Metropolis-adjusted HMC on W, default) or
             ``"langevin"`` (plain Langevin on (W, v)); see the module docstring.
         step_size: Langevin η in U-time (default 0.05·T/κ_max); HMC initial leapfrog step (tuned).
-        burn_in, sampling_time: in time units (U-time, THEORY.md §6).
+        burn_in, sampling_time: in time units (U-time, docs/conventions.md §6).
         measure_every: Langevin measurement interval in time units (default 0.05); HMC measures
             after every trajectory.
         trajectory_length: HMC integration time per trajectory (jittered ±20 % per trajectory).
-        reduce: use THEORY.md §6's exact span reduction (sample only the span of x_train).
+        reduce: use docs/conventions.md §6's exact span reduction (sample only the span of x_train).
         first_layer: optional fixed first-layer weights (N1, N0) shared by all replicas: then only v
             is sampled (Bayesian linear regression on fixed features, an exactly Gaussian posterior).
         n_components: number of data principal directions for ``weight_moment_pcs``.

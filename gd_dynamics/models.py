@@ -1,6 +1,6 @@
 """Networks with R independent replicas batched in one module (a leading replica axis on every weight).
 
-Standard parameterisation of THEORY.md §1, initialised from the priors (``init="prior"``):
+Standard parameterisation of docs/conventions.md §1, initialised from the priors (``init="prior"``):
 
     h^1 = W^1 x / √N0 (+ b^1),  h^l = W^l σ(h^{l-1}) / √N_{l-1} (+ b^l),  f = V σ(h^L) / √N_L,
     W^l_{ij} ~ N(0, 1/λ_{l-1}),  V ~ N(0, 1/λ_L),  biases (optional) ~ N(0, 1/λ of their layer).
@@ -53,7 +53,7 @@ def _draw(shape: tuple[int, ...], generators: Sequence[torch.Generator], std: fl
 class _ReplicaNet(nn.Module):
     """Common parts: layer names, prior precisions, the weight-decay map Langevin needs."""
 
-    #: name of each parameter -> prior precision λ of that parameter (THEORY.md §6 weight decay Tλ)
+    #: name of each parameter -> prior precision λ of that parameter (docs/conventions.md §6 weight decay Tλ)
     prior_precision: dict[str, float]
     #: name of each parameter -> layer index (1 = first hidden layer, L+1 = readout)
     layer_of: dict[str, int]
@@ -82,11 +82,11 @@ class ReplicaFC(_ReplicaNet):
         activation: one of ``ACTIVATIONS``.
         replicas / seeds: R, and one seed per replica (default ``seed + r``).
         prior_precisions: λ per layer, (λ0, λ1, ..., λL); λ_{l-1} is the precision of W^l and λ_L of
-            the readout (THEORY.md §1 has λ0 for W and λ1 for v in one hidden layer).
+            the readout (docs/conventions.md §1 has λ0 for W and λ1 for v in one hidden layer).
         bias: add biases to the hidden layers and the readout.
         init: ``"prior"`` (standard parameterisation) or ``"pytorch"`` (nn.Linear's convention).
         input_scale_dim: the N0 in 1/√N0 when the inputs were rotated onto a lower-dimensional basis
-            (THEORY.md §6 exact reduction keeps the original scale); default ``input_dim``.
+            (docs/conventions.md §6 exact reduction keeps the original scale); default ``input_dim``.
     """
 
     def __init__(
@@ -155,7 +155,7 @@ class ReplicaFC(_ReplicaNet):
         """Post-activation features of every hidden layer, each (R, P, N_l).
 
         ``preact_offset`` (R, P, N1) is added to the first-layer pre-activations: the prior term of
-        the input components outside the sampled span (THEORY.md §6 exact reduction, test inputs).
+        the input components outside the sampled span (docs/conventions.md §6 exact reduction, test inputs).
         """
         h = self._linear(0, x)
         if preact_offset is not None:

@@ -1,12 +1,12 @@
 """LightningModule: R replica networks trained by full-batch GD, minibatch SGD, Adam or Langevin.
 
-Loss (THEORY.md): L = ½ Σ_μ |y^μ − f(x^μ)|², a SUM over the P training samples (and the D outputs),
+Loss (docs/conventions.md): L = ½ Σ_μ |y^μ − f(x^μ)|², a SUM over the P training samples (and the D outputs),
 not a mean: with the mean, lr would be rescaled by P. A minibatch of B samples contributes
 (P/B)·½ Σ_batch, an unbiased estimate of the full-batch L, so lr means the same for every batch size.
 ``loss="cross_entropy"`` uses Σ_μ CE by default too; ``reduction="mean"`` divides by P (what
 ``torch.nn.CrossEntropyLoss`` and arXiv 2303.05161 use).
 
-Langevin at temperature T (THEORY.md §6): θ ← θ − η ∇[L + T(λ_l/2)|θ_l|²] + √(2ηT) ξ, i.e. GD with
+Langevin at temperature T (docs/conventions.md §6): θ ← θ − η ∇[L + T(λ_l/2)|θ_l|²] + √(2ηT) ξ, i.e. GD with
 weight decay Tλ_l per layer plus Gaussian noise; its stationary law is the posterior
 p(θ|D) ∝ exp(−L/T − Σ_l (λ_l/2)|θ_l|²) (up to O(η) discretisation bias).
 """
@@ -79,7 +79,7 @@ def replica_losses(out: torch.Tensor, target: torch.Tensor, loss: str, reduction
 class GDModule(pl.LightningModule):
     """R replica networks and their dynamics. See :func:`gd_dynamics.train` for the arguments.
 
-    ``input_scale_dim`` / ``test_remainder`` implement THEORY.md §6's exact reduction: the first layer
+    ``input_scale_dim`` / ``test_remainder`` implement docs/conventions.md §6's exact reduction: the first layer
     acts on rotated coordinates with the original 1/√N0, and test inputs get the prior term of their
     remainder, ``test_remainder @ z / √N0`` with z ~ N(0, I/λ0) fixed per neuron and replica.
     """

@@ -119,7 +119,7 @@ def train(
             CNN's channel count.
         activation: erf, relu, tanh or identity.
         optimizer: ``"gd"`` full-batch gradient descent, ``"sgd"`` minibatch SGD (``batch_size``
-            required), ``"adam"``, ``"langevin"`` (GD + weight decay Tλ + noise √(2 lr T), THEORY.md §6).
+            required), ``"adam"``, ``"langevin"`` (GD + weight decay Tλ + noise √(2 lr T), docs/conventions.md §6).
         lr: learning rate η (per step, for the summed loss ½Σ(y − f)²).
         steps: optimisation steps.
         replicas: R independent networks trained together; replica r uses seed ``seed + r``, so it
@@ -132,7 +132,7 @@ def train(
         bias / init / prior_precisions: biases; ``"prior"`` (standard parameterisation, variance 1/λ)
             or ``"pytorch"`` (nn.Linear's convention); (λ0, ..., λL), default all 1.
         frozen_layers: layers (1 = first hidden, L+1 = readout) kept at their initial values.
-        reduce_inputs: THEORY.md §6's exact reduction (default: on for Langevin of a one-hidden-layer
+        reduce_inputs: docs/conventions.md §6's exact reduction (default: on for Langevin of a one-hidden-layer
             FC net with P < N0 and prior init).
         log_points / log_spacing / log_steps: measurement schedule (default ≥ 100 log-spaced steps,
             step 0 included) or explicit steps.

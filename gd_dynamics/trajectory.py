@@ -30,7 +30,7 @@ class Trajectory:
     - ``train_error``, ``test_error`` (n, R): MSE (1/P)Σ|y − f|²; ``train_accuracy``, ``test_accuracy``.
     - ``centroid_distance`` (n, R): squared class-centroid distance of the first hidden layer,
       ``geometry.centroid_distance(K_W, labels)`` with K_W = ΦΦᵀ/N1 on the whole training set
-      (THEORY.md §4); ``unit_centroid_distance`` (n, R): Euclidean centroid distance on the unit
+      (docs/conventions.md §4); ``unit_centroid_distance`` (n, R): Euclidean centroid distance on the unit
       sphere; ``class_radius``, ``unit_class_radius`` (n, R, C): RMS class radius, raw and unit
       sphere (arXiv 2303.05161's R_c), whole training set; ``distance_ratio`` (n, R): mean
       inter/intra squared pair distance on the train probe set.

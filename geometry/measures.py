@@ -3,7 +3,7 @@
 Every measure is a function of a Gram matrix ``G`` (shape ``(..., P, P)``) and class labels
 (shape ``(P,)``), with a leading batch of replicas allowed. The ``*_from_features`` functions
 take features ``Phi`` of shape ``(..., P, N)`` and agree with the Gram versions applied to the
-hidden-layer Gram of THEORY.md §4, ``K_W = Phi Phi^T / N`` (a mean over units, so the numbers
+hidden-layer Gram of docs/conventions.md §4, ``K_W = Phi Phi^T / N`` (a mean over units, so the numbers
 are comparable across widths and with the infinite-width kernel ``K``).
 
 The same functions measure the theory's posterior kernel ``<K_W>(T)``, a sampled network's
@@ -101,7 +101,7 @@ def data_fingerprint(x: ArrayLike, y: ArrayLike) -> str:
 
 
 def feature_gram(features: ArrayLike) -> ArrayLike:
-    """Hidden-layer Gram ``K_W = Phi Phi^T / N`` of features ``(..., P, N)`` (THEORY.md §4)."""
+    """Hidden-layer Gram ``K_W = Phi Phi^T / N`` of features ``(..., P, N)`` (docs/conventions.md §4)."""
     F, np_in = _as_tensor(features)
     return _out(F @ F.transpose(-1, -2) / F.shape[-1], np_in)
 
@@ -114,7 +114,7 @@ def unit_sphere_gram(gram: ArrayLike) -> ArrayLike:
 
 
 def centroid_vector(labels: ArrayLike) -> np.ndarray:
-    """Binary contrast vector c: +1/P_A on the first class, -1/P_B on the second (THEORY.md §4).
+    """Binary contrast vector c: +1/P_A on the first class, -1/P_B on the second (docs/conventions.md §4).
 
     The first class is the one whose label sorts last (``+1`` for ±1 labels); the squared
     distance does not depend on that choice.
@@ -146,7 +146,7 @@ def centroid_distance_matrix(gram: ArrayLike, labels: ArrayLike, *, unit_sphere:
 
 
 def centroid_distance(gram: ArrayLike, labels: ArrayLike, *, unit_sphere: bool = False) -> ArrayLike:
-    """Squared class-centroid distance ``c^T G c`` of a two-class problem (THEORY.md §4).
+    """Squared class-centroid distance ``c^T G c`` of a two-class problem (docs/conventions.md §4).
 
     For more than two classes use :func:`centroid_distance_matrix`. With ``unit_sphere=True`` the
     features are first projected onto the unit sphere (arXiv 2303.05161's ``D²``).

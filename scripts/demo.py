@@ -60,7 +60,7 @@ def demo(
         n_temperatures: number of log-spaced temperatures.
         sample_temperatures: temperatures at which the narrowest width's posterior is also sampled (HMC, the ground truth; [] to skip).
         sample_replicas: chains per sampled temperature.
-        sample_burn_in: sampler burn-in, in time units of THEORY.md §6.
+        sample_burn_in: sampler burn-in, in time units of docs/conventions.md §6.
         sample_time: sampler measurement time, in the same units.
         output_dir: parent of the report directory.
         wandb: offline (default), online (falls back to offline) or disabled.

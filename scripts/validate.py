@@ -37,7 +37,7 @@ def validate(
         activation: erf, relu, tanh or identity.
         levels: theory levels (nngp, gaussian, single_neuron).
         replicas: independent chains per point (error bars are over chains).
-        burn_in: burn-in, in time units of THEORY.md §6.
+        burn_in: burn-in, in time units of docs/conventions.md §6.
         sampling_time: sampling time, in the same units.
         method: hmc (collapsed readout, exact at any step) or langevin.
         device: cpu or cuda.

@@ -99,7 +99,7 @@ def test_mismatched_run_and_curve_are_rejected(small_demo):
 
 
 def test_langevin_run_maps_back_to_its_own_temperature(tmp_path):
-    """GD + weight decay Tλ + noise √(2ηT) (THEORY.md §6) at T0: at stationarity the mean predictor's
+    """GD + weight decay Tλ + noise √(2ηT) (docs/conventions.md §6) at T0: at stationarity the mean predictor's
     training error, inverted on the theory curve, must give T0 back within its error bars."""
     from gdeq.gd_dynamics import load_task, train
 

@@ -47,7 +47,7 @@ def test_fdt_thermometer_is_exact_for_discrete_langevin_on_a_quadratic():
 
 
 def test_fdt_thermometer_on_bayesian_linear_regression_sum_convention():
-    # THEORY.md §6 form: GD on ½|y − Xθ|² + (Tλ/2)|θ|² plus √(2ηT) noise; T̂ must return T.
+    # docs/conventions.md §6 form: GD on ½|y − Xθ|² + (Tλ/2)|θ|² plus √(2ηT) noise; T̂ must return T.
     g = torch.Generator().manual_seed(1)
     P, d, T, lam = 40, 10, 0.3, 1.0
     X = torch.randn(P, d, generator=g, dtype=torch.float64)

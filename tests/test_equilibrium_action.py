@@ -59,7 +59,7 @@ def test_stationarity_at_returned_saddle_point(task, activation, width):
     sp = factorise(kb.train, torch.as_tensor(y), prior_v=0.7)
     sad = solve_saddle(sp, TEMPS, width=width)
     assert sad.converged.all() and (sad.Q > 0).all()
-    # THEORY.md §2 stationarity, evaluated densely: 1/Q = 1 + (1/(λ1 N1)) [tr(A⁻¹K) − yᵀA⁻¹KA⁻¹y]
+    # docs/conventions.md §2 stationarity, evaluated densely: 1/Q = 1 + (1/(λ1 N1)) [tr(A⁻¹K) − yᵀA⁻¹KA⁻¹y]
     yt = torch.as_tensor(y)
     K = kb.train
     for T, Q in zip(TEMPS[::3], sad.Q[::3]):

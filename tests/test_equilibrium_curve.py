@@ -40,14 +40,14 @@ def test_fields_and_metadata(task, curve):
     np.testing.assert_allclose(curve.test_error, curve.test_bias2 + curve.test_variance, rtol=1e-12)
     np.testing.assert_allclose(curve.readout_second_moment, curve.Q, rtol=0)
     assert curve.converged.all() and (curve.n_minima == 1).all()
-    # the training error of the mean predictor falls monotonically as T falls (THEORY.md §7 map)
+    # the training error of the mean predictor falls monotonically as T falls (docs/conventions.md §7 map)
     assert np.all(np.diff(curve.train_error) > 0)
     np.testing.assert_allclose(curve.shift("centroid_distance"), curve.centroid_shift, rtol=1e-12)
     assert set(curve.test_geometry) >= {"centroid_distance", "unit_class_radius"}
 
 
 def test_centroid_distance_is_the_quadratic_form_of_the_mean_kernel(task, curve):
-    # cᵀ⟨K_W⟩c with ⟨K_W⟩ = K + (Q/(λ1N1))[(Km)(Km)ᵀ − K A⁻¹ K] (THEORY.md §4), built densely
+    # cᵀ⟨K_W⟩c with ⟨K_W⟩ = K + (Q/(λ1N1))[(Km)(Km)ᵀ − K A⁻¹ K] (docs/conventions.md §4), built densely
     kb = nngp_kernels(task.x_train, activation="erf")
     K, y = kb.train.numpy(), task.y_train
     c = geometry.centroid_vector(y)

@@ -1,4 +1,4 @@
-"""Parity with deepbays 0.1.11 (``FC_1HL``, same conventions, THEORY.md §1) on the same arrays.
+"""Parity with deepbays 0.1.11 (``FC_1HL``, same conventions, docs/conventions.md §1) on the same arrays.
 
 deepbays is imported through tests/deepbays_stub.py (stand-in for its import-time cupy names).
 Its identity activation is named ``id`` and ``kernel_id`` is not exported from
