@@ -3,6 +3,7 @@
 The only package that imports both ``gd_dynamics`` (runs) and ``equilibrium`` (theory curves);
 neither of them imports it.
 
+- :mod:`bridge.lazy`: the lazy (infinite-width NTK) GD ensemble, :func:`lazy_trajectory`;
 - :mod:`bridge.maps`: T_eff(t) by monotone observable matching (docs/conventions.md §7);
 - :mod:`bridge.thermometers`: SGD gradient-noise temperature and the fluctuation–dissipation
   thermometer (Yaida 2018);
@@ -22,6 +23,7 @@ from .compare import (
     langevin_consistency,
     turning_point,
 )
+from .lazy import LazyDynamics, LazyTrajectory, lazy_dynamics, lazy_trajectory
 from .maps import OBSERVABLES, TemperatureMap, effective_temperature, map_observable, mean_predictor_error
 from .thermometers import (
     ThermometerReading,
@@ -34,6 +36,10 @@ from .thermometers import (
 )
 
 __all__ = [
+    "LazyDynamics",
+    "LazyTrajectory",
+    "lazy_dynamics",
+    "lazy_trajectory",
     "OBSERVABLES",
     "Comparison",
     "ConsistencyCheck",

@@ -1,0 +1,315 @@
+"""The lazy (infinite-width, NTK) baseline of a GD run (Lee et al. 2019, arXiv 1902.06720).
+
+At infinite width full-batch GD from the prior on L = ½ Σ_μ (y^μ − f(x^μ))² (a SUM over the P
+training samples, step size η per step — exactly as ``gd_dynamics.train`` counts steps and scales the
+loss) is GD of the network linearised around its initialisation: its tangent kernel Θ stays at its
+initial value and the ensemble of networks stays Gaussian. With the prior output covariance
+𝒦 = K/λ1 (the NNGP kernel) and the NTK Θ on the training inputs X (``equilibrium.tangent_kernels``),
+f_{t+1}(X) = f_t(X) − η Θ (f_t(X) − y) gives, after t steps, with A_t = (I − ηΘ)^t,
+
+    train:  f_t(X)  = (I − A_t) y + A_t f_0(X),
+    test:   f_t(x*) = f_0(x*) + M_t (y − f_0(X)),   M_t = Θ(x*, X) Θ⁻¹ (I − A_t)
+                                                         (= η Θ(x*, X) Σ_{s<t} A_s, defined for singular Θ),
+
+so with f_0 ~ GP(0, 𝒦):
+
+    mean:        E f_t(X) = (I − A_t) y,             E f_t(x*) = M_t y,
+    covariance:  Cov_t(X) = A_t 𝒦 A_t,              Cov_t(x*) = 𝒦** − M_t 𝒦_X* − 𝒦*X M_tᵀ + M_t 𝒦 M_tᵀ.
+
+Continuous time (gradient flow, η → 0 at fixed τ = η t) replaces A_t by e^{−Θτ} (Lee et al. 2019,
+eqs. 15–16). Everything follows from ONE eigendecomposition Θ = U diag(λ) Uᵀ: A_t = U diag(a_t) Uᵀ
+with a_t = (1 − ηλ)^t (or e^{−λτ}) and Θ⁻¹(I − A_t) = U diag(c_t) Uᵀ, c_t = (1 − a_t)/λ (→ ηt at
+λ = 0). Means, errors and total variances then cost O(P²) per logged step; per-point variances
+cost one P×P×P product per step (``point_variance=False`` skips them).
+
+Errors (per logged step, summed over outputs): ``train_error`` = (1/P) Σ_μ |y^μ − E f_t(x^μ)|² is
+the error of the ensemble-mean predictor (the bias², what ``bridge.maps.mean_predictor_error``
+estimates from replicas); ``train_variance`` = (1/P) Σ_μ Var f_t(x^μ); their sum is the expected
+error of a single network (a replica's ``Trajectory.train_error``). The same on the test set.
+
+The lazy limit does not depend on the width N1; ``width`` is recorded so that the result can be
+checked against, and compared with, a finite-width run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from gdeq import geometry
+from gdeq.equilibrium import TangentKernels, tangent_kernels
+from gdeq.equilibrium.ntk import NTK_ACTIVATIONS
+from gdeq.gd_dynamics.callbacks import log_schedule
+
+__all__ = ["LazyDynamics", "LazyTrajectory", "lazy_dynamics", "lazy_trajectory", "symmetric_eigh"]
+
+
+def symmetric_eigh(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigenvalues (ascending) and eigenvectors of a symmetric float64 matrix.
+
+    CPU: LAPACK's divide-and-conquer driver (scipy ``driver="evd"``), the fastest full eigh on CPU;
+    GPU: ``torch.linalg.eigh``.
+    """
+    if matrix.device.type == "cpu":
+        import scipy.linalg
+
+        w, v = scipy.linalg.eigh(matrix.numpy(), driver="evd", check_finite=False)
+        return torch.from_numpy(w), torch.from_numpy(v)
+    return torch.linalg.eigh(matrix)
+
+
+@dataclass(frozen=True)
+class LazyTrajectory:
+    """The lazy ensemble at every listed step (n = steps, P = train, Pt = test points, [D] outputs).
+
+    - ``step`` (n,): GD steps; ``time`` (n,): η·step (continuous time τ);
+    - ``train_mean`` (n, P[, D]): ensemble-mean prediction E f_t(x^μ) on the training inputs;
+    - ``train_point_variance`` (n, P): Var f_t(x^μ) (per output; None with ``point_variance=False``);
+    - ``train_error`` (n,): (1/P) Σ|y − E f_t|² (mean predictor = bias²), ``train_variance`` (n,):
+      (1/P) Σ_μ Var f_t(x^μ) summed over outputs; ``train_gibbs_error`` = the two together;
+    - ``test_*``: the same on the test set (None without one);
+    - ``ntk_eigenvalues`` (P,): spectrum of Θ on the training set; ``stable``: η λ_max < 2 (else
+      discrete GD diverges along the top eigendirections); metadata as in a run.
+    """
+
+    step: np.ndarray
+    time: np.ndarray
+    train_mean: np.ndarray
+    train_error: np.ndarray
+    train_variance: np.ndarray
+    train_point_variance: np.ndarray | None
+    test_mean: np.ndarray | None
+    test_error: np.ndarray | None
+    test_variance: np.ndarray | None
+    test_point_variance: np.ndarray | None
+    ntk_eigenvalues: np.ndarray
+    lr: float
+    width: int
+    activation: str
+    prior_w: float
+    prior_v: float
+    continuous: bool
+    stable: bool
+    data_fingerprint: str
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def train_bias2(self) -> np.ndarray:
+        """(1/P) Σ|y − E f_t|² (the same as ``train_error``)."""
+        return self.train_error
+
+    @property
+    def train_gibbs_error(self) -> np.ndarray:
+        """Expected single-network training MSE: bias² + variance."""
+        return self.train_error + self.train_variance
+
+    @property
+    def test_bias2(self) -> np.ndarray | None:
+        return self.test_error
+
+    @property
+    def test_gibbs_error(self) -> np.ndarray | None:
+        return None if self.test_error is None else self.test_error + self.test_variance
+
+    @property
+    def n_logged(self) -> int:
+        return len(self.step)
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+def _as_float64(x, device: torch.device) -> torch.Tensor:
+    x = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float64))
+    return x.to(device=device, dtype=torch.float64)
+
+
+class LazyDynamics:
+    """Θ and 𝒦 on a data set with Θ's eigendecomposition, ready to evaluate any number of times.
+
+    Build with :func:`lazy_dynamics`; :meth:`trajectory` gives the ensemble at listed steps,
+    :meth:`covariance` the full covariance matrices at one step.
+    """
+
+    def __init__(self, kernels: TangentKernels, y_train: torch.Tensor, y_test: torch.Tensor | None, *,
+                 lr: float, width: int, fingerprint: str, squeeze: bool = False) -> None:
+        self.kernels, self.lr, self.width, self.fingerprint = kernels, float(lr), int(width), fingerprint
+        self.squeeze = squeeze  # targets were (P,): return (n, P) means
+        self.y_train, self.y_test = y_train, y_test
+        lam, U = symmetric_eigh(kernels.ntk_train)
+        self.eigenvalues = lam.clamp_min(0.0)  # Θ is PSD; round-off negatives would grow under GD
+        self.U = U
+        Kf = kernels.nngp_train
+        KU = Kf @ U
+        self._K_eig = U.T @ KU  # 𝒦 in Θ's eigenbasis, (P, P)
+        self._y_eig = U.T @ y_train  # (P, D)
+        if kernels.ntk_test_train is not None:
+            self._theta_eig = kernels.ntk_test_train @ U  # Θ(x*, X) U, (Pt, P)
+            self._cross_eig = kernels.nngp_test_train @ U  # 𝒦(x*, X) U, (Pt, P)
+        else:
+            self._theta_eig = self._cross_eig = None
+
+    # --- the two spectral factors ------------------------------------------------------------------
+    def factors(self, steps: torch.Tensor, continuous: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """a = (1 − ηλ)^t (or e^{−λτ}) and c = (1 − a)/λ (→ ηt at λ = 0), each (n, P)."""
+        t = steps.to(self.eigenvalues)[:, None]
+        lam = self.eigenvalues[None, :].expand(t.shape[0], -1)
+        eta = self.lr
+        positive = lam > 0
+        safe = torch.where(positive, lam, torch.ones_like(lam))
+        if continuous:
+            tau = eta * t
+            a = torch.exp(-lam * tau)
+            c = torch.where(positive, -torch.expm1(-lam * tau) / safe, tau.expand_as(lam).clone())
+            return a, c
+        x = eta * lam
+        a = torch.pow(1.0 - x, t)  # integer t: well defined for 1 − ηλ < 0 as well
+        small = x < 1.0  # accurate 1 − a for small ηλ: −expm1(t log1p(−ηλ))
+        one_minus_a = torch.where(small, -torch.expm1(t * torch.log1p(-x.clamp_max(1.0 - 1e-16))), 1.0 - a)
+        c = torch.where(positive, one_minus_a / safe, (eta * t).expand_as(lam).clone())
+        return a, c
+
+    def trajectory(self, steps: Sequence[int] | np.ndarray, *, continuous: bool = False,
+                   point_variance: bool = True) -> LazyTrajectory:
+        """The lazy ensemble after each of ``steps`` GD steps (see :class:`LazyTrajectory`)."""
+        st = np.asarray(steps)
+        _check(st.ndim == 1 and len(st) >= 1 and np.all(st >= 0) and np.all(np.mod(st, 1) == 0),
+               f"steps: must be non-negative integers, got {steps!r}")
+        st = st.astype(np.int64)
+        a, c = self.factors(torch.as_tensor(st, dtype=torch.float64, device=self.U.device), continuous)
+        U, y, P = self.U, self.y_train, self.y_train.shape[0]
+        D = y.shape[1]
+        diag_K = torch.diagonal(self._K_eig)  # (P,)
+        # mean: U ((1 − a) ∘ ỹ), all steps in one product
+        g = 1.0 - a  # (n, P)
+        train_mean = torch.einsum("ij,nj,jd->nid", U, g, self._y_eig)
+        train_error = ((y[None] - train_mean) ** 2).sum((1, 2)) / P
+        train_variance = D * (a * a * diag_K[None]).sum(1) / P  # tr(A 𝒦 A)/P per output
+        train_pv = None
+        if point_variance:
+            train_pv = torch.stack([((U * ai) @ self._K_eig * (U * ai)).sum(1) for ai in a])
+        test = dict(test_mean=None, test_error=None, test_variance=None, test_point_variance=None)
+        if self._theta_eig is not None:
+            Th, Cr, yt = self._theta_eig, self._cross_eig, self.y_test
+            test_mean = torch.einsum("ij,nj,jd->nid", Th, c, self._y_eig)
+            # Var f_t(x*) = 𝒦** − 2 [M 𝒦_X*]_** + [M 𝒦 Mᵀ]_**, M = Th diag(c) Uᵀ
+            prior = torch.diagonal(self.kernels.nngp_test)  # (Pt,)
+            cross = c @ (Th * Cr).sum(0)  # Σ_i diag(M 𝒦_X*)_i, (n,)
+            W = (Th.T @ Th) * self._K_eig  # Σ_i [M 𝒦 Mᵀ]_ii = cᵀ W c
+            quad = ((c @ W) * c).sum(1)
+            Pt = Th.shape[0]
+            test_variance = D * (prior.sum() - 2.0 * cross + quad) / Pt
+            test["test_mean"] = test_mean
+            test["test_variance"] = test_variance
+            if yt is not None:
+                test["test_error"] = ((yt[None] - test_mean) ** 2).sum((1, 2)) / Pt
+            if point_variance:
+                test["test_point_variance"] = torch.stack([
+                    prior - 2.0 * (Th * ci * Cr).sum(1) + ((Th * ci) @ self._K_eig * (Th * ci)).sum(1) for ci in c])
+        to_np = lambda v: None if v is None else v.detach().cpu().numpy()  # noqa: E731
+        mean_np = to_np(train_mean)
+        test_mean_np = to_np(test["test_mean"])
+        if self.squeeze:
+            mean_np = mean_np[..., 0]
+            test_mean_np = None if test_mean_np is None else test_mean_np[..., 0]
+        lam_max = float(self.eigenvalues.max())
+        stable = continuous or self.lr * lam_max < 2.0
+        notes = () if stable else (
+            f"lr·λ_max(Θ) = {self.lr * lam_max:.3g} ≥ 2: discrete GD diverges along the top NTK eigendirections",)
+        return LazyTrajectory(
+            step=st, time=self.lr * st.astype(np.float64), train_mean=mean_np, train_error=to_np(train_error),
+            train_variance=to_np(train_variance), train_point_variance=to_np(train_pv), test_mean=test_mean_np,
+            test_error=to_np(test["test_error"]), test_variance=to_np(test["test_variance"]),
+            test_point_variance=to_np(test["test_point_variance"]), ntk_eigenvalues=to_np(self.eigenvalues),
+            lr=self.lr, width=self.width, activation=self.kernels.activation, prior_w=self.kernels.prior_w,
+            prior_v=self.kernels.prior_v, continuous=bool(continuous), stable=bool(stable),
+            data_fingerprint=self.fingerprint, notes=notes,
+        )
+
+    def propagators(self, step: int, *, continuous: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """A_t (P, P) and M_t (Pt, P) at one step: a network that starts at f_0 ends, in the lazy limit, at
+        f_t(X) = (I − A_t) y + A_t f_0(X) and f_t(x*) = f_0(x*) + M_t (y − f_0(X))."""
+        a, c = self.factors(torch.tensor([float(step)], dtype=torch.float64, device=self.U.device), continuous)
+        A = (self.U * a[0]) @ self.U.T
+        M = None if self._theta_eig is None else (self._theta_eig * c[0]) @ self.U.T
+        return A.cpu().numpy(), None if M is None else M.cpu().numpy()
+
+    def covariance(self, step: int, *, continuous: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Full covariance matrices (per output) of f_t on train (P, P) and test (Pt, Pt) at one step."""
+        a, c = self.factors(torch.tensor([float(step)], dtype=torch.float64, device=self.U.device), continuous)
+        A = (self.U * a[0]) @ self.U.T
+        train = A @ self.kernels.nngp_train @ A
+        if self._theta_eig is None:
+            return train.cpu().numpy(), None
+        M = (self._theta_eig * c[0]) @ self.U.T
+        KX0 = self.kernels.nngp_test_train.T
+        test = self.kernels.nngp_test - M @ KX0 - KX0.T @ M.T + M @ self.kernels.nngp_train @ M.T
+        return train.cpu().numpy(), test.cpu().numpy()
+
+
+def lazy_dynamics(x_train, y_train, *, lr: float, width: int, activation: str = "erf", prior_w: float = 1.0,
+                  prior_v: float = 1.0, x_test=None, y_test=None, device: str | torch.device | None = None,
+                  nodes: int = 64) -> LazyDynamics:
+    """Kernels and the eigendecomposition of Θ for :func:`lazy_trajectory` (arguments as there)."""
+    _check(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0, f"lr: must be a finite number > 0, got {lr!r}")
+    _check(isinstance(width, (int, np.integer)) and width >= 1, f"width: must be a positive integer, got {width!r}")
+    _check(isinstance(activation, str) and activation in NTK_ACTIVATIONS,
+           f"activation: must be one of {list(NTK_ACTIVATIONS)}, got {activation!r}")
+    dev = torch.device(device) if device is not None else (
+        x_train.device if isinstance(x_train, torch.Tensor) else torch.device("cpu"))
+    X = _as_float64(x_train, dev)
+    _check(X.ndim == 2 and X.shape[0] >= 1, f"x_train: must be a non-empty (P, N0) array, got shape {tuple(X.shape)}")
+    Y = _as_float64(y_train, dev)
+    _check(Y.ndim in (1, 2) and Y.shape[0] == X.shape[0],
+           f"y_train: must have shape ({X.shape[0]},) or ({X.shape[0]}, D) like x_train, got {tuple(Y.shape)}")
+    squeeze = Y.ndim == 1
+    Y2 = Y[:, None] if squeeze else Y
+    Yt = None
+    if y_test is not None:
+        _check(x_test is not None, "y_test: given without x_test")
+        Yt = _as_float64(y_test, dev)
+        n_test = np.shape(x_test)[0]
+        _check(Yt.shape[0] == n_test and Yt.ndim == Y.ndim and Yt.shape[1:] == Y.shape[1:],
+               f"y_test: must have shape ({n_test},{'' if squeeze else f' {Y.shape[1]}'}) like y_train, got {tuple(Yt.shape)}")
+        Yt = Yt[:, None] if squeeze else Yt
+    kernels = tangent_kernels(X, x_test, activation=activation, prior_w=prior_w, prior_v=prior_v, device=dev,
+                              nodes=nodes)
+    return LazyDynamics(kernels, Y2, Yt, lr=lr, width=int(width), squeeze=squeeze,
+                        fingerprint=geometry.data_fingerprint(x_train, y_train))
+
+
+def lazy_trajectory(x_train, y_train, *, steps: int | Sequence[int], lr: float, width: int, activation: str = "erf",
+                    prior_w: float = 1.0, prior_v: float = 1.0, x_test=None, y_test=None, continuous: bool = False,
+                    point_variance: bool = True, log_points: int = 100, device: str | torch.device | None = None,
+                    nodes: int = 64) -> LazyTrajectory:
+    """Mean, variance and errors of the infinite-width GD ensemble at every listed step (module docstring).
+
+    Args:
+        x_train, y_train: (P, N0) inputs and (P,) or (P, D) targets (numpy or torch).
+        steps: the GD steps to report (a sequence of non-negative integers), or one integer S: the same
+            ``log_points`` log-spaced steps in 0..S as ``gd_dynamics.train``'s default schedule.
+        lr: learning rate η per step on ½Σ(y − f)² (as ``gd_dynamics.train``).
+        width: N1 of the run this baseline accompanies (recorded; the lazy limit does not depend on it).
+        activation, prior_w, prior_v: σ, λ0, λ1 (docs/conventions.md §1).
+        x_test, y_test: optional test inputs (and targets, for the test error).
+        continuous: gradient flow at time τ = η·step instead of the discrete steps.
+        point_variance: also the per-point variances (one P×P×P product per step).
+        device: where the float64 computation runs (default: the input's device).
+    """
+    if isinstance(steps, (int, np.integer)):
+        _check(steps >= 1, f"steps: must be ≥ 1 (or a list of steps), got {steps!r}")
+        _check(log_points >= 2, f"log_points: must be ≥ 2, got {log_points!r}")
+        steps = log_schedule(int(steps), log_points, "log")
+    else:
+        arr = np.asarray(steps)
+        _check(arr.ndim == 1 and len(arr) >= 1 and np.all(np.mod(arr, 1) == 0) and np.all(arr >= 0),
+               f"steps: must be an integer ≥ 1 or a list of non-negative integers, got {steps!r}")
+    dyn = lazy_dynamics(x_train, y_train, lr=lr, width=width, activation=activation, prior_w=prior_w, prior_v=prior_v,
+                        x_test=x_test, y_test=y_test, device=device, nodes=nodes)
+    return dyn.trajectory(steps, continuous=continuous, point_variance=point_variance)
