@@ -130,6 +130,14 @@ def _as_float64(x, device: torch.device) -> torch.Tensor:
     return x.to(device=device, dtype=torch.float64)
 
 
+def _apply(B: torch.Tensor, coef: torch.Tensor, y_eig: torch.Tensor) -> torch.Tensor:
+    """out[n] = B diag(coef[n]) ỹ for every step n, as ONE (m×P)·(P×nD) product: (n, m, D)."""
+    n, P = coef.shape
+    D = y_eig.shape[1]
+    G = (coef[:, :, None] * y_eig[None]).permute(1, 0, 2).reshape(P, n * D)
+    return (B @ G).reshape(B.shape[0], n, D).permute(1, 0, 2)
+
+
 class LazyDynamics:
     """Θ and 𝒦 on a data set with Θ's eigendecomposition, ready to evaluate any number of times.
 
@@ -145,15 +153,25 @@ class LazyDynamics:
         lam, U = symmetric_eigh(kernels.ntk_train)
         self.eigenvalues = lam.clamp_min(0.0)  # Θ is PSD; round-off negatives would grow under GD
         self.U = U
-        Kf = kernels.nngp_train
-        KU = Kf @ U
-        self._K_eig = U.T @ KU  # 𝒦 in Θ's eigenbasis, (P, P)
         self._y_eig = U.T @ y_train  # (P, D)
-        if kernels.ntk_test_train is not None:
-            self._theta_eig = kernels.ntk_test_train @ U  # Θ(x*, X) U, (Pt, P)
-            self._cross_eig = kernels.nngp_test_train @ U  # 𝒦(x*, X) U, (Pt, P)
-        else:
-            self._theta_eig = self._cross_eig = None
+        self._theta_eig = None if kernels.ntk_test_train is None else kernels.ntk_test_train @ U  # Θ(x*, X) U
+        self._K_eig_cache: torch.Tensor | None = None
+        self._cross_eig_cache: torch.Tensor | None = None
+
+    # the variances need 𝒦 in Θ's eigenbasis: two more P×P×P products, made only when asked for
+    @property
+    def _K_eig(self) -> torch.Tensor:
+        """Uᵀ 𝒦 U, (P, P)."""
+        if self._K_eig_cache is None:
+            self._K_eig_cache = self.U.T @ (self.kernels.nngp_train @ self.U)
+        return self._K_eig_cache
+
+    @property
+    def _cross_eig(self) -> torch.Tensor:
+        """𝒦(x*, X) U, (Pt, P)."""
+        if self._cross_eig_cache is None:
+            self._cross_eig_cache = self.kernels.nngp_test_train @ self.U
+        return self._cross_eig_cache
 
     # --- the two spectral factors ------------------------------------------------------------------
     def factors(self, steps: torch.Tensor, continuous: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -176,8 +194,11 @@ class LazyDynamics:
         return a, c
 
     def trajectory(self, steps: Sequence[int] | np.ndarray, *, continuous: bool = False,
-                   point_variance: bool = True) -> LazyTrajectory:
-        """The lazy ensemble after each of ``steps`` GD steps (see :class:`LazyTrajectory`)."""
+                   variance: bool = True, point_variance: bool = True) -> LazyTrajectory:
+        """The lazy ensemble after each of ``steps`` GD steps (see :class:`LazyTrajectory`).
+
+        ``variance=False`` skips the variances (NaN; saves two P×P×P products: then the cost after the
+        eigendecomposition is O(P²) per step); ``point_variance=False`` only the per-point ones."""
         st = np.asarray(steps)
         _check(st.ndim == 1 and len(st) >= 1 and np.all(st >= 0) and np.all(np.mod(st, 1) == 0),
                f"steps: must be non-negative integers, got {steps!r}")
@@ -185,26 +206,31 @@ class LazyDynamics:
         a, c = self.factors(torch.as_tensor(st, dtype=torch.float64, device=self.U.device), continuous)
         U, y, P = self.U, self.y_train, self.y_train.shape[0]
         D = y.shape[1]
-        diag_K = torch.diagonal(self._K_eig)  # (P,)
+        point_variance = point_variance and variance
         # mean: U ((1 − a) ∘ ỹ), all steps in one product
         g = 1.0 - a  # (n, P)
-        train_mean = torch.einsum("ij,nj,jd->nid", U, g, self._y_eig)
+        train_mean = _apply(U, g, self._y_eig)
         train_error = ((y[None] - train_mean) ** 2).sum((1, 2)) / P
-        train_variance = D * (a * a * diag_K[None]).sum(1) / P  # tr(A 𝒦 A)/P per output
+        train_variance = torch.full_like(train_error, float("nan"))
+        if variance:
+            train_variance = D * (a * a * torch.diagonal(self._K_eig)[None]).sum(1) / P  # tr(A 𝒦 A)/P per output
         train_pv = None
         if point_variance:
             train_pv = torch.stack([((U * ai) @ self._K_eig * (U * ai)).sum(1) for ai in a])
         test = dict(test_mean=None, test_error=None, test_variance=None, test_point_variance=None)
         if self._theta_eig is not None:
-            Th, Cr, yt = self._theta_eig, self._cross_eig, self.y_test
-            test_mean = torch.einsum("ij,nj,jd->nid", Th, c, self._y_eig)
-            # Var f_t(x*) = 𝒦** − 2 [M 𝒦_X*]_** + [M 𝒦 Mᵀ]_**, M = Th diag(c) Uᵀ
-            prior = torch.diagonal(self.kernels.nngp_test)  # (Pt,)
-            cross = c @ (Th * Cr).sum(0)  # Σ_i diag(M 𝒦_X*)_i, (n,)
-            W = (Th.T @ Th) * self._K_eig  # Σ_i [M 𝒦 Mᵀ]_ii = cᵀ W c
-            quad = ((c @ W) * c).sum(1)
+            Th, yt = self._theta_eig, self.y_test
             Pt = Th.shape[0]
-            test_variance = D * (prior.sum() - 2.0 * cross + quad) / Pt
+            test_mean = _apply(Th, c, self._y_eig)
+            test_variance = torch.full((len(st),), float("nan"), dtype=torch.float64, device=U.device)
+            if variance:
+                # Var f_t(x*) = 𝒦** − 2 [M 𝒦_X*]_** + [M 𝒦 Mᵀ]_**, M = Th diag(c) Uᵀ
+                Cr = self._cross_eig
+                prior = torch.diagonal(self.kernels.nngp_test)  # (Pt,)
+                cross = c @ (Th * Cr).sum(0)  # Σ_i diag(M 𝒦_X*)_i, (n,)
+                W = (Th.T @ Th) * self._K_eig  # Σ_i [M 𝒦 Mᵀ]_ii = cᵀ W c
+                quad = ((c @ W) * c).sum(1)
+                test_variance = D * (prior.sum() - 2.0 * cross + quad) / Pt
             test["test_mean"] = test_mean
             test["test_variance"] = test_variance
             if yt is not None:
@@ -286,7 +312,7 @@ def lazy_dynamics(x_train, y_train, *, lr: float, width: int, activation: str = 
 
 def lazy_trajectory(x_train, y_train, *, steps: int | Sequence[int], lr: float, width: int, activation: str = "erf",
                     prior_w: float = 1.0, prior_v: float = 1.0, x_test=None, y_test=None, continuous: bool = False,
-                    point_variance: bool = True, log_points: int = 100, device: str | torch.device | None = None,
+                    point_variance: bool = True, variance: bool = True, log_points: int = 100, device: str | torch.device | None = None,
                     nodes: int = 64) -> LazyTrajectory:
     """Mean, variance and errors of the infinite-width GD ensemble at every listed step (module docstring).
 
@@ -300,6 +326,7 @@ def lazy_trajectory(x_train, y_train, *, steps: int | Sequence[int], lr: float, 
         x_test, y_test: optional test inputs (and targets, for the test error).
         continuous: gradient flow at time τ = η·step instead of the discrete steps.
         point_variance: also the per-point variances (one P×P×P product per step).
+        variance: the variances at all (False: means and errors only, O(P²) per step after the eigh).
         device: where the float64 computation runs (default: the input's device).
     """
     if isinstance(steps, (int, np.integer)):
@@ -312,4 +339,4 @@ def lazy_trajectory(x_train, y_train, *, steps: int | Sequence[int], lr: float, 
                f"steps: must be an integer ≥ 1 or a list of non-negative integers, got {steps!r}")
     dyn = lazy_dynamics(x_train, y_train, lr=lr, width=width, activation=activation, prior_w=prior_w, prior_v=prior_v,
                         x_test=x_test, y_test=y_test, device=device, nodes=nodes)
-    return dyn.trajectory(steps, continuous=continuous, point_variance=point_variance)
+    return dyn.trajectory(steps, continuous=continuous, variance=variance, point_variance=point_variance)

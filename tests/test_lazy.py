@@ -185,6 +185,9 @@ def test_default_schedule_and_divergence_note():
     lt = lazy_trajectory(x, y, steps=500, lr=0.01, width=4, point_variance=False)
     np.testing.assert_array_equal(lt.step, log_schedule(500, 100, "log"))
     assert lt.train_point_variance is None and lt.test_mean is None
+    fast = lazy_trajectory(x, y, steps=500, lr=0.01, width=4, variance=False)  # means and errors only
+    np.testing.assert_array_equal(fast.train_mean, lt.train_mean)
+    assert np.isnan(fast.train_variance).all() and fast.train_point_variance is None
     lam = lt.ntk_eigenvalues.max()
     bad = lazy_trajectory(x, y, steps=[0, 10], lr=2.5 / lam, width=4)
     assert not bad.stable and "diverges" in bad.notes[0]
