@@ -267,3 +267,27 @@ def test_each_wide_network_follows_its_own_linearised_dynamics(wide_run):
         assert np.sqrt(((f[i] - pred) ** 2).mean()) < 2.0 / math.sqrt(4096), s
         assert np.sqrt(((ft[i] - tpred) ** 2).mean()) < 2.0 / math.sqrt(4096), s
     assert prior_rms > 0.3
+
+
+def test_wide_gd_run_is_not_thermal_where_its_two_thermometers_disagree(wide_run):
+    """Lazy training lowers the training error (T_a cools by decades) while the readout barely moves
+    (λ1⟨v²⟩ − 1 = O(1/N1), measured against its step-0 control variate); equilibrium at T_a would have
+    raised it. So the two maps disagree beyond their errors after the first steps, and exactly there the
+    run is called not thermal."""
+    from gdeq.bridge.experiments import theory_curves
+    from gdeq.bridge.thermal import thermometer_consistency
+
+    task, traj, lt, _ = wide_run
+    curve = theory_curves(task, width=4096, temperatures=tuple(np.logspace(-4, 2, 31)), levels=("gaussian",))["gaussian"]
+    chk = thermometer_consistency(traj, curve, ("train_error", "readout_second_moment"))
+    T_a = chk.maps[0].temperature
+    late = traj.step >= 5
+    assert T_a[late][-1] < T_a[late][0] / 10  # the clock runs: T_a cools by more than a decade
+    # the readout reads hotter than T_a (too little readout growth for an equilibrium state at T_a)
+    assert np.all(chk.residual[late] < -3 * chk.residual_se[late])
+    disagree = np.abs(chk.log_ratio) > 3 * chk.log_ratio_se
+    assert disagree[late].all() and np.all(chk.log_ratio[late] < 0)
+    assert np.all(chk.status[late & disagree] == "not thermal")
+    # (at step 0, T_a ≈ 15 sits where the readout curve is flat and the ratio's jackknife is unreliable;
+    # the decision, taken in the readout's own units, calls the prior draw thermal there)
+    assert not chk.thermal[late].any()
