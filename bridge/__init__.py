@@ -5,6 +5,7 @@ neither of them imports it.
 
 - :mod:`bridge.lazy`: the lazy (infinite-width NTK) GD ensemble, :func:`lazy_trajectory`;
 - :mod:`bridge.maps`: T_eff(t) by monotone observable matching (docs/conventions.md §7);
+- :mod:`bridge.thermal`: two-thermometer consistency (is a stretch of training thermal?);
 - :mod:`bridge.thermometers`: SGD gradient-noise temperature and the fluctuation–dissipation
   thermometer (Yaida 2018);
 - :mod:`bridge.compare`: compatibility checks, turning points (t*, T*), run-vs-theory comparison,
@@ -25,6 +26,7 @@ from .compare import (
 )
 from .lazy import LazyDynamics, LazyTrajectory, lazy_dynamics, lazy_trajectory
 from .maps import OBSERVABLES, TemperatureMap, effective_temperature, map_observable, mean_predictor_error
+from .thermal import ThermalCheck, thermometer_consistency
 from .thermometers import (
     ThermometerReading,
     fdt_monitor,
@@ -45,6 +47,7 @@ __all__ = [
     "ConsistencyCheck",
     "MeasureComparison",
     "TemperatureMap",
+    "ThermalCheck",
     "ThermometerReading",
     "Turning",
     "check_compatible",
@@ -59,5 +62,6 @@ __all__ = [
     "mean_predictor_error",
     "one_hidden_layer_gradient_moments",
     "potential_gradient_terms",
+    "thermometer_consistency",
     "turning_point",
 ]

@@ -320,6 +320,9 @@ class Comparison:
     measures: dict[str, MeasureComparison]
     consistency: dict[str, ConsistencyCheck]  # level -> check (Langevin runs only)
     metadata: dict = field(default_factory=dict)
+    lazy: Any = None  # bridge.lazy.LazyTrajectory at the run's steps (when given)
+    three_way: dict = field(default_factory=dict)  # observable -> bridge.lazy.ThreeWay (GD, lazy, equilibrium)
+    thermal: dict = field(default_factory=dict)  # level -> bridge.thermal.ThermalCheck (two thermometers)
 
     def table(self) -> list[dict]:
         """One row per measure: each side's turning point (the report's summary table)."""
@@ -357,6 +360,8 @@ def compare(
     measures: list[str] | None = None,
     rel_tol: float = 0.02,
     consistency_rtol: float = 0.1,
+    lazy: Any = None,
+    thermometers: tuple[str, str] | None = ("train_error", "readout_second_moment"),
 ) -> Comparison:
     """Compare a run with theory curves (one per level) at matched temperatures.
 
@@ -370,6 +375,10 @@ def compare(
             (:func:`turning_point`); replica s.e. also enter on the run side.
         consistency_rtol: for Langevin runs, the relative T_eff deviation accepted as consistent when
             the error bars are tighter than the theory level's own accuracy.
+        lazy: the lazy (NTK) theory at the run's steps (``bridge.lazy.lazy_baseline``): adds the
+            three-way comparison GD / lazy / equilibrium at T_eff(t) (``Comparison.three_way``).
+        thermometers: two observables for the two-thermometer test per level (``bridge.thermal``;
+            None to skip; skipped with a note when the run lacks them or has < 3 replicas).
     """
     if not isinstance(curves, Mapping):
         curves = {str(_get(curves, "level") or "theory"): curves}
@@ -443,14 +452,28 @@ def compare(
         for lv, c in curves.items():
             consistency[lv] = langevin_consistency(trajectory, c, observable=observable, rtol=consistency_rtol,
                                                    check=False)
+    three, thermal, notes = {}, {}, []
+    if lazy is not None:
+        from .lazy import three_way
+
+        three = three_way(trajectory, lazy, dict(curves), maps)
+    if thermometers is not None:
+        from .thermal import thermometer_consistency
+
+        for lv, c in curves.items():
+            try:
+                thermal[lv] = thermometer_consistency(trajectory, c, thermometers, check=False)
+            except (ValueError, TypeError) as err:  # e.g. fewer than 3 replicas: no jackknife
+                notes.append(f"two-thermometer test skipped ({lv}): {err}")
     meta = dict(
         optimizer=_get(trajectory, "optimizer"), lr=_get(trajectory, "lr"), width=width,
         activation=_get(trajectory, "activation"), prior_w=_get(trajectory, "prior_w"),
         prior_v=_get(trajectory, "prior_v"), replicas=int(trajectory.train_predictions.shape[1]),
         data_fingerprint=_get(trajectory, "data_fingerprint"), observable=observable,
-        observable_description=OBSERVABLES[observable][1], levels=list(curves),
+        observable_description=OBSERVABLES[observable][1], levels=list(curves), notes=notes,
     )
-    return Comparison(maps=maps, measures=results, consistency=consistency, metadata=meta)
+    return Comparison(maps=maps, measures=results, consistency=consistency, metadata=meta, lazy=lazy,
+                      three_way=three, thermal=thermal)
 
 
 def langevin_consistency(

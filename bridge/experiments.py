@@ -150,6 +150,16 @@ def _infinite_width_centroid(curve: Any) -> float:
     return float(np.median(np.asarray(curve.centroid_distance) - np.asarray(curve.centroid_shift) / curve.width))
 
 
+def _lazy_for(traj: Any, task: Any) -> Any:
+    """The lazy (NTK) baseline at the run's steps for a full-batch GD run with MSE loss, else None."""
+    from .lazy import lazy_baseline
+
+    config = getattr(traj, "config", None) or {}
+    if traj.optimizer != "gd" or config.get("loss", "mse") != "mse" or config.get("batch_size") is not None:
+        return None
+    return lazy_baseline(traj, task.x_train, task.y_train, task.x_test, task.y_test)
+
+
 def run_width(task: Any, *, width: int, activation: str = "erf", optimizer: str = "gd", lr: float | None = None,
               steps: int = 1000, replicas: int = 8, temperature: float | None = None, batch_size: int | None = None,
               prior_w: float = 1.0, prior_v: float = 1.0, levels: Sequence[str] = ("nngp", "gaussian"),
@@ -178,7 +188,7 @@ def run_width(task: Any, *, width: int, activation: str = "erf", optimizer: str 
                  probe_size=max(task.n_train, len(task.x_test)))  # geometry on the full sets, as the theory
     seconds["train"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    comparison = compare(traj, curves, observable=observable)
+    comparison = compare(traj, curves, observable=observable, lazy=_lazy_for(traj, task))
     seconds["compare"] = time.perf_counter() - t0
     samples: list[SampledPoint] = []
     if sample_temperatures:
@@ -455,7 +465,8 @@ def compare_saved_run(run: str | Path, *, levels: Sequence[str] = ("nngp", "gaus
     t0 = time.perf_counter()
     curves = theory_curves(task, width=width, activation=traj.activation, prior_w=traj.prior_w, prior_v=traj.prior_v,
                            temperatures=temperatures, levels=levels)
-    cmp = compare(traj, curves, observable=observable)  # raises on any mismatch of data, width, priors
+    # raises on any mismatch of data, width, priors
+    cmp = compare(traj, curves, observable=observable, lazy=_lazy_for(traj, task))
     seconds = {"theory+compare": time.perf_counter() - t0}
     samples = []
     if sample_temperatures:

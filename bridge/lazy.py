@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -45,7 +45,8 @@ from gdeq.equilibrium import TangentKernels, tangent_kernels
 from gdeq.equilibrium.ntk import NTK_ACTIVATIONS
 from gdeq.gd_dynamics.callbacks import log_schedule
 
-__all__ = ["LazyDynamics", "LazyTrajectory", "lazy_dynamics", "lazy_trajectory", "symmetric_eigh"]
+__all__ = ["THREE_WAY_OBSERVABLES", "LazyDynamics", "LazyTrajectory", "ThreeWay", "lazy_baseline", "lazy_dynamics",
+           "lazy_trajectory", "symmetric_eigh", "three_way"]
 
 
 def symmetric_eigh(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -340,3 +341,138 @@ def lazy_trajectory(x_train, y_train, *, steps: int | Sequence[int], lr: float, 
     dyn = lazy_dynamics(x_train, y_train, lr=lr, width=width, activation=activation, prior_w=prior_w, prior_v=prior_v,
                         x_test=x_test, y_test=y_test, device=device, nodes=nodes)
     return dyn.trajectory(steps, continuous=continuous, variance=variance, point_variance=point_variance)
+
+
+# ------------------------------------------------------------------------------------------------
+# beside a run: the lazy baseline at the run's own steps, and the three-way comparison
+# ------------------------------------------------------------------------------------------------
+#: observables GD, the lazy theory and equilibrium all have: name -> (description, run side, lazy side,
+#: equilibrium side as a function of the curve)
+THREE_WAY_OBSERVABLES: dict[str, str] = {
+    "train_error": "training error of the mean predictor (1/P)Σ|y − f̄|² (bias²)",
+    "test_error": "test error of the mean predictor (bias²)",
+    "gibbs_train_error": "expected training error of one network (bias² + variance)",
+    "gibbs_test_error": "expected test error of one network (bias² + variance)",
+    "train_variance": "variance of f over the ensemble, mean over training points",
+    "test_variance": "variance of f over the ensemble, mean over test points",
+}
+
+
+def lazy_baseline(trajectory: Any, x_train, y_train, x_test=None, y_test=None, *, continuous: bool = False,
+                  point_variance: bool = False) -> LazyTrajectory:
+    """The lazy theory at a run's logged steps, learning rate, width, activation and priors.
+
+    The inputs must be the run's (checked with ``geometry.data_fingerprint``). The lazy limit describes
+    full-batch GD from the prior; for other optimizers the result is returned with a note saying so.
+    """
+    fingerprint = _attr(trajectory, "data_fingerprint")
+    if fingerprint and geometry.data_fingerprint(x_train, y_train) != fingerprint:
+        raise ValueError("x_train: not the run's training data (data_fingerprint differs)")
+    width = _attr(trajectory, "width")
+    width = int(width[0] if isinstance(width, (list, tuple)) else width)
+    lt = lazy_trajectory(x_train, y_train, steps=np.asarray(_attr(trajectory, "step")), lr=float(_attr(trajectory, "lr")),
+                         width=width, activation=str(_attr(trajectory, "activation")),
+                         prior_w=float(_attr(trajectory, "prior_w")), prior_v=float(_attr(trajectory, "prior_v")),
+                         x_test=x_test, y_test=y_test, continuous=continuous, point_variance=point_variance)
+    optimizer = str(_attr(trajectory, "optimizer") or "gd")
+    config = _attr(trajectory, "config") or {}
+    caveats = []
+    if optimizer != "gd":
+        caveats.append(f"the run used optimizer={optimizer!r}; the lazy theory describes full-batch GD")
+    if config.get("init", "prior") != "prior":
+        caveats.append("the run did not start from the prior; the lazy ensemble does")
+    if config.get("bias"):
+        caveats.append("the run's network has biases; the lazy theory's does not")
+    if caveats:
+        from dataclasses import replace
+
+        lt = replace(lt, notes=lt.notes + tuple(caveats))
+    return lt
+
+
+def _attr(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+@dataclass(frozen=True)
+class ThreeWay:
+    """One observable along a run: GD (replica mean ± s.e.), the lazy theory at the same steps, and
+    equilibrium at T_eff(t) per theory level (T_eff from that level's map). Arrays (n,) per logged step."""
+
+    observable: str
+    description: str
+    step: np.ndarray
+    run: np.ndarray
+    run_se: np.ndarray
+    lazy: np.ndarray
+    equilibrium: dict[str, np.ndarray]
+
+    def agreement(self, n_se: float = 3.0) -> dict[str, int]:
+        """Logged steps where GD lies within n_se s.e. of the lazy theory and of each level."""
+        out = {"lazy": int(np.sum(np.abs(self.run - self.lazy) <= n_se * self.run_se))}
+        for lv, v in self.equilibrium.items():
+            out[lv] = int(np.sum(np.abs(self.run - v) <= n_se * self.run_se))
+        return out
+
+
+def _run_side(trajectory: Any, observable: str) -> tuple[np.ndarray, np.ndarray]:
+    from gdeq.geometry import jackknife, mean_se
+
+    from .maps import mean_predictor_error
+
+    if observable in ("train_error", "test_error"):
+        split = observable.split("_")[0]
+        return mean_predictor_error(_attr(trajectory, f"{split}_predictions"), _attr(trajectory, f"y_{split}"))
+    if observable.startswith("gibbs_"):
+        return mean_se(np.asarray(_attr(trajectory, observable[len("gibbs_"):]), dtype=np.float64), axis=1)
+    preds = np.asarray(_attr(trajectory, f"{observable.split('_')[0]}_predictions"), dtype=np.float64)
+    P = preds.shape[2]
+
+    def variance(f: np.ndarray) -> np.ndarray:  # unbiased over replicas, mean over points, summed over outputs
+        return f.var(axis=1, ddof=1).reshape(f.shape[0], -1).sum(1) / P
+
+    return jackknife(variance, preds, axis=1)
+
+
+def three_way(trajectory: Any, lazy: LazyTrajectory, curves: dict[str, Any], maps: dict[str, Any]
+              ) -> dict[str, ThreeWay]:
+    """GD vs lazy theory vs equilibrium at T_eff(t) for every observable in :data:`THREE_WAY_OBSERVABLES`
+    that the run, the lazy result and the curves all have (test observables need a test set)."""
+    from .maps import interpolate_curve
+
+    steps = np.asarray(_attr(trajectory, "step"))
+    if lazy.step.shape != steps.shape or np.any(lazy.step != steps):
+        raise ValueError("lazy: not computed at the run's logged steps (use bridge.lazy.lazy_baseline)")
+    lazy_side = dict(train_error=lazy.train_error, test_error=lazy.test_error,
+                     gibbs_train_error=lazy.train_gibbs_error, gibbs_test_error=lazy.test_gibbs_error,
+                     train_variance=lazy.train_variance, test_variance=lazy.test_variance)
+
+    def eq_side(curve: Any, observable: str) -> np.ndarray | None:
+        get = lambda k: None if getattr(curve, k, None) is None else np.asarray(getattr(curve, k), float)  # noqa: E731
+        if observable == "gibbs_train_error":
+            a, b = get("train_error"), get("train_variance")
+            return None if a is None or b is None else a + b
+        field_name = {"test_error": "test_bias2", "gibbs_test_error": "test_error"}.get(observable, observable)
+        return get(field_name)
+
+    out: dict[str, ThreeWay] = {}
+    for name, description in THREE_WAY_OBSERVABLES.items():
+        lz = lazy_side[name]
+        if lz is None or np.all(np.isnan(lz)):
+            continue
+        split = "test" if "test" in name else "train"
+        if _attr(trajectory, f"{split}_predictions") is None or (
+                "error" in name and _attr(trajectory, f"y_{split}") is None):
+            continue
+        try:
+            run, se = _run_side(trajectory, name)
+        except (ValueError, TypeError):
+            continue
+        eq = {}
+        for lv, curve in curves.items():
+            g = eq_side(curve, name)
+            if g is not None and np.isfinite(g).any() and lv in maps:
+                eq[lv] = interpolate_curve(np.asarray(curve.temperature, float), g, maps[lv].temperature)
+        out[name] = ThreeWay(name, description, steps.astype(np.float64), np.asarray(run, float),
+                             np.asarray(se, float), np.asarray(lz, float), eq)
+    return out

@@ -113,6 +113,37 @@ def _plot_vs_step(res: Any, path: Path) -> None:
     plt.close(fig)
 
 
+def _plot_three_way(res: Any, path: Path) -> None:
+    """GD (replica mean ± s.e.), the lazy NTK theory at the same steps, equilibrium at T_eff(t) per level."""
+    plt = _plt()
+    cmp = res.comparison
+    names = list(cmp.three_way)
+    colors = _level_colors(list(cmp.maps))
+    ncol = 3
+    nrow = max(1, int(np.ceil(len(names) / ncol)))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.0 * nrow), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        tw = cmp.three_way[name]
+        s = np.maximum(tw.step, 0.5)
+        ax.errorbar(s, tw.run, yerr=np.nan_to_num(tw.run_se), fmt="o", ms=2.5, color="tab:red", lw=0.6,
+                    label="GD (mean ± s.e.)")
+        ax.plot(s, tw.lazy, color="k", lw=1.4, label="lazy (NTK, N1 → ∞)")
+        for lv, v in tw.equilibrium.items():
+            ax.plot(s, v, color=colors[lv], lw=1.2, ls="--", label=f"equilibrium at T_eff(t) ({lv})")
+        ax.set_xscale("log")
+        ax.set_title(tw.observable, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+    if names:
+        axes.flat[0].legend(fontsize=6)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.suptitle(f"N1 = {res.width}: GD vs lazy theory vs equilibrium at T_eff(t)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def _plot_vs_T(res: Any, path: Path, names: Sequence[str]) -> None:
     plt = _plt()
     cmp = res.comparison
@@ -201,6 +232,13 @@ def _metrics_rows(res: Any) -> list[dict]:
             row[f"status[{lv}]"] = tmap.status[i]
         row["match_value"] = next(iter(cmp.maps.values())).run_value[i]
         row["match_value_se"] = next(iter(cmp.maps.values())).run_value_se[i]
+        for name, tw in cmp.three_way.items():
+            row[f"{name}_gd"], row[f"{name}_gd_se"], row[f"{name}_lazy"] = tw.run[i], tw.run_se[i], tw.lazy[i]
+            for lv, v in tw.equilibrium.items():
+                row[f"{name}_eq[{lv}]"] = v[i]
+        for lv, th in cmp.thermal.items():
+            row[f"thermal[{lv}]"] = th.status[i]
+            row[f"log_T_ratio[{lv}]"], row[f"log_T_ratio_se[{lv}]"] = th.log_ratio[i], th.log_ratio_se[i]
         for name, m in cmp.measures.items():
             row[name] = m.run_mean[i]
             row[f"{name}_se"] = m.run_se[i]
@@ -277,9 +315,41 @@ def _width_json(res: Any) -> dict:
         maps={lv: m.summary() for lv, m in cmp.maps.items()},
         measures=measures,
         consistency={lv: dict(vars(c), passed=c.passed) for lv, c in cmp.consistency.items()},
+        lazy=None if cmp.lazy is None else dict(stable=cmp.lazy.stable, notes=list(cmp.lazy.notes),
+                                                 ntk_max_eigenvalue=float(np.max(cmp.lazy.ntk_eigenvalues))),
+        three_way={name: dict(description=tw.description, within_3se=tw.agreement(), steps=len(tw.step))
+                   for name, tw in cmp.three_way.items()},
+        thermal={lv: th.summary() for lv, th in cmp.thermal.items()},
         samples=[dict(temperature=p.temperature, replicas=p.replicas, method=p.method, seconds=p.seconds,
                       values={k: dict(mean=v[0], se=v[1]) for k, v in p.values.items()}) for p in res.samples],
     )
+
+
+def _three_way_lines(res: Any) -> list[str]:
+    """Markdown for the lazy baseline (three-way table) and the two-thermometer verdict of one width."""
+    cmp = res.comparison
+    lines: list[str] = []
+    if cmp.three_way:
+        levels = list(cmp.maps)
+        lines += ["", "**GD vs lazy (NTK) theory vs equilibrium at T_eff(t)** — values at the last logged step; "
+                  "counts: logged steps where GD lies within 3 s.e. of each", "",
+                  "| observable | GD | lazy | " + " | ".join(f"eq. {lv}" for lv in levels) + " | within 3 s.e.: lazy | "
+                  + " | ".join(f"{lv}" for lv in levels) + " |", "|" + "---|" * (3 + 2 * len(levels))]
+        for name, tw in cmp.three_way.items():
+            agree = tw.agreement()
+            n = len(tw.step)
+            cells = [name, f"{_fmt(tw.run[-1], '.4g')} ± {_fmt(tw.run_se[-1], '.2g')}", _fmt(tw.lazy[-1], ".4g")]
+            cells += [_fmt(tw.equilibrium[lv][-1], ".4g") if lv in tw.equilibrium else "—" for lv in levels]
+            cells += [f"{agree['lazy']}/{n}"] + [f"{agree[lv]}/{n}" if lv in agree else "—" for lv in levels]
+            lines.append("| " + " | ".join(cells) + " |")
+        if cmp.lazy is not None and cmp.lazy.notes:
+            lines.append("")
+            lines.append("Lazy theory notes: " + "; ".join(cmp.lazy.notes) + ".")
+    for lv, th in cmp.thermal.items():
+        lines += ["", f"- Two thermometers ({lv}): {th.statement()}."]
+    for note in cmp.metadata.get("notes", []):
+        lines += ["", f"- {note}"]
+    return lines
 
 
 def _markdown(results: Sequence[Any], config: dict, files: dict, seconds: float) -> str:
@@ -315,6 +385,7 @@ def _markdown(results: Sequence[Any], config: dict, files: dict, seconds: float)
                          f"{_fmt(s['last_mapped_step'])}; " + ("; ".join(m.notes) if m.notes else "no flags") + ".")
         for lv, c in cmp.consistency.items():
             lines.append(f"- Langevin consistency ({lv}): {c.message}")
+        lines += _three_way_lines(res)
         lines += ["", "**Where each side is non-monotonic**", ""]
         for name, m in cmp.measures.items():
             lines.append(f"- {LABELS.get(name, name)} (`{name}`): {m.statement()}")
@@ -353,6 +424,14 @@ def _markdown(results: Sequence[Any], config: dict, files: dict, seconds: float)
         w = res.width
         lines += ["", f"![measures vs step]({files[f'step_{w}']})", "", f"![measures vs T]({files[f'T_{w}']})", "",
                   f"![weights]({files[f'weights_{w}']})", ""]
+        if f"lazy_{w}" in files:
+            lines += [f"![GD vs lazy vs equilibrium]({files[f'lazy_{w}']})", ""]
+    if any(res.comparison.thermal for res in results):
+        lines += ["## Is training thermal? (two thermometers)", ""]
+        for res in results:
+            for lv, th in res.comparison.thermal.items():
+                lines.append(f"- N1 = {res.width}: {th.statement()}.")
+        lines.append("")
     lines += ["## Files", "",
               "- `metrics.csv`: per width and logged step, replica means and s.e. of every measure, T_eff per level "
               "(with the interval from ± 1 s.e.) and the theory at T_eff;",
@@ -382,6 +461,9 @@ def write_report(out_dir: str | Path, results: Sequence[Any], *, config: dict | 
         _plot_vs_step(res, out / files[f"step_{w}"])
         _plot_vs_T(res, out / files[f"T_{w}"], GEOMETRY_MEASURES)
         _plot_vs_T(res, out / files[f"weights_{w}"], WEIGHT_MEASURES + ("mean_predictor_train_error",))
+        if res.comparison.three_way:
+            files[f"lazy_{w}"] = f"gd_lazy_equilibrium_N{w}.png"
+            _plot_three_way(res, out / files[f"lazy_{w}"])
     metrics = [r for res in results for r in _metrics_rows(res)]
     _write_csv(metrics, out / "metrics.csv")
     _write_csv([r for res in results for r in _curve_rows(res)], out / "curves.csv")

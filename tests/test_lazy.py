@@ -291,3 +291,44 @@ def test_wide_gd_run_is_not_thermal_where_its_two_thermometers_disagree(wide_run
     # (at step 0, T_a ≈ 15 sits where the readout curve is flat and the ratio's jackknife is unreliable;
     # the decision, taken in the readout's own units, calls the prior draw thermal there)
     assert not chk.thermal[late].any()
+
+
+def test_compare_and_report_show_gd_lazy_and_equilibrium_side_by_side(wide_run, tmp_path):
+    """compare(..., lazy=...) carries the three-way table and the two-thermometer verdict; the report
+    writes them (table, plot, CSV columns, closing note)."""
+    import csv
+
+    from gdeq.bridge import compare
+    from gdeq.bridge.experiments import WidthResult, theory_curves
+    from gdeq.bridge.lazy import lazy_baseline
+    from gdeq.bridge.report import write_report
+
+    task, traj, lt, _ = wide_run
+    curves = theory_curves(task, width=4096, temperatures=tuple(np.logspace(-4, 2, 31)), levels=("nngp", "gaussian"))
+    base = lazy_baseline(traj, task.x_train, task.y_train, task.x_test, task.y_test)
+    np.testing.assert_allclose(base.train_mean, lt.train_mean, atol=1e-12)
+    with pytest.raises(ValueError, match="x_train"):
+        lazy_baseline(traj, task.x_train[::-1], task.y_train)
+    cmp = compare(traj, curves, lazy=base)
+    assert {"train_error", "test_error", "gibbs_train_error", "gibbs_test_error", "train_variance",
+            "test_variance"} <= set(cmp.three_way)
+    tw = cmp.three_way["train_variance"]
+    # the wide run is lazy: GD's ensemble variance is the lazy one within 3 s.e. at (nearly) every step
+    assert tw.agreement()["lazy"] >= len(tw.step) - 1
+    np.testing.assert_allclose(tw.lazy, lt.train_variance)
+    # equilibrium at T_eff(t) is read off the curve at the map's temperature
+    from gdeq.bridge.maps import interpolate_curve
+
+    g = curves["gaussian"]
+    np.testing.assert_allclose(tw.equilibrium["gaussian"],
+                               interpolate_curve(g.temperature, g.train_variance, cmp.maps["gaussian"].temperature))
+    assert set(cmp.thermal) == {"nngp", "gaussian"}
+    files = write_report(tmp_path, [WidthResult(4096, traj, curves, cmp)], config=dict(name="lazy"),
+                         wandb_mode="disabled")
+    report = open(files["report"]).read()
+    assert "GD vs lazy (NTK) theory vs equilibrium" in report and "Is training thermal?" in report
+    assert cmp.thermal["gaussian"].statement() in report
+    assert open(files["lazy_4096"], "rb").read(8).startswith(b"\x89PNG")
+    rows = list(csv.DictReader(open(files["metrics_csv"])))
+    np.testing.assert_allclose([float(r["train_error_lazy"]) for r in rows], lt.train_error)
+    assert [r["thermal[gaussian]"] for r in rows] == list(cmp.thermal["gaussian"].status)
