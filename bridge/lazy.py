@@ -34,6 +34,7 @@ checked against, and compared with, a finite-width run.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -151,11 +152,15 @@ class LazyDynamics:
         self.kernels, self.lr, self.width, self.fingerprint = kernels, float(lr), int(width), fingerprint
         self.squeeze = squeeze  # targets were (P,): return (n, P) means
         self.y_train, self.y_test = y_train, y_test
+        t0 = time.perf_counter()
         lam, U = symmetric_eigh(kernels.ntk_train)
+        t1 = time.perf_counter()
         self.eigenvalues = lam.clamp_min(0.0)  # Θ is PSD; round-off negatives would grow under GD
         self.U = U
         self._y_eig = U.T @ y_train  # (P, D)
         self._theta_eig = None if kernels.ntk_test_train is None else kernels.ntk_test_train @ U  # Θ(x*, X) U
+        #: wall seconds of the eigendecomposition and of the basis changes (benchmarks/bench_lazy.py)
+        self.seconds = dict(eigh=t1 - t0, basis=time.perf_counter() - t1)
         self._K_eig_cache: torch.Tensor | None = None
         self._cross_eig_cache: torch.Tensor | None = None
 
