@@ -346,7 +346,7 @@ def _three_way_lines(res: Any) -> list[str]:
             lines.append("")
             lines.append("Lazy theory notes: " + "; ".join(cmp.lazy.notes) + ".")
     for lv, th in cmp.thermal.items():
-        lines += ["", f"- Two thermometers ({lv}): {th.statement()}."]
+        lines += ["", f"- {th.statement()[0].upper()}{th.statement()[1:]}."]
     for note in cmp.metadata.get("notes", []):
         lines += ["", f"- {note}"]
     return lines
