@@ -216,7 +216,8 @@ def thermometer_consistency(
             replicas (the jackknife needs them).
         curve: an ``equilibrium.TemperatureCurve`` of the same setting (checked unless ``check=False``).
         observables: two names from ``bridge.maps.OBSERVABLES``.
-        n_se: agreement threshold in jackknife standard errors of log(T_a/T_b).
+        n_se: agreement threshold in jackknife standard errors (of the residual b − g_b(T_a), which
+            decides; ``log_ratio`` and its s.e. are reported beside it).
         control_variate: measure ``readout_second_moment`` with the step-0 control variate.
     """
     obs = tuple(observables)
@@ -252,7 +253,7 @@ def thermometer_consistency(
         maps.append(map_observable(steps, value, T, g, run_value_se=se, observable=o, curve_field=OBSERVABLES[o][0],
                                    level=level))
         inverse, reason = invert_monotone(T, g)
-        if inverse is None:
+        if inverse is None and o == obs[0]:
             notes.append(f"{o}: no map ({reason})")
         inverses.append(inverse)
         values.append(value)
@@ -309,5 +310,6 @@ def thermometer_consistency(
     thermal = mapped & (np.abs(residual) <= n_se * residual_se)
     status = np.where(thermal, "thermal", np.where(mapped, "not thermal", "unmapped")).astype(str)
     return ThermalCheck(step=steps, observables=obs, maps=(maps[0], maps[1]), log_ratio=log_ratio,
-                        log_ratio_se=log_ratio_se, residual=residual, residual_se=residual_se, status=status, n_se=float(n_se), level=level,
-                        stretches=_stretches(steps, thermal, status), notes=tuple(notes))
+                        log_ratio_se=log_ratio_se, residual=residual, residual_se=residual_se, status=status,
+                        n_se=float(n_se), level=level, stretches=_stretches(steps, thermal, status),
+                        notes=tuple(notes))
