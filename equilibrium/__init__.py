@@ -20,11 +20,12 @@ from .action import (
     solve_saddle,
     solve_saddle_multi,
 )
-from .curve import TemperatureCurve, measure_weight_moments, temperature_curve, weight_directions
+from .curve import TemperatureCurve, temperature_curve
 from .kernels import ACTIVATIONS, KernelBlocks, kernel_from_covariance, nngp_kernels
 from .levels import LEVELS, LevelContext, PosteriorKernels, available_levels
 from .posterior import Tilt, TiltedKernel, class_measures, gaussian_tilt, gaussian_tilt_multi
 from .predictor import Prediction, gp_predictor, gp_predictor_multi
+from .weights import measure_weight_moments, weight_directions, weight_moment_projections
 
 __all__ = [
     "ACTIVATIONS", "LEVELS", "KernelBlocks", "LevelContext", "MultiSpectrum", "PosteriorKernels", "Prediction",
@@ -32,5 +33,5 @@ __all__ = [
     "action_gradient_multi", "available_levels", "class_measures", "effective_action", "effective_action_multi",
     "factorise", "factorise_multi", "gaussian_tilt", "gaussian_tilt_multi", "gp_predictor", "gp_predictor_multi",
     "kernel_from_covariance", "measure_weight_moments", "nngp_kernels", "solve_saddle", "solve_saddle_multi",
-    "temperature_curve", "weight_directions",
+    "temperature_curve", "weight_directions", "weight_moment_projections",
 ]

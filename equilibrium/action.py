@@ -34,6 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .linalg import eigh
+
 __all__ = [
     "Spectrum",
     "SaddlePoint",
@@ -73,7 +75,7 @@ class Spectrum:
 
 def factorise(K: torch.Tensor, y: torch.Tensor, *, prior_v: float) -> Spectrum:
     """Eigendecompose K once (docs/conventions.md §2); the only O(P³) step of a curve."""
-    kappa, U = torch.linalg.eigh(K)
+    kappa, U = eigh(K)
     kappa = kappa.clamp_min(0.0)  # K is PSD; round-off negatives would make A indefinite at tiny T
     return Spectrum(kappa=kappa, U=U, y_t=U.T @ y, prior_v=float(prior_v))
 
@@ -254,7 +256,7 @@ class MultiSpectrum:
 
 
 def factorise_multi(K: torch.Tensor, Y: torch.Tensor, *, prior_v: float) -> MultiSpectrum:
-    kappa, U = torch.linalg.eigh(K)
+    kappa, U = eigh(K)
     return MultiSpectrum(kappa=kappa.clamp_min(0.0), U=U, Y_t=U.T @ Y, prior_v=float(prior_v))
 
 
