@@ -16,11 +16,11 @@ import torch
 
 from gdeq import geometry
 
-from .action import factorise, factorise_multi, solve_saddle, solve_saddle_multi
+from .action import factorise, solve_saddle
 from .kernels import ACTIVATIONS, KernelBlocks, nngp_kernels
 from .levels import LevelContext, PosteriorKernels, available_levels
 from .posterior import MEASURES, Tilt, TiltedKernel, class_measures, class_measures_dense
-from .predictor import gp_predictor, gp_predictor_multi
+from .predictor import gp_predictor
 from .weights import tilted_weight_moments, weight_directions
 
 __all__ = ["TemperatureCurve", "temperature_curve"]
@@ -214,27 +214,17 @@ def temperature_curve(
     Ytd = None if Yt is None else torch.as_tensor(Yt, device=dev)
     kb: KernelBlocks = nngp_kernels(Xd, Xtd, activation=activation, prior_w=prior_w, device=dev)
     nT = len(T)
-    if D == 1:
-        sp = factorise(kb.train, Yd, prior_v=prior_v)
-        F0 = None if kb.test_train is None else kb.test_train @ sp.U  # test rows in K's eigenbasis, once
-        if lev.uses_saddle:
-            sad = solve_saddle(sp, T, width=width)
-            Q, conv, nmin = sad.Q, sad.converged, sad.n_minima
-        else:
-            Q, conv, nmin = np.ones(nT), np.ones(nT, bool), np.ones(nT, np.int64)
-        predict = gp_predictor(sp, kb.test_train, kb.test_diagonal, Ytd, test_rotated=F0)
-        readout = Q / prior_v
-    else:
-        sp = factorise_multi(kb.train, Yd, prior_v=prior_v)
-        F0 = None if kb.test_train is None else kb.test_train @ sp.U
-        if lev.uses_saddle:
-            sad = solve_saddle_multi(sp, T, width=width)
-            Q, conv, nmin = sad.Q, sad.converged, sad.n_minima
-        else:
-            Q = np.broadcast_to(np.eye(D), (nT, D, D)).copy()
-            conv, nmin = np.ones(nT, bool), np.ones(nT, np.int64)
-        predict = gp_predictor_multi(sp, kb.test_train, kb.test_diagonal, Ytd, test_rotated=F0)
-        readout = np.trace(Q, axis1=1, axis2=2) / (D * prior_v)
+    # one path for any number of outputs: ±1 labels give a scalar Q (the fast scan), one-hot a D×D Q
+    sp = factorise(kb.train, Yd, prior_v=prior_v)
+    F0 = None if kb.test_train is None else kb.test_train @ sp.U  # test rows in K's eigenbasis, once
+    if lev.uses_saddle:
+        sad = solve_saddle(sp, T, width=width)
+        Q, conv, nmin = sad.Q, sad.converged, sad.n_minima
+    else:  # infinite width: Q = 1 (the identity for D outputs)
+        Q = np.ones(nT) if D == 1 else np.broadcast_to(np.eye(D), (nT, D, D)).copy()
+        conv, nmin = np.ones(nT, bool), np.ones(nT, np.int64)
+    predict = gp_predictor(sp, kb.test_train, kb.test_diagonal, Ytd, test_rotated=F0)
+    readout = Q / prior_v if D == 1 else np.trace(Q, axis1=1, axis2=2) / (D * prior_v)
     pred = predict(T, Q)
     ctx = LevelContext(x_train=Xd, y_train=Yd, x_test=Xtd, kernels=kb, spectrum=sp, temperatures=T, Q=Q,
                        width=float(width), activation=activation, prior_w=float(prior_w), prior_v=float(prior_v),

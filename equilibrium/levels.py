@@ -26,9 +26,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from .action import MultiSpectrum, Spectrum
+from .action import Spectrum
 from .kernels import KernelBlocks
-from .posterior import Tilt, TiltedKernel, gaussian_tilt, gaussian_tilt_multi, zero_tilt
+from .posterior import Tilt, TiltedKernel, gaussian_tilt, zero_tilt
 from .single_neuron import posterior_kernel as single_neuron_posterior_kernel
 
 __all__ = ["LEVELS", "LevelContext", "PosteriorKernels", "Level", "available_levels"]
@@ -42,7 +42,7 @@ class LevelContext:
     y_train: torch.Tensor
     x_test: torch.Tensor | None
     kernels: KernelBlocks
-    spectrum: Spectrum | MultiSpectrum
+    spectrum: Spectrum
     temperatures: np.ndarray
     Q: np.ndarray
     width: float
@@ -94,11 +94,7 @@ def _nngp(ctx: LevelContext) -> PosteriorKernels:
 
 
 def _gaussian(ctx: LevelContext) -> PosteriorKernels:
-    if isinstance(ctx.spectrum, MultiSpectrum):
-        tilt = gaussian_tilt_multi(ctx.spectrum, ctx.temperatures, ctx.Q, width=ctx.width)
-    else:
-        tilt = gaussian_tilt(ctx.spectrum, ctx.temperatures, ctx.Q, width=ctx.width)
-    return _spectral(ctx, tilt)
+    return _spectral(ctx, gaussian_tilt(ctx.spectrum, ctx.temperatures, ctx.Q, width=ctx.width))
 
 
 def _single_neuron(ctx: LevelContext) -> PosteriorKernels:
