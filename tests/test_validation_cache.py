@@ -51,3 +51,21 @@ def test_row_carries_its_config_and_command(key):
     rebuilt = script.sampler_config(point, args)
     for field in ("seed", "replicas", "burn_in", "sampling_time", "method", "data_seed"):
         assert rebuilt[field] == cfg[field], f"{key}: the command gives {field} = {rebuilt[field]}, row says {cfg[field]}"
+
+
+def test_every_cached_gd_dynamics_file_has_its_provenance():
+    folder = REPO / "docs" / "gd_dynamics_data"
+    prov = json.loads((folder / "provenance.json").read_text())
+    for path in folder.glob("*.json"):
+        if path.name == "provenance.json":
+            continue
+        entry = prov.get(path.name)
+        assert entry is not None, f"{path.name}: no provenance"
+        assert entry["command"].startswith("python benchmarks/") and entry["cached_in"] and entry["config"]
+        assert "not_recoverable" in entry  # what was not recorded is said, not implied
+
+
+def test_benchmark_jsons_carry_config_and_commit():
+    for path in (REPO / "benchmarks" / "results").glob("bench_*.json"):
+        cfg = json.loads(path.read_text())["config"]
+        assert cfg["git_commit"] and cfg["command"] and "threads" in cfg, path.name
