@@ -242,8 +242,9 @@ def main() -> None:
     print(f"  temperature_curve (gaussian)  {curve:9.3f} s   peak RSS {results['curve']['peak_rss_mb']:8.0f} MB"
           + (f"   CUDA {results['curve']['cuda_peak_mb']:.0f} MB" if "cuda_peak_mb" in results["curve"] else "")
           + f"   converged {results['curve']['converged']}")
-    print(f"  ratio curve / floor           {curve / floor:9.2f}    (best/best; per-pair ratios "
-          f"{', '.join(f'{r:.2f}' for r in ratios)}; target ≤ 1.5)")
+    print(f"  ratio curve / floor           {curve / floor:9.2f}    (best/best; median of per-pair ratios "
+          f"{np.median(ratios):.2f}; per pair {', '.join(f'{r:.2f}' for r in ratios)}; target ≤ 1.5)")
+    print(f"  load average at the end       {os.getloadavg()[0]:9.1f}    (timings are only comparable on an idle machine)")
     if "deepbays" in results:
         per = results["deepbays"]["seconds_per_temperature"]
         total = per * args.temps
