@@ -215,6 +215,7 @@ def main() -> None:
             print(proc.stderr, file=sys.stderr)
             raise SystemExit(f"stage {stage} failed")
         results[stage] = json.loads(proc.stdout.strip().splitlines()[-1])
+    config["load_average_1min_at_end"] = os.getloadavg()[0]
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"config": config, "results": results}, indent=1))
