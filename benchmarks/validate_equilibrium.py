@@ -202,6 +202,7 @@ def _config_cell(e: dict) -> str:
 
 
 def cmd_table(args) -> None:
+    commit = _git_commit()  # the code the theory columns are computed with
     torch.set_num_threads(args.threads)
     samples = json.loads(SAMPLES.read_text())
     entries = list(samples.values())
@@ -250,7 +251,7 @@ def cmd_table(args) -> None:
     notes.append("* = self-consistent iteration did not converge at this temperature; (±x) = MC spread of two seeds")
     notes.append("sampler config per row: R chains, seed, burn-in and measured time (time units); '?' = not "
                  "recorded at sampling time and not recoverable (see the row's config.source in validation_samples.json)")
-    notes.append(f"theory columns: `python benchmarks/validate_equilibrium.py table` at commit {_git_commit()}")
+    notes.append(f"theory columns: `python benchmarks/validate_equilibrium.py table` at commit {commit}")
     print("\n" + "\n".join(notes))
     rows += [""] + notes
     (RESULTS / "validation_table.md").write_text("\n".join(rows) + "\n")

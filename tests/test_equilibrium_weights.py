@@ -140,3 +140,15 @@ def test_projections_agree_with_the_samplers_former_copy():
     theirs = langevin.weight_moment_projections(h @ h.T / 6, x, y, prior_w=0.7, n_components=5)
     for a, b in zip(ours, theirs):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_top_eigenpairs_equal_the_full_decomposition():
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(60, 30))
+    A = torch.as_tensor(a @ a.T)
+    w, V = linalg.eigh(A)
+    wt, Vt = linalg.eigh(A, top=5)
+    np.testing.assert_allclose(wt.numpy(), w[-5:].numpy(), rtol=1e-12)
+    np.testing.assert_allclose(np.abs((Vt.T @ V[:, -5:]).numpy()), np.eye(5), atol=1e-10)
+    with pytest.raises(ValueError, match="top"):
+        linalg.eigh(A, top=0)
