@@ -24,7 +24,7 @@ from .data import Task
 from .datamodule import GDDataModule
 from .models import ACTIVATIONS, ARCHITECTURES, INITS
 from .module import OPTIMIZERS, GDModule
-from .trajectory import Trajectory
+from .trajectory import Trajectory, model_identity, posterior_deviations
 
 __all__ = ["train", "drop_train_points"]
 
@@ -281,6 +281,15 @@ def _trajectory(cb: GeometryLogger, module: GDModule, task: Task, config: dict, 
     layers = sorted(int(k.split("/")[1][1:]) for k in recs[0] if k.startswith("weights/L"))
     lambdas = list(prior_precisions) if prior_precisions else [1.0] * (len(widths) + 1)
     config = dict(config, wall_seconds=wall, geometry_seconds=cb.seconds)
+    model = module.model
+    identity = model_identity(
+        architecture=config["architecture"], widths=[model.channels] if config["architecture"] == "cnn" else model.widths,
+        activation=config["activation"], init=config["init"], bias=config["bias"], prior_precisions=model.lambdas,
+        loss=config["loss"], reduction=config["reduction"], optimizer=config["optimizer"],
+        frozen_layers=config["frozen_layers"], batch_size=config["batch_size"],
+        kernel_size=getattr(model, "k", None), image_shape=getattr(model, "image_shape", None))
+    langevin = config["optimizer"] == "langevin"
+    notes = posterior_deviations(identity) if langevin else []
     return Trajectory(
         step=np.array([int(r["step"]) for r in recs]),
         train_loss=stack("train_loss"), test_loss=stack("test_loss"),
@@ -298,5 +307,6 @@ def _trajectory(cb: GeometryLogger, module: GDModule, task: Task, config: dict, 
         prior_w=float(lambdas[0]), prior_v=float(lambdas[-1]), temperature=config["temperature"],
         optimizer=config["optimizer"], lr=float(config["lr"]), replicas=int(config["replicas"]),
         seeds=list(module.seeds), data_fingerprint=config["data_fingerprint"], task=task.metadata(),
-        run_dir=str(run_dir), config=config,
+        run_dir=str(run_dir), config=config, model_identity=identity,
+        samples_documented_posterior=(not notes) if langevin else None, posterior_notes=notes,
     )
