@@ -62,7 +62,7 @@ class FiniteCheck(pl.Callback):
     """
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        loss = pl_module.last_loss
+        loss = outputs["per_replica"] if isinstance(outputs, dict) else None  # GDModule.training_step's
         finite_params = all(torch.isfinite(p).all() for p in pl_module.parameters())
         if loss is not None and torch.isfinite(loss).all() and finite_params:
             return
@@ -74,13 +74,6 @@ class FiniteCheck(pl.Callback):
             f"lr={pl_module.lr} is most likely too large for this width, data scale and loss reduction "
             f"(sum over P={pl_module.n_train} samples); lower it. Last good checkpoint: {ckpt}"
         )
-
-
-def _mean_sem(values: np.ndarray) -> tuple[float, float]:
-    values = np.asarray(values, dtype=np.float64)
-    if values.size < 2:
-        return float(values.mean()), float("nan")
-    return float(values.mean()), float(values.std(ddof=1) / np.sqrt(values.size))
 
 
 class GeometryLogger(pl.Callback):
@@ -266,8 +259,8 @@ class GeometryLogger(pl.Callback):
         for k, v in rec.items():
             if k == "step":
                 continue
-            m, s = _mean_sem(v)
-            metrics[f"{k}/mean"], metrics[f"{k}/sem"] = m, s
+            m, s = geometry.mean_se(v)
+            metrics[f"{k}/mean"], metrics[f"{k}/sem"] = float(m), float(s)
             if R <= self.per_replica_keys:
                 for r in range(R):
                     metrics[f"{k}/r{r}"] = float(v[r])

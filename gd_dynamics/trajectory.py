@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from gdeq import geometry
+
 __all__ = ["Trajectory", "MODEL_IDENTITY_KEYS", "DOCUMENTED_POSTERIOR", "TEMPERATURE_CONVENTION", "model_identity",
            "posterior_deviations"]
 
@@ -103,7 +105,8 @@ class Trajectory:
       samples docs/conventions.md §6's posterior (None for other optimisers), ``posterior_notes``:
       why not (:func:`posterior_deviations`).
     - metadata: width, activation, prior_w (λ0), prior_v (λ_L), temperature, optimizer, lr,
-      replicas, seeds, data_fingerprint (``geometry.data_fingerprint(x_train, y_train)``), task
+      replicas, seeds (one ``{"entropy", "spawn_key"}`` SeedSequence record per replica; the scheme
+      is ``seed_scheme``, :mod:`gd_dynamics.seeds`), data_fingerprint (``geometry.data_fingerprint(x_train, y_train)``), task
       (``Task.metadata()``), run_dir, config (every argument of the run).
     """
 
@@ -136,7 +139,7 @@ class Trajectory:
     optimizer: str
     lr: float
     replicas: int
-    seeds: list[int]
+    seeds: list[dict]
     data_fingerprint: str
     task: dict
     run_dir: str
@@ -144,6 +147,7 @@ class Trajectory:
     model_identity: dict = field(default_factory=dict)
     samples_documented_posterior: bool | None = None
     posterior_notes: list[str] = field(default_factory=list)
+    seed_scheme: str = ""
 
     @property
     def n_logged(self) -> int:
@@ -159,10 +163,7 @@ class Trajectory:
 
     def mean_sem(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         """Mean and standard error over replicas (axis 1) of a field or measure."""
-        a = self.measure(key)
-        R = a.shape[1]
-        sem = a.std(1, ddof=1) / np.sqrt(R) if R > 1 else np.full(a.mean(1).shape, np.nan)
-        return a.mean(1), sem
+        return geometry.mean_se(self.measure(key), axis=1)
 
     def mean_predictor(self, split: str = "train") -> np.ndarray:
         """Replica-averaged predictions (n, P[, D]) (the posterior mean for a Langevin run)."""
