@@ -1,12 +1,13 @@
 """LightningDataModule around :func:`gd_dynamics.data.load_task`: full batch by default, minibatches
 optional, fixed train/test probe sets, and docs/conventions.md §6's exact input reduction for Langevin.
 
-Batches are deterministic functions of (replica seeds, epoch): full-batch epochs are
+Batches are deterministic functions of (replica seeds, epoch = step // batches per epoch): full-batch epochs are
 ``steps_per_epoch`` identical batches shared by all replicas; a minibatch epoch gives every replica
 its own pass over its own permutation, drawn from the replica's ``batch_order`` stream and the epoch
 (:mod:`gd_dynamics.seeds`; Lightning calls ``set_epoch`` on the batch sampler), and a batch is
 (R, B, N0). Resuming from any full-batch checkpoint, or from a minibatch checkpoint taken at an epoch
-end, therefore replays exactly the same batches.
+end, therefore replays exactly the same batches (a minibatch run resumed mid-epoch continues its
+epoch's permutation where it stopped).
 """
 
 from __future__ import annotations
@@ -51,15 +52,34 @@ class _Repeat(Dataset):
         return self.batch
 
 
+class _EpochCounter:
+    """Where Lightning sets the epoch: it calls ``set_epoch`` on ``batch_sampler.sampler``, not on the
+    batch sampler itself (without this, every epoch replayed the first epoch's order)."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+
 class ReplicaEpochPermutation(Sampler):
     """Per-replica minibatch indices (R, B): replica r passes over its own permutation of the P points,
     drawn from its ``batch_order`` stream and the epoch; drops the ragged last batch."""
 
-    def __init__(self, n: int, batch_size: int, seeds) -> None:
-        self.n, self.batch_size, self.seeds, self.epoch = n, batch_size, list(seeds), 0
+    def __init__(self, n: int, batch_size: int, seeds, steps_done=None) -> None:
+        self.n, self.batch_size, self.seeds = n, batch_size, list(seeds)
+        self.sampler = _EpochCounter()
+        # under a Trainer the epoch is read off the optimisation step when a pass starts, so a run
+        # resumed from a checkpoint at any epoch boundary continues with the same orders
+        self.steps_done = steps_done
+
+    @property
+    def epoch(self) -> int:
+        return self.sampler.epoch
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self.sampler.set_epoch(epoch)
 
     def __len__(self) -> int:
         return self.n // self.batch_size
@@ -69,8 +89,12 @@ class ReplicaEpochPermutation(Sampler):
         return np.stack([stream_rng(s, "batch_order", self.epoch).permutation(self.n) for s in self.seeds])
 
     def __iter__(self):
+        first = 0
+        if self.steps_done is not None:  # a resumed run continues mid-epoch where it stopped
+            self.set_epoch(self.steps_done() // len(self))
+            first = self.steps_done() % len(self)
         perm = self.permutations()
-        for b in range(len(self)):
+        for b in range(first, len(self)):
             yield perm[:, b * self.batch_size : (b + 1) * self.batch_size].tolist()
 
 
@@ -154,6 +178,7 @@ class GDDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.batch_size is None:
             return DataLoader(_Repeat((self.x_train, self.targets("train")), self.steps_per_epoch), batch_size=None)
-        sampler = ReplicaEpochPermutation(len(self.x_train), self.batch_size, self.batch_seeds)
+        steps_done = (lambda: self.trainer.global_step) if self.trainer is not None else None
+        sampler = ReplicaEpochPermutation(len(self.x_train), self.batch_size, self.batch_seeds, steps_done)
         return DataLoader(_Indexed(self.x_train, self.targets("train")), batch_sampler=sampler,
                           collate_fn=lambda b: b)

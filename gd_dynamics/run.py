@@ -68,11 +68,11 @@ class RunProgressBar(TQDMProgressBar):
 def train(
     task: Task,
     *,
-    width: int | Sequence[int],
+    width: int | Sequence[int] | None = None,
     activation: str = "erf",
     optimizer: Literal["gd", "sgd", "adam", "langevin"] = "gd",
-    lr: float,
-    steps: int,
+    lr: float | None = None,
+    steps: int | None = None,
     replicas: int = 1,
     temperature: float | None = None,
     seed: int | Sequence[SeedSpec] = 0,
@@ -113,7 +113,8 @@ def train(
     """Train R replica networks on ``task`` and return their :class:`Trajectory`.
 
     The model, optimiser and measurement settings form one :class:`TrainConfig`, validated before any
-    work; pass ``config=`` directly, or the keywords below (ignored when ``config`` is given).
+    work; pass ``config=`` directly, or the keywords below (``width``, ``lr`` and ``steps`` required;
+    all ignored when ``config`` is given).
 
     Args:
         task: from :func:`gd_dynamics.load_task`.
@@ -256,6 +257,7 @@ def _fit(trainer: pl.Trainer, module: GDModule, dm: GDDataModule, ckpt_path: str
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
         warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+        warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")  # Lightning-internal
         try:
             # our own checkpoints hold numpy records and generator states: not weights-only
             trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=False if ckpt_path else None)
