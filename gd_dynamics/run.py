@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 import warnings
 from dataclasses import replace
@@ -40,26 +41,33 @@ def drop_train_points(task: Task, indices: Sequence[int]) -> Task:
 
 class RunProgressBar(TQDMProgressBar):
     """One bar per training run over all its steps, labelled with the run's name (Lightning's default
-    restarts a bar every epoch, and a full-batch "epoch" is only a bookkeeping unit here)."""
+    restarts a bar every epoch, and a full-batch "epoch" is only a bookkeeping unit here). It redraws
+    at most ~100 times a run on a terminal and ~10 times into a log file (each redraw is a line there)."""
 
     def __init__(self, description: str, steps: int) -> None:
-        super().__init__(refresh_rate=max(1, steps // 200))
+        redraws = 100 if sys.stdout.isatty() else 10
+        super().__init__(refresh_rate=max(1, steps // redraws))
         self.description = description
 
+    @property
+    def train_description(self) -> str:
+        return self.description
+
     def on_train_start(self, trainer, pl_module) -> None:
-        self.train_progress_bar = self.init_train_tqdm()
-        self.train_progress_bar.reset(total=trainer.max_steps)
-        self.train_progress_bar.set_description(self.description)
-        self.train_progress_bar.n = trainer.global_step  # a resumed run starts where it stopped
+        bar = self.init_train_tqdm()
+        bar.total, bar.n = trainer.max_steps, trainer.global_step  # a resumed run starts where it stopped
+        self.train_progress_bar = bar
 
     def on_train_epoch_start(self, trainer, *_) -> None:
         pass  # one bar for the whole run
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         n = trainer.global_step
-        if self._should_update(n, self.train_progress_bar.total):
-            self.train_progress_bar.n = n
-            self.train_progress_bar.set_postfix(self.get_metrics(trainer, pl_module))  # refreshes the bar
+        bar = self.train_progress_bar
+        if self._should_update(n, bar.total) and not bar.disable:
+            bar.n = n
+            bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
+            bar.refresh()
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         pass

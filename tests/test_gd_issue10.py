@@ -290,3 +290,35 @@ def test_sgd_resume_mid_epoch_is_bit_exact(pair, tmp_path):
     resumed = train(pair, output_dir=tmp_path, run_name="cut", resume=True, **kw)
     np.testing.assert_array_equal(resumed.step, full.step)
     np.testing.assert_array_equal(resumed.train_predictions, full.train_predictions)
+
+
+# --- item 21: one progress bar per stage, not one line per "epoch" ------------------------------------------------
+def test_a_training_run_draws_one_labelled_bar_a_few_times(pair, tmp_path, capfd):
+    """Into a log file every redraw is a line; Lightning's default bar restarted every 100-step epoch
+    and redrew at every step (600 lines here)."""
+    train(pair, width=4, lr=1e-3, steps=600, log_points=3, layer_geometry=False, output_dir=tmp_path,
+          run_name="bar", wandb=None, progress_bar=True)
+    out = capfd.readouterr().out
+    redraws = [seg for seg in out.replace("\r", "\n").split("\n") if seg.strip()]
+    assert redraws and all(seg.startswith("bar:") for seg in redraws)
+    assert len(redraws) <= 12, len(redraws)
+    assert "600/600" in redraws[-1]
+
+
+@pytest.mark.slow
+def test_demo_progress_output_is_a_few_lines(tmp_path, capfd):
+    """Every redraw of a bar is a line in a log file ('\\r' or '\\n'); before, Lightning redrew a
+    per-epoch bar at every step (hundreds of lines for these 500 steps)."""
+    from gdeq.cli.cli import run
+
+    run(["demo", "--data.n_train=30", "--data.n_test=30", "--widths=[6, 12]", "--steps=[300, 200]",
+         "--replicas=[3, 3]", "--levels=[nngp]", "--n_temperatures=5", "--sample_temperatures=[]",
+         "--wandb=disabled", f"--output_dir={tmp_path}"])
+    captured = capfd.readouterr()
+    text = captured.out + captured.err
+    lines = [seg for seg in text.replace("\r", "\n").split("\n") if seg.strip()]
+    bars = [seg for seg in lines if seg.startswith(("gd-N6", "gd-N12"))]
+    assert {seg.split(":")[0] for seg in bars} == {"gd-N6", "gd-N12"}  # one labelled bar per training run
+    assert len(bars) <= 2 * 12, len(bars)
+    assert len(lines) < 80, len(lines)
+    assert "demo finished" in captured.out
