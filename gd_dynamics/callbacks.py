@@ -15,11 +15,14 @@ from typing import Sequence
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from torchmetrics import Metric
 from torchmetrics.functional.clustering import calinski_harabasz_score, davies_bouldin_score
+from torchmetrics.utilities import dim_zero_cat
 
 from gdeq import geometry
 
-__all__ = ["log_schedule", "GeometryLogger", "FiniteCheck", "DivergenceError", "knn_class_purity"]
+__all__ = ["log_schedule", "GeometryLogger", "FiniteCheck", "DivergenceError", "knn_class_purity",
+           "ReplicaClassGeometry"]
 
 
 def log_schedule(steps: int, points: int = 100, kind: str = "log") -> np.ndarray:
@@ -48,6 +51,49 @@ def knn_class_purity(gram: torch.Tensor, labels: torch.Tensor, k: int = 10) -> t
     k = min(k, d2.shape[-1] - 1)
     nn_idx = d2.topk(k, dim=-1, largest=False).indices  # (R, p, k)
     return (labels[nn_idx] == labels[None, :, None]).double().mean((-1, -2))
+
+
+class ReplicaClassGeometry(Metric):
+    """Class-manifold measures of hidden features with a replica axis, as a torchmetrics ``Metric``.
+
+    ``update(features, labels, targets)``: features (R, p, N) of p points (more points may follow in
+    further calls), their class ids (p,) and targets (p[, D]). State: the features (kept (p, R, N),
+    concatenated over the point axis), labels and targets. ``compute()`` -> {name: (R,) tensor}: every
+    measure of ``geometry.class_geometry(K_W, labels, targets)`` with K_W = Φ Φᵀ / N (docs/conventions.md §4),
+    the k-NN class purity and, with ``clustering_indices``, the Calinski–Harabasz and Davies–Bouldin
+    indices; replicas are processed ``replica_chunk`` at a time (memory chunk·p² floats).
+    """
+
+    full_state_update = False
+    is_differentiable = False
+
+    def __init__(self, knn: int = 10, clustering_indices: bool = True, replica_chunk: int = 8) -> None:
+        super().__init__()
+        self.knn, self.clustering_indices, self.replica_chunk = knn, clustering_indices, replica_chunk
+        self.add_state("features", default=[], dist_reduce_fx="cat")
+        self.add_state("labels", default=[], dist_reduce_fx="cat")
+        self.add_state("targets", default=[], dist_reduce_fx="cat")
+
+    def update(self, features: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> None:
+        self.features.append(features.transpose(0, 1))  # (p, R, N): the point axis first, for "cat"
+        self.labels.append(torch.as_tensor(labels, device=features.device))
+        self.targets.append(targets)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        phi = dim_zero_cat(self.features).transpose(0, 1).double()  # (R, p, N)
+        lab_t, targets = dim_zero_cat(self.labels), dim_zero_cat(self.targets)
+        labels = lab_t.cpu().numpy()
+        chunks: list[dict[str, torch.Tensor]] = []
+        for r0 in range(0, phi.shape[0], self.replica_chunk):
+            F = phi[r0 : r0 + self.replica_chunk]
+            G = geometry.feature_gram(F)
+            part = dict(geometry.class_geometry(G, labels, targets).scalars())
+            part["knn_purity"] = knn_class_purity(G, lab_t, self.knn)
+            if self.clustering_indices:
+                part["calinski_harabasz"] = torch.stack([calinski_harabasz_score(f, lab_t) for f in F])
+                part["davies_bouldin"] = torch.stack([davies_bouldin_score(f, lab_t) for f in F])
+            chunks.append(part)
+        return {k: torch.cat([torch.as_tensor(c[k]).reshape(-1) for c in chunks]) for k in chunks[0]}
 
 
 class DivergenceError(FloatingPointError):
@@ -112,6 +158,7 @@ class GeometryLogger(pl.Callback):
         self.schedule = np.asarray(sorted(set(int(s) for s in schedule)))
         self._todo = set(self.schedule.tolist())
         self.knn, self.replica_chunk, self.per_replica_keys = knn, replica_chunk, per_replica_keys
+        self._metric = ReplicaClassGeometry(knn, clustering_indices, replica_chunk)
         self.records: list[dict[str, np.ndarray]] = []
         self.predictions: dict[str, list[np.ndarray]] = {"train": [], "test": []}
         self.init_values: dict[str, np.ndarray] = {}
@@ -187,20 +234,12 @@ class GeometryLogger(pl.Callback):
 
     def _layer_geometry(self, prefix: str, phi: torch.Tensor, labels: np.ndarray, targets: torch.Tensor,
                         step: int) -> dict[str, np.ndarray]:
-        phi = phi.double()
         N = phi.shape[-1]
-        chunks: list[dict[str, np.ndarray]] = []
-        lab_t = torch.as_tensor(labels, device=phi.device)
-        for r0 in range(0, phi.shape[0], self.replica_chunk):
-            F = phi[r0 : r0 + self.replica_chunk]
-            G = geometry.feature_gram(F)
-            part = {k: np.asarray(v.cpu()) for k, v in geometry.class_geometry(G, labels, targets).scalars().items()}
-            part["knn_purity"] = knn_class_purity(G, lab_t, self.knn).cpu().numpy()
-            if self.clustering_indices:
-                part["calinski_harabasz"] = np.array([calinski_harabasz_score(f, lab_t).item() for f in F])
-                part["davies_bouldin"] = np.array([davies_bouldin_score(f, lab_t).item() for f in F])
-            chunks.append(part)
-        out = {f"{prefix}/{k}": np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+        metric = self._metric.to(phi.device)
+        metric.update(phi, torch.as_tensor(labels, device=phi.device), targets)
+        # torchmetrics squeezes a one-replica result to a scalar: keep the replica axis
+        out = {f"{prefix}/{k}": v.reshape(-1).cpu().numpy() for k, v in metric.compute().items()}
+        metric.reset()
         for name in ("centroid_distance", "unit_centroid_distance"):
             key = f"{prefix}/{name}"
             if step == 0:

@@ -322,3 +322,47 @@ def test_demo_progress_output_is_a_few_lines(tmp_path, capfd):
     assert len(bars) <= 2 * 12, len(bars)
     assert len(lines) < 80, len(lines)
     assert "demo finished" in captured.out
+
+
+# --- item 19: Lightning / torchmetrics idioms ----------------------------------------------------------------------
+def test_replica_class_geometry_metric_accumulates_points_and_matches_the_shared_geometry():
+    from gdeq import geometry
+    from gdeq.gd_dynamics.callbacks import ReplicaClassGeometry
+
+    rng = np.random.default_rng(0)
+    R, p, N = 3, 24, 7
+    phi = torch.as_tensor(rng.standard_normal((R, p, N)))
+    labels = np.repeat([0, 1], p // 2)
+    y = torch.as_tensor(np.where(labels == 1, 1.0, -1.0))
+    metric = ReplicaClassGeometry(knn=3, replica_chunk=2)
+    metric.update(phi[:, :10], torch.as_tensor(labels[:10]), y[:10])  # points arrive in two batches
+    metric.update(phi[:, 10:], torch.as_tensor(labels[10:]), y[10:])
+    got = metric.compute()
+    for r in range(R):
+        f = phi[r].numpy()
+        ref = geometry.class_geometry(f @ f.T / N, labels, y.numpy())
+        mu = [f[labels == c].mean(0) / np.sqrt(N) for c in (0, 1)]
+        assert float(got["centroid_distance"][r]) == pytest.approx(np.sum((mu[0] - mu[1]) ** 2), rel=1e-12)
+        assert float(got["distance_ratio"][r]) == pytest.approx(float(ref.distance_ratio), rel=1e-12)
+    assert got["knn_purity"].shape == (R,) and got["calinski_harabasz"].shape == (R,)
+    metric.reset()
+    assert metric.features == []
+
+
+def test_finite_check_reads_the_losses_the_hook_receives(pair, tmp_path):
+    """FiniteCheck uses ``outputs`` of on_train_batch_end (the module no longer stashes ``last_loss``)."""
+    from gdeq.gd_dynamics.callbacks import DivergenceError, FiniteCheck
+
+    class Module:
+        lr, n_train = 0.1, 4
+
+        def parameters(self):
+            return [torch.zeros(2)]
+
+    trainer = type("T", (), {"global_step": 7, "checkpoint_callbacks": []})()
+    FiniteCheck().on_train_batch_end(trainer, Module(), {"loss": 1.0, "per_replica": torch.tensor([1.0, 2.0])}, None, 0)
+    with pytest.raises(DivergenceError, match=r"non-finite loss at step 7 \(replicas \[1\]\)"):
+        FiniteCheck().on_train_batch_end(trainer, Module(), {"per_replica": torch.tensor([1.0, float("inf")])}, None, 0)
+    from gdeq.gd_dynamics.module import GDModule
+
+    assert not hasattr(GDModule, "last_loss")
