@@ -176,6 +176,7 @@ class GeometryLogger(pl.Callback):
 
     # --- hooks --------------------------------------------------------------------------------------------
     def on_train_start(self, trainer, pl_module) -> None:
+        trainer.datamodule.to(pl_module.device)  # the measurement sets live where the Trainer put the model
         self.init_weights = {k: v.to(pl_module.device) for k, v in self.init_weights.items()}
         if trainer.global_step == 0 and not self.init_weights:
             self.init_weights = {n: p.detach().clone() for n, p in pl_module.model.named_parameters()}
