@@ -1,8 +1,10 @@
 """Measurement callbacks: hidden-layer geometry at log-spaced steps, and a finite-loss guard.
 
 Every measure is kept per replica (numpy arrays of shape (R,)) in :class:`GeometryLogger`'s records
-(which a checkpoint carries, so a resumed run continues the same trajectory) and sent to the
-loggers as mean and standard error over replicas (plus per-replica values for small R).
+(which a checkpoint carries, so a resumed run continues the same trajectory) and reaches the
+loggers through Lightning (``log_dict`` with the measurement's own step) as mean and standard error
+over replicas (plus per-replica values for small R). The Gram-based class measures are the
+torchmetrics ``Metric`` :class:`ReplicaClassGeometry`.
 The class-manifold measures come from the shared :mod:`geometry` module, applied to the hidden
 Gram ``K_W = Φ Φᵀ / N_l`` of every hidden layer on fixed probe sets.
 """
@@ -164,15 +166,18 @@ class GeometryLogger(pl.Callback):
         self.init_values: dict[str, np.ndarray] = {}
         self.init_weights: dict[str, torch.Tensor] = {}
         self.seconds = 0.0
+        self._pending: dict[str, float] | None = None  # the latest measurement, not yet handed to Lightning
 
     # --- state for checkpoints (resume continues the same trajectory) ----------------------------------
     def state_dict(self) -> dict:
         return dict(records=self.records, predictions=self.predictions, init_values=self.init_values,
-                    init_weights={k: v.cpu() for k, v in self.init_weights.items()}, seconds=self.seconds)
+                    init_weights={k: v.cpu() for k, v in self.init_weights.items()}, seconds=self.seconds,
+                    pending=self._pending)
 
     def load_state_dict(self, state: dict) -> None:
         self.records, self.predictions = state["records"], state["predictions"]
         self.init_values, self.init_weights, self.seconds = state["init_values"], state["init_weights"], state["seconds"]
+        self._pending = state.get("pending")
 
     # --- hooks --------------------------------------------------------------------------------------------
     def on_train_start(self, trainer, pl_module) -> None:
@@ -186,6 +191,24 @@ class GeometryLogger(pl.Callback):
         step = trainer.global_step
         if step in self._todo and (not self.records or self.records[-1]["step"] < step):
             self._measure(trainer, pl_module, step)
+
+    # --- logging through Lightning ---------------------------------------------------------------------
+    # A run has steps + 1 measurable states (0..steps) but Lightning flushes logged values once per batch,
+    # so a measurement is logged (``pl_module.log_dict``, with its own "step") at the start of the next
+    # batch, and the last one at the end of the epoch: at most one measurement per flush.
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._log_pending(pl_module, on_epoch=False)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._log_pending(pl_module, on_epoch=True)
+
+    def _log_pending(self, pl_module, on_epoch: bool) -> None:
+        if self._pending is not None:
+            metrics, self._pending = self._pending, None
+            # float64 tensors: Lightning would turn Python floats into float32
+            metrics = {k: torch.tensor(v, dtype=torch.float64, device=pl_module.device) for k, v in metrics.items()}
+            pl_module.log_dict(metrics, on_step=not on_epoch, on_epoch=on_epoch, logger=True, prog_bar=False,
+                               batch_size=1)
 
     # --- measurement --------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -295,7 +318,9 @@ class GeometryLogger(pl.Callback):
         return rec
 
     def _send(self, trainer, rec: dict[str, np.ndarray], step: int, R: int) -> None:
-        metrics: dict[str, float] = {}
+        """Queue the measurement for Lightning's loggers: mean and s.e. over replicas (and per replica for
+        small R), at its own step (Lightning uses a logged "step" as the x-axis)."""
+        metrics: dict[str, float] = {"step": float(step)}
         for k, v in rec.items():
             if k == "step":
                 continue
@@ -304,8 +329,4 @@ class GeometryLogger(pl.Callback):
             if R <= self.per_replica_keys:
                 for r in range(R):
                     metrics[f"{k}/r{r}"] = float(v[r])
-        for logger in trainer.loggers:
-            try:
-                logger.log_metrics(metrics, step=step)
-            except Exception as err:  # a logger (e.g. wandb) failing must not stop the run
-                print(f"gd_dynamics: logger {type(logger).__name__} failed at step {step}: {err}")
+        self._pending = metrics

@@ -253,7 +253,7 @@ def _trainer(config: TrainConfig, device: str, loggers: list, run_dir: Path, che
     return pl.Trainer(
         max_steps=config.steps, max_epochs=-1, accelerator=accelerator, devices=1, logger=loggers,
         callbacks=[*callbacks, *bar, ckpt], enable_progress_bar=progress_bar, enable_model_summary=False,
-        num_sanity_val_steps=0, limit_val_batches=0, use_distributed_sampler=False, log_every_n_steps=50,
+        num_sanity_val_steps=0, limit_val_batches=0, use_distributed_sampler=False, log_every_n_steps=1,  # GeometryLogger logs by step
         precision="64-true" if config.dtype == "float64" else "32-true",
     )
 

@@ -366,3 +366,19 @@ def test_finite_check_reads_the_losses_the_hook_receives(pair, tmp_path):
     from gdeq.gd_dynamics.module import GDModule
 
     assert not hasattr(GDModule, "last_loss")
+
+
+def test_measurements_reach_the_loggers_through_lightning_once_per_step(pair, tmp_path):
+    """Every measured step (here all of 0..6, more states than Lightning has batches) reaches the CSV
+    logger exactly once, at its own step, with the trajectory's float64 values."""
+    import csv
+
+    traj = train(pair, width=5, lr=0.01, steps=6, replicas=2, log_points=7, output_dir=tmp_path, run_name="csv",
+                 **QUIET)
+    assert traj.step.tolist() == list(range(7))
+    rows = list(csv.DictReader(next((Path(traj.run_dir) / "csv").rglob("metrics.csv")).open()))
+    logged = [(int(r["step"]), float(r["train_loss/r1"])) for r in rows if r.get("train_loss/r1")]
+    assert [s for s, _ in logged] == list(range(7))
+    np.testing.assert_allclose([v for _, v in logged], traj.train_loss[:, 1], rtol=1e-15)
+    mean = [float(r["train/L1/centroid_distance/mean"]) for r in rows if r.get("train/L1/centroid_distance/mean")]
+    np.testing.assert_allclose(mean, traj.measures["train/L1/centroid_distance"].mean(1), rtol=1e-15)
