@@ -117,9 +117,7 @@ def test_shared_batch_order_biases_the_mean_predictor_error_independent_orders_d
     from gdeq.gd_dynamics.datamodule import ReplicaEpochPermutation
     from gdeq.gd_dynamics.seeds import replica_seed_sequences
 
-    rng = np.random.default_rng(0)
     P, b, R, trials = 40, 8, 4, 400
-    signal = rng.standard_normal(P)
 
     def estimate(seeds_of_trial):
         errs = []
@@ -136,8 +134,10 @@ def test_shared_batch_order_biases_the_mean_predictor_error_independent_orders_d
 
     indep, indep_se = estimate(lambda t: replica_seed_sequences(t, R))
     shared, shared_se = estimate(lambda t: [replica_seed_sequences(t, R)[0]] * R)
-    # true (infinite-R) mean predictor: every point updated with probability b/P; its spread is b/P(1 − b/P)/... ≈ 0
+    # the infinite-R mean predictor is b/P at every point: the corrected error of independent replicas is
+    # unbiased (≈ 0); shared orders make all replicas equal, so it keeps the full (b/P)(1 − b/P) = 0.16
     assert abs(indep) < 4 * indep_se + 1e-3, (indep, indep_se)
+    assert shared == pytest.approx((b / P) * (1 - b / P), rel=1e-12)
     assert shared > indep + 10 * max(shared_se, indep_se), (shared, indep)
 
 
