@@ -287,8 +287,7 @@ def sweep_cell(cell: dict, *, output_dir: str | Path, progress: bool = False) ->
                  steps=c.get("steps", 1000), replicas=c.get("replicas", 4), seed=c.get("seed", 0),
                  log_points=c.get("log_points", 50), output_dir=Path(output_dir) / "runs", run_name=cell_id(c),
                  wandb=None, progress_bar=progress, clustering_indices=False,
-                 reduce_inputs=fc and task.n_train < task.input_dim, probe_size=max(task.n_train, len(task.x_test)),
-                 image_shape=None if fc else _image_shape(c["dataset"]))
+                 reduce_inputs=fc and task.n_train < task.input_dim, probe_size=max(task.n_train, len(task.x_test)))
     steps = np.asarray(traj.step, dtype=float)
     row: dict[str, Any] = {k: c[k] for k in SWEEP_KEYS}
     row["lr"] = float(lr)
@@ -322,10 +321,6 @@ def sweep_cell(cell: dict, *, output_dir: str | Path, progress: bool = False) ->
                    theory_shape="no theory for this architecture", theory_peak_T=float("nan"))
     row["run_dir"] = traj.run_dir
     return row
-
-
-def _image_shape(dataset: str) -> tuple[int, int, int]:
-    return (1, 32, 32) if dataset == "cifar10" else (1, 28, 28)
 
 
 def run_sweep(cells: Sequence[dict], *, output_dir: str | Path, cell_fn: Callable[..., dict] = sweep_cell,
