@@ -17,9 +17,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from gdeq.gd_dynamics.trajectory import jsonable
+from gdeq.geometry import activation as activation_fn
+from gdeq.geometry import activation_derivative, mean_se
 
-from .compare import Comparison, compare, turning_point
-from .maps import _get
+from .compare import Comparison, compare, replica_turning_steps, turning_point
+from .identity import field_of as _get
+from .identity import single_width as _width
 
 __all__ = [
     "SampledPoint",
@@ -52,15 +55,14 @@ def default_learning_rate(x_train: np.ndarray, *, activation: str = "erf", prior
     """
     import torch
 
-    from .thermometers import _activation, activation_derivative
-
+    sigma, sigma_prime = activation_fn(activation), activation_derivative(activation)  # unknown names raise
     x = torch.as_tensor(np.asarray(x_train), dtype=torch.float64)
     g = torch.Generator().manual_seed(seed)
     n0 = x.shape[1]
     W = torch.randn(neurons, n0, generator=g, dtype=torch.float64) / math.sqrt(prior_w)
     v2 = torch.randn(neurons, generator=g, dtype=torch.float64) ** 2 / prior_v
     H = x @ W.T / math.sqrt(n0)
-    phi, dphi = _activation(activation, H), activation_derivative(activation, H)
+    phi, dphi = sigma(H), sigma_prime(H)
     theta = phi @ phi.T / neurons + ((dphi * v2) @ dphi.T / neurons) * (x @ x.T / n0)
     return float(1.0 / torch.linalg.eigvalsh(theta)[-1])
 
@@ -293,14 +295,17 @@ def sweep_cell(cell: dict, *, output_dir: str | Path, progress: bool = False) ->
     row: dict[str, Any] = {k: c[k] for k in SWEEP_KEYS}
     row["lr"] = float(lr)
     radius = np.asarray(traj.unit_class_radius)[:, :, 0]
-    t_rad = turning_point(steps, radius.mean(1), radius.std(1, ddof=1) / np.sqrt(radius.shape[1]))
-    from .compare import replica_turning_steps
-
+    t_rad = turning_point(steps, *mean_se(radius, axis=1))  # significance: replica s.e. of the mean curve
     rep = replica_turning_steps(steps, radius, "dip")
     rep = rep[np.isfinite(rep)]
+    dip = t_rad.kind == "dip"
     row["inversion"] = t_rad.kind
-    row["inversion_step"] = float(rep.mean()) if t_rad.kind == "dip" and len(rep) else float("nan")
-    row["inversion_step_se"] = float(rep.std(ddof=1) / np.sqrt(len(rep))) if t_rad.kind == "dip" and len(rep) > 1 else float("nan")
+    row["inversion_step"] = float(rep.mean()) if dip and len(rep) else float("nan")
+    row["inversion_step_se"] = float(mean_se(rep)[1]) if dip and len(rep) > 1 else float("nan")
+    # effect size and significance of the replica-mean dip (reports give both)
+    row["inversion_excursion"] = t_rad.excursion if dip else float("nan")
+    row["inversion_relative_excursion"] = t_rad.relative_excursion if dip else float("nan")
+    row["inversion_significance_se"] = t_rad.significance if dip else float("nan")
     dist = np.asarray(traj.unit_centroid_distance).mean(1)
     row["peak_distance"] = float(np.nanmax(dist))
     row["peak_distance_step"] = float(steps[int(np.nanargmax(dist))])
@@ -441,7 +446,6 @@ def compare_saved_run(run: str | Path, *, levels: Sequence[str] = ("nngp", "gaus
     computed on the same data, width, activation and priors, and write a report next to it."""
     from gdeq.gd_dynamics import Trajectory
 
-    from .compare import _width
     from .report import write_report
 
     path = Path(run)
