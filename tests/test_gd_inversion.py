@@ -106,8 +106,7 @@ def run(tmp_path_factory):
 
 def test_stragglers_are_the_misclassified_points_at_the_inversion(run):
     task, traj = run
-    found = find_inversions(traj, "train/L1/unit_class_radius_0", rule="turning_point", kind="min", burn_in=0,
-                            min_amplitude=0.0, patience=1, window=1)
+    found = find_inversions(traj, "train/L1/unit_class_radius_0", rule="paper", burn_in=0)
     assert found.found.any()
     for r in np.flatnonzero(found.found):  # the detector's bookkeeping at the indices it chose
         i = found.index[r]
