@@ -344,6 +344,7 @@ def compare(
     observable: str = "train_error",
     measures: list[str] | None = None,
     rel_tol: float = 0.02,
+    n_se: float = 2.0,
     consistency_rtol: float = 0.1,
 ) -> Comparison:
     """Compare a run with theory curves (one per level) at matched temperatures.
@@ -355,7 +356,8 @@ def compare(
         observable: the matching observable for T_eff (``bridge.maps.OBSERVABLES``).
         measures: restrict to these measure names (default: every measure of the run).
         rel_tol: significance of a turning point, as a fraction of the curve's range
-            (:func:`turning_point`); replica s.e. also enter on the run side.
+            (:func:`turning_point`); replica s.e. also enter on the run side: a turn must stand out by
+            more than ``n_se`` combined standard errors.
         consistency_rtol: for Langevin runs, the relative T_eff deviation accepted as consistent when
             the error bars are tighter than the theory level's own accuracy.
     """
@@ -396,7 +398,7 @@ def compare(
         else:
             mean, se = mean_se(values, axis=1)
             curve_name = name
-        t_run = turning_point(steps, mean, se, rel_tol=rel_tol)
+        t_run = turning_point(steps, mean, se, rel_tol=rel_tol, n_se=n_se)
         if values is not None:  # replicas may turn on their own even when the mean does not
             kind = t_run.kind if t_run.non_monotonic else ("dip" if t_run.kind == "decreasing" else "peak")
             rep_steps = replica_turning_steps(steps, values, kind, rel_tol=rel_tol)
@@ -436,7 +438,8 @@ def compare(
         activation=_get(trajectory, "activation"), prior_w=_get(trajectory, "prior_w"),
         prior_v=_get(trajectory, "prior_v"), replicas=int(trajectory.train_predictions.shape[1]),
         data_fingerprint=_get(trajectory, "data_fingerprint"), observable=observable,
-        observable_description=OBSERVABLES[observable][1], levels=list(curves),
+        observable_description=OBSERVABLES[observable][1], levels=list(curves), rel_tol=rel_tol, n_se=n_se,
+        batch_size=(_get(trajectory, "config") or {}).get("batch_size"), temperature=_get(trajectory, "temperature"),
     )
     return Comparison(maps=maps, measures=results, consistency=consistency, metadata=meta)
 
