@@ -57,7 +57,19 @@ def test_equilibrium_from_a_yaml_config_matches_the_library(tmp_path, capsys):
                                         x_test=task.x_test, y_test=task.y_test, level="gaussian")
     np.testing.assert_allclose([r["centroid_distance"] for r in rows], ref.centroid_distance, rtol=1e-10)
     np.testing.assert_allclose([r["train_error"] for r in rows], ref.train_error, rtol=1e-10)
-    assert peaks is None or isinstance(peaks, list)
+    # the turning-point table: one row per level and measure, with the shape the curve has
+    assert isinstance(peaks, list) and {p["level"] for p in peaks} == {"gaussian"}
+    by_measure = {p["measure"]: p for p in peaks}
+    assert {"train_error", "test_error", "centroid_distance"} <= set(by_measure)
+    # the mean predictor's training error T²|A⁻¹y|²/P grows with T (closed form): monotone, no T*
+    assert np.all(np.diff(ref.train_error) > 0)
+    assert by_measure["train_error"]["shape"] == "increasing" and by_measure["train_error"]["T_star"] is None
+    for p in peaks:
+        assert (p["T_star"] is not None) == (p["shape"] in ("peak", "dip"))
+        if p["T_star"] is not None:
+            assert 0.01 <= p["T_star"] <= 10.0
+    written = json.loads(out.with_name("curves_turning_points").with_suffix(".json").read_text())
+    assert written == json.loads(json.dumps(peaks))
 
 
 class Interrupted(Exception):
@@ -132,6 +144,10 @@ def test_compare_command_on_a_saved_langevin_run_reports_the_consistency_check(t
     doc = json.loads(open(paths["json"]).read())
     check = doc["widths"][0]["consistency"]["gaussian"]
     assert check["claimed_temperature"] == 1.0 and check["temperature"] is not None
+    # a Langevin run at T0 = 1 maps back to T0: the check passes (not just printed)
+    assert check["passed"] is True, check["message"]
+    assert check["within_error_bars"] or abs(check["relative_deviation"]) <= 0.1
+    assert ": consistent" in check["message"]
     with pytest.raises(SystemExit) as exit_info:  # a path that is not a run: one clear error
         main(["compare", f"--run={tmp_path / 'nothing'}"])
     assert exit_info.value.code == 2
