@@ -21,6 +21,7 @@ from gdeq.geometry import jackknife, mean_se
 
 from .identity import check_compatible
 from .identity import field_of as _get
+from .identity import single_width
 from .identity import single_width as _width
 from .maps import (OBSERVABLES, TemperatureMap, effective_temperature, interpolate_curve, invert_monotone,
                    mean_predictor_error, run_observable)
@@ -33,6 +34,7 @@ __all__ = [
     "check_compatible",
     "compare",
     "curve_measures",
+    "infinite_width_centroid",
     "langevin_consistency",
     "replica_turning_steps",
     "run_measures",
@@ -337,6 +339,12 @@ class Comparison:
 # ------------------------------------------------------------------------------------------------
 # the comparison itself
 # ------------------------------------------------------------------------------------------------
+def infinite_width_centroid(curve: Any) -> float:
+    """The N1 → ∞ centroid distance D∞ of a theory curve: median over T of D − (N1·(D − D∞))/N1."""
+    return float(np.median(np.asarray(curve.centroid_distance) - np.asarray(curve.centroid_shift)
+                           / single_width(curve.width, "curve")))
+
+
 def compare(
     trajectory: Any,
     curves: Mapping[str, Any] | Any,
@@ -375,8 +383,7 @@ def compare(
     width = _width(_get(trajectory, "width"), "run")
     first = next(iter(curves.values()))
     if "centroid_distance" in run and _get(first, "centroid_shift") is not None:
-        d_inf = float(np.median(np.asarray(first.centroid_distance) - np.asarray(first.centroid_shift) / width))
-        run["centroid_shift"] = width * (run["centroid_distance"] - d_inf)
+        run["centroid_shift"] = width * (run["centroid_distance"] - infinite_width_centroid(first))
     train_mpe, train_mpe_se = mean_predictor_error(trajectory.train_predictions, trajectory.y_train) \
         if trajectory.train_predictions.shape[1] >= 2 else (None, None)
     if measures is not None:
@@ -404,7 +411,7 @@ def compare(
             rep_steps = replica_turning_steps(steps, values, kind, rel_tol=rel_tol)
         finite = rep_steps[np.isfinite(rep_steps)]
         if t_run.non_monotonic and len(finite) >= 2:
-            t_star, t_se = float(finite.mean()), float(finite.std(ddof=1) / np.sqrt(len(finite)))
+            t_star, t_se = map(float, mean_se(finite))
         elif t_run.non_monotonic:
             t_star, t_se = t_run.location, float("nan")
         else:

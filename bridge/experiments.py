@@ -20,7 +20,8 @@ from gdeq.gd_dynamics.trajectory import jsonable
 from gdeq.geometry import activation as activation_fn
 from gdeq.geometry import activation_derivative, mean_se
 
-from .compare import Comparison, compare, replica_turning_steps, turning_point
+from .compare import Comparison, compare, infinite_width_centroid, replica_turning_steps, turning_point
+from .identity import check_theory_model
 from .identity import field_of as _get
 from .identity import single_width as _width
 
@@ -148,10 +149,6 @@ class WidthResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _infinite_width_centroid(curve: Any) -> float:
-    return float(np.median(np.asarray(curve.centroid_distance) - np.asarray(curve.centroid_shift) / curve.width))
-
-
 def run_width(task: Any, *, width: int, activation: str = "erf", optimizer: str = "gd", lr: float | None = None,
               steps: int = 1000, replicas: int = 8, temperature: float | None = None, batch_size: int | None = None,
               prior_w: float = 1.0, prior_v: float = 1.0, levels: Sequence[str] = ("nngp", "gaussian"),
@@ -187,7 +184,7 @@ def run_width(task: Any, *, width: int, activation: str = "erf", optimizer: str 
         t0 = time.perf_counter()
         samples = sample_points(task, width=width, temperatures=sample_temperatures, activation=activation,
                                 prior_w=prior_w, prior_v=prior_v, replicas=sample_replicas, seed=seed,
-                                centroid_infinite_width=_infinite_width_centroid(next(iter(curves.values()))),
+                                centroid_infinite_width=infinite_width_centroid(next(iter(curves.values()))),
                                 progress=progress, **(sample_kwargs or {}))
         seconds["sampling"] = time.perf_counter() - t0
     return WidthResult(width, traj, curves, comparison, samples, seconds)
@@ -289,8 +286,8 @@ def sweep_cell(cell: dict, *, output_dir: str | Path, progress: bool = False) ->
                  steps=c.get("steps", 1000), replicas=c.get("replicas", 4), seed=c.get("seed", 0),
                  log_points=c.get("log_points", 50), output_dir=Path(output_dir) / "runs", run_name=cell_id(c),
                  wandb=None, progress_bar=progress, clustering_indices=False,
-                 reduce_inputs=fc and task.n_train < task.input_dim, probe_size=max(task.n_train, len(task.x_test)),
-                 image_shape=None if fc else _image_shape(c["dataset"]))
+                 reduce_inputs=fc and task.n_train < task.input_dim, probe_size=max(task.n_train, len(task.x_test)))
+    # a CNN infers its image shape from the data (gd_dynamics.models.infer_image_shape): no copy here
     steps = np.asarray(traj.step, dtype=float)
     row: dict[str, Any] = {k: c[k] for k in SWEEP_KEYS}
     row["lr"] = float(lr)
@@ -327,10 +324,6 @@ def sweep_cell(cell: dict, *, output_dir: str | Path, progress: bool = False) ->
                    theory_shape="no theory for this architecture", theory_peak_T=float("nan"))
     row["run_dir"] = traj.run_dir
     return row
-
-
-def _image_shape(dataset: str) -> tuple[int, int, int]:
-    return (1, 32, 32) if dataset == "cifar10" else (1, 28, 28)
 
 
 def run_sweep(cells: Sequence[dict], *, output_dir: str | Path, cell_fn: Callable[..., dict] = sweep_cell,
@@ -399,7 +392,7 @@ def validation_table(task: Any, *, widths: Sequence[int], temperatures: Sequence
     for width in widths:
         curves = theory_curves(task, width=width, activation=activation, prior_w=prior_w, prior_v=prior_v,
                                temperatures=temperatures, levels=levels)
-        d_inf = _infinite_width_centroid(next(iter(curves.values())))
+        d_inf = infinite_width_centroid(next(iter(curves.values())))
         points = sample_points(task, width=width, temperatures=temperatures, activation=activation, prior_w=prior_w,
                                prior_v=prior_v, replicas=replicas, burn_in=burn_in, sampling_time=sampling_time,
                                seed=seed, centroid_infinite_width=d_inf, progress=progress, **(sampler_kwargs or {}))
@@ -454,6 +447,7 @@ def compare_saved_run(run: str | Path, *, levels: Sequence[str] = ("nngp", "gaus
     if not path.with_suffix(".npz").is_file():
         raise ValueError(f"run: no trajectory at {path} (expected a run directory or trajectory.npz)")
     traj = Trajectory.load(path)
+    check_theory_model(traj)  # a CNN, a PyTorch-init or a mean-loss run is refused before any theory is computed
     task = task_from_metadata(traj.task, data_dir)
     width = _width(traj.width, "run")
     t0 = time.perf_counter()
@@ -466,7 +460,7 @@ def compare_saved_run(run: str | Path, *, levels: Sequence[str] = ("nngp", "gaus
         t0 = time.perf_counter()
         samples = sample_points(task, width=width, temperatures=sample_temperatures, activation=traj.activation,
                                 prior_w=traj.prior_w, prior_v=traj.prior_v, replicas=sample_replicas,
-                                centroid_infinite_width=_infinite_width_centroid(next(iter(curves.values()))),
+                                centroid_infinite_width=infinite_width_centroid(next(iter(curves.values()))),
                                 progress=progress)
         seconds["sampling"] = time.perf_counter() - t0
     res = WidthResult(width, traj, curves, cmp, samples, seconds)

@@ -27,7 +27,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["IDENTITY_KEYS", "THEORY_IDENTITY", "check_compatible", "curve_identity", "field_of", "run_identity",
+__all__ = ["IDENTITY_KEYS", "THEORY_IDENTITY", "check_compatible", "check_theory_model", "curve_identity", "field_of", "run_identity",
            "single_width"]
 
 #: the facts of a model and its posterior that a run and a curve must share
@@ -110,6 +110,25 @@ def curve_identity(curve: Any) -> dict[str, Any]:
     return {k: _normalise(k, source.get(k)) for k in IDENTITY_KEYS}
 
 
+def _identity_problems(mine: Mapping[str, Any], theirs: Mapping[str, Any], explain: bool) -> list[str]:
+    problems = []
+    for key in IDENTITY_KEYS:
+        if mine[key] is None:
+            problems.append(f"{key}: the run does not record it, cannot check it against the curve's {theirs[key]!r}")
+        elif mine[key] != theirs[key]:
+            why = f" ({_WHAT[key]})" if explain else ""
+            problems.append(f"{key}: run {mine[key]!r} vs curve {theirs[key]!r}{why}")
+    return problems
+
+
+def check_theory_model(trajectory: Any) -> None:
+    """Raise one ValueError naming every fact in which the run's model differs from :data:`THEORY_IDENTITY`
+    (what every equilibrium curve describes); cheap, so callers run it before computing any curve."""
+    problems = _identity_problems(run_identity(trajectory), curve_identity(None), explain=True)
+    if problems:
+        raise ValueError("run and theory curve do not match: " + "; ".join(problems))
+
+
 def check_compatible(trajectory: Any, curve: Any, *, rtol: float = 1e-9) -> None:
     """Raise one ValueError naming every fact in which a run and a theory curve differ (module docstring).
 
@@ -118,15 +137,8 @@ def check_compatible(trajectory: Any, curve: Any, *, rtol: float = 1e-9) -> None
     activation and the priors λ0 (``prior_w``) and λ1 (``prior_v``). A fact the run does not record
     counts as a mismatch: it cannot be checked.
     """
-    problems = []
     mine, theirs = run_identity(trajectory), curve_identity(curve)
-    describes_default = not isinstance(field_of(curve, "model_identity"), Mapping)
-    for key in IDENTITY_KEYS:
-        if mine[key] is None:
-            problems.append(f"{key}: the run does not record it, cannot check it against the curve's {theirs[key]!r}")
-        elif mine[key] != theirs[key]:
-            why = f" ({_WHAT[key]})" if describes_default else ""
-            problems.append(f"{key}: run {mine[key]!r} vs curve {theirs[key]!r}{why}")
+    problems = _identity_problems(mine, theirs, explain=not isinstance(field_of(curve, "model_identity"), Mapping))
     fp_run, fp_curve = field_of(trajectory, "data_fingerprint"), field_of(curve, "data_fingerprint")
     if not fp_run or not fp_curve:
         problems.append("data_fingerprint: missing on the run or the curve, cannot check the data match")

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from gdeq.geometry import activation as activation_fn
-from gdeq.geometry import activation_derivative
+from gdeq.geometry import activation_derivative, mean_se
 
 __all__ = [
     "ThermometerReading",
@@ -247,14 +247,12 @@ def fluctuation_dissipation_temperature(
         a, b = a[:, None], b[:, None]
     S, R = a.shape
     per_sample = (a - 0.5 * lr * b) / n_params
+    per_replica = per_sample.mean(0)
     if R > 1:
-        per_replica = per_sample.mean(0)
-        se = per_replica.std(ddof=1) / math.sqrt(R)
-    else:
+        se = mean_se(per_replica)[1]
+    else:  # one chain: s.e. from consecutive batch means
         k = max(2, min(n_batches, S))
-        means = np.array([c.mean() for c in np.array_split(per_sample[:, 0], k)])
-        per_replica = per_sample.mean(0)
-        se = means.std(ddof=1) / math.sqrt(k)
+        se = mean_se(np.array([c.mean() for c in np.array_split(per_sample[:, 0], k)]))[1]
     return ThermometerReading(
         temperature=float(per_sample.mean()), se=float(se), naive=float(a.mean() / n_params),
         n_samples=S, replicas=R, per_replica=per_replica,

@@ -217,7 +217,7 @@ class Inversion:
             v = getattr(self, name)[self.found]
             out[f"{name}_mean"] = float(v.mean()) if len(v) else float("nan")
             out[f"{name}_std"] = float(v.std(ddof=1)) if len(v) > 1 else float("nan")
-            out[f"{name}_sem"] = float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
+            out[f"{name}_sem"] = float(mean_se(v)[1]) if len(v) > 1 else float("nan")
         if self.p_value is not None:
             for name in ("effect", "relative_effect"):
                 m, se = mean_se(getattr(self, name))

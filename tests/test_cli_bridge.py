@@ -151,3 +151,21 @@ def test_compare_command_on_a_saved_langevin_run_reports_the_consistency_check(t
     with pytest.raises(SystemExit) as exit_info:  # a path that is not a run: one clear error
         main(["compare", f"--run={tmp_path / 'nothing'}"])
     assert exit_info.value.code == 2
+
+
+def test_compare_command_refuses_a_run_of_another_model_before_computing_theory(tmp_path, capsys, monkeypatch):
+    """A CNN run (width = channels) used to get a fully connected theory curve; now one clear error."""
+    from gdeq.bridge import experiments
+    from gdeq.gd_dynamics import load_task, train
+
+    task = load_task("mnist", (3, 5), 20, 10, 0)
+    train(task, width=4, architecture="cnn", lr=1e-3, steps=1, replicas=1, log_points=2, output_dir=tmp_path,
+          run_name="cnn", wandb=None, progress_bar=False, clustering_indices=False, layer_geometry=False)
+    computed = []
+    monkeypatch.setattr(experiments, "theory_curves", lambda *a, **k: computed.append(1))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", f"--run={tmp_path / 'cnn'}", "--wandb=disabled"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "architecture: run 'cnn' vs curve 'fc'" in err and "Traceback" not in err
+    assert computed == []  # refused before any theory curve
