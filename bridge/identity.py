@@ -16,7 +16,8 @@ loss ½Σ(y − f)² summed over samples, every layer sampled. A curve that desc
 say so with a ``model_identity`` mapping of its own.
 
 The run's identity is read from ``trajectory.model_identity`` when the run records one, else from the
-arguments of the run in ``trajectory.config``. This module imports nothing else of the bridge, so that
+arguments of the run in ``trajectory.config``. A Langevin run must also sample the posterior itself:
+with minibatch gradients its stationary law is another one, and it is refused (``batch_size``). This module imports nothing else of the bridge, so that
 ``maps`` and ``compare`` can both use it without a cycle.
 """
 
@@ -88,19 +89,33 @@ def _normalise(key: str, value: Any) -> Any:
 def run_identity(trajectory: Any) -> dict[str, Any]:
     """The run's model identity (keys :data:`IDENTITY_KEYS`, None where the run does not record it)."""
     recorded = field_of(trajectory, "model_identity")
-    if isinstance(recorded, Mapping):
-        out = {k: _normalise(k, recorded.get(k)) for k in IDENTITY_KEYS}
-        if out["temperature_convention"] is None and out["reduction"] is not None:
-            out["temperature_convention"] = out["reduction"]
-        return out
-    config = field_of(trajectory, "config") or {}
-    width = config.get("width", field_of(trajectory, "width"))
-    hidden = None if width is None else (len(width) if isinstance(width, (list, tuple, np.ndarray)) else 1)
-    out = dict(architecture=config.get("architecture"), hidden_layers=hidden, init=config.get("init"),
-               bias=config.get("bias"), loss=config.get("loss"), reduction=config.get("reduction"),
+    # gd_dynamics' Trajectory.model_identity (keys gd_dynamics.trajectory.MODEL_IDENTITY_KEYS) when the run
+    # has one; else the run's arguments (Trajectory.config, which older runs also hold)
+    source = recorded if isinstance(recorded, Mapping) and recorded else (field_of(trajectory, "config") or {})
+    width = source.get("widths", source.get("width", field_of(trajectory, "width")))
+    hidden = source.get("hidden_layers")
+    if hidden is None and width is not None:
+        hidden = len(width) if isinstance(width, (list, tuple, np.ndarray)) else 1
+    out = dict(architecture=source.get("architecture"), hidden_layers=hidden, init=source.get("init"),
+               bias=source.get("bias"), loss=source.get("loss"), reduction=source.get("reduction"),
                # the run's T (Langevin noise √(2ηT), weight decay Tλ) multiplies the loss it descends
-               temperature_convention=config.get("reduction"), frozen_layers=config.get("frozen_layers"))
+               temperature_convention=source.get("reduction"), frozen_layers=source.get("frozen_layers"))
     return {k: _normalise(k, v) for k, v in out.items()}
+
+
+def _posterior_problems(trajectory: Any) -> list[str]:
+    """A Langevin run must sample the posterior itself: full-batch gradients (a minibatch adds noise
+    that changes the stationary law). Other optimisers are compared through T_eff whatever their noise."""
+    if str(field_of(trajectory, "optimizer")).lower() != "langevin":
+        return []
+    recorded = field_of(trajectory, "model_identity")
+    source = recorded if isinstance(recorded, Mapping) and recorded else (field_of(trajectory, "config") or {})
+    batch = source.get("batch_size")
+    n_train = (field_of(trajectory, "task") or {}).get("n_train")
+    if batch is not None and batch != n_train:
+        return [f"batch_size: run {batch} (minibatch Langevin: its stationary law is not the theory's posterior; "
+                "the theory needs full-batch gradients)"]
+    return []
 
 
 def curve_identity(curve: Any) -> dict[str, Any]:
@@ -125,6 +140,7 @@ def check_theory_model(trajectory: Any) -> None:
     """Raise one ValueError naming every fact in which the run's model differs from :data:`THEORY_IDENTITY`
     (what every equilibrium curve describes); cheap, so callers run it before computing any curve."""
     problems = _identity_problems(run_identity(trajectory), curve_identity(None), explain=True)
+    problems += _posterior_problems(trajectory)
     if problems:
         raise ValueError("run and theory curve do not match: " + "; ".join(problems))
 
@@ -139,6 +155,7 @@ def check_compatible(trajectory: Any, curve: Any, *, rtol: float = 1e-9) -> None
     """
     mine, theirs = run_identity(trajectory), curve_identity(curve)
     problems = _identity_problems(mine, theirs, explain=not isinstance(field_of(curve, "model_identity"), Mapping))
+    problems += _posterior_problems(trajectory)
     fp_run, fp_curve = field_of(trajectory, "data_fingerprint"), field_of(curve, "data_fingerprint")
     if not fp_run or not fp_curve:
         problems.append("data_fingerprint: missing on the run or the curve, cannot check the data match")

@@ -174,10 +174,23 @@ def test_a_run_that_records_nothing_about_its_model_is_refused():
 
 
 def test_a_recorded_model_identity_takes_precedence_over_the_config():
-    run = _meta(model_identity=dict(architecture="fc", hidden_layers=1, init="prior", bias=False, loss="mse",
-                                    reduction="sum", frozen_layers=[2]))
+    """gd_dynamics' Trajectory.model_identity (its MODEL_IDENTITY_KEYS) is read when the run has one."""
+    identity = dict(architecture="fc", widths=[20], activation="erf", parameterisation="standard", init="prior",
+                    bias=False, prior_precisions=[1.0, 1.0], loss="mse", reduction="sum", temperature_convention="none",
+                    frozen_layers=[2], batch_size=None, kernel_size=None, image_shape=None)
     with pytest.raises(ValueError, match="frozen_layers: run \\(2,\\) vs curve \\(\\)"):
+        check_compatible(_meta(model_identity=identity), _meta())
+    check_compatible(_meta(model_identity=dict(identity, frozen_layers=[])), _meta())
+    with pytest.raises(ValueError, match="hidden_layers: run 2 vs curve 1"):
+        check_compatible(_meta(model_identity=dict(identity, frozen_layers=[], widths=[20, 20])), _meta())
+
+
+def test_a_minibatch_langevin_run_is_refused_it_does_not_sample_the_posterior():
+    run = _meta(config=dict(optimizer="langevin", temperature=0.5, batch_size=5), optimizer="langevin",
+                task=dict(n_train=40))
+    with pytest.raises(ValueError, match="batch_size: run 5 \\(minibatch Langevin"):
         check_compatible(run, _meta())
+    check_compatible(_meta(config=dict(optimizer="sgd", batch_size=5), optimizer="sgd"), _meta())  # SGD: fine
 
 
 def test_real_runs_of_other_models_are_refused(tmp_path):
