@@ -22,7 +22,6 @@ from gdeq.geometry import jackknife, mean_se
 from .identity import check_compatible
 from .identity import field_of as _get
 from .identity import single_width
-from .identity import single_width as _width
 from .maps import (OBSERVABLES, TemperatureMap, effective_temperature, interpolate_curve, invert_monotone,
                    mean_predictor_error, run_observable)
 
@@ -380,7 +379,7 @@ def compare(
 
     run = run_measures(trajectory)
     # the scaled centroid shift N1·(D − cᵀKc) needs the infinite-width value; every curve has it
-    width = _width(_get(trajectory, "width"), "run")
+    width = single_width(_get(trajectory, "width"), "run")
     first = next(iter(curves.values()))
     if "centroid_distance" in run and _get(first, "centroid_shift") is not None:
         run["centroid_shift"] = width * (run["centroid_distance"] - infinite_width_centroid(first))

@@ -23,7 +23,7 @@ from gdeq.geometry import activation_derivative, mean_se
 from .compare import Comparison, compare, infinite_width_centroid, replica_turning_steps, turning_point
 from .identity import check_theory_model
 from .identity import field_of as _get
-from .identity import single_width as _width
+from .identity import single_width
 
 __all__ = [
     "SampledPoint",
@@ -449,7 +449,7 @@ def compare_saved_run(run: str | Path, *, levels: Sequence[str] = ("nngp", "gaus
     traj = Trajectory.load(path)
     check_theory_model(traj)  # a CNN, a PyTorch-init or a mean-loss run is refused before any theory is computed
     task = task_from_metadata(traj.task, data_dir)
-    width = _width(traj.width, "run")
+    width = single_width(traj.width, "run")
     t0 = time.perf_counter()
     curves = theory_curves(task, width=width, activation=traj.activation, prior_w=traj.prior_w, prior_v=traj.prior_v,
                            temperatures=temperatures, levels=levels)
