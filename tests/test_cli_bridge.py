@@ -169,3 +169,14 @@ def test_compare_command_refuses_a_run_of_another_model_before_computing_theory(
     err = capsys.readouterr().err
     assert "architecture: run 'cnn' vs curve 'fc'" in err and "Traceback" not in err
     assert computed == []  # refused before any theory curve
+
+
+def test_sweep_cell_trains_a_cnn_on_colour_cifar10(tmp_path, shared_data_dir):
+    """The sweep used to pass its own image shape (1, 32, 32) for colour CIFAR-10 (3 × 32 × 32 inputs) and
+    crash with a tensor size mismatch; the model infers the shape from the data."""
+    from gdeq.bridge.experiments import sweep_cell
+
+    row = sweep_cell(dict(architecture="cnn", width=4, activation="erf", dataset="cifar10", classes=[3, 5],
+                          n_train=40, n_test=20, steps=5, replicas=2, log_points=4, data_dir=str(shared_data_dir)),
+                     output_dir=tmp_path)
+    assert row["theory_shape"] == "no theory for this architecture" and 0 <= row["final_test_error"] < 4
