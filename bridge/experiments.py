@@ -287,7 +287,6 @@ def sweep_cell(cell: dict, *, output_dir: str | Path, progress: bool = False) ->
                  log_points=c.get("log_points", 50), output_dir=Path(output_dir) / "runs", run_name=cell_id(c),
                  wandb=None, progress_bar=progress, clustering_indices=False,
                  reduce_inputs=fc and task.n_train < task.input_dim, probe_size=max(task.n_train, len(task.x_test)))
-    # a CNN infers its image shape from the data (gd_dynamics.models.infer_image_shape): no copy here
     steps = np.asarray(traj.step, dtype=float)
     row: dict[str, Any] = {k: c[k] for k in SWEEP_KEYS}
     row["lr"] = float(lr)
