@@ -41,7 +41,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .maps import (OBSERVABLES, TemperatureMap, _get, interpolate_curve, invert_monotone, map_observable,
+from .identity import field_of as _get
+from .maps import (OBSERVABLES, TemperatureMap, interpolate_curve, invert_monotone, map_observable,
                    mean_predictor_error)
 
 __all__ = ["ThermalCheck", "control_variate_steps", "observable_per_replica_subset", "thermometer_consistency"]
@@ -233,7 +234,7 @@ def thermometer_consistency(
     if R < 3:
         raise ValueError(f"trajectory: the two-thermometer test needs at least 3 replicas, got {R}")
     if check:
-        from .compare import check_compatible
+        from .identity import check_compatible
 
         check_compatible(trajectory, curve)
     steps = np.asarray(_get(trajectory, "step"), dtype=np.float64).reshape(len(preds), -1)[:, 0]
