@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import json
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -452,34 +451,21 @@ def write_report(out_dir: str | Path, results: Sequence[Any], *, config: dict | 
 
 def _log_wandb(out: Path, results: Sequence[Any], config: dict, files: dict, summary: list[dict], mode: str,
                project: str) -> dict:
-    """Log the tables and plots to a wandb run; offline by default, never raises."""
-    if mode == "disabled":
-        return dict(mode="disabled")
-    try:
+    """Log the tables and plots to a wandb run (gd_dynamics.wandb_setup: offline by default, never raises)."""
+    from gdeq.gd_dynamics.wandb_setup import log_to_wandb
+
+    def log(run) -> None:
         import wandb
-    except ImportError:
-        return dict(mode=mode, error="wandb not installed")
-    info: dict[str, Any] = dict(mode=mode)
-    for attempt in ([mode, "offline"] if mode == "online" else ["offline"]):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                run = wandb.init(project=project, name=config.get("name"), dir=str(out), mode=attempt,
-                                 config=_clean(config), reinit="create_new",
-                                 settings=wandb.Settings(silent=True, init_timeout=30))
-                cols = sorted({k for r in summary for k in r})
-                run.log({"summary": wandb.Table(columns=cols, data=[[_clean(r.get(k)) for k in cols] for r in summary])})
-                for key, name in files.items():
-                    if name.endswith(".png"):
-                        run.log({f"plots/{key}": wandb.Image(str(out / name))})
-                for res in results:
-                    for name, m in res.comparison.measures.items():
-                        run.summary[f"N{res.width}/{name}/t_star"] = _clean(m.t_star)
-                        for lv, v in m.T_eff_at_t_star.items():
-                            run.summary[f"N{res.width}/{name}/T_eff_t_star/{lv}"] = _clean(v)
-                info.update(mode=attempt, dir=str(Path(run.dir).resolve().parent), id=run.id)
-                run.finish()
-            return info
-        except Exception as err:  # never let wandb stop a report
-            info[f"error_{attempt}"] = f"{type(err).__name__}: {err}"
-    return info
+
+        cols = sorted({k for r in summary for k in r})
+        run.log({"summary": wandb.Table(columns=cols, data=[[_clean(r.get(k)) for k in cols] for r in summary])})
+        for key, name in files.items():
+            if name.endswith(".png"):
+                run.log({f"plots/{key}": wandb.Image(str(out / name))})
+        for res in results:
+            for name, m in res.comparison.measures.items():
+                run.summary[f"N{res.width}/{name}/t_star"] = _clean(m.t_star)
+                for lv, v in m.T_eff_at_t_star.items():
+                    run.summary[f"N{res.width}/{name}/T_eff_t_star/{lv}"] = _clean(v)
+
+    return log_to_wandb(mode, log, project=project, dir=out, name=config.get("name"), config=_clean(config))

@@ -338,4 +338,4 @@ def retrain_without_stragglers(task, traj: Trajectory, report: StragglerReport, 
 
     kwargs = {k: traj.config[k] for k in _RETRAIN_ARGS if k in traj.config and traj.config[k] is not None}
     kwargs.update(overrides)
-    return train(drop_train_points(task, report.sets[replica]), replicas=1, seed=traj.seeds[replica], **kwargs)
+    return train(drop_train_points(task, report.sets[replica]), replicas=1, seed=[traj.seeds[replica]], **kwargs)

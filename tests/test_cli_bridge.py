@@ -46,7 +46,7 @@ def test_equilibrium_from_a_yaml_config_matches_the_library(tmp_path, capsys):
     cfg = tmp_path / "eq.yaml"
     out = tmp_path / "curves"
     cfg.write_text(
-        f"n_train: 60\nn_test: 40\nwidth: 30\nlevels: [gaussian]\nt_min: 0.01\nt_max: 10.0\n"
+        f"data:\n  n_train: 60\n  n_test: 40\nwidth: 30\nlevels: [gaussian]\nt_min: 0.01\nt_max: 10.0\n"
         f"n_temperatures: 7\noutput: {out}\n"
     )
     peaks = main(["equilibrium", "--config", str(cfg)])
@@ -134,7 +134,7 @@ def test_full_demo_command_writes_its_report(tmp_path, capsys):
 
 
 def test_compare_command_on_a_saved_langevin_run_reports_the_consistency_check(tmp_path, capsys):
-    main(["train", "--n_train=40", "--n_test=40", "--width=20", "--optimizer=langevin", "--temperature=1.0",
+    main(["train", "--data.n_train=40", "--data.n_test=40", "--width=20", "--optimizer=langevin", "--temperature=1.0",
           "--steps=1500", "--replicas=8", "--log_points=20", f"--output_dir={tmp_path}", "--run_name=lgv",
           "--wandb=disabled", "--progress=false"])
     paths = main(["compare", f"--run={tmp_path / 'lgv'}", "--levels=[gaussian]", "--n_temperatures=25",
