@@ -5,7 +5,7 @@
 One process, one data set (teacher inputs, N0 = 100), same thread count for everything; the rows are timed
 interleaved, best of ``--repeats``. Rows:
 
-- ``eigh``: ONE eigendecomposition of the P×P NTK Θ (``bridge.lazy.symmetric_eigh``: scipy's
+- ``eigh``: ONE eigendecomposition of the P×P NTK Θ (``bridge.lazy.symmetric_eigh`` = ``equilibrium.linalg.eigh``: scipy's
   divide-and-conquer driver on CPU) — the floor any spectral method pays;
 - ``lazy``: everything ``lazy_trajectory`` does after the kernels for the prediction — that eigh,
   the basis changes, then train/test mean and error at 100 logged steps (``variance=False``); the

@@ -51,17 +51,12 @@ __all__ = ["THREE_WAY_OBSERVABLES", "LazyDynamics", "LazyTrajectory", "ThreeWay"
 
 
 def symmetric_eigh(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eigenvalues (ascending) and eigenvectors of a symmetric float64 matrix.
+    """Eigenvalues (ascending) and eigenvectors of a symmetric float64 matrix: the same solver as the
+    rest of equilibrium (``equilibrium.linalg.eigh``: LAPACK's divide-and-conquer driver through scipy
+    on CPU, ``torch.linalg.eigh`` elsewhere)."""
+    from gdeq.equilibrium.linalg import eigh
 
-    CPU: LAPACK's divide-and-conquer driver (scipy ``driver="evd"``), the fastest full eigh on CPU;
-    GPU: ``torch.linalg.eigh``.
-    """
-    if matrix.device.type == "cpu":
-        import scipy.linalg
-
-        w, v = scipy.linalg.eigh(matrix.numpy(), driver="evd", check_finite=False)
-        return torch.from_numpy(w), torch.from_numpy(v)
-    return torch.linalg.eigh(matrix)
+    return eigh(matrix)
 
 
 @dataclass(frozen=True)
