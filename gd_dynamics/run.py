@@ -306,7 +306,7 @@ def _trajectory(cb: GeometryLogger, module: GDModule, task: Task, config: dict, 
         frozen_layers=config["frozen_layers"], batch_size=config["batch_size"],
         kernel_size=getattr(model, "k", None), image_shape=getattr(model, "image_shape", None))
     langevin = config["optimizer"] == "langevin"
-    notes = posterior_deviations(identity) if langevin else []
+    notes = posterior_deviations(identity, task.n_train) if langevin else []
     return Trajectory(
         step=np.array([int(r["step"]) for r in recs]),
         train_loss=stack("train_loss"), test_loss=stack("test_loss"),
