@@ -211,24 +211,41 @@ def _state(pb: ConvProblem, T: float, q: np.ndarray, *, gradient: bool = True) -
     a = torch.cholesky_solve(pb.y[:, None], chol)[:, 0]
     logdet_A = 2.0 * float(torch.log(torch.diagonal(chol)).sum())
     S = float(np.trace(Q) - 2.0 * np.log(np.diag(LQ)).sum() + (logdet_A + float(pb.y @ a)) / pb.channels)
-    if not gradient:
-        return _State(S=S, chol=chol, a=a)
-    Qinv = np.linalg.inv(Q)
-    Ainv = torch.cholesky_inverse(chol)
+    st = _State(S=S, chol=chol, a=a, Qinv=np.linalg.inv(Q))
+    return _add_gradient(pb, st, q) if gradient else st
+
+
+def _add_gradient(pb: ConvProblem, st: _State, q: np.ndarray, chunk: int = 4) -> _State:
+    """∂S/∂q_p: one pass over the stored pair kernels (both contractions per chunk of pairs)."""
+    if st.grad is not None:
+        return st
+    Ainv = torch.cholesky_inverse(st.chol)
     n, P = pb.n_vars, pb.P
-    tr = (pb.B.reshape(n, P * P) @ Ainv.reshape(P * P)).cpu().numpy()
-    quad = ((pb.B @ a) @ a).cpu().numpy()
+    tr = torch.empty(n, dtype=torch.float64, device=pb.B.device)
+    quad = torch.empty(n, dtype=torch.float64, device=pb.B.device)
+    af = Ainv.reshape(P * P)
+    for s in range(0, n, chunk):
+        Bc = pb.B[s:s + chunk]
+        tr[s:s + chunk] = Bc.reshape(-1, P * P) @ af
+        quad[s:s + chunk] = (Bc @ st.a) @ st.a
+    tr, quad = tr.cpu().numpy(), quad.cpu().numpy()
+    Qinv = st.Qinv
     i, j = pb.pairs
     mult = np.where(i == j, 1.0, 2.0)
     gQ = mult * (np.where(i == j, 1.0, 0.0) - Qinv[i, j])
-    grad = gQ + (tr - quad) / pb.channels
-    scale = mult * (np.where(i == j, 1.0, 0.0) + np.abs(Qinv[i, j])) + (np.abs(tr) + np.abs(quad)) / pb.channels
-    return _State(S=S, grad=grad, scale=scale, Qinv=Qinv, chol=chol, Ainv=Ainv, a=a)
+    st.grad = gQ + (tr - quad) / pb.channels
+    # size of the largest term of each component; the Q part's round-off is ~eps·max|Q⁻¹| even where
+    # Q⁻¹_ij = 0 (e.g. an all-zero patch decouples), hence the common floor
+    st.scale = (mult * (np.where(i == j, 1.0, 0.0) + np.abs(Qinv[i, j])) + (np.abs(tr) + np.abs(quad)) / pb.channels
+                + np.abs(Qinv).max())
+    st.Ainv = Ainv
+    return st
 
 
 def _hessian(pb: ConvProblem, st: _State, E: np.ndarray) -> np.ndarray:
     n, P = pb.n_vars, pb.P
-    HQ = np.einsum("rab,bc,pcd,da->pr", E, st.Qinv, E, st.Qinv)
+    M = st.Qinv @ E @ st.Qinv  # (n, Np, Np): Q⁻¹E_rQ⁻¹
+    HQ = E.reshape(n, -1) @ M.reshape(n, -1).T
     W = st.Ainv @ pb.B @ st.Ainv  # (n, P, P): A⁻¹B_rA⁻¹
     tr = (W.reshape(n, P * P) @ pb.B.reshape(n, P * P).T).cpu().numpy()
     Ba = pb.B @ st.a  # (n, P)
@@ -312,12 +329,18 @@ def _newton(pb, T, q0, H0, E, *, tol, max_iter, exact, cnt):
         accepted = False
         while alpha > 1e-12:
             qn = q + alpha * step
-            sn = _state(pb, T, qn)
+            sn = _state(pb, T, qn, gradient=False)
             cnt.evals += 1
-            if sn.grad is not None and (sn.S <= st.S + 1e-4 * alpha * (step @ st.grad)
-                                        or (alpha == 1.0 and pd and np.abs(sn.grad).max() < 0.5 * np.abs(st.grad).max())):
+            if math.isfinite(sn.S) and sn.S <= st.S + 1e-4 * alpha * (step @ st.grad):
+                sn = _add_gradient(pb, sn, qn)
                 accepted = True
                 break
+            # near the minimum S stalls at round-off: a full Newton step that halves the gradient is accepted
+            if math.isfinite(sn.S) and alpha == 1.0 and pd:
+                sn = _add_gradient(pb, sn, qn)
+                if np.abs(sn.grad).max() < 0.5 * np.abs(st.grad).max():
+                    accepted = True
+                    break
             alpha *= 0.5
         if not accepted:
             if np.all(np.abs(st.grad) <= 1e3 * tol * st.scale):  # stalled at round-off
