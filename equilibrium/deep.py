@@ -234,9 +234,11 @@ def deep_action_gradient(pb: DeepProblem, T: float, Q) -> np.ndarray:
 class DeepSaddlePoint:
     """Saddle point over temperatures (numpy): ``Q`` (nT, L) the lowest minimum found,
     ``action`` S there, ``gradient`` dS/dQ (nT, L), ``converged`` (gradient at round-off level
-    AND positive curvature), ``n_minima`` distinct minima found, ``minima`` (nT, k, L) NaN-padded,
-    ``n_evaluations`` action/gradient evaluations (each one P³ factorisation; 0 for the
-    homogeneous path, which needs one eigendecomposition in all)."""
+    AND a positive-definite Hessian), ``curvature_exact`` whether that Hessian was a fresh
+    finite-difference one (else the BFGS matrix carried along T; the homogeneous path checks the
+    sign change of dS/dc exactly), ``n_minima`` distinct minima found, ``minima`` (nT, k, L)
+    NaN-padded, ``n_evaluations`` action/gradient evaluations (each one P³ factorisation; 0 for
+    the homogeneous path, which needs one eigendecomposition in all)."""
 
     temperature: np.ndarray
     Q: np.ndarray
@@ -246,6 +248,7 @@ class DeepSaddlePoint:
     n_minima: np.ndarray
     minima: np.ndarray
     n_evaluations: int = 0
+    curvature_exact: np.ndarray | None = None
 
 
 def _fd_hessian(pb, T, u, h=1e-5):
@@ -263,12 +266,14 @@ def _fd_hessian(pb, T, u, h=1e-5):
 
 
 def _newton(pb: DeepProblem, T: float, u0: np.ndarray, H0: np.ndarray | None, *, tol: float, max_iter: int):
-    """Damped (quasi-)Newton in u = log Q from u0. Returns u, S, grad_u, H, converged, evaluations."""
+    """Damped (quasi-)Newton in u = log Q from u0 with H0 (None: finite-difference Hessian).
+    Returns u, S, grad_u, H, converged (small gradient, H positive definite), whether H is a fresh
+    finite-difference Hessian (else the BFGS-carried one), evaluations."""
     u = u0.copy()
     S, g, scale, _ = _evaluate(pb, T, u)
     n_eval = 1
     if g is None:  # start outside the domain (cannot happen for Q > 0, T > 0; kept as a guard)
-        return u, math.inf, np.full(len(u), np.nan), H0, False, n_eval
+        return u, math.inf, np.full(len(u), np.nan), H0, False, False, n_eval
     H = H0
     fresh = False
     for _ in range(max_iter):
@@ -278,11 +283,7 @@ def _newton(pb: DeepProblem, T: float, u0: np.ndarray, H0: np.ndarray | None, *,
         small = bool(np.all(np.abs(g) <= tol * scale))
         pd = H is not None and np.linalg.eigvalsh(H).min() > 0
         if small:
-            if not fresh:  # confirm the curvature with a fresh Hessian before declaring a minimum
-                H, fresh = _fd_hessian(pb, T, u), True
-                n_eval += 2 * len(u)
-                pd = H is not None and np.linalg.eigvalsh(H).min() > 0
-            return u, S, g, H, pd, n_eval
+            return u, S, g, H, pd, fresh, n_eval
         step = -np.linalg.solve(H, g) if pd else -g / max(1.0, float(np.abs(g).max()))
         if step @ g >= 0:
             step = -g / max(1.0, float(np.abs(g).max()))
@@ -305,7 +306,7 @@ def _newton(pb: DeepProblem, T: float, u0: np.ndarray, H0: np.ndarray | None, *,
                 H = _fd_hessian(pb, T, u)
                 n_eval += 2 * len(u)
                 pd = H is not None and np.linalg.eigvalsh(H).min() > 0
-                return u, S, g, H, pd, n_eval
+                return u, S, g, H, pd, True, n_eval
             continue
         s, yv = un - u, gn - g
         if s @ yv > 1e-300 and H is not None:  # BFGS update of the carried Hessian
@@ -313,7 +314,7 @@ def _newton(pb: DeepProblem, T: float, u0: np.ndarray, H0: np.ndarray | None, *,
             H = H + np.outer(yv, yv) / (yv @ s) - np.outer(Hs, Hs) / (s @ Hs)
             fresh = False
         u, S, g, scale = un, Sn, gn, sn
-    return u, S, g, H, False, n_eval
+    return u, S, g, H, False, fresh, n_eval
 
 
 def _continuation(pb, temps, u_start, *, tol, max_iter):
@@ -323,6 +324,7 @@ def _continuation(pb, temps, u_start, *, tol, max_iter):
     S = np.full(n, np.inf)
     Gd = np.full((n, L), np.nan)
     ok = np.zeros(n, bool)
+    exact = np.zeros(n, bool)
     n_eval = 0
     H = None
     u_prev = u_prev2 = None
@@ -335,44 +337,45 @@ def _continuation(pb, temps, u_start, *, tol, max_iter):
             u0 = u_prev.copy()
         else:  # secant predictor in log T
             u0 = u_prev + (u_prev - u_prev2) * (lt - lt_prev) / (lt_prev - lt_prev2)
-        u, s, g, H, conv, ne = _newton(pb, float(T), u0, H, tol=tol, max_iter=max_iter)
+        u, s, g, H, conv, fresh, ne = _newton(pb, float(T), u0, H, tol=tol, max_iter=max_iter)
         n_eval += ne
         if not conv and u_prev is not None:  # retry from the previous solution with a fresh Hessian
-            u, s, g, H, conv, ne = _newton(pb, float(T), u_prev.copy(), None, tol=tol, max_iter=max_iter)
+            u, s, g, H, conv, fresh, ne = _newton(pb, float(T), u_prev.copy(), None, tol=tol, max_iter=max_iter)
             n_eval += ne
-        U[i], S[i], Gd[i], ok[i] = u, s, g, conv
+        U[i], S[i], Gd[i], ok[i], exact[i] = u, s, g, conv, fresh
         if conv:
             u_prev2, lt_prev2 = u_prev, lt_prev
             u_prev, lt_prev = u, lt
-    return U, S, Gd, ok, n_eval
+    return U, S, Gd, ok, exact, n_eval
 
 
 def _solve_general(pb, T_all, *, tol, max_iter, both_directions):
     order = np.argsort(-T_all)
     temps = T_all[order]
-    U1, S1, G1, ok1, ne = _continuation(pb, temps, np.zeros(pb.L), tol=tol, max_iter=max_iter)
-    branches = [(U1, S1, G1, ok1)]
+    U1, S1, G1, ok1, ex1, ne = _continuation(pb, temps, np.zeros(pb.L), tol=tol, max_iter=max_iter)
+    branches = [(U1, S1, G1, ok1, ex1)]
     if both_directions and len(temps) > 1:
         start = U1[-1] if ok1[-1] else np.zeros(pb.L)
-        U2, S2, G2, ok2, ne2 = _continuation(pb, temps[::-1], start, tol=tol, max_iter=max_iter)
+        U2, S2, G2, ok2, ex2, ne2 = _continuation(pb, temps[::-1], start, tol=tol, max_iter=max_iter)
         ne += ne2
-        branches.append((U2[::-1], S2[::-1], G2[::-1], ok2[::-1]))
+        branches.append((U2[::-1], S2[::-1], G2[::-1], ok2[::-1], ex2[::-1]))
     n = len(temps)
     Qo = np.full((n, pb.L), np.nan)
     So = np.full(n, np.inf)
     Go = np.full((n, pb.L), np.nan)
     ok = np.zeros(n, bool)
+    cexact = np.zeros(n, bool)
     nmin = np.zeros(n, np.int64)
     minima = np.full((n, len(branches), pb.L), np.nan)
     for i in range(n):
-        found: list[tuple[float, np.ndarray, np.ndarray]] = []
-        for U, S, G, okb in branches:
+        found: list[tuple[float, np.ndarray, np.ndarray, bool]] = []
+        for U, S, G, okb, exb in branches:
             if okb[i] and not any(np.max(np.abs(U[i] - f[1])) <= 1e-6 for f in found):
-                found.append((S[i], U[i], G[i]))
+                found.append((S[i], U[i], G[i], exb[i]))
         nmin[i] = len(found)
         if found:
             found.sort(key=lambda f: f[0])
-            So[i], Qo[i], ok[i] = found[0][0], np.exp(found[0][1]), True
+            So[i], Qo[i], ok[i], cexact[i] = found[0][0], np.exp(found[0][1]), True, found[0][3]
             Go[i] = found[0][2] / Qo[i]
             for k, f in enumerate(found):
                 minima[i, k] = np.exp(f[1])
@@ -381,7 +384,7 @@ def _solve_general(pb, T_all, *, tol, max_iter, both_directions):
     inv = np.empty_like(order)
     inv[order] = np.arange(len(order))
     return DeepSaddlePoint(temperature=T_all, Q=Qo[inv], action=So[inv], gradient=Go[inv], converged=ok[inv],
-                           n_minima=nmin[inv], minima=minima[inv], n_evaluations=ne)
+                           n_minima=nmin[inv], minima=minima[inv], n_evaluations=ne, curvature_exact=cexact[inv])
 
 
 def _homogeneous_base(pb: DeepProblem) -> torch.Tensor:
@@ -448,7 +451,7 @@ def _solve_homogeneous(pb: DeepProblem, T_all: np.ndarray, *, grid: int = 64, xt
         for k, q in enumerate(f):
             minima[i, k] = q
     return DeepSaddlePoint(temperature=T_all, Q=Qo, action=So, gradient=Go, converged=ok, n_minima=nmin,
-                           minima=minima, n_evaluations=0)
+                           minima=minima, n_evaluations=0, curvature_exact=ok.copy())
 
 
 def solve_deep_saddle(pb: DeepProblem, temperatures, *, tol: float = 1e-11, max_iter: int = 60,
