@@ -52,8 +52,8 @@ __all__ = ["CONV_ACTIVATIONS", "ConvProblem", "ConvSaddlePoint", "ConvCurve", "c
            "conv_temperature_curve"]
 
 CONV_ACTIVATIONS: tuple[str, ...] = ("erf", "relu", "identity")
-GEOMETRY_MEASURES = ("centroid_distance", "class_radius", "inter_distance", "intra_distance", "distance_ratio",
-                     "unit_centroid_distance", "unit_class_radius")
+GEOMETRY_MEASURES = ("centroid_distance", "centroid_distance_matrix", "class_radius", "inter_distance",
+                     "intra_distance", "distance_ratio", "unit_centroid_distance", "unit_class_radius")
 
 
 def _check_shape(image_shape, patch_size, n_features: int) -> tuple[tuple[int, int, int], int]:

@@ -62,8 +62,8 @@ __all__ = [
 
 DEEP_ACTIVATIONS: tuple[str, ...] = ("erf", "relu", "identity")
 HOMOGENEOUS: tuple[str, ...] = ("relu", "identity")  # κ(cK) = cκ(K) for c > 0
-GEOMETRY_MEASURES = ("centroid_distance", "class_radius", "inter_distance", "intra_distance", "distance_ratio",
-                     "unit_centroid_distance", "unit_class_radius")
+GEOMETRY_MEASURES = ("centroid_distance", "centroid_distance_matrix", "class_radius", "inter_distance",
+                     "intra_distance", "distance_ratio", "unit_centroid_distance", "unit_class_radius")
 
 
 # ------------------------------------------------------------------------------------------
