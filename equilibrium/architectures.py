@@ -50,7 +50,7 @@ def architecture_curve(curve_cls, x_train, y_train, temperatures, *, width, arch
                        prior_w: float = 1.0, prior_v=1.0, x_test=None, y_test=None, level: str = "gaussian",
                        device=None):
     """Run the deep-FC or CNN theory and pack it into ``curve_cls`` (TemperatureCurve)."""
-    from .curve import weight_directions
+    from .weights import weight_directions
 
     if level != "gaussian":
         raise ValueError(f"level: the deep-FC and CNN theories have the saddle-point level only (pass "
