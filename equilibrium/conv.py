@@ -73,12 +73,15 @@ def _check_shape(image_shape, patch_size, n_features: int) -> tuple[tuple[int, i
 
 
 def extract_patches(x: torch.Tensor, image_shape, patch_size: int) -> torch.Tensor:
-    """(P, C·H·W) → (P, Np, C·m·m); patches in row-major order (as deepbays' divide2dImage)."""
+    """(P, H·W·C) → (P, Np, m·m·C); patches in row-major order (as deepbays' divide2dImage).
+
+    Flattened images are channels-last (H, W, C), as ``gd_dynamics.data.load_task`` and
+    ``gd_dynamics.models.ReplicaCNN`` lay out colour images (no difference for C = 1)."""
     C, H, W = image_shape
     m = patch_size
     P = x.shape[0]
-    return (x.reshape(P, C, H // m, m, W // m, m).permute(0, 2, 4, 1, 3, 5)
-            .reshape(P, (H // m) * (W // m), C * m * m))
+    return (x.reshape(P, H // m, m, W // m, m, C).permute(0, 1, 3, 2, 4, 5)
+            .reshape(P, (H // m) * (W // m), m * m * C))
 
 
 def _pairs(Np: int) -> tuple[np.ndarray, np.ndarray]:
@@ -522,7 +525,7 @@ def conv_temperature_curve(
 ) -> ConvCurve:
     """Saddle point, GP predictor and kernel/patch geometry of the one-hidden-layer CNN with
     ``width`` = Nc channels, non-overlapping ``patch_size`` × ``patch_size`` patches of images of
-    ``image_shape`` = (C, H, W) (inputs flattened in C, H, W order)."""
+    ``image_shape`` = (C, H, W) (inputs flattened channels-last, (H, W, C), as load_task does)."""
     pb = conv_problem(x_train, y_train, channels=width, patch_size=patch_size, image_shape=image_shape,
                       activation=activation, prior_w=prior_w, prior_v=prior_v, device=device)
     T = np.asarray(temperatures, dtype=np.float64).reshape(-1)

@@ -166,3 +166,16 @@ def test_bad_input_names_the_parameter(mnist, kwargs, match):
     kw.update(kwargs)
     with pytest.raises(ValueError, match=match):
         conv.conv_temperature_curve(mnist.x_train, mnist.y_train, TEMPS, **kw)
+
+
+def test_colour_patches_are_channels_last():
+    """load_task flattens colour images as (H, W, C): each patch holds all C channels of its m × m
+    pixels. The local NNGP reference is rebuilt patch by patch from the (H, W, C) images."""
+    rng = np.random.default_rng(2)
+    P, H, C, m = 24, 8, 3, 4
+    imgs = rng.normal(size=(P, H, H, C))
+    y = np.where(np.arange(P) % 2 == 0, 1.0, -1.0)
+    cur = conv.conv_temperature_curve(imgs.reshape(P, -1), y, [0.1], width=10, patch_size=m, image_shape=(C, H, H))
+    Ks = [eq.nngp_kernels(imgs[:, r:r + m, c:c + m, :].reshape(P, -1)).train for r in (0, m) for c in (0, m)]
+    np.testing.assert_allclose(cur.patch_geometry["centroid_distance"],
+                               [float(geometry.centroid_distance(k, y)) for k in Ks], rtol=1e-12)
