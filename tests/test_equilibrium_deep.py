@@ -79,8 +79,14 @@ def test_deepbays_relu_gradient_is_nan_on_the_inner_layer(deepbays, task):
     model.preprocess(task.x_train, torch.tensor(task.y_train))
     g = model.computeActionGrad(np.ones(2))
     assert np.isnan(g[0]) and np.isfinite(g[1])
+    model.optimize()
     pb = deep.deep_problem(task.x_train, task.y_train, width=[30, 30], activation="relu")
-    assert np.isfinite(deep.solve_deep_saddle(pb, [0.1]).Q).all()
+    ours = deep.solve_deep_saddle(pb, [0.1]).Q[0]
+    assert np.isfinite(ours).all()
+    # deepbays stays at the prior value and says so; the true saddle is > 5 % away
+    assert not model.converged
+    np.testing.assert_allclose(model.optQ, 1.0)
+    assert np.abs(ours - 1.0).max() > 0.05
 
 
 @pytest.mark.parametrize("activation", ["erf", "relu"])
