@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -152,14 +153,18 @@ def main() -> None:
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "bench_architectures.json"))
     args = p.parse_args()
     temps = np.logspace(-3, 1, args.temps)
-    result = {"threads": os.environ.get("OMP_NUM_THREADS", "default"), "temperature_range": [1e-3, 10.0]}
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    result = {"config": {"git_commit": commit, "command": "python benchmarks/bench_architectures.py "
+                         + " ".join(sys.argv[1:]), "threads": os.environ.get("OMP_NUM_THREADS", "default"),
+                         "load_average": os.getloadavg(), "temperature_range": [1e-3, 10.0],
+                         **{k: v for k, v in vars(args).items() if k != "out"}}}
     if args.only in ("deep", "both"):
         result["deep"] = bench_deep(args, temps)
         print(json.dumps({"deep": result["deep"]}, indent=1), flush=True)
     if args.only in ("cnn", "both"):
         result["cnn"] = bench_cnn(args, temps)
         print(json.dumps({"cnn": result["cnn"]}, indent=1), flush=True)
-    result["command"] = "python benchmarks/bench_architectures.py " + " ".join(sys.argv[1:])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
 

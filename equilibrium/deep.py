@@ -46,6 +46,7 @@ from scipy.optimize import brentq
 from gdeq import geometry
 
 from .kernels import input_covariance, kernel_diagonal, kernel_from_covariance
+from .linalg import eigh
 
 __all__ = [
     "DEEP_ACTIVATIONS",
@@ -395,7 +396,7 @@ def _homogeneous_base(pb: DeepProblem) -> torch.Tensor:
 
 def _solve_homogeneous(pb: DeepProblem, T_all: np.ndarray, *, grid: int = 64, xtol: float = 1e-15):
     Kh = _homogeneous_base(pb)
-    kappa, U = torch.linalg.eigh(Kh)
+    kappa, U = eigh(Kh)
     a = kappa.clamp_min(0.0).cpu().numpy()
     yt2 = ((U.T @ pb.y) ** 2).cpu().numpy()
     Nl = np.asarray(pb.widths)
