@@ -143,13 +143,12 @@ def test_the_walker_sees_every_kind_of_import():
 
 
 def test_no_import_cycles_between_modules():
-    cycles = [c for c in _cycles(GRAPH) if not c <= KNOWN_EQUILIBRIUM_CYCLE]
+    cycles = _cycles(GRAPH)
     assert not cycles, f"import cycles: {[sorted(c) for c in cycles]}"
 
 
-@pytest.mark.xfail(strict=False, reason="equilibrium curve -> levels -> single_neuron -> curve: eq10 breaks it "
-                                        "(issue 10, item 16); passes once that is merged")
 def test_no_import_cycle_in_the_equilibrium_levels():
+    # regression (issue 10, item 16): curve -> levels -> single_neuron -> curve, broken by equilibrium/weights.py
     cycles = [c for c in _cycles(GRAPH) if c & KNOWN_EQUILIBRIUM_CYCLE]
     assert not cycles, f"import cycles: {[sorted(c) for c in cycles]}"
 
