@@ -21,6 +21,7 @@ from .kernels import ACTIVATIONS, KernelBlocks, nngp_kernels
 from .levels import LevelContext, PosteriorKernels, available_levels
 from .posterior import MEASURES, Tilt, TiltedKernel, class_measures, class_measures_dense
 from .predictor import gp_predictor
+from .architectures import architecture_curve, is_other_architecture
 from .weights import tilted_weight_moments, weight_directions
 
 __all__ = ["TemperatureCurve", "temperature_curve"]
@@ -92,6 +93,10 @@ class TemperatureCurve:
     reference: dict[str, np.ndarray] = field(default_factory=dict)
     test_prediction: np.ndarray | None = None
     test_prediction_variance: np.ndarray | None = None
+    # deep FC / CNN (equilibrium/architectures.py): the fields above describe the last hidden
+    # layer; per-layer (per-patch) arrays live in layer_fields, e.g. layer_fields["Q"] (nT, L)
+    architecture: str = "fc"
+    layer_fields: dict[str, np.ndarray] = field(default_factory=dict)
 
     def shift(self, name: str) -> np.ndarray:
         """Scaled finite-width shift N1·(value − infinite-width value) of a geometry measure
@@ -191,8 +196,15 @@ def temperature_curve(
     y_test=None,
     level: str = "gaussian",
     device: str | torch.device | None = None,
+    architecture: str = "fc",
+    patch_size: int | None = None,
+    image_shape: tuple[int, int, int] | None = None,
 ) -> TemperatureCurve:
     """Posterior observables of a one-hidden-layer network of width N1 = ``width`` over temperatures.
+
+    ``width=[N1, ..., NL]`` (L ≥ 2) gives the deep FC network and ``architecture="cnn"`` with
+    ``width=Nc``, ``patch_size=m``, ``image_shape=(C, H, W)`` the one-hidden-layer CNN (see
+    equilibrium/architectures.py and docs/architectures.md); an int width stays this theory.
 
     Inputs are validated first (one ValueError naming the parameter). Then: NNGP kernel blocks
     (``equilibrium.kernels``), one eigendecomposition of K_c (``equilibrium.action.factorise``),
@@ -204,6 +216,15 @@ def temperature_curve(
     error, O(P·P_test) for the test predictor, O(P²) per temperature for the diagonal-dependent
     geometry (radii, unit sphere) of the spectral levels.
     """
+    if is_other_architecture(width, architecture):
+        return architecture_curve(TemperatureCurve, x_train, y_train, temperatures, width=width,
+                                  architecture=architecture, patch_size=patch_size, image_shape=image_shape,
+                                  activation=activation, prior_w=prior_w, prior_v=prior_v, x_test=x_test,
+                                  y_test=y_test, level=level, device=device)
+    if patch_size is not None or image_shape is not None:
+        raise ValueError("patch_size/image_shape: only for architecture='cnn'")
+    if np.ndim(width) == 1 and len(width) == 1:  # [N1]: one hidden layer
+        width = width[0]
     T, X, Y, Xt, Yt, D = _validate(x_train, y_train, temperatures, width, activation, prior_w, prior_v,
                                    x_test, y_test, level)
     lev = available_levels()[level]
