@@ -5,7 +5,7 @@
 
 Grid: MNIST 3 vs 5 and 4 vs 9, P = 200 (100 per class, centred, |x|² = N0), 200 test points,
 erf, λ0 = λ1 = 1, N1 ∈ {100, 400}, T ∈ {0.03, 0.1, 0.3, 1, 3}; ReLU for 3 vs 5 at N1 = 100.
-Ground truth: gd_dynamics.langevin.sample_posterior (collapsed-readout HMC, span reduction), with
+Ground truth: equilibrium.sampling.sample_posterior (collapsed-readout HMC, span reduction), with
 the replica counts below (CPU budget: fewer replicas than a GPU run would use; the s.e. is printed).
 
 The centroid shift is N1·(c^T<K_W>c − c^T K c) with K the infinite-width kernel (closed form), formed
@@ -66,7 +66,7 @@ def task(p):
 
 
 def cmd_sample(args) -> None:
-    from gdeq.gd_dynamics.langevin import sample_posterior
+    from gdeq.equilibrium.sampling import sample_posterior
 
     torch.set_num_threads(args.threads)
     RESULTS.mkdir(exist_ok=True)

@@ -25,6 +25,8 @@ from .kernels import ACTIVATIONS, KernelBlocks, kernel_from_covariance, nngp_ker
 from .levels import LEVELS, LevelContext, PosteriorKernels, available_levels
 from .posterior import Tilt, TiltedKernel, class_measures, gaussian_tilt, gaussian_tilt_multi
 from .predictor import Prediction, gp_predictor, gp_predictor_multi
+from .sampling import (PosteriorSample, SamplerDiagnostics, SamplerSettings, SamplingConvergenceWarning,
+                       sample_posterior, sample_temperatures)
 
 __all__ = [
     "ACTIVATIONS", "LEVELS", "KernelBlocks", "LevelContext", "MultiSpectrum", "PosteriorKernels", "Prediction",
@@ -33,4 +35,6 @@ __all__ = [
     "factorise", "factorise_multi", "gaussian_tilt", "gaussian_tilt_multi", "gp_predictor", "gp_predictor_multi",
     "kernel_from_covariance", "measure_weight_moments", "nngp_kernels", "solve_saddle", "solve_saddle_multi",
     "temperature_curve", "weight_directions",
+    "PosteriorSample", "SamplerDiagnostics", "SamplerSettings", "SamplingConvergenceWarning", "sample_posterior",
+    "sample_temperatures",
 ]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
-from gdeq.gd_dynamics.langevin import sample_posterior
+from gdeq.equilibrium.sampling import sample_posterior
 
 T, LAM0, LAM1 = 0.5, 1.0, 1.5
 
@@ -82,7 +82,7 @@ def test_frozen_features_give_bayesian_linear_regression():
     assert ok, (diff, se)
     # the collapsed sampler gives the same numbers exactly (nothing left to sample)
     h = sample_posterior(x, y, width=n1, temperature=T, activation="tanh", prior_w=LAM0, prior_v=LAM1, x_test=xt,
-                         y_test=yt, first_layer=w, replicas=2, sampling_time=3, progress=False)
+                         y_test=yt, first_layer=w, replicas=2, burn_in=0, sampling_time=3, progress=False)
     np.testing.assert_allclose(h.test_mean.mean, f_test, rtol=1e-10)
     np.testing.assert_allclose(h.test_variance.mean, var_test.mean(), rtol=1e-10)
     np.testing.assert_allclose(h.readout_second_moment.mean, v2, rtol=1e-10)
@@ -128,7 +128,7 @@ def test_one_hot_targets_and_weight_moments():
 
     task = load_task("mnist", (1, 3, 5), n_train=18, n_test=6, seed=0)
     s = sample_posterior(task.x_train, task.y_train, width=6, temperature=0.5, x_test=task.x_test,
-                         y_test=task.y_test, replicas=4, sampling_time=2, progress=False)
+                         y_test=task.y_test, replicas=4, burn_in=1, sampling_time=2, progress=False)
     assert s.train_mean.mean.shape == (18, 3) and s.readout_moment_matrix.mean.shape == (3, 3)
     assert np.isnan(s.centroid_distance.mean) and s.centroid_distance_matrix.mean.shape == (3, 3)
     assert s.weight_moment_label.mean.shape == (3,) and s.weight_moment_pcs.mean.shape == (8, 8)
@@ -195,7 +195,7 @@ def test_collapsed_hmc_matches_plain_langevin_at_low_temperature():
 def test_weight_moment_projections_match_equilibrium_definition():
     """weight_moment_pcs / label of Ω = (1/N1) Σ h_i h_iᵀ equal λ0 × equilibrium's weight moments of W."""
     from gdeq.equilibrium import measure_weight_moments, weight_directions
-    from gdeq.gd_dynamics.langevin import weight_moment_projections
+    from gdeq.equilibrium.sampling import weight_moment_projections
 
     task = _mnist(20, 2)
     x, y = task.x_train, task.y_train
