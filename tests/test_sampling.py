@@ -208,3 +208,133 @@ def test_weight_moment_projections_match_equilibrium_definition():
     np.testing.assert_allclose(pcs, lam0 * ref, rtol=1e-10, atol=1e-12)
     ey = x.T @ y / np.linalg.norm(x.T @ y)
     np.testing.assert_allclose(label[0], lam0 * np.mean((W @ ey) ** 2), rtol=1e-10)
+
+
+# ---------------------------------------------------------------------------------------------
+# diagnostics, adaptive length, replica exchange
+# ---------------------------------------------------------------------------------------------
+from gdeq.equilibrium.sampling import (DIAGNOSTIC_OBSERVABLES, SamplerSettings,  # noqa: E402
+                                       SamplingConvergenceWarning, chain_diagnostics, ladder_temperatures,
+                                       sample_temperatures)
+
+
+def _arviz():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        import arviz
+
+    return arviz
+
+
+def test_diagnostics_equal_arviz_on_the_same_draws():
+    """R̂ and ESS reported per temperature are arviz's, computed independently on an InferenceData."""
+    az = _arviz()
+    x, y = _tiny_problem()
+    res = sample_temperatures(x, y, [0.3, 1.0], width=2, prior_w=LAM0, prior_v=LAM1,
+                              settings=SamplerSettings(replicas=8, burn_in=3, sampling_time=30, seed=2))
+    for s in res:
+        d = s.diagnostics
+        assert set(d.traces) == set(DIAGNOSTIC_OBSERVABLES) and d.n_draws == d.traces["train_error"].shape[1]
+        idata = az.from_dict(posterior={k: v for k, v in d.traces.items()})
+        rhat, bulk = az.rhat(idata, method="rank"), az.ess(idata, method="bulk")
+        tail = az.ess(idata, method="tail")
+        for k in DIAGNOSTIC_OBSERVABLES:
+            assert d.rhat[k] == pytest.approx(float(rhat[k]), rel=1e-12)
+            assert d.ess_bulk[k] == pytest.approx(float(bulk[k]), rel=1e-12)
+            assert d.ess_tail[k] == pytest.approx(float(tail[k]), rel=1e-12)
+        assert d.converged == (all(d.rhat[k] < 1.01 and min(d.ess_bulk[k], d.ess_tail[k]) >= 200
+                                   for k in DIAGNOSTIC_OBSERVABLES))
+        # the traces are the draws the estimate used: their grand mean is the train-error chain average
+        assert 0 < d.acceptance <= 1 and d.burn_in == math.ceil(3 / 1.0)
+
+
+def test_chain_diagnostics_on_ar1_chains_with_known_ess():
+    """AR(1) chains x_t = ρ x_{t−1} + √(1−ρ²) ξ_t: ESS = n (1 − ρ)/(1 + ρ); chains shifted apart: R̂ ≫ 1."""
+    rng = np.random.default_rng(0)
+    rho, chains, draws = 0.8, 8, 4000
+    x = np.empty((chains, draws))
+    x[:, 0] = rng.normal(size=chains)
+    xi = rng.normal(size=(chains, draws)) * math.sqrt(1 - rho**2)
+    for t in range(1, draws):
+        x[:, t] = rho * x[:, t - 1] + xi[:, t]
+    rhat, bulk, tail = chain_diagnostics({"a": x})
+    expected = chains * draws * (1 - rho) / (1 + rho)
+    assert bulk["a"] == pytest.approx(expected, rel=0.15)
+    assert tail["a"] > expected  # 5 %/95 % quantile indicators of an AR(1) decorrelate faster than x itself
+    assert abs(rhat["a"] - 1) < 0.01
+    shifted = x + np.arange(chains)[:, None] * 0.5  # chains stuck in different places
+    assert chain_diagnostics({"a": shifted})[0]["a"] > 1.2
+    with pytest.raises(ValueError, match="traces"):
+        chain_diagnostics({"a": x[0]})
+
+
+def test_adaptive_default_is_exact_and_converged_on_the_tiny_network():
+    """Default settings (adaptive length) at two temperatures: converged, and within error bars of quadrature."""
+    x, y = _tiny_problem()
+    temps = [0.2, T]
+    res = sample_temperatures(x, y, temps, width=2, prior_w=LAM0, prior_v=LAM1,
+                              settings=SamplerSettings(replicas=16, seed=3))
+    for Ti, s in zip(temps, res):
+        assert s.temperature == Ti and s.converged, s.diagnostics
+        ref = _quadrature_reference(x, y, T=Ti)
+        for name, est in (("KW", s.hidden_gram), ("f", s.train_mean), ("v2", s.readout_second_moment)):
+            ok, diff, se = _within(est, ref[name])
+            assert ok, f"T={Ti} {name}: |sample - exact| = {diff} vs s.e. {se}"
+        d = s.diagnostics
+        assert d.burn_in >= d.n_draws  # the estimate uses the last half of the draws at most
+
+
+def test_starved_run_reports_not_converged_and_warns():
+    """A tiny budget on MNIST 3 vs 5, P = 100, N1 = 50, T = 0.01: converged=False, a warning naming T."""
+    task = _mnist(100, 10)
+    with pytest.warns(SamplingConvergenceWarning, match="T=0.01"):
+        s = sample_posterior(task.x_train, task.y_train, width=50, temperature=0.01,
+                             settings=SamplerSettings(replicas=8, max_trajectories=60, seed=0))
+    assert not s.converged and not s.diagnostics.converged
+    assert s.diagnostics.failing(1.01, 200)
+
+
+def test_ladder_temperatures_insert_geometric_helpers():
+    ladder, where = ladder_temperatures([1.0, 0.01, 0.1], 2.0)
+    np.testing.assert_allclose(ladder[where], [1.0, 0.01, 0.1])
+    ratios = ladder[1:] / ladder[:-1]
+    assert np.all(ratios <= 2.0 + 1e-12) and np.all(ratios > 1)
+    assert len(ladder) == 1 + 2 * math.ceil(math.log(10) / math.log(2))
+
+
+def test_tempering_keeps_the_frozen_first_layer_posterior_exact_at_every_temperature():
+    """Fixed features: v | W is Gaussian in closed form at each T of one exchanged ladder."""
+    rng = np.random.default_rng(5)
+    P, n0, n1 = 10, 4, 3
+    x, y = rng.normal(size=(P, n0)), np.sign(rng.normal(size=P))
+    y[:2] = [1, -1]
+    w = rng.normal(size=(n1, n0))
+    phi = np.tanh(x @ w.T / math.sqrt(n0))
+    temps = [0.05, 0.4, 2.0]
+    res = sample_temperatures(x, y, temps, width=n1, activation="tanh", prior_w=LAM0, prior_v=LAM1, first_layer=w,
+                              settings=SamplerSettings(replicas=2, tempering=True, max_temperature_ratio=2.0))
+    for Ti, s in zip(temps, res):
+        cov = np.linalg.inv(LAM1 * np.eye(n1) + phi.T @ phi / (Ti * n1))
+        vbar = cov @ phi.T @ y / (Ti * math.sqrt(n1))
+        np.testing.assert_allclose(s.train_mean.mean, phi @ vbar / math.sqrt(n1), rtol=1e-10)
+        np.testing.assert_allclose(s.readout_second_moment.mean, (vbar @ vbar + np.trace(cov)) / n1, rtol=1e-10)
+        assert s.converged
+
+
+def test_tempering_keeps_each_temperature_exact_against_quadrature():
+    """Replica exchange over a ladder (helpers inserted): each requested T matches the 2-d quadrature."""
+    x, y = _tiny_problem()
+    temps = [0.1, 0.3, 1.0]
+    res = sample_temperatures(x, y, temps, width=2, prior_w=LAM0, prior_v=LAM1,
+                              settings=SamplerSettings(replicas=24, tempering=True, max_temperature_ratio=2.0,
+                                                       burn_in=5, sampling_time=60, seed=4))
+    for Ti, s in zip(temps, res):
+        ref = _quadrature_reference(x, y, T=Ti)
+        for name, est in (("KW", s.hidden_gram), ("f", s.train_mean), ("v2", s.readout_second_moment)):
+            ok, diff, se = _within(est, ref[name])
+            assert ok, f"T={Ti} {name}: |sample - exact| = {diff} vs s.e. {se}"
+    swaps = [s.diagnostics.swap_acceptance for s in res[:-1]]
+    assert all(0.05 < a <= 1 for a in swaps), swaps  # exchanges actually happen
+    assert math.isnan(res[-1].diagnostics.swap_acceptance) or res[-1].temperature < 1.0
