@@ -66,7 +66,7 @@ First-layer weight moments (the observable shared with the equilibrium theory)
 Ω = (1/N1) Σ_i h_i h_iᵀ, h_i = X w_i/√N0 (P×P pre-activation Gram on the training inputs), prior
 value C = XXᵀ/(N0 λ0). ``weight_moment_label`` = aᵀΩa/aᵀCa for a = each label column;
 ``weight_moment_pcs`` the k×k matrix u_kᵀΩu_l/√(c_k c_l) on the top-k eigenvectors of C
-(:func:`weight_moment_projections`). Same numbers as ``equilibrium.TemperatureCurve``:
+(``equilibrium.weights.weight_moment_projections``, the one definition). Same numbers as ``equilibrium.TemperatureCurve``:
 ``weight_moment_pcs`` = λ0 × ``TemperatureCurve.weight_moments`` and ``weight_moment_label`` = λ0 ×
 ``TemperatureCurve.weight_label_moment``.
 """
@@ -85,9 +85,11 @@ import torch
 from gdeq import geometry
 from gdeq.geometry import Estimate
 
+from .weights import weight_moment_projections
+
 __all__ = ["DIAGNOSTIC_OBSERVABLES", "Estimate", "PosteriorSample", "SAMPLER_ACTIVATIONS", "SamplerDiagnostics",
            "SamplerSettings", "SamplingConvergenceWarning", "chain_diagnostics", "ladder_temperatures",
-           "sample_posterior", "sample_temperatures", "weight_moment_projections"]
+           "sample_posterior", "sample_temperatures"]
 
 SAMPLER_ACTIVATIONS = ("erf", "relu", "tanh", "identity")
 DIAGNOSTIC_OBSERVABLES = ("readout_second_moment", "train_error", "centroid_distance", "unit_class_radius")
@@ -258,34 +260,6 @@ class PosteriorSample:
     @property
     def converged(self) -> bool:
         return bool(self.diagnostics.converged) if self.diagnostics is not None else False
-
-
-# ---------------------------------------------------------------------------------------------
-# weight-moment projections (shared definition, see module docstring)
-# ---------------------------------------------------------------------------------------------
-def weight_moment_projections(
-    omega: np.ndarray, x_train: np.ndarray, y_train: np.ndarray, *, prior_w: float = 1.0, n_components: int = 5
-) -> tuple[np.ndarray, np.ndarray]:
-    """Project Ω (..., P, P) on the label direction(s) and the top data principal directions.
-
-    Returns ``(label, pcs)``: label (..., D) = aᵀΩa / aᵀCa for each label column a, and
-    pcs (..., k, k) = u_kᵀΩu_l / √(c_k c_l), with C = XXᵀ/(N0 λ0) = Σ c_k u_k u_kᵀ. Both equal 1 / the
-    identity in the prior.
-    """
-    x = np.asarray(x_train, dtype=np.float64)
-    y = np.asarray(y_train, dtype=np.float64).reshape(x.shape[0], -1)
-    n0 = x.shape[1]
-    C = x @ x.T / (n0 * prior_w)
-    c, u = np.linalg.eigh(C)
-    order = np.argsort(c)[::-1][:n_components]
-    order = order[c[order] > c.max() * 1e-12]  # only directions the data actually span
-    c, u = c[order], u[:, order]
-    e = x.T @ u  # input-space directions e_k ∝ Xᵀu_k: sign fixed by their largest-magnitude component
-    u = u * np.sign(e[np.abs(e).argmax(0), np.arange(e.shape[1])])
-    om = np.asarray(omega, dtype=np.float64)
-    label = np.einsum("pd,...pq,qd->...d", y, om, y) / np.einsum("pd,pq,qd->d", y, C, y)
-    pcs = np.einsum("pk,...pq,ql->...kl", u, om, u) / np.sqrt(c[:, None] * c[None, :])
-    return label, pcs
 
 
 # ---------------------------------------------------------------------------------------------

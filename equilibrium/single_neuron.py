@@ -1,6 +1,6 @@
 """Theory level ``single_neuron``: the single-unit cavity measure with the exact non-linear activation.
 
-Derivation (docs/theory_single_neuron.md). Integrating the readout out exactly and writing
+Derivation: docs/theory.md, "Beyond the Gaussian level". Integrating the readout out exactly and writing
 det(A_W)^(-1/2) exp(-½ yᵀA_W⁻¹y) as a Gaussian integral over an auxiliary field t ∈ R^P,
 
     p(W) ∝ ∫ dt exp(-T|t|²/2 + i t·y) Π_i p0(w_i) exp(-(t·φ_i)²/(2 λ1 N1)),   φ_i = σ(X w_i/√N0),
@@ -42,6 +42,8 @@ import numpy as np
 import torch
 
 from .kernels import activation_function, nngp_kernels
+from .linalg import eigh
+from .weights import weight_directions
 
 __all__ = ["SingleNeuronResult", "posterior_kernel", "single_neuron_curve"]
 
@@ -246,8 +248,6 @@ def single_neuron_curve(
     slope = kb.slope_train
     Yt = torch.as_tensor(Y, device=dev)
     # weight directions (TemperatureCurve's definition): right singular vectors of X, and e_y ∝ Xᵀy
-    from .curve import weight_directions  # lazy: curve imports the level registry
-
     E = weight_directions(x)  # the exact directions TemperatureCurve.weight_moments uses
     n_dir = E.shape[0]
     ey = x.T @ Y
@@ -259,7 +259,7 @@ def single_neuron_curve(
     self_consistent = self_consistent and D == 1
     eye = torch.eye(P, dtype=torch.float64, device=dev)
     cav = (N1 - 1.0) / N1
-    top = torch.linalg.eigh(K)[1][:, -min(rank, P):]  # includes the mean mode of a non-odd σ
+    top = eigh(K)[1][:, -min(rank, P):]  # includes the mean mode of a non-odd σ
     q_prev = None
     order = np.argsort(-T_all, kind="stable")  # hot to cold: each temperature warm-starts the next
     for step, ti in enumerate(order):

@@ -192,24 +192,6 @@ def test_collapsed_hmc_matches_plain_langevin_at_low_temperature():
         assert z < 4, f"{name}: hmc {a} vs langevin {b}"
 
 
-def test_weight_moment_projections_match_equilibrium_definition():
-    """weight_moment_pcs / label of Ω = (1/N1) Σ h_i h_iᵀ equal λ0 × equilibrium's weight moments of W."""
-    from gdeq.equilibrium import measure_weight_moments, weight_directions
-    from gdeq.equilibrium.sampling import weight_moment_projections
-
-    task = _mnist(20, 2)
-    x, y = task.x_train, task.y_train
-    rng = np.random.default_rng(1)
-    lam0 = 2.0
-    W = rng.normal(size=(7, x.shape[1])) * (1 + rng.random(x.shape[1]))  # anisotropic, like a posterior
-    h = x @ W.T / math.sqrt(x.shape[1])
-    label, pcs = weight_moment_projections(h @ h.T / 7, x, y, prior_w=lam0, n_components=8)
-    ref = measure_weight_moments(W, weight_directions(x))
-    np.testing.assert_allclose(pcs, lam0 * ref, rtol=1e-10, atol=1e-12)
-    ey = x.T @ y / np.linalg.norm(x.T @ y)
-    np.testing.assert_allclose(label[0], lam0 * np.mean((W @ ey) ** 2), rtol=1e-10)
-
-
 # ---------------------------------------------------------------------------------------------
 # diagnostics, adaptive length, replica exchange
 # ---------------------------------------------------------------------------------------------
