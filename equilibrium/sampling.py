@@ -233,6 +233,7 @@ class PosteriorSample:
     wall_time_s: float  # the whole ladder's wall time
     train_mean: Estimate  # posterior mean predictor f̄ on training inputs, (P,) or (P, D)
     train_error: Estimate  # (1/P) Σ_μ |y − f̄|² (summed over outputs)
+    train_variance: Estimate  # (1/P) Σ_μ Var f(x_μ) (summed over outputs)
     readout_second_moment: Estimate  # (1/(N1 D)) Σ_i ⟨|v_i|²⟩; λ1 × this ≈ Q* (docs/conventions.md §5)
     readout_moment_matrix: Estimate  # (D, D): (1/N1) Σ_i ⟨v_i v_iᵀ⟩
     hidden_gram: Estimate  # ⟨K_W⟩ on the training set, (P, P)
@@ -252,6 +253,7 @@ class PosteriorSample:
     test_error: Estimate | None = None  # bias² + variance
     test_bias2: Estimate | None = None  # (1/Pt) Σ |y_t − f̄_t|²
     test_variance: Estimate | None = None  # (1/Pt) Σ Var f(x_t) (summed over outputs)
+    test_prediction_variance: Estimate | None = None  # (Pt,) or (Pt, D): Var f(x_t) per point
     hidden_gram_test: Estimate | None = None  # ⟨K_W⟩ test×train block, (Pt, P)
     hidden_gram_test_diag: Estimate | None = None  # (Pt,)
     test_geometry: dict[str, Estimate] = field(default_factory=dict, repr=False)  # measures of the test×test block
@@ -480,7 +482,7 @@ class _Measure:
         if v is not None:  # raw samples (plain Langevin)
             sq = math.sqrt(N1)
             f = phi @ v / sq
-            out.update(f=f, vv=v.transpose(1, 2) @ v / N1)
+            out.update(f=f, f2=f * f, vv=v.transpose(1, 2) @ v / N1)
             if phi_t is not None:
                 ft = phi_t @ v / sq
                 out.update(ft=ft, ft2=ft * ft)
@@ -493,7 +495,9 @@ class _Measure:
             vbar = S * math.sqrt(N1)
             vv = vbar.transpose(1, 2) @ vbar / N1
             vv = vv + torch.eye(D, **kw) * (prob.T * Minv_diag.sum(1))[:, None, None]
-            out.update(f=phi @ S, vv=vv)
+            f = phi @ S
+            var_train = prob.T[:, None] * (phi * torch.cholesky_solve(phi.transpose(1, 2), L).transpose(1, 2)).sum(-1)
+            out.update(f=f, f2=f * f + var_train[..., None], vv=vv)
             if phi_t is not None:
                 ft = phi_t @ S
                 var = prob.T[:, None] * (phi_t * torch.cholesky_solve(phi_t.transpose(1, 2), L).transpose(1, 2)).sum(-1)
@@ -845,6 +849,7 @@ def _summarise(acc: _Accumulator, k: int, R: int, diag: SamplerDiagnostics, x, y
     res: dict = dict(
         train_mean=est(squeeze(m["f"])),
         train_error=jack(lambda f: float(((Yn - f.mean(0)) ** 2).sum() / P), m["f"]),
+        train_variance=jack(lambda f, f2: float((f2.mean(0) - f.mean(0) ** 2).sum() / P), m["f"], m["f2"]),
         readout_second_moment=est(np.trace(m["vv"], axis1=1, axis2=2) / D),
         readout_moment_matrix=est(m["vv"]),
         hidden_gram=est(m["KW"]),
@@ -863,6 +868,7 @@ def _summarise(acc: _Accumulator, k: int, R: int, diag: SamplerDiagnostics, x, y
         variance = lambda ft, ft2: float((ft2.mean(0) - ft.mean(0) ** 2).sum() / Pt)  # noqa: E731
         res.update(
             test_mean=est(squeeze(m["ft"])),
+            test_prediction_variance=jack(lambda ft, ft2: squeeze(ft2.mean(0) - ft.mean(0) ** 2), m["ft"], m["ft2"]),
             test_bias2=jack(bias2, m["ft"], m["ft2"]),
             test_variance=jack(variance, m["ft"], m["ft2"]),
             test_error=jack(lambda a, b: bias2(a, b) + variance(a, b), m["ft"], m["ft2"]),
@@ -928,3 +934,51 @@ def sample_posterior(
     return sample_temperatures(x_train, y_train, [temperature], width=width, activation=activation, prior_w=prior_w,
                                prior_v=prior_v, x_test=x_test, y_test=y_test, settings=settings,
                                first_layer=first_layer)[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# the sampled level of equilibrium.temperature_curve
+# ---------------------------------------------------------------------------------------------
+CURVE_MEASURES = ("centroid_distance", "centroid_distance_matrix", "class_radius", "inter_distance", "intra_distance",
+                  "distance_ratio", "unit_centroid_distance", "unit_class_radius")
+
+
+def sampled_curve_fields(x_train, y_train, temperatures, *, width: int, activation: str, prior_w: float,
+                         prior_v: float, x_test=None, y_test=None, settings: SamplerSettings | None = None,
+                         n_directions: int = 8) -> tuple[dict, dict, tuple[SamplerDiagnostics, ...]]:
+    """Sample every temperature and return (values, standard errors, diagnostics) keyed by the names of
+    ``equilibrium.TemperatureCurve`` fields (``test_<measure>`` for the test-set geometry).
+
+    ``weight_moments``/``weight_label_moment`` are in TemperatureCurve's units (second moments of W,
+    prior δ/λ0): the sampled Ω projections divided by λ0 (``equilibrium.weights``)."""
+    s = settings if settings is not None else SamplerSettings()
+    s = replace(s, n_components=n_directions)
+    samples = sample_temperatures(x_train, y_train, temperatures, width=width, activation=activation,
+                                  prior_w=prior_w, prior_v=prior_v, x_test=x_test, y_test=y_test, settings=s)
+    D = 1 if np.ndim(y_train) == 1 else np.shape(y_train)[1]
+    vals: dict[str, list] = {}
+    ses: dict[str, list] = {}
+
+    def put(name, e: Estimate | None, scale: float = 1.0):
+        if e is None:
+            return
+        vals.setdefault(name, []).append(np.asarray(e.mean, dtype=np.float64) * scale)
+        ses.setdefault(name, []).append(np.asarray(e.se, dtype=np.float64) * abs(scale))
+
+    for p in samples:
+        put("Q", p.readout_second_moment if D == 1 else p.readout_moment_matrix, prior_v)
+        for name in ("train_error", "train_variance", "test_error", "test_bias2", "test_variance",
+                     "readout_second_moment", *CURVE_MEASURES):
+            put(name, getattr(p, name))
+        put("test_prediction", p.test_mean)
+        put("test_prediction_variance", p.test_prediction_variance)
+        put("weight_moments", p.weight_moment_pcs, 1.0 / prior_w)
+        lab = p.weight_moment_label
+        # mean over outputs; its s.e. bounded by the mean s.e. (outputs share the chains)
+        put("weight_label_moment", Estimate(np.mean(lab.mean), np.mean(lab.se)), 1.0 / prior_w)
+        for name, e in p.test_geometry.items():
+            if name in CURVE_MEASURES:
+                put("test_" + name, e)
+    values = {k: np.stack(v) for k, v in vals.items()}
+    errors = {k: np.stack(v) for k, v in ses.items()}
+    return values, errors, tuple(p.diagnostics for p in samples)

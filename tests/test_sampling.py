@@ -320,3 +320,60 @@ def test_tempering_keeps_each_temperature_exact_against_quadrature():
     swaps = [s.diagnostics.swap_acceptance for s in res[:-1]]
     assert all(0.05 < a <= 1 for a in swaps), swaps  # exchanges actually happen
     assert math.isnan(res[-1].diagnostics.swap_acceptance) or res[-1].temperature < 1.0
+
+
+def test_sampled_level_of_temperature_curve_matches_quadrature_with_standard_errors():
+    """temperature_curve(level="sampled") on the tiny network: each T's centroid distance, readout moment
+    and train error within error bars of the quadrature; sem() and diagnostics per temperature."""
+    from gdeq import geometry
+    from gdeq.equilibrium import temperature_curve
+
+    x, y = _tiny_problem()
+    temps = [0.2, 0.5]
+    curve = temperature_curve(x, y, temps, width=2, prior_w=LAM0, prior_v=LAM1, level="sampled",
+                              sampler=SamplerSettings(replicas=16, seed=6))
+    assert curve.level == "sampled" and len(curve.diagnostics) == 2 and curve.converged.all()
+    assert curve.mean_kernel_approximations == ()
+    c = geometry.centroid_vector(y)
+    for i, Ti in enumerate(temps):
+        ref = _quadrature_reference(x, y, T=Ti)
+        exact = {"centroid_distance": c @ ref["KW"] @ c, "readout_second_moment": ref["v2"],
+                 "train_error": np.mean((y - ref["f"]) ** 2)}
+        for name, value in exact.items():
+            got, se = getattr(curve, name)[i], curve.sem(name)[i]
+            assert se > 0 and abs(got - value) <= 4 * se + 1e-3, (Ti, name, got, se, value)
+        assert curve.diagnostics[i].temperature == Ti
+    np.testing.assert_allclose(curve.sem("centroid_shift"), 2 * curve.sem("centroid_distance"))
+    np.testing.assert_allclose(curve.Q, LAM1 * curve.readout_second_moment)
+    for name in ("class_radius", "unit_centroid_distance", "unit_class_radius", "distance_ratio", "weight_moments"):
+        assert curve.sem(name).shape == np.shape(getattr(curve, name)) and np.all(np.isfinite(curve.sem(name)))
+    theory = temperature_curve(x, y, temps, width=2, prior_w=LAM0, prior_v=LAM1, level="gaussian")
+    assert "unit_centroid_distance" in theory.mean_kernel_approximations
+    assert np.all(theory.sem("centroid_distance") == 0)
+
+
+def _no_warning_check():
+    import contextlib
+    import warnings
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore", SamplingConvergenceWarning)  # a fixed short run at the prior (it mixes at once)
+    return stack
+
+
+def test_sampled_unit_sphere_measures_differ_from_the_mean_kernel_at_the_prior():
+    """At T → ∞ the posterior is the prior: raw (linear) measures agree with the NNGP level, the unit-sphere
+    centroid distance per sample does not equal the NNGP (mean-kernel) value — why theory labels it."""
+    from gdeq.equilibrium import temperature_curve
+
+    task = _mnist(40, 4)
+    kw = dict(width=5, level="sampled")
+    with _no_warning_check():
+        s = temperature_curve(task.x_train, task.y_train, [1e5], **kw,
+                              sampler=SamplerSettings(replicas=32, seed=0, burn_in=2, sampling_time=30))
+    nngp = temperature_curve(task.x_train, task.y_train, [1e5], width=5, level="nngp")
+    z = (s.centroid_distance[0] - nngp.centroid_distance[0]) / s.sem("centroid_distance")[0]
+    assert abs(z) < 4
+    gap = (nngp.unit_centroid_distance[0] - s.unit_centroid_distance[0]) / s.sem("unit_centroid_distance")[0]
+    assert gap > 4, gap  # the mean-kernel value overestimates the per-sample average (Jensen on a concave map)
