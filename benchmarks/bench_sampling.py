@@ -59,7 +59,7 @@ def _traces(task, width, T, W_draws: np.ndarray) -> dict[str, np.ndarray]:
     prob = _problem(task, width, np.full(C * n, T))
     labels = sampling._class_labels(task.y_train)
     measure = sampling._Measure(prob, labels, None, None)
-    _, scalars = measure(torch.as_tensor(W_draws.reshape(C * n, *W_draws.shape[2:])), None)
+    _, scalars = measure(torch.as_tensor(np.array(W_draws.reshape(C * n, *W_draws.shape[2:]))), None)
     return {k: v.numpy().reshape(C, n) for k, v in scalars.items()}
 
 
