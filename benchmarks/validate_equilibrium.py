@@ -66,7 +66,9 @@ def task(p):
 
 
 def cmd_sample(args) -> None:
-    from gdeq.equilibrium.sampling import sample_posterior
+    from dataclasses import asdict
+
+    from gdeq.equilibrium.sampling import SamplerSettings, sample_posterior
 
     torch.set_num_threads(args.threads)
     RESULTS.mkdir(exist_ok=True)
@@ -76,10 +78,12 @@ def cmd_sample(args) -> None:
         if k in done:
             continue
         t = task(p)
+        # adaptive length (R̂ < 1.01, ESS ≥ 200 for every diagnostic observable); rows made before this
+        # change (fixed burn-in 5) carry no "sampler" entry and are flagged in the table
+        settings = SamplerSettings(replicas=REPLICAS.get(p["width"], SMALL["replicas"]), seed=1)
         s = sample_posterior(t.x_train, t.y_train, width=p["width"], temperature=p["temperature"],
-                             activation=p["activation"], x_test=t.x_test, y_test=t.y_test,
-                             replicas=REPLICAS.get(p["width"], SMALL["replicas"]), burn_in=5.0,
-                             sampling_time=SAMPLING_TIME.get(p["width"], 10.0), seed=1, progress=False)
+                             activation=p["activation"], x_test=t.x_test, y_test=t.y_test, settings=settings)
+        d = s.diagnostics
         est = lambda e: [float(np.asarray(e.mean)), float(np.asarray(e.se))]  # noqa: E731
         done[k] = dict(
             **{kk: (list(v) if isinstance(v, tuple) else v) for kk, v in p.items()},
@@ -88,6 +92,10 @@ def cmd_sample(args) -> None:
             test_variance=est(s.test_variance), readout_second_moment=est(s.readout_second_moment),
             centroid_distance=est(s.centroid_distance), unit_centroid_distance=est(s.unit_centroid_distance),
             weight_moment_label=[float(s.weight_moment_label.mean[0]), float(s.weight_moment_label.se[0])],
+            sampler={k: (v if isinstance(v, (int, float, bool, str, type(None))) else str(v))
+                     for k, v in asdict(settings).items()},
+            converged=d.converged, burn_in=d.burn_in, max_rhat=max(d.rhat.values()),
+            min_ess=min(min(d.ess_bulk.values()), min(d.ess_tail.values())),
         )
         SAMPLES.write_text(json.dumps(done, indent=1))
         print(f"{k}: cd {done[k]['centroid_distance']} v2 {done[k]['readout_second_moment']} "
@@ -174,8 +182,11 @@ def cmd_table(args) -> None:
             worst.append((abs(rel_g), abs(rel_f), abs(rel)))
             zs.append([abs(v - shift) / shift_se for v in (th["gaussian_shift"], th["sf_shift"], th["sn_shift"])])
         f = lambda v: f"{v[0]:.4g} ± {v[1]:.1g}"  # noqa: E731
+        # † fixed burn-in 5, no convergence diagnostics (rows sampled before the adaptive sampler);
+        # ‡ diagnostics failed (R̂ ≥ 1.01 or ESS < 200): not a result
+        mark = "†" if "converged" not in e else ("" if e["converged"] else "‡")
         rows.append(
-            f"| {e['pair'][0]} v {e['pair'][1]} | {e['activation']} | {e.get('n_train', 200)} | {n1} | {e['temperature']:g} "
+            f"| {e['pair'][0]} v {e['pair'][1]} | {e['activation']} | {e.get('n_train', 200)} | {n1} | {e['temperature']:g}{mark} "
             f"| {th['train_error']:.4g} / {f(e['train_error'])} | {th['test_error']:.4g} / {f(e['test_error'])} "
             f"| {th['Q']:.4g} / {th['sn_v2']:.4g} / {f(e['readout_second_moment'])} "
             f"| {th['gaussian_shift']:.3g} / {th['sf_shift']:.3g} / {th['sn_shift']:.3g} (±{th['sn_mc']:.1g})"
@@ -183,7 +194,8 @@ def cmd_table(args) -> None:
             f"| {100 * rel_g:+.0f} / {100 * rel_f:+.0f} / {100 * rel:+.0f} % |"
         )
     print("\n".join(rows))
-    notes = []
+    notes = ["† sampled with a fixed burn-in of 5 time units before convergence diagnostics existed (no R̂/ESS check); "
+             "‡ diagnostics failed"]
     if worst:
         w = np.array(worst)
         for j, name in enumerate(("gaussian", "single_neuron (saddle fields)", "single_neuron (self-consistent)")):
