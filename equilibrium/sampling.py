@@ -646,7 +646,7 @@ def sample_temperatures(
     chain_T = torch.as_tensor(np.repeat(ladder, R), **kw)  # temperature-major layout: b = k·R + r
     prob = _Problem(x, y, xt, width, chain_T, activation, prior_w, prior_v, reduce, device, dtype)
     gen = torch.Generator(device=device).manual_seed(int(s.seed))
-    N1, D, P = prob.N1, prob.D, prob.P
+    N1 = prob.N1
 
     def randn(*shape):
         return torch.randn(*shape, generator=gen, **kw)
@@ -661,122 +661,155 @@ def sample_temperatures(
     if frozen:
         W = torch.as_tensor(first_layer.T, **kw).expand(B, -1, -1).contiguous()
 
-    # ---- one move per chain: an HMC trajectory (+ swaps) or `every` time units of Langevin ----
-    if s.method == "langevin":
-        v = randn(B, N1, D) / math.sqrt(prob.lam1)
+    mover = (_LangevinMover if s.method == "langevin" else _HMCMover)(prob, W, s, nT, R, frozen, gen, randn)
+    last, diag, stop_reason = _run_rounds(mover, measure, s, ladder, R, frozen, t0)
+    failed = [f"T={ladder[k]:g} ({'; '.join(diag[k].failing(s.rhat_max, s.ess_min))})"
+              for k in sorted(set(where.tolist())) if not diag[k].converged]
+    if failed:
+        warnings.warn(f"sampled posterior not converged ({stop_reason}) at " + ", ".join(failed) +
+                      "; do not use these values as results (increase max_trajectories / max_seconds)",
+                      SamplingConvergenceWarning, stacklevel=2)
+    wall = time.perf_counter() - t0
+    return [_summarise(last, int(k), R, diag[int(k)], x, y, yt, prob, s, frozen, reduce, activation, wall,
+                       prior_w, prior_v)
+            for k in where]
+
+
+# ---------------------------------------------------------------------------------------------
+# moves: one call of ``move`` advances every chain by one HMC trajectory (+ exchanges) or by
+# ``move_time`` of Langevin dynamics; ``tune`` runs before the rounds
+# ---------------------------------------------------------------------------------------------
+class _HMCMover:
+    """Collapsed HMC on W for every chain, with optional replica exchange after each trajectory."""
+
+    def __init__(self, prob: _Problem, W, s: SamplerSettings, nT: int, R: int, frozen: bool, gen, randn):
+        self.prob, self.s, self.nT, self.R, self.frozen, self.gen, self.randn = prob, s, nT, R, frozen, gen, randn
+        B, dev = W.shape[0], W.device
+        self.eps = torch.full((B,), float(s.step_size) if s.step_size is not None else 0.1, device=dev,
+                              dtype=torch.float64)
+        self.W = W
+        self.U, self.grad = prob.collapsed(W)
+        self.parity = 0
+        self.move_time = float(s.trajectory_length)
+        self.uses_tuning = True
+
+    def _trajectory(self, n_leap_fixed: int | None, adapt: bool) -> torch.Tensor:
+        L, eps, dev = self.move_time, self.eps, self.eps.device
+        jitter = 0.8 + 0.4 * torch.rand((), generator=self.gen, device=dev, dtype=torch.float64)
+        if n_leap_fixed is not None:
+            n_leap, e = n_leap_fixed, eps * jitter
+        else:  # one leapfrog count for the batch: chains differ only through their step size
+            n_leap = max(1, int(math.ceil(float(L * jitter) / float(eps.median()))))
+            e = eps * (float(L * jitter) / (n_leap * float(eps.median())))
+        if self.frozen:  # nothing to sample: v | W is integrated exactly
+            return torch.ones(eps.shape, dtype=torch.float64, device=dev)
+        self.W, self.U, self.grad, a = _hmc_trajectory(self.prob, self.W, self.U, self.grad,
+                                                       e.to(self.W.dtype)[:, None, None], n_leap, self.randn, self.gen)
+        if adapt:  # towards acceptance 0.8
+            self.eps = eps * torch.exp(0.6 * (a - 0.8)).clamp(0.5, 1.5)
+        return a
+
+    def tune(self) -> None:
+        for _ in range(self.s.n_tune):  # short trajectories (10 leapfrog steps) to find the step size
+            self._trajectory(10, True)
+
+    def move(self, adapt: bool):
+        a = self._trajectory(None, adapt)
+        record = None
+        if self.s.tempering and self.nT > 1 and not self.frozen:
+            self.W, record = _swap(self.prob, self.W, self.U, self.nT, self.R, self.parity, self.gen)
+            self.parity ^= 1
+            self.U, self.grad = self.prob.collapsed(self.W)
+        return a, record
+
+    def step_sizes(self) -> torch.Tensor:
+        return self.eps
+
+    def state(self):
+        return self.W, None
+
+
+class _LangevinMover:
+    """Plain unadjusted Langevin on (W, v) (validation method; per-chain η ∝ T)."""
+
+    def __init__(self, prob: _Problem, W, s: SamplerSettings, nT: int, R: int, frozen: bool, gen, randn):
+        self.prob, self.frozen, self.randn = prob, frozen, randn
+        B = W.shape[0]
+        kw = dict(device=W.device, dtype=W.dtype)
+        self.W, self.v = W, randn(B, prob.N1, prob.D) / math.sqrt(prob.lam1)
+        cap = 0.05 / max(prob.lam0, prob.lam1)
         if s.step_size is None:
             kappa = _prior_kernel_top_eigenvalue(prob, gen, kw)
-            eta = torch.clamp(0.05 * chain_T / kappa, max=0.05 / max(prob.lam0, prob.lam1))
+            self.eta = torch.clamp(0.05 * prob.T / kappa, max=cap)
         else:
-            eta = torch.full((B,), min(float(s.step_size), 0.05 / max(prob.lam0, prob.lam1)), **kw)
+            self.eta = torch.full((B,), min(float(s.step_size), cap), **kw)
         every = s.measure_every if s.measure_every is not None else 0.05
-        k_every = max(1, int(round(every / float(eta.max()))))
-        move_time = k_every * float(eta.max())
-        eta_b, noise = eta[:, None, None], torch.sqrt(2 * eta)[:, None, None]
-        state = dict(W=W, v=v)
+        self.k_every = max(1, int(round(every / float(self.eta.max()))))
+        self.move_time = self.k_every * float(self.eta.max())
+        self.uses_tuning = False
 
-        def move(adapt: bool):
-            Wc, vc = state["W"], state["v"]
-            for _ in range(k_every):
-                gW, gv = prob.joint_grad(Wc, vc)
-                if not frozen:
-                    Wc = Wc - eta_b * gW + noise * randn(*Wc.shape)
-                vc = vc - eta_b * gv + noise * randn(*vc.shape)
-            if not torch.isfinite(Wc).all():
-                raise FloatingPointError(f"Langevin diverged: reduce step_size (was {float(eta.max()):.3g})")
-            state.update(W=Wc, v=vc)
-            return torch.ones(B, dtype=torch.float64, device=device), None
+    def tune(self) -> None:
+        pass
 
-        def tune():
-            pass
+    def move(self, adapt: bool):
+        eta, noise = self.eta[:, None, None], torch.sqrt(2 * self.eta)[:, None, None]
+        W, v = self.W, self.v
+        for _ in range(self.k_every):
+            gW, gv = self.prob.joint_grad(W, v)
+            if not self.frozen:
+                W = W - eta * gW + noise * self.randn(*W.shape)
+            v = v - eta * gv + noise * self.randn(*v.shape)
+        if not torch.isfinite(W).all():
+            raise FloatingPointError(f"Langevin diverged: reduce step_size (was {float(self.eta.max()):.3g})")
+        self.W, self.v = W, v
+        return torch.ones(W.shape[0], dtype=torch.float64, device=W.device), None
 
-        step_size_of = lambda: eta.to(torch.float64)  # noqa: E731
-        current = lambda: (state["W"], state["v"])  # noqa: E731
-    else:
-        eps = torch.full((B,), float(s.step_size) if s.step_size is not None else 0.1, device=device,
-                         dtype=torch.float64)
-        U, grad = prob.collapsed(W)
-        state = dict(W=W, U=U, grad=grad, parity=0)
-        L = float(s.trajectory_length)
-        move_time = L
+    def step_sizes(self) -> torch.Tensor:
+        return self.eta.to(torch.float64)
 
-        def trajectory(n_leap_fixed: int | None, adapt: bool):
-            nonlocal eps
-            jitter = 0.8 + 0.4 * torch.rand((), generator=gen, device=device, dtype=torch.float64)
-            if n_leap_fixed is not None:
-                n_leap, e = n_leap_fixed, eps * jitter
-            else:  # one leapfrog count for the batch: chains differ by their step size only through e
-                n_leap = max(1, int(math.ceil(float(L * jitter) / float(eps.median()))))
-                e = eps * (float(L * jitter) / (n_leap * float(eps.median())))
-            if frozen:  # nothing to sample: v | W is integrated exactly
-                return torch.ones(B, dtype=torch.float64, device=device)
-            Wn, Un, gn, a = _hmc_trajectory(prob, state["W"], state["U"], state["grad"], e.to(dtype)[:, None, None],
-                                            n_leap, randn, gen)
-            state.update(W=Wn, U=Un, grad=gn)
-            if adapt:
-                eps = eps * torch.exp(0.6 * (a - 0.8)).clamp(0.5, 1.5)
-            return a
+    def state(self):
+        return self.W, self.v
 
-        def move(adapt: bool):
-            a = trajectory(None, adapt)
-            record = None
-            if s.tempering and nT > 1 and not frozen:
-                Wn, record = _swap(prob, state["W"], state["U"], nT, R, state["parity"], gen)
-                state["parity"] ^= 1
-                Un, gn = prob.collapsed(Wn)
-                state.update(W=Wn, U=Un, grad=gn)
-            return a, record
 
-        def tune():
-            for _ in range(s.n_tune):  # short trajectories (10 leapfrog steps) to find the step size
-                trajectory(10, True)
-
-        step_size_of = lambda: eps  # noqa: E731
-        current = lambda: (state["W"], None)  # noqa: E731
-
-    # ---- rounds ------------------------------------------------------------------------------------
-    fixed = s.burn_in is not None
-    if fixed:
-        n_burn = int(math.ceil(s.burn_in / move_time))
-        n_samp = max(2, int(math.ceil(s.sampling_time / move_time)))
-        plan = [(n_burn, False), (n_samp, True)]
-    else:
-        first = min(int(s.first_round), max(2, (int(s.max_trajectories) - s.n_tune) // 2))
-        plan = None
-    bar = _bar(s.max_trajectories if not fixed else sum(p[0] for p in plan), s.progress,
-               f"{s.method} ladder of {nT}")
-    tune()
-    done = s.n_tune if s.method == "hmc" else 0
-    history: list[int] = []  # lengths of the rounds run
-    last: _Accumulator | None = None
-    diag: list[SamplerDiagnostics] | None = None
-    stop_reason = "converged"
-    round_index = 0
+def _round_lengths(s: SamplerSettings, move_time: float):
+    """(moves, measured) per round: fixed = burn-in then sampling; adaptive = n, n, 2n, 4n, … (last measured)."""
+    if s.burn_in is not None:
+        yield int(math.ceil(s.burn_in / move_time)), False
+        yield max(2, int(math.ceil(s.sampling_time / move_time))), True
+        return
+    first = min(int(s.first_round), max(2, (int(s.max_trajectories) - s.n_tune) // 2))
+    yield first, False
+    k = 0
     while True:
-        if fixed:
-            if round_index >= len(plan):
+        yield first * 2 ** k, True
+        k += 1
+
+
+def _run_rounds(mover, measure: _Measure, s: SamplerSettings, ladder, R: int, frozen: bool, t0: float):
+    """Tune, then run rounds until every temperature's diagnostics pass (adaptive) or the budget / the
+    fixed length ends. Returns (accumulator of the last measured round, diagnostics, why it stopped)."""
+    fixed = s.burn_in is not None
+    bar = _bar(s.max_trajectories, s.progress, f"{s.method} ladder of {len(ladder)}")
+    mover.tune()
+    done = s.n_tune if mover.uses_tuning else 0
+    history: list[int] = []
+    last = diag = None
+    stop_reason = "fixed length" if fixed else "converged"
+    for index, (n_moves, measured) in enumerate(_round_lengths(s, mover.move_time)):
+        if not fixed and index >= 2:  # budget check before another round
+            elapsed = time.perf_counter() - t0
+            if done + n_moves > s.max_trajectories:
+                stop_reason = f"trajectory budget ({s.max_trajectories} per chain)"
                 break
-            n_moves, measured = plan[round_index]
-        else:
-            n_moves = first if round_index == 0 else first * 2 ** (round_index - 1)
-            measured = round_index >= 1
-            if round_index >= 2:  # budget check before starting another round
-                elapsed = time.perf_counter() - t0
-                per_move = elapsed / max(done, 1)
-                if done + n_moves > s.max_trajectories:
-                    stop_reason = f"trajectory budget ({s.max_trajectories} per chain)"
-                    break
-                if s.max_seconds is not None and elapsed + per_move * n_moves > s.max_seconds:
-                    stop_reason = f"time budget ({s.max_seconds:g} s)"
-                    break
+            if s.max_seconds is not None and elapsed + elapsed / max(done, 1) * n_moves > s.max_seconds:
+                stop_reason = f"time budget ({s.max_seconds:g} s)"
+                break
         acc = _Accumulator()
-        adapt_round = (not measured) and (fixed or round_index == 0)
         for i in range(n_moves):
-            adapt = adapt_round and (not fixed or i < n_moves // 2)  # fixed length: adapt in the first half of burn-in
-            a, record = move(adapt)
+            # adapt the step only in discarded draws: the first half of a fixed burn-in, the whole first round
+            a, record = mover.move((not measured) and (not fixed or i < n_moves // 2))
             if measured:
-                values, scalars = measure(*current())
-                acc.add(values, scalars)
+                acc.add(*measure(*mover.state()))
                 acc.accept.append(a)
                 if record is not None:
                     acc.sums["_swap"] = acc.sums.get("_swap", torch.zeros_like(record)) + torch.nan_to_num(record)
@@ -785,28 +818,15 @@ def sample_temperatures(
                 bar.update(1)
         done += n_moves
         history.append(n_moves)
-        round_index += 1
         if measured:
             last = acc
-            diag = _diagnose(acc, ladder, R, s, step_size_of(), burn_in=sum(history[:-1]), move_time=move_time,
-                             frozen=frozen)
-            if not fixed and all(d.converged for d in diag):
+            diag = _diagnose(acc, ladder, R, s, mover.step_sizes(), burn_in=sum(history[:-1]),
+                             move_time=mover.move_time, frozen=frozen)
+            if fixed or all(d.converged for d in diag):
                 break
     if bar is not None:
         bar.close()
-    if last is None:  # a budget too small for even one measured round cannot happen (first ≤ budget/2)
-        raise RuntimeError("no measured round")
-    failed = [f"T={ladder[k]:g} ({'; '.join(diag[k].failing(s.rhat_max, s.ess_min))})"
-              for k in sorted(set(where.tolist())) if not diag[k].converged]
-    if failed:
-        why = "fixed length" if fixed else stop_reason
-        warnings.warn(f"sampled posterior not converged ({why}) at " + ", ".join(failed) +
-                      "; do not use these values as results (increase max_trajectories / max_seconds)",
-                      SamplingConvergenceWarning, stacklevel=2)
-    wall = time.perf_counter() - t0
-    return [_summarise(last, int(k), R, diag[int(k)], x, y, yt, prob, s, frozen, reduce, activation, wall,
-                       prior_w, prior_v)
-            for k in where]
+    return last, diag, stop_reason
 
 
 def _diagnose(acc: _Accumulator, ladder, R, s: SamplerSettings, eps, *, burn_in, move_time, frozen):
