@@ -85,6 +85,8 @@ def run_ours(task, width, temps, args, tempering: bool) -> dict:
                            rhat=d.rhat)
     if tempering:
         out["ladder"] = sampling.ladder_temperatures(temps, args.ladder_ratio)[0].tolist()
+    for T in temps:
+        print(f"  ours{'-ladder' if tempering else ''} T={T:g}: {out[str(T)]['min_ess_per_cpu_s']:.3g} ESS/CPU-s", flush=True)
     return out
 
 
@@ -196,9 +198,21 @@ def main() -> None:
                "numpyro": lambda: run_numpyro(task, args.width, temps, args),
                "pyro": lambda: run_pyro(task, args.width, temps, args)}
     results = {}
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent).stdout.strip()
+
+    def save(partial: bool, ratios=None):
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(dict(config=vars(args), commit=commit, partial=partial,
+                                                       command="OMP_NUM_THREADS=1 python benchmarks/bench_sampling.py "
+                                                       + " ".join(os.sys.argv[1:]), results=results, ratios=ratios),
+                                                  indent=1, default=float))
+
     for name in args.samplers:
         print(f"{name} ...", flush=True)
         results[name] = runners[name]()
+        save(partial=True)
     print(f"\nMNIST 3v5, P = {args.n_train}, N1 = {args.width}: min over {list(DIAGNOSTIC_OBSERVABLES)} "
           f"of bulk ESS per CPU-second (one thread)")
     print(f"{'T':>8} " + " ".join(f"{n:>17}" for n in results) + "  ratio ours/best NUTS")
@@ -210,12 +224,8 @@ def main() -> None:
         ratio = max(ours) / max(nuts) if nuts and ours and max(nuts) > 0 else float("nan")
         ratios[str(T)] = ratio
         print(f"{T:>8g} " + " ".join(f"{row[n]:>17.4g}" for n in results) + f"  {ratio:.3g}")
+    save(partial=False, ratios=ratios)
     if args.json:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent).stdout.strip()
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(dict(config=vars(args), commit=commit, results=results, ratios=ratios),
-                                              indent=1, default=float))
         print("wrote", args.json)
 
 
