@@ -41,8 +41,8 @@ def _data(P: int, N0: int, data: str, n_test: int):
     if data == "mnist":
         from gdeq.gd_dynamics.data import load_task, parity_groups
 
-        t = load_task("mnist", parity_groups(), n_train=P, n_test=n_test, seed=0)
-        return t.x_train, t.y_train, t.x_test, t.y_test
+        t = load_task("mnist", parity_groups(), n_train=P, n_test=max(n_test, 2), seed=0)  # ≥ 1 per class
+        return (t.x_train, t.y_train, t.x_test, t.y_test) if n_test else (t.x_train, t.y_train, None, None)
     rng = np.random.default_rng(0)
     X = rng.standard_normal((P + n_test, N0))
     X *= np.sqrt(N0) / np.linalg.norm(X, axis=1, keepdims=True)
@@ -62,8 +62,9 @@ def _balanced_subset(y: np.ndarray, n: int) -> np.ndarray:
 def _git_commit() -> str:
     try:
         out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True).stdout.strip()
+        # "+dirty": the code this benchmark runs differs from the commit
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "equilibrium", "geometry",
+                                "benchmarks/bench_equilibrium.py"], capture_output=True, text=True).stdout.strip()
         return out.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -142,7 +143,7 @@ def _stage(args) -> dict:
         a = K.cpu().numpy()
         fns = {"torch.linalg.eigh": lambda: torch.linalg.eigh(K), "numpy.linalg.eigh": lambda: np.linalg.eigh(a)}
         for drv in ("evd", "evr", "ev"):
-            fns[f"scipy evd={drv}"] = (lambda d: lambda: scipy.linalg.eigh(a, driver=d, check_finite=False))(drv)
+            fns[f"scipy driver={drv}"] = (lambda d: lambda: scipy.linalg.eigh(a, driver=d, check_finite=False))(drv)
         times: dict = {k: [] for k in fns}
         for _ in range(args.repeat):
             for k, fn in fns.items():
@@ -214,6 +215,7 @@ def main() -> None:
             print(proc.stderr, file=sys.stderr)
             raise SystemExit(f"stage {stage} failed")
         results[stage] = json.loads(proc.stdout.strip().splitlines()[-1])
+    config["load_average_1min_at_end"] = os.getloadavg()[0]
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"config": config, "results": results}, indent=1))
@@ -241,8 +243,9 @@ def main() -> None:
     print(f"  temperature_curve (gaussian)  {curve:9.3f} s   peak RSS {results['curve']['peak_rss_mb']:8.0f} MB"
           + (f"   CUDA {results['curve']['cuda_peak_mb']:.0f} MB" if "cuda_peak_mb" in results["curve"] else "")
           + f"   converged {results['curve']['converged']}")
-    print(f"  ratio curve / floor           {curve / floor:9.2f}    (best/best; per-pair ratios "
-          f"{', '.join(f'{r:.2f}' for r in ratios)}; target ≤ 1.5)")
+    print(f"  ratio curve / floor           {curve / floor:9.2f}    (best/best; median of per-pair ratios "
+          f"{np.median(ratios):.2f}; per pair {', '.join(f'{r:.2f}' for r in ratios)}; target ≤ 1.5)")
+    print(f"  load average at the end       {os.getloadavg()[0]:9.1f}    (timings are only comparable on an idle machine)")
     if "deepbays" in results:
         per = results["deepbays"]["seconds_per_temperature"]
         total = per * args.temps

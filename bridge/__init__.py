@@ -3,10 +3,12 @@
 The only package that imports both ``gd_dynamics`` (runs) and ``equilibrium`` (theory curves);
 neither of them imports it.
 
+- :mod:`bridge.identity`: what a run and a theory curve must share (model, posterior, data, width,
+  activation, priors) before they are compared;
 - :mod:`bridge.maps`: T_eff(t) by monotone observable matching (docs/conventions.md §7);
 - :mod:`bridge.thermometers`: SGD gradient-noise temperature and the fluctuation–dissipation
   thermometer (Yaida 2018);
-- :mod:`bridge.compare`: compatibility checks, turning points (t*, T*), run-vs-theory comparison,
+- :mod:`bridge.compare`: turning points (t*, T*), run-vs-theory comparison,
   the Langevin consistency check;
 - :mod:`bridge.report`: report.md, PNG plots, CSV/JSON metrics, wandb offline run;
 - :mod:`bridge.experiments`: the pipelines behind ``gdeq demo``, ``sweep``, ``validate``.
@@ -22,6 +24,7 @@ from .compare import (
     langevin_consistency,
     turning_point,
 )
+from .identity import THEORY_IDENTITY, check_theory_model, run_identity
 from .maps import OBSERVABLES, TemperatureMap, effective_temperature, map_observable, mean_predictor_error
 from .thermometers import (
     ThermometerReading,
@@ -35,6 +38,7 @@ from .thermometers import (
 
 __all__ = [
     "OBSERVABLES",
+    "THEORY_IDENTITY",
     "Comparison",
     "ConsistencyCheck",
     "MeasureComparison",
@@ -42,6 +46,7 @@ __all__ = [
     "ThermometerReading",
     "Turning",
     "check_compatible",
+    "check_theory_model",
     "compare",
     "effective_temperature",
     "fdt_monitor",
@@ -53,5 +58,6 @@ __all__ = [
     "mean_predictor_error",
     "one_hidden_layer_gradient_moments",
     "potential_gradient_terms",
+    "run_identity",
     "turning_point",
 ]

@@ -20,13 +20,12 @@ from __future__ import annotations
 import csv
 import json
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["write_report", "GEOMETRY_MEASURES"]
+__all__ = ["write_report", "run_settings", "GEOMETRY_MEASURES"]
 
 GEOMETRY_MEASURES = (
     "centroid_distance", "centroid_shift", "unit_centroid_distance", "class_radius_0", "class_radius_1",
@@ -73,6 +72,11 @@ def _plt():
     return plt
 
 
+def _run_label(res: Any) -> str:
+    """The run's optimizer for plot labels ("GD", "SGD", "ADAM", "LANGEVIN")."""
+    return str(getattr(res.trajectory, "optimizer", "run")).upper()
+
+
 def _level_colors(levels: Sequence[str]) -> dict[str, str]:
     palette = ["tab:gray", "tab:blue", "tab:green", "tab:purple", "tab:brown"]
     return {lv: palette[i % len(palette)] for i, lv in enumerate(levels)}
@@ -90,7 +94,7 @@ def _plot_vs_step(res: Any, path: Path) -> None:
     for ax, name in zip(axes.flat, names):
         m = cmp.measures[name]
         s = np.maximum(m.step, 0.5)  # step 0 on a log axis
-        ax.plot(s, m.run_mean, color="tab:red", lw=1.5, label="GD (mean ± s.e.)")
+        ax.plot(s, m.run_mean, color="tab:red", lw=1.5, label=f"{_run_label(res)} (mean ± s.e.)")
         ax.fill_between(s, m.run_mean - np.nan_to_num(m.run_se), m.run_mean + np.nan_to_num(m.run_se),
                         color="tab:red", alpha=0.25, lw=0)
         if np.isfinite(m.t_star):
@@ -132,7 +136,7 @@ def _plot_vs_T(res: Any, path: Path, names: Sequence[str]) -> None:
             ok = tmap.ok
             if ok.any():
                 ax.errorbar(tmap.temperature[ok], m.run_mean[ok], yerr=np.nan_to_num(m.run_se[ok]), fmt="o", ms=2.5,
-                            color=colors[lv], mfc="white", alpha=0.8, lw=0.6, label=f"GD via T_eff ({lv})")
+                            color=colors[lv], mfc="white", alpha=0.8, lw=0.6, label=f"{_run_label(res)} via T_eff ({lv})")
         pts = [(p.temperature, *p.values[name]) for p in res.samples if name in p.values]
         if pts:
             T, mu, se = map(np.array, zip(*pts))
@@ -145,7 +149,7 @@ def _plot_vs_T(res: Any, path: Path, names: Sequence[str]) -> None:
         axes.flat[0].legend(fontsize=6)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
-    fig.suptitle(f"N1 = {res.width}: vs temperature — lines theory, circles GD at T_eff(t), squares sampling",
+    fig.suptitle(f"N1 = {res.width}: vs temperature — lines theory, circles {_run_label(res)} at T_eff(t), squares sampling",
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -168,7 +172,7 @@ def _plot_summary(results: Sequence[Any], path: Path, measure: str = "centroid_s
         tmap = cmp.maps[lv]
         ok = tmap.ok
         ax.errorbar(tmap.temperature[ok], m.run_mean[ok], yerr=np.nan_to_num(m.run_se[ok]), fmt="o", ms=3,
-                    color="tab:red", mfc="white", lw=0.6, label=f"GD at T_eff(t) ({lv})")
+                    color="tab:red", mfc="white", lw=0.6, label=f"{_run_label(res)} at T_eff(t) ({lv})")
         pts = [(p.temperature, *p.values[measure]) for p in res.samples if measure in p.values]
         if pts:
             T, mu, se = map(np.array, zip(*pts))
@@ -259,6 +263,36 @@ def _clean(o: Any) -> Any:
 # ------------------------------------------------------------------------------------------------
 # the report
 # ------------------------------------------------------------------------------------------------
+_OPTIMIZER_NAMES = dict(gd="full-batch GD", sgd="SGD", adam="Adam", langevin="Langevin dynamics")
+
+
+def run_settings(trajectory: Any) -> str:
+    """The run's real settings in words, read from the trajectory and the arguments it records."""
+    config = getattr(trajectory, "config", None) or {}
+    optimizer = str(getattr(trajectory, "optimizer", config.get("optimizer", "?")))
+    text = _OPTIMIZER_NAMES.get(optimizer, optimizer)
+    batch = config.get("batch_size")
+    if batch is not None:
+        text += f" (minibatch {batch})" if optimizer != "gd" else f" (batch {batch})"
+    temperature = getattr(trajectory, "temperature", None)
+    if temperature is not None:
+        text += f" at T = {_fmt(temperature, '.4g')}"
+    loss = config.get("loss", "mse")
+    reduction = config.get("reduction", "sum")
+    text += (" on ½Σ(y − f)²" if loss == "mse" else f" on the {loss} loss") + f" ({reduction} over samples)"
+    text += f", lr = {_fmt(getattr(trajectory, 'lr', float('nan')), '.4g')}"
+    text += f", λ0 = {_fmt(trajectory.prior_w, '.4g')}, λ1 = {_fmt(trajectory.prior_v, '.4g')}"
+    init = config.get("init", "prior")
+    text += ", from the prior (standard parameterisation)" if init == "prior" else f", {init} initialisation"
+    if config.get("bias"):
+        text += ", with biases"
+    if config.get("frozen_layers"):
+        text += f", frozen layers {list(config['frozen_layers'])}"
+    if config.get("dtype"):
+        text += f", {config['dtype']}"
+    return text
+
+
 def _width_json(res: Any) -> dict:
     cmp = res.comparison
     measures = {}
@@ -285,15 +319,19 @@ def _width_json(res: Any) -> dict:
 def _markdown(results: Sequence[Any], config: dict, files: dict, seconds: float) -> str:
     lines = [f"# gdeq report: {config.get('name', '')}", ""]
     task = config.get("task", {})
+    meta = results[0].comparison.metadata if results else {}
+    rel_tol, n_se = meta.get("rel_tol", float("nan")), meta.get("n_se", float("nan"))
     lines += [
         f"Data: {task.get('dataset', '?')} classes {task.get('classes', '?')}, P = {task.get('n_train', '?')} "
-        f"(test {task.get('n_test', '?')}), source: {task.get('source', '?')}; activation {config.get('activation')}, "
-        f"λ0 = λ1 = 1; full-batch GD on ½Σ(y − f)² from the prior; theory levels: {', '.join(config.get('levels', []))}.",
+        f"(test {task.get('n_test', '?')}), source: {task.get('source', '?')}; activation {config.get('activation')}; "
+        f"theory levels: {', '.join(config.get('levels', []))}. Each width's run settings are stated in its section.",
         "",
         "T_eff(t) matches the training error of the replica-mean predictor (bias-corrected for the finite number of "
         "replicas) to the theory's (1/P)T²|A⁻¹y|², monotonically in log T; steps outside the theory's range are "
         "reported, not extrapolated. Turning points use the same rule on both sides: an interior extremum standing "
-        "out by more than 2 % of the curve's range (and 2 s.e. on the run side).",
+        f"out by more than {_fmt(100 * rel_tol)} % of the curve's range (and {_fmt(n_se)} s.e. on the run side); each "
+        "comes with its effect size (the excursion, and as a % of the value) and, on the run side, its significance "
+        "(the excursion in standard errors over replicas).",
         "",
         f"Total time: {seconds:.0f} s.",
         "",
@@ -305,6 +343,8 @@ def _markdown(results: Sequence[Any], config: dict, files: dict, seconds: float)
         P = res.trajectory.train_predictions.shape[2]
         lines += [f"## N1 = {res.width} (α = P/N1 = {P / res.width:.3g}), {res.trajectory.train_predictions.shape[1]} "
                   f"replicas, lr = {res.trajectory.lr:.3g}, {int(res.trajectory.step[-1])} steps", ""]
+        lines.append(f"Run: {run_settings(res.trajectory)}.")
+        lines.append("")
         lines.append("Timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in res.seconds.items()) + ".")
         lines.append("")
         for lv, m in cmp.maps.items():
@@ -318,7 +358,7 @@ def _markdown(results: Sequence[Any], config: dict, files: dict, seconds: float)
         lines += ["", "**Where each side is non-monotonic**", ""]
         for name, m in cmp.measures.items():
             lines.append(f"- {LABELS.get(name, name)} (`{name}`): {m.statement()}")
-        lines += ["", "| measure | GD shape | t* ± s.e. | replicas turning | "
+        lines += ["", "| measure | run shape | t* ± s.e. | replicas turning | "
                   + " | ".join(f"T_eff(t*) {lv} | theory {lv} | T* {lv}" for lv in cmp.maps) + " |"]
         lines.append("|" + "---|" * (4 + 3 * len(cmp.maps)))
         for row in cmp.table():
@@ -402,34 +442,21 @@ def write_report(out_dir: str | Path, results: Sequence[Any], *, config: dict | 
 
 def _log_wandb(out: Path, results: Sequence[Any], config: dict, files: dict, summary: list[dict], mode: str,
                project: str) -> dict:
-    """Log the tables and plots to a wandb run; offline by default, never raises."""
-    if mode == "disabled":
-        return dict(mode="disabled")
-    try:
+    """Log the tables and plots to a wandb run (gd_dynamics.wandb_setup: offline by default, never raises)."""
+    from gdeq.gd_dynamics.wandb_setup import log_to_wandb
+
+    def log(run) -> None:
         import wandb
-    except ImportError:
-        return dict(mode=mode, error="wandb not installed")
-    info: dict[str, Any] = dict(mode=mode)
-    for attempt in ([mode, "offline"] if mode == "online" else ["offline"]):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                run = wandb.init(project=project, name=config.get("name"), dir=str(out), mode=attempt,
-                                 config=_clean(config), reinit="create_new",
-                                 settings=wandb.Settings(silent=True, init_timeout=30))
-                cols = sorted({k for r in summary for k in r})
-                run.log({"summary": wandb.Table(columns=cols, data=[[_clean(r.get(k)) for k in cols] for r in summary])})
-                for key, name in files.items():
-                    if name.endswith(".png"):
-                        run.log({f"plots/{key}": wandb.Image(str(out / name))})
-                for res in results:
-                    for name, m in res.comparison.measures.items():
-                        run.summary[f"N{res.width}/{name}/t_star"] = _clean(m.t_star)
-                        for lv, v in m.T_eff_at_t_star.items():
-                            run.summary[f"N{res.width}/{name}/T_eff_t_star/{lv}"] = _clean(v)
-                info.update(mode=attempt, dir=str(Path(run.dir).resolve().parent), id=run.id)
-                run.finish()
-            return info
-        except Exception as err:  # never let wandb stop a report
-            info[f"error_{attempt}"] = f"{type(err).__name__}: {err}"
-    return info
+
+        cols = sorted({k for r in summary for k in r})
+        run.log({"summary": wandb.Table(columns=cols, data=[[_clean(r.get(k)) for k in cols] for r in summary])})
+        for key, name in files.items():
+            if name.endswith(".png"):
+                run.log({f"plots/{key}": wandb.Image(str(out / name))})
+        for res in results:
+            for name, m in res.comparison.measures.items():
+                run.summary[f"N{res.width}/{name}/t_star"] = _clean(m.t_star)
+                for lv, v in m.T_eff_at_t_star.items():
+                    run.summary[f"N{res.width}/{name}/T_eff_t_star/{lv}"] = _clean(v)
+
+    return log_to_wandb(mode, log, project=project, dir=out, name=config.get("name"), config=_clean(config))

@@ -106,3 +106,32 @@ def test_equilibrium_has_no_import_cycle_and_no_hidden_imports():
     for node in sorted(graph):
         if node not in state:
             visit(node, [])
+
+
+def test_one_home_per_concept_in_equilibrium():
+    """Regression (issue 10, item 15): equilibrium keeps no copy of the activation table, of the span
+    reduction, or of the weight-moment projections; every P-sized eigh goes through linalg.eigh."""
+    from gdeq import geometry
+    from gdeq.equilibrium import kernels
+
+    assert kernels.ACTIVATIONS is geometry.ACTIVATIONS and kernels.ODD_ACTIVATIONS is geometry.ODD_ACTIVATIONS
+    assert not hasattr(kernels, "activation_function")
+    with pytest.raises(ValueError, match="activation"):
+        kernels.nngp_kernels(np.ones((3, 2)), activation="swish")
+    sources = {p.stem: p.read_text() for p in PACKAGE.glob("*.py")}
+    assert [k for k, s in sources.items() if "linalg.svd" in s] == [], "span reduction: use geometry.span_reduction"
+    assert [k for k, s in sources.items() if "def weight_moment_projections" in s or "def weight_directions" in s] \
+        == ["weights"]
+    assert [k for k, s in sources.items() if "torch.linalg.eigh(K" in s or "np.linalg.eigh(C" in s] == []
+
+
+def test_top_eigenpairs_equal_the_full_decomposition():
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(60, 30))
+    A = torch.as_tensor(a @ a.T)
+    w, V = linalg.eigh(A)
+    wt, Vt = linalg.eigh(A, top=5)
+    np.testing.assert_allclose(wt.numpy(), w[-5:].numpy(), rtol=1e-12)
+    np.testing.assert_allclose(np.abs((Vt.T @ V[:, -5:]).numpy()), np.eye(5), atol=1e-10)
+    with pytest.raises(ValueError, match="top"):
+        linalg.eigh(A, top=0)
