@@ -127,12 +127,16 @@ def report(args) -> None:
             T = np.asarray(c["temperatures"])
             for ax, measure in zip(axes, ("centroid_distance", "unit_centroid_distance")):
                 m, se = np.asarray(r["sampled"][measure]["mean"]), np.asarray(r["sampled"][measure]["se"])
+                ok = np.asarray(r["converged"], bool)
                 line = ax.errorbar(T, m, yerr=se, marker="o", ms=3, capsize=2,
                                    label=f"{c['task']} α={c['alpha']:g} (N1={c['width']})")
-                ax.plot(T, r["theory"]["gaussian"][measure], ls="--", color=line[0].get_color(), lw=1)
+                color = line[0].get_color()
+                ax.plot(T[~ok], m[~ok], "o", ms=7, mfc="white", color=color, zorder=3)  # diagnostics failed
+                ax.plot(T, r["theory"]["gaussian"][measure], ls="--", color=color, lw=1)
                 ax.set_xscale("log")
                 ax.set_xlabel("T")
-                ax.set_title(measure + " (sampled ± s.e.; dashed: gaussian level)")
+                ax.set_title(measure.replace("_", " "))
+        fig.suptitle("sampled ± s.e. (open: R̂/ESS failed); dashed: gaussian level", fontsize=9)
         axes[0].legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(args.plot, dpi=120)
