@@ -204,9 +204,9 @@ def main() -> None:
     def save(partial: bool, ratios=None):
         if args.json:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.json).write_text(json.dumps(dict(config=vars(args), commit=commit, partial=partial,
-                                                       command="OMP_NUM_THREADS=1 python benchmarks/bench_sampling.py "
-                                                       + " ".join(os.sys.argv[1:]), results=results, ratios=ratios),
+            config = dict(vars(args), git_commit=commit, threads=1,
+                          command="OMP_NUM_THREADS=1 python benchmarks/bench_sampling.py " + " ".join(os.sys.argv[1:]))
+            Path(args.json).write_text(json.dumps(dict(config=config, partial=partial, results=results, ratios=ratios),
                                                   indent=1, default=float))
 
     for name in args.samplers:
