@@ -24,6 +24,7 @@ from .compare import Comparison, compare, infinite_width_centroid, replica_turni
 from .identity import check_theory_model
 from .identity import field_of as _get
 from .identity import single_width
+from .report import write_csv, write_report
 
 __all__ = [
     "SampledPoint",
@@ -206,8 +207,6 @@ def run_demo(name: str = "demo", *, dataset: str = "mnist", classes: Sequence = 
     """
     from gdeq.gd_dynamics import load_task
 
-    from .report import write_report
-
     widths = list(widths)
     steps = list(steps) if isinstance(steps, (list, tuple)) else [steps]
     replicas = list(replicas) if isinstance(replicas, (list, tuple)) else [replicas]
@@ -355,19 +354,10 @@ def run_sweep(cells: Sequence[dict], *, output_dir: str | Path, cell_fn: Callabl
 
 
 def write_table(rows: list[dict], stem: Path) -> None:
-    """``stem.csv`` and ``stem.json`` of a list of flat dicts (nested values JSON-encoded in the CSV)."""
-    import csv
-
+    """``stem.csv`` (:func:`bridge.report.write_csv`) and ``stem.json`` of a list of flat dicts."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(rows, indent=2, default=jsonable))
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    with open(stem.with_suffix(".csv"), "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: json.dumps(v, default=jsonable) if isinstance(v, (list, dict)) else v for k, v in r.items()})
+    write_csv(rows, stem.with_suffix(".csv"))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -437,8 +427,6 @@ def compare_saved_run(run: str | Path, *, levels: Sequence[str] = ("nngp", "gaus
     """Compare a saved ``Trajectory`` (``run_dir/trajectory.npz`` or the run dir) with theory curves
     computed on the same data, width, activation and priors, and write a report next to it."""
     from gdeq.gd_dynamics import Trajectory
-
-    from .report import write_report
 
     path = Path(run)
     if path.is_dir():

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["write_report", "run_settings", "GEOMETRY_MEASURES"]
+__all__ = ["write_report", "write_csv", "run_settings", "GEOMETRY_MEASURES"]
 
 GEOMETRY_MEASURES = (
     "centroid_distance", "centroid_shift", "unit_centroid_distance", "class_radius_0", "class_radius_1",
@@ -233,7 +233,16 @@ def _summary_rows(res: Any) -> list[dict]:
     return [dict(width=res.width, **row) for row in res.comparison.table()]
 
 
-def _write_csv(rows: list[dict], path: Path) -> None:
+def write_csv(rows: list[dict], path: Path) -> None:
+    """A CSV of flat dicts (columns: the union of their keys, in order of appearance); floats at full
+    precision (``repr``), lists and dicts JSON-encoded."""
+    from gdeq.gd_dynamics.trajectory import jsonable
+
+    def cell(v: Any) -> Any:
+        if isinstance(v, (float, np.floating)):
+            return repr(float(v))
+        return json.dumps(v, default=jsonable) if isinstance(v, (list, dict)) else v
+
     keys: list[str] = []
     for r in rows:
         keys += [k for k in r if k not in keys]
@@ -241,7 +250,7 @@ def _write_csv(rows: list[dict], path: Path) -> None:
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
         for r in rows:
-            w.writerow({k: (repr(float(v)) if isinstance(v, (float, np.floating)) else v) for k, v in r.items()})
+            w.writerow({k: cell(v) for k, v in r.items()})
 
 
 def _clean(o: Any) -> Any:
@@ -423,10 +432,10 @@ def write_report(out_dir: str | Path, results: Sequence[Any], *, config: dict | 
         _plot_vs_T(res, out / files[f"T_{w}"], GEOMETRY_MEASURES)
         _plot_vs_T(res, out / files[f"weights_{w}"], WEIGHT_MEASURES + ("mean_predictor_train_error",))
     metrics = [r for res in results for r in _metrics_rows(res)]
-    _write_csv(metrics, out / "metrics.csv")
-    _write_csv([r for res in results for r in _curve_rows(res)], out / "curves.csv")
+    write_csv(metrics, out / "metrics.csv")
+    write_csv([r for res in results for r in _curve_rows(res)], out / "curves.csv")
     summary = [r for res in results for r in _summary_rows(res)]
-    _write_csv(summary, out / "summary.csv")
+    write_csv(summary, out / "summary.csv")
     files.update(metrics_csv="metrics.csv", curves_csv="curves.csv", summary_csv="summary.csv", json="metrics.json",
                  report="report.md")
     wandb_info = _log_wandb(out, results, config, files, summary, wandb_mode, wandb_project)

@@ -127,10 +127,6 @@ def _reachable(start: str) -> set[str]:
     return seen
 
 
-# the one cycle known when this test was written; eq10's fix (issue 10, item 16) removes it
-KNOWN_EQUILIBRIUM_CYCLE = {"gdeq.equilibrium.curve", "gdeq.equilibrium.levels", "gdeq.equilibrium.single_neuron"}
-
-
 def test_the_walker_sees_every_kind_of_import():
     """The graph itself: relative, absolute, inside functions, and importlib with a literal name."""
     assert len(MODULES) >= 30 and "gdeq.cli.cli" in MODULES and "gdeq.bridge" in MODULES
@@ -143,14 +139,9 @@ def test_the_walker_sees_every_kind_of_import():
 
 
 def test_no_import_cycles_between_modules():
-    cycles = [c for c in _cycles(GRAPH) if not c <= KNOWN_EQUILIBRIUM_CYCLE]
-    assert not cycles, f"import cycles: {[sorted(c) for c in cycles]}"
-
-
-@pytest.mark.xfail(strict=False, reason="equilibrium curve -> levels -> single_neuron -> curve: eq10 breaks it "
-                                        "(issue 10, item 16); passes once that is merged")
-def test_no_import_cycle_in_the_equilibrium_levels():
-    cycles = [c for c in _cycles(GRAPH) if c & KNOWN_EQUILIBRIUM_CYCLE]
+    """Today's guard for the two cycles issue 10 found: bridge.maps <-> bridge.compare (through
+    check_compatible) and equilibrium.curve -> levels -> single_neuron -> curve (behind importlib)."""
+    cycles = _cycles(GRAPH)
     assert not cycles, f"import cycles: {[sorted(c) for c in cycles]}"
 
 
