@@ -400,3 +400,25 @@ def test_cached_acceptance_runs_agree():
             m2, se2 = other["values"][name]
             k = 2.0 if name in ("centroid_distance", "readout_second_moment") else 3.0
             assert abs(m - m2) <= k * math.hypot(se, se2), (name, m, se, m2, se2)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(rhat_max=1.0), "rhat_max"),
+        (dict(ess_min=0.0), "ess_min"),
+        (dict(max_trajectories=2), "max_trajectories"),
+        (dict(first_round=1), "first_round"),
+        (dict(max_seconds=-1.0), "max_seconds"),
+        (dict(tempering=True, method="langevin"), "tempering"),
+        (dict(max_temperature_ratio=1.0), "max_temperature_ratio"),
+        (dict(burn_in=3.0), "burn_in/sampling_time"),
+        (dict(replicas=True), "replicas"),
+    ],
+)
+def test_bad_sampler_settings_raise_before_sampling(kwargs, match):
+    x, y = _tiny_problem()
+    with pytest.raises(ValueError, match=match):
+        sample_temperatures(x, y, [0.5], width=2, settings=SamplerSettings(**kwargs))
+    with pytest.raises(ValueError, match="temperature"):
+        sample_temperatures(x, y, [0.5, -1.0], width=2)
