@@ -14,6 +14,8 @@ from .kernels import ACTIVATIONS, KernelBlocks, kernel_from_covariance, nngp_ker
 from .levels import LEVELS, LevelContext, PosteriorKernels, available_levels
 from .posterior import Tilt, TiltedKernel, class_measures, gaussian_tilt
 from .predictor import Prediction, gp_predictor
+from .sampling import (PosteriorSample, SamplerDiagnostics, SamplerSettings, SamplingConvergenceWarning,
+                       sample_posterior, sample_temperatures)
 from .weights import measure_weight_moments, weight_directions, weight_moment_projections
 
 __all__ = [
@@ -22,4 +24,6 @@ __all__ = [
     "class_measures", "effective_action", "factorise", "gaussian_tilt", "gp_predictor", "kernel_from_covariance",
     "measure_weight_moments", "nngp_kernels", "solve_saddle", "temperature_curve", "weight_directions",
     "weight_moment_projections",
+    "PosteriorSample", "SamplerDiagnostics", "SamplerSettings", "SamplingConvergenceWarning", "sample_posterior",
+    "sample_temperatures",
 ]
