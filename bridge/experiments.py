@@ -107,8 +107,8 @@ def sample_points(task: Any, *, width: int, temperatures: Sequence[float], activ
                   prior_w: float = 1.0, prior_v: float = 1.0, replicas: int = 16, burn_in: float = 5.0,
                   sampling_time: float = 10.0, seed: int = 0, centroid_infinite_width: float | None = None,
                   progress: bool = True, **sampler_kwargs: Any) -> list[SampledPoint]:
-    """The ground truth: ``gd_dynamics.langevin.sample_posterior`` at each temperature."""
-    from gdeq.gd_dynamics.langevin import sample_posterior
+    """The ground truth: ``equilibrium.sample_posterior`` at each temperature."""
+    from gdeq.equilibrium.sampling import sample_posterior
 
     out = []
     for T in temperatures:

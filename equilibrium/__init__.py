@@ -16,6 +16,8 @@ from .levels import LEVELS, LevelContext, PosteriorKernels, available_levels
 from .ntk import NTK_ACTIVATIONS, TangentKernels, derivative_kernel, tangent_kernels
 from .posterior import Tilt, TiltedKernel, class_measures, gaussian_tilt
 from .predictor import Prediction, gp_predictor
+from .sampling import (PosteriorSample, SamplerDiagnostics, SamplerSettings, SamplingConvergenceWarning,
+                       sample_posterior, sample_temperatures)
 from .weights import measure_weight_moments, weight_directions, weight_moment_projections
 
 __all__ = [
@@ -24,6 +26,8 @@ __all__ = [
     "class_measures", "effective_action", "factorise", "gaussian_tilt", "gp_predictor", "kernel_from_covariance",
     "measure_weight_moments", "nngp_kernels", "solve_saddle", "temperature_curve", "weight_directions",
     "weight_moment_projections",
+    "PosteriorSample", "SamplerDiagnostics", "SamplerSettings", "SamplingConvergenceWarning", "sample_posterior",
+    "sample_temperatures",
     # neural tangent kernel (equilibrium/ntk.py)
     "NTK_ACTIVATIONS", "TangentKernels", "derivative_kernel", "tangent_kernels",
 ]

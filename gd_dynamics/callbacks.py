@@ -136,7 +136,7 @@ class GeometryLogger(pl.Callback):
     Davies–Bouldin indices (torchmetrics), k-NN class purity; plus per layer the weight
     displacement |W_t − W_0|/|W_0|, the readout second moment ⟨v²⟩ and the first-layer weight moment
     along the labels, ``weight_moment_label`` = yᵀΩy / yᵀCy with Ω = (1/N1) Σ_i h_i h_iᵀ,
-    h_i = X w_i/√N0, C = XXᵀ/(N0 λ0) on the train probe (1 in the prior; as gd_dynamics.langevin),
+    h_i = X w_i/√N0, C = XXᵀ/(N0 λ0) on the train probe (1 in the prior; as equilibrium.sampling),
     and ``weight_moment_trace`` = tr Ω / tr C.
 
     Args:
@@ -302,7 +302,7 @@ class GeometryLogger(pl.Callback):
         rec["weights/readout_second_moment"] = (readout**2).reshape(readout.shape[0], -1).mean(-1).cpu().numpy()
         if hasattr(model, "preactivations"):
             # Ω = (1/N1) Σ_i h_i h_iᵀ, h_i = X w_i/√N0, projected on the labels relative to the prior
-            # C = XXᵀ/(N0 λ0): aᵀΩa / aᵀCa per label column a — the definition of gd_dynamics.langevin
+            # C = XXᵀ/(N0 λ0): aᵀΩa / aᵀCa per label column a — the definition of equilibrium.sampling
             probe = torch.as_tensor(dm.probe_train, device=dm.x_train.device)
             X = dm.x_train[probe]
             h = model.preactivations(X)  # (R, p, N1)

@@ -170,9 +170,11 @@ class ReplicaFC(_ReplicaNet):
 
 
 class ReplicaCNN(_ReplicaNet):
-    """One-hidden-layer CNN: a convolution (C channels, k×k, stride 1, no padding), σ, dense readout.
+    """One-hidden-layer CNN: a convolution (C channels, k×k, stride s (default 1), no padding), σ, dense readout.
 
     Standard parameterisation: h = conv(x)/√(C_in k²), f = V·vec(σ(h))/√N1 with N1 = C·H'·W'.
+    With ``stride = kernel_size`` dividing H and W this is exactly the model of
+    ``equilibrium.conv`` / deepbays' CONV_1HL (non-overlapping patches; docs/architectures.md).
     Replicas are batched as a grouped convolution (groups = R).
     """
 
@@ -184,6 +186,7 @@ class ReplicaCNN(_ReplicaNet):
         activation: str = "erf",
         *,
         kernel_size: int = 5,
+        stride: int = 1,
         replicas: int = 1,
         seeds: Sequence[int] | None = None,
         prior_precisions: Sequence[float] | None = None,
@@ -199,6 +202,9 @@ class ReplicaCNN(_ReplicaNet):
         c_in, H, W = image_shape
         if kernel_size < 1 or kernel_size > min(H, W):
             raise ValueError(f"kernel_size: must be in 1..{min(H, W)}, got {kernel_size}")
+        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+            raise ValueError(f"stride: must be a positive integer, got {stride!r}")
+        self.stride = stride
         lam0, lam1 = tuple(float(l) for l in (prior_precisions or (1.0, 1.0)))
         seeds = list(seeds) if seeds is not None else list(range(replicas))
         if len(seeds) != replicas:
@@ -207,7 +213,7 @@ class ReplicaCNN(_ReplicaNet):
         self.activation, self.init, self.n_outputs, self.use_bias = activation, init, n_outputs, bias
         self.sigma = _sigma(activation)
         self.lambdas = (lam0, lam1)
-        hp, wp = H - kernel_size + 1, W - kernel_size + 1
+        hp, wp = (H - kernel_size) // stride + 1, (W - kernel_size) // stride + 1
         n1 = channels * hp * wp
         self.widths = (n1,)
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
@@ -237,7 +243,7 @@ class ReplicaCNN(_ReplicaNet):
             img = img.repeat(1, R, 1, 1)  # (P, R*c_in, H, W): replica r reads channels r*c_in..
         weight = self.conv.reshape(R * self.channels, c_in, self.k, self.k)
         bias = self.conv_bias.reshape(-1) if self.conv_bias is not None else None
-        h = torch.nn.functional.conv2d(img, weight, bias=None, groups=R) * self._s0
+        h = torch.nn.functional.conv2d(img, weight, bias=None, stride=self.stride, groups=R) * self._s0
         if bias is not None:
             h = h + bias[None, :, None, None]
         P = h.shape[0]
@@ -267,6 +273,7 @@ def build_model(
     init: str = "prior",
     image_shape: tuple[int, int, int] | None = None,
     kernel_size: int = 5,
+    stride: int = 1,
     input_scale_dim: int | None = None,
     dtype: torch.dtype = torch.float64,
 ) -> _ReplicaNet:
@@ -279,7 +286,7 @@ def build_model(
     if architecture == "cnn":
         if image_shape is None:
             image_shape = infer_image_shape(input_dim)
-        return ReplicaCNN(image_shape, int(width), n_outputs, activation, kernel_size=kernel_size,
+        return ReplicaCNN(image_shape, int(width), n_outputs, activation, kernel_size=kernel_size, stride=stride,
                           replicas=replicas, seeds=seeds, prior_precisions=prior_precisions, bias=bias,
                           init=init, dtype=dtype)
     raise ValueError(f"architecture: must be one of {list(ARCHITECTURES)}, got {architecture!r}")

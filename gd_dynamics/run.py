@@ -15,6 +15,7 @@ from typing import Literal, Sequence
 import numpy as np
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.callbacks.progress.tqdm_progress import Tqdm
 from pytorch_lightning.loggers import CSVLogger
 
 from gdeq import geometry
@@ -43,19 +44,22 @@ class RunProgressBar(TQDMProgressBar):
     restarts a bar every epoch, and a full-batch "epoch" is only a bookkeeping unit here). It redraws
     at most ~100 times a run on a terminal and ~10 times into a log file (each redraw is a line there)."""
 
+    def get_metrics(self, trainer, pl_module) -> dict:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)  # the CSV logger's version number says nothing about the run
+        return metrics
+
     def __init__(self, description: str, steps: int) -> None:
-        redraws = 100 if sys.stdout.isatty() else 10
+        redraws = 100 if sys.stdout.isatty() else 8
         super().__init__(refresh_rate=max(1, steps // redraws))
         self.description = description
 
-    @property
-    def train_description(self) -> str:
-        return self.description
-
     def on_train_start(self, trainer, pl_module) -> None:
-        bar = self.init_train_tqdm()
-        bar.total, bar.n = trainer.max_steps, trainer.global_step  # a resumed run starts where it stopped
-        self.train_progress_bar = bar
+        # Lightning's init_train_tqdm draws a bar without a total first; this one knows it
+        self.train_progress_bar = Tqdm(
+            desc=self.description, total=trainer.max_steps, initial=trainer.global_step,  # a resumed run
+            position=2 * self.process_position, disable=self.is_disabled, leave=True, dynamic_ncols=True,
+            file=sys.stdout, smoothing=0, bar_format=self.BAR_FORMAT)
 
     def on_train_epoch_start(self, trainer, *_) -> None:
         pass  # one bar for the whole run
@@ -302,7 +306,7 @@ def _trajectory(cb: GeometryLogger, module: GDModule, task: Task, config: dict, 
         frozen_layers=config["frozen_layers"], batch_size=config["batch_size"],
         kernel_size=getattr(model, "k", None), image_shape=getattr(model, "image_shape", None))
     langevin = config["optimizer"] == "langevin"
-    notes = posterior_deviations(identity) if langevin else []
+    notes = posterior_deviations(identity, task.n_train) if langevin else []
     return Trajectory(
         step=np.array([int(r["step"]) for r in recs]),
         train_loss=stack("train_loss"), test_loss=stack("test_loss"),

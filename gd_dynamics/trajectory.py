@@ -58,15 +58,18 @@ def model_identity(*, architecture: str, widths, activation: str, init: str, bia
     )
 
 
-def posterior_deviations(identity: dict) -> list[str]:
+def posterior_deviations(identity: dict, n_train: int | None = None) -> list[str]:
     """Why a run with this identity does not sample the documented posterior (empty list: it does).
 
     One line per key whose value differs from :data:`DOCUMENTED_POSTERIOR`; a minibatch run is
     stochastic-gradient Langevin, whose stationary law is not the posterior (extra gradient noise).
+    A batch of all ``n_train`` points is the full batch.
     """
     notes = []
     for key, want in DOCUMENTED_POSTERIOR.items():
         got = identity.get(key)
+        if key == "batch_size" and got is not None and got == n_train:
+            got = None
         if got != want:
             why = {"batch_size": "minibatch gradient noise changes the stationary law"}.get(key, "not the documented model")
             notes.append(f"{key}={got!r} (the documented posterior needs {want!r}: {why})")

@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 import torch
 
 from gdeq.gd_dynamics import load_task, train
-from gdeq.gd_dynamics.trajectory import MODEL_IDENTITY_KEYS, TEMPERATURE_CONVENTION, Trajectory
+from gdeq.gd_dynamics.trajectory import MODEL_IDENTITY_KEYS, TEMPERATURE_CONVENTION, Trajectory, posterior_deviations
 
 QUIET = dict(wandb=None, progress_bar=False)
 
@@ -32,6 +32,9 @@ def test_langevin_run_records_whether_it_samples_the_documented_posterior(pair, 
     traj = train(pair, width=6, optimizer="langevin", temperature=0.1, lr=0.001, steps=2, replicas=1, log_points=2,
                  output_dir=tmp_path, run_name="lv", **extra, **QUIET)
     assert tuple(traj.model_identity) == MODEL_IDENTITY_KEYS
+    if "batch_size" in extra:  # a batch of every point is the full batch
+        assert posterior_deviations(traj.model_identity, n_train=extra["batch_size"]) == [
+            n for n in traj.posterior_notes if not n.startswith("batch_size")]
     assert traj.model_identity["temperature_convention"] == TEMPERATURE_CONVENTION
     assert traj.model_identity["widths"] == [6] and traj.model_identity["architecture"] == "fc"
     assert traj.samples_documented_posterior is (not bad_keys)
