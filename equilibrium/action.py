@@ -20,7 +20,11 @@ Multi-output (one-hot Y, D outputs), with a D×D order parameter:
 In the joint eigenbasis every mode k of K contributes a D×D block B_k = T + κ_k Q/λ1; writing
 Q = V diag(q) Vᵀ all blocks are diagonal in V, so one evaluation costs O(P D²).
 
-The saddle point Q* = argmin S (Q > 0) is found for a whole vector of temperatures at once:
+One API for both: :func:`factorise` takes targets y of shape (P,) (scalar Q, the D = 1 case) or
+(P, D) (D×D Q); :func:`effective_action`, :func:`action_gradient` and :func:`solve_saddle` follow the
+shape of the targets stored in the :class:`Spectrum`.
+
+For vector targets the saddle point Q* = argmin S (Q > 0) is found for a whole vector of temperatures at once:
 the stationarity condition dS/dQ = 0 is bracketed on a log grid between rigorous bounds
 (docs/theory.md §2.3), every sign change is refined by safeguarded Newton (bisection
 fallback) vectorised over temperatures and roots, and when S has several minima the lowest is returned
@@ -34,26 +38,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = [
-    "Spectrum",
-    "SaddlePoint",
-    "factorise",
-    "effective_action",
-    "action_gradient",
-    "solve_saddle",
-    "MultiSpectrum",
-    "factorise_multi",
-    "effective_action_multi",
-    "action_gradient_multi",
-    "solve_saddle_multi",
-]
+from .linalg import eigh
+
+__all__ = ["Spectrum", "SaddlePoint", "factorise", "effective_action", "action_gradient", "solve_saddle"]
 
 
 @dataclass(frozen=True)
 class Spectrum:
     """One eigendecomposition K = U diag(κ) Uᵀ with the targets projected on it.
 
-    ``kappa`` (P,) ≥ 0, ``U`` (P, P), ``y_t`` = Uᵀy, ``prior_v`` = λ1. Float64 torch on one device.
+    ``kappa`` (P,) ≥ 0, ``U`` (P, P), ``y_t`` = Uᵀy: (P,) for vector targets (scalar order parameter Q)
+    or (P, D) for D output columns (D×D order parameter); ``prior_v`` = λ1. Float64 torch on one device.
     """
 
     kappa: torch.Tensor
@@ -66,14 +61,34 @@ class Spectrum:
         return self.kappa.shape[0]
 
     @property
+    def scalar(self) -> bool:
+        """True for vector targets: Q is a scalar per temperature (the D = 1 fast path)."""
+        return self.y_t.ndim == 1
+
+    @property
+    def D(self) -> int:
+        """Number of outputs."""
+        return 1 if self.scalar else self.y_t.shape[1]
+
+    @property
+    def Y_t(self) -> torch.Tensor:
+        """UᵀY as a (P, D) matrix (a column for vector targets)."""
+        return self.y_t[:, None] if self.scalar else self.y_t
+
+    @property
     def a(self) -> torch.Tensor:
         """κ/λ1: A(Q) = U diag(T + Q·a) Uᵀ."""
         return self.kappa / self.prior_v
 
 
 def factorise(K: torch.Tensor, y: torch.Tensor, *, prior_v: float) -> Spectrum:
-    """Eigendecompose K once (docs/conventions.md §2); the only O(P³) step of a curve."""
-    kappa, U = torch.linalg.eigh(K)
+    """Eigendecompose K once (docs/conventions.md §2); the only O(P³) step of a curve.
+
+    ``y`` (P,) gives a scalar order parameter Q, ``y`` (P, D) a D×D one (D = 1 allowed).
+    """
+    if y.ndim not in (1, 2) or y.shape[0] != K.shape[0]:
+        raise ValueError(f"y: must have shape ({K.shape[0]},) or ({K.shape[0]}, D), got {tuple(y.shape)}")
+    kappa, U = eigh(K)
     kappa = kappa.clamp_min(0.0)  # K is PSD; round-off negatives would make A indefinite at tiny T
     return Spectrum(kappa=kappa, U=U, y_t=U.T @ y, prior_v=float(prior_v))
 
@@ -83,7 +98,11 @@ def _z(sp: Spectrum, T: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
 
 
 def effective_action(sp: Spectrum, T, Q, *, width: float) -> torch.Tensor:
-    """S(Q) at temperatures T (broadcastable tensors), O(P) each."""
+    """S(Q): for vector targets at temperatures T and scalars Q (broadcastable), O(P) each; for D
+    outputs at one temperature T and a D×D matrix Q (0-d tensor, +inf if Q is not positive
+    definite), O(P D²)."""
+    if not sp.scalar:
+        return torch.tensor(_action_matrix(sp, float(T), _as_matrix(sp, Q), width=width), dtype=torch.float64)
     T = torch.as_tensor(T, dtype=torch.float64, device=sp.kappa.device)
     Q = torch.as_tensor(Q, dtype=torch.float64, device=sp.kappa.device)
     T, Q = torch.broadcast_tensors(T, Q)
@@ -92,7 +111,10 @@ def effective_action(sp: Spectrum, T, Q, *, width: float) -> torch.Tensor:
 
 
 def action_gradient(sp: Spectrum, T, Q, *, width: float) -> torch.Tensor:
-    """dS/dQ = 1 − 1/Q + (1/N1) Σ_k [a_k z_k − ỹ_k² a_k z_k²],  z_k = 1/(T + Q a_k), a = κ/λ1."""
+    """dS/dQ. Vector targets: 1 − 1/Q + (1/N1) Σ_k [a_k z_k − ỹ_k² a_k z_k²], z_k = 1/(T + Q a_k),
+    a = κ/λ1 (broadcast over T, Q). D outputs (one T, D×D Q): see :func:`_gradient_matrix`."""
+    if not sp.scalar:
+        return _gradient_matrix(sp, float(T), _as_matrix(sp, Q), width=width)
     T = torch.as_tensor(T, dtype=torch.float64, device=sp.kappa.device)
     Q = torch.as_tensor(Q, dtype=torch.float64, device=sp.kappa.device)
     T, Q = torch.broadcast_tensors(T, Q)
@@ -135,15 +157,26 @@ def _bounds(sp: Spectrum, T: torch.Tensor, width: float) -> tuple[torch.Tensor, 
 
 
 def solve_saddle(
-    sp: Spectrum, temperatures, *, width: float, grid: int = 40, rtol: float = 1e-14, max_iter: int = 100,
-    chunk_elements: int = 2**22, raise_on_failure: bool = True,
+    sp: Spectrum, temperatures, *, width: float, grid: int = 40, rtol: float = 1e-14, tol: float = 1e-10,
+    max_iter: int = 100, chunk_elements: int = 2**22, raise_on_failure: bool = True,
 ) -> SaddlePoint:
-    """Q*(T) for every temperature: scan dS/dQ on a log grid, refine all sign changes, keep the lowest minimum.
+    """Q*(T) for every temperature, for either shape of the targets in ``sp``.
 
-    Cost: O(nT · grid · P) for the scan plus O(nT · iterations · P) for the refinement, after the
-    single eigendecomposition in ``sp``. Raises ``ValueError`` naming the temperature at which the
-    refinement did not converge (``raise_on_failure=False`` returns the flag instead).
+    Vector targets (scalar Q, the fast path): scan dS/dQ on a ``grid``-point log grid in a rigorous
+    bracket, vectorised over temperatures, refine every sign change by safeguarded Newton to ``rtol``
+    and keep the lowest minimum. Cost: O(nT · grid · P) plus O(nT · iterations · P), after the single
+    eigendecomposition in ``sp``. ``Q`` has shape (nT,).
+
+    D output columns: damped Newton on the D×D Q with the analytic Hessian, continued from high to low
+    temperature, converged when max|dS/dQ| ≤ ``tol`` × its largest term (:func:`_solve_saddle_matrix`).
+    ``Q`` has shape (nT, D, D).
+
+    Raises ``ValueError`` naming the temperatures at which the solver did not converge
+    (``raise_on_failure=False`` returns the flag instead).
     """
+    if not sp.scalar:
+        return _solve_saddle_matrix(sp, temperatures, width=width, tol=tol, max_iter=max_iter,
+                                    raise_on_failure=raise_on_failure)
     dev = sp.kappa.device
     T_all = torch.as_tensor(np.asarray(temperatures, dtype=np.float64), device=dev).reshape(-1)
     nT = T_all.shape[0]
@@ -233,29 +266,13 @@ def _refine(sp, T, lo, hi, glo, ghi, *, width, rtol, max_iter):
 
 
 # ------------------------------------------------------------------------------------------
-# multi-output: D×D order parameter
+# D output columns: D×D order parameter
 # ------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class MultiSpectrum:
-    """Eigendecomposition K = U diag(κ) Uᵀ with targets Ỹ = UᵀY (P, D)."""
-
-    kappa: torch.Tensor
-    U: torch.Tensor
-    Y_t: torch.Tensor
-    prior_v: float
-
-    @property
-    def P(self) -> int:
-        return self.kappa.shape[0]
-
-    @property
-    def D(self) -> int:
-        return self.Y_t.shape[1]
-
-
-def factorise_multi(K: torch.Tensor, Y: torch.Tensor, *, prior_v: float) -> MultiSpectrum:
-    kappa, U = torch.linalg.eigh(K)
-    return MultiSpectrum(kappa=kappa.clamp_min(0.0), U=U, Y_t=U.T @ Y, prior_v=float(prior_v))
+def _as_matrix(sp: Spectrum, Q) -> torch.Tensor:
+    Qt = torch.as_tensor(Q, dtype=torch.float64, device=sp.kappa.device)
+    if Qt.shape != (sp.D, sp.D):
+        raise ValueError(f"Q: must be a {sp.D}×{sp.D} matrix for {sp.D} output columns, got shape {tuple(Qt.shape)}")
+    return Qt
 
 
 def _qeig(Q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -263,7 +280,7 @@ def _qeig(Q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return q, V
 
 
-def effective_action_multi(sp: MultiSpectrum, T: float, Q: torch.Tensor, *, width: float) -> float:
+def _action_matrix(sp: Spectrum, T: float, Q: torch.Tensor, *, width: float) -> float:
     """S(Q) for a D×D matrix Q at one temperature, O(P D²)."""
     q, V = _qeig(Q)
     if bool((q <= 0).any()):
@@ -275,7 +292,7 @@ def effective_action_multi(sp: MultiSpectrum, T: float, Q: torch.Tensor, *, widt
     return float(q.sum() - torch.log(q).sum() + F / width)
 
 
-def action_gradient_multi(sp: MultiSpectrum, T: float, Q: torch.Tensor, *, width: float) -> torch.Tensor:
+def _gradient_matrix(sp: Spectrum, T: float, Q: torch.Tensor, *, width: float) -> torch.Tensor:
     """dS/dQ = I − Q⁻¹ + (1/(λ1 N1)) Σ_k κ_k [B_k⁻¹ − B_k⁻¹ ỹ_k ỹ_kᵀ B_k⁻¹], B_k = T + κ_k Q/λ1."""
     q, V = _qeig(Q)
     a = sp.kappa / sp.prior_v
@@ -286,7 +303,7 @@ def action_gradient_multi(sp: MultiSpectrum, T: float, Q: torch.Tensor, *, width
     return torch.eye(Q.shape[0], dtype=Q.dtype, device=Q.device) - Qinv + V @ inner @ V.T / width
 
 
-def _hessian_multi(sp: MultiSpectrum, T: float, Q: np.ndarray, width: float) -> np.ndarray:
+def _hessian_matrix(sp: Spectrum, T: float, Q: np.ndarray, width: float) -> np.ndarray:
     """d(dS/dQ)[Δ] as a D²×D² matrix on vec(Δ):
     Q⁻¹ΔQ⁻¹ + (1/N1) Σ_k a_k² [−B_k⁻¹ΔB_k⁻¹ + B_k⁻¹Δ m_k m_kᵀ + m_k m_kᵀ Δ B_k⁻¹],  m_k = B_k⁻¹ỹ_k,
     evaluated in the eigenbasis of Q (where every B_k is diagonal), O(P D³)."""
@@ -312,7 +329,7 @@ def _hessian_multi(sp: MultiSpectrum, T: float, Q: np.ndarray, width: float) -> 
     return H.reshape(D * D, D * D)
 
 
-def _gradient_scale_multi(sp: MultiSpectrum, T: float, Q: np.ndarray, width: float) -> float:
+def _gradient_scale_matrix(sp: Spectrum, T: float, Q: np.ndarray, width: float) -> float:
     """Size of the largest term in dS/dQ (|Q⁻¹|, and the data sums Σ a_k z_k, Σ a_k ŷ_k² z_k² over
     N1): the round-off floor of the gradient is ~1e-16 of it, so convergence is judged relative to it."""
     q, V = np.linalg.eigh(Q)
@@ -323,15 +340,15 @@ def _gradient_scale_multi(sp: MultiSpectrum, T: float, Q: np.ndarray, width: flo
     return 1.0 + float(np.abs(1.0 / q).max()) + data
 
 
-def solve_saddle_multi(
-    sp: MultiSpectrum, temperatures, *, width: float, tol: float = 1e-10, max_iter: int = 100,
+def _solve_saddle_matrix(
+    sp: Spectrum, temperatures, *, width: float, tol: float = 1e-10, max_iter: int = 100,
     raise_on_failure: bool = True,
 ) -> SaddlePoint:
     """D×D saddle point per temperature by damped Newton on dS/dQ = 0 with the analytic Hessian
     (backtracking on S, staying positive definite; natural-gradient step −Q(dS/dQ)Q when the
     Hessian is not positive), continued from high to low temperature. Converged = Q positive
     definite, Hessian positive (a minimum) and max|dS/dQ| ≤ tol × the size of its largest term
-    (:func:`_gradient_scale_multi`), or a Newton step below 1e-13 relative. ``Q`` in the
+    (:func:`_gradient_scale_matrix`), or a Newton step below 1e-13 relative. ``Q`` in the
     result has shape (nT, D, D); ``n_minima`` is 1 where converged (no multi-minimum scan for D > 1)."""
     T_all = np.asarray(temperatures, dtype=np.float64).reshape(-1)
     D = sp.D
@@ -347,18 +364,18 @@ def solve_saddle_multi(
         return torch.as_tensor(Q, dtype=torch.float64, device=dev)
 
     def grad(T, Q):
-        return action_gradient_multi(sp, T, tq(Q), width=width).cpu().numpy()
+        return _gradient_matrix(sp, T, tq(Q), width=width).cpu().numpy()
 
     for idx in order:
         T = float(T_all[idx])
         Q = Q_prev.copy()
-        f = effective_action_multi(sp, T, tq(Q), width=width)
+        f = _action_matrix(sp, T, tq(Q), width=width)
         ok = False
         for _ in range(max_iter):
             G = grad(T, Q)
             G = 0.5 * (G + G.T)
-            scale = _gradient_scale_multi(sp, T, Q, width)
-            H = _hessian_multi(sp, T, Q, width)
+            scale = _gradient_scale_matrix(sp, T, Q, width)
+            H = _hessian_matrix(sp, T, Q, width)
             hess_pd = np.linalg.eigvalsh(0.5 * (H + H.T)).min() > 0
             if np.abs(G).max() <= tol * scale:
                 ok = hess_pd
@@ -377,7 +394,7 @@ def solve_saddle_multi(
             while alpha > 1e-12:
                 Qn = Q + alpha * step
                 if np.linalg.eigvalsh(Qn).min() > 0:
-                    fn = effective_action_multi(sp, T, tq(Qn), width=width)
+                    fn = _action_matrix(sp, T, tq(Qn), width=width)
                     if fn <= f + 1e-4 * alpha * slope:
                         break
                     # near the minimum S changes below its round-off: accept a full Newton step

@@ -16,16 +16,14 @@ import torch
 
 from gdeq import geometry
 
-from .action import factorise, factorise_multi, solve_saddle, solve_saddle_multi
+from .action import factorise, solve_saddle
 from .kernels import ACTIVATIONS, KernelBlocks, nngp_kernels
 from .levels import LevelContext, PosteriorKernels, available_levels
 from .posterior import MEASURES, Tilt, TiltedKernel, class_measures, class_measures_dense
-from .predictor import gp_predictor, gp_predictor_multi
+from .predictor import gp_predictor
+from .weights import tilted_weight_moments, weight_directions
 
-__all__ = ["TemperatureCurve", "temperature_curve", "weight_directions", "measure_weight_moments"]
-
-N_WEIGHT_DIRECTIONS = 8
-
+__all__ = ["TemperatureCurve", "temperature_curve"]
 
 @dataclass(frozen=True)
 class TemperatureCurve:
@@ -165,60 +163,6 @@ def _validate(x_train, y_train, temperatures, width, activation, prior_w, prior_
 
 
 # ------------------------------------------------------------------------------------------
-# weights
-# ------------------------------------------------------------------------------------------
-def weight_directions(x_train, n: int = N_WEIGHT_DIRECTIONS) -> np.ndarray:
-    """Top-n principal directions of the inputs in weight space, (n, N0) orthonormal rows: the
-    leading right singular vectors of X (exact, from the eigendecomposition of the smaller of
-    XᵀX and XXᵀ: cost min(P, N0)³), each with its largest-magnitude component made positive.
-    These are the directions e_j = Xᵀu_j/|Xᵀu_j| (u_j the top eigenvectors of C) that the Langevin
-    sampler and the single_neuron level use; the theory value of ``weight_moments`` holds for any
-    orthonormal directions."""
-    X = torch.as_tensor(np.asarray(x_train) if not isinstance(x_train, torch.Tensor) else x_train,
-                        dtype=torch.float64)
-    P, N0 = X.shape
-    if N0 <= P:
-        ev, E = torch.linalg.eigh(X.T @ X)
-    else:
-        ev, Uc = torch.linalg.eigh(X @ X.T)
-        E = X.T @ Uc / ev.clamp_min(torch.finfo(torch.float64).tiny).sqrt()
-    order = torch.argsort(ev, descending=True)[:n]
-    order = order[ev[order] > 1e-12 * ev.max()]
-    E = E[:, order].T
-    sign = torch.sign(E.gather(1, E.abs().argmax(1, keepdim=True)))
-    return (E * sign).cpu().numpy()
-
-
-def measure_weight_moments(W, directions) -> np.ndarray:
-    """(1/N1) Σ_i (E w_i)(E w_i)ᵀ for first-layer weights W (..., N1, N0) and directions E (r, N0):
-    the quantity ``TemperatureCurve.weight_moments`` predicts (average over posterior samples)."""
-    Wt = torch.as_tensor(np.asarray(W) if not isinstance(W, torch.Tensor) else W, dtype=torch.float64)
-    E = torch.as_tensor(np.asarray(directions), dtype=torch.float64, device=Wt.device)
-    proj = Wt @ E.T  # (..., N1, r)
-    return (proj.transpose(-1, -2) @ proj / Wt.shape[-2]).cpu().numpy()
-
-
-def _weight_observables(post: PosteriorKernels, ctx: LevelContext, E: np.ndarray, Y: torch.Tensor):
-    """(1/N1) Σ_i ⟨w_i w_iᵀ⟩ = I/λ0 + (1/(λ0² N0)) Xᵀ S J S X (docs/theory.md §5), projected on the
-    directions E and on the label directions e_y = Xᵀy/|Xᵀy|."""
-    nT = len(ctx.temperatures)
-    r = E.shape[0]
-    if post.tilt is None:
-        return np.full((nT, r, r), np.nan), np.full(nT, np.nan)
-    sp, dev, X, lw = ctx.spectrum, ctx.x_train.device, ctx.x_train, ctx.prior_w
-    N0 = X.shape[1]
-    S = ctx.kernels.slope_train
-    Yc = Y if Y.ndim == 2 else Y[:, None]
-    Ey = X.T @ Yc
-    Ey = (Ey / Ey.norm(dim=0, keepdim=True)).T  # (D, N0) label directions
-    dirs = torch.cat([torch.as_tensor(E, dtype=torch.float64, device=dev), Ey])
-    H = sp.U.T @ (S[:, None] * (X @ dirs.T))  # S X e rotated into K's eigenbasis
-    M = post.tilt.quadratic(H) / (lw**2 * N0) + (dirs @ dirs.T)[None] / lw  # (nT, r + D, r + D)
-    wl = torch.diagonal(M[:, r:, r:], dim1=-2, dim2=-1).mean(-1)
-    return M[:, :r, :r].cpu().numpy(), wl.cpu().numpy()
-
-
-# ------------------------------------------------------------------------------------------
 # the curve
 # ------------------------------------------------------------------------------------------
 def _reference(K: torch.Tensor, labels) -> dict[str, np.ndarray]:
@@ -270,27 +214,17 @@ def temperature_curve(
     Ytd = None if Yt is None else torch.as_tensor(Yt, device=dev)
     kb: KernelBlocks = nngp_kernels(Xd, Xtd, activation=activation, prior_w=prior_w, device=dev)
     nT = len(T)
-    if D == 1:
-        sp = factorise(kb.train, Yd, prior_v=prior_v)
-        F0 = None if kb.test_train is None else kb.test_train @ sp.U  # test rows in K's eigenbasis, once
-        if lev.uses_saddle:
-            sad = solve_saddle(sp, T, width=width)
-            Q, conv, nmin = sad.Q, sad.converged, sad.n_minima
-        else:
-            Q, conv, nmin = np.ones(nT), np.ones(nT, bool), np.ones(nT, np.int64)
-        predict = gp_predictor(sp, kb.test_train, kb.test_diagonal, Ytd, test_rotated=F0)
-        readout = Q / prior_v
-    else:
-        sp = factorise_multi(kb.train, Yd, prior_v=prior_v)
-        F0 = None if kb.test_train is None else kb.test_train @ sp.U
-        if lev.uses_saddle:
-            sad = solve_saddle_multi(sp, T, width=width)
-            Q, conv, nmin = sad.Q, sad.converged, sad.n_minima
-        else:
-            Q = np.broadcast_to(np.eye(D), (nT, D, D)).copy()
-            conv, nmin = np.ones(nT, bool), np.ones(nT, np.int64)
-        predict = gp_predictor_multi(sp, kb.test_train, kb.test_diagonal, Ytd, test_rotated=F0)
-        readout = np.trace(Q, axis1=1, axis2=2) / (D * prior_v)
+    # one path for any number of outputs: ±1 labels give a scalar Q (the fast scan), one-hot a D×D Q
+    sp = factorise(kb.train, Yd, prior_v=prior_v)
+    F0 = None if kb.test_train is None else kb.test_train @ sp.U  # test rows in K's eigenbasis, once
+    if lev.uses_saddle:
+        sad = solve_saddle(sp, T, width=width)
+        Q, conv, nmin = sad.Q, sad.converged, sad.n_minima
+    else:  # infinite width: Q = 1 (the identity for D outputs)
+        Q = np.ones(nT) if D == 1 else np.broadcast_to(np.eye(D), (nT, D, D)).copy()
+        conv, nmin = np.ones(nT, bool), np.ones(nT, np.int64)
+    predict = gp_predictor(sp, kb.test_train, kb.test_diagonal, Ytd, test_rotated=F0)
+    readout = Q / prior_v if D == 1 else np.trace(Q, axis1=1, axis2=2) / (D * prior_v)
     pred = predict(T, Q)
     ctx = LevelContext(x_train=Xd, y_train=Yd, x_test=Xtd, kernels=kb, spectrum=sp, temperatures=T, Q=Q,
                        width=float(width), activation=activation, prior_w=float(prior_w), prior_v=float(prior_v),
@@ -303,7 +237,10 @@ def temperature_curve(
         test_geo = _geometry(post.test, Yt)
         reference.update({f"test_{k}": v[0] for k, v in _reference(kb.test, Yt).items()})
     E = weight_directions(Xd)
-    wm, wl = _weight_observables(post, ctx, E, Yd)
+    if post.tilt is None:  # levels without a spectral tilt carry no closed-form weight moments
+        wm, wl = np.full((nT, E.shape[0], E.shape[0]), np.nan), np.full(nT, np.nan)
+    else:
+        wm, wl = tilted_weight_moments(post.tilt, sp.U, kb.slope_train, Xd, Yd, E, prior_w=float(prior_w))
     nan = np.full(nT, np.nan)
     return TemperatureCurve(
         temperature=T, Q=np.asarray(Q), train_error=pred.train_error, train_variance=pred.train_variance,

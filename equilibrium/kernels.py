@@ -28,16 +28,17 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Callable, Union
 
 import numpy as np
 import torch
+
+from gdeq import geometry
+from gdeq.geometry.activations import Activation
 
 __all__ = [
     "ACTIVATIONS",
     "ODD_ACTIVATIONS",
     "KernelBlocks",
-    "activation_function",
     "input_covariance",
     "kernel_from_covariance",
     "kernel_diagonal",
@@ -46,28 +47,11 @@ __all__ = [
     "nngp_kernels",
 ]
 
-Activation = Union[str, Callable[[torch.Tensor], torch.Tensor]]
-
+# σ by name, the names and which are odd: one table for all of gdeq (gdeq.geometry.activations). Here only
+# the closed forms below differ per name; every other activation goes through the quadrature.
+ACTIVATIONS = geometry.ACTIVATIONS
+ODD_ACTIVATIONS = geometry.ODD_ACTIVATIONS
 _CLOSED_FORM = ("erf", "relu", "identity")
-_QUADRATURE: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "tanh": torch.tanh,
-    "gelu": torch.nn.functional.gelu,
-    "sigmoid": torch.sigmoid,
-    "softplus": torch.nn.functional.softplus,
-}
-ACTIVATIONS: tuple[str, ...] = _CLOSED_FORM + tuple(_QUADRATURE)
-# activations known to be odd: their mean vanishes identically
-ODD_ACTIVATIONS: tuple[str, ...] = ("erf", "identity", "tanh")
-
-
-def activation_function(activation: Activation) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The elementwise function σ for a name in :data:`ACTIVATIONS` (or a callable, returned as is)."""
-    if callable(activation):
-        return activation
-    table = {"erf": torch.erf, "relu": torch.relu, "identity": lambda h: h, **_QUADRATURE}
-    if activation not in table:
-        raise ValueError(f"activation: must be one of {ACTIVATIONS} or a callable, got {activation!r}")
-    return table[activation]
 
 
 _NODES_1D = 200  # 1-d rules are cheap: use many nodes (saturating σ² converges slowly at large variance)
@@ -138,7 +122,7 @@ def _direct_quadrature(
     c11: torch.Tensor, c12: torch.Tensor, c22: torch.Tensor, activation: Activation, *, nodes: int,
     chunk_elements: int = 2**24,
 ) -> torch.Tensor:
-    sigma = activation_function(activation)
+    sigma = geometry.activation(activation)
     z, w = _gauss_hermite(nodes, c12.device)
     s1 = torch.sqrt(c11.clamp_min(0.0))
     s2 = torch.sqrt(c22.clamp_min(0.0))
@@ -167,7 +151,7 @@ def kernel_diagonal(c: torch.Tensor, activation: Activation, *, nodes: int = 64)
     if activation == "identity":
         return c.clone()
     z, w = _gauss_hermite(max(nodes, _NODES_1D), c.device)
-    return (activation_function(activation)(torch.sqrt(c)[:, None] * z[None, :]) ** 2 * w).sum(-1)
+    return (geometry.activation(activation)(torch.sqrt(c)[:, None] * z[None, :]) ** 2 * w).sum(-1)
 
 
 def activation_mean(c: torch.Tensor, activation: Activation, *, nodes: int = 64) -> torch.Tensor:
@@ -177,7 +161,7 @@ def activation_mean(c: torch.Tensor, activation: Activation, *, nodes: int = 64)
     if activation == "relu":
         return torch.sqrt(c / (2.0 * math.pi))
     z, w = _gauss_hermite(max(nodes, _NODES_1D), c.device)
-    return (activation_function(activation)(torch.sqrt(c)[:, None] * z[None, :]) * w).sum(-1)
+    return (geometry.activation(activation)(torch.sqrt(c)[:, None] * z[None, :]) * w).sum(-1)
 
 
 def activation_slope(c: torch.Tensor, activation: Activation, *, nodes: int = 64) -> torch.Tensor:
@@ -190,7 +174,7 @@ def activation_slope(c: torch.Tensor, activation: Activation, *, nodes: int = 64
         return torch.ones_like(c)
     z, w = _gauss_hermite(max(nodes, _NODES_1D), c.device)
     s = torch.sqrt(c)
-    return (z[None, :] * activation_function(activation)(s[:, None] * z[None, :]) * w).sum(-1) / s
+    return (z[None, :] * geometry.activation(activation)(s[:, None] * z[None, :]) * w).sum(-1) / s
 
 
 @dataclass(frozen=True)
@@ -237,7 +221,7 @@ def nngp_kernels(
     (default: the input's device, CPU for numpy). ``nodes`` is the Gauss–Hermite order per
     dimension for activations without a closed form.
     """
-    activation_function(activation)  # validates the name
+    geometry.check_activation(activation, callables=True)  # one ValueError naming ``activation``
     dev = torch.device(device) if device is not None else (
         x_train.device if isinstance(x_train, torch.Tensor) else torch.device("cpu"))
     X = torch.as_tensor(np.asarray(x_train) if not isinstance(x_train, torch.Tensor) else x_train,

@@ -11,8 +11,8 @@ Levels:
 - ``nngp``: infinite width. Q = 1, ⟨K_W⟩ = K, weights at their prior moments.
 - ``gaussian``: Q = Q*(T) from the effective action; ⟨K_W⟩ = K + K J K − (μᵀJμ)μμᵀ (docs/conventions.md §4,
   docs/theory.md §4): leading order in 1/N1 with Gaussian-equivalent single-neuron statistics.
-- ``single_neuron`` (present when ``equilibrium/single_neuron.py`` is installed): the
-  single-neuron effective measure with the exact non-linear activation. Contract:
+- ``single_neuron``: the single-neuron effective measure with the exact non-linear activation
+  (``equilibrium.single_neuron``). Contract:
   ``equilibrium.single_neuron.posterior_kernel(x_train, y_train, x_test, temperatures, Q, *,
   width, activation, prior_w, prior_v) -> (train (nT, P, P), test (nT, Pt, Pt) | None)``
   (numpy or torch, float64), test = the test×test block of ⟨K_W⟩ when ``x_test`` is given.
@@ -20,17 +20,16 @@ Levels:
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 
-from .action import MultiSpectrum, Spectrum
+from .action import Spectrum
 from .kernels import KernelBlocks
-from .posterior import Tilt, TiltedKernel, gaussian_tilt, gaussian_tilt_multi, zero_tilt
+from .posterior import Tilt, TiltedKernel, gaussian_tilt, zero_tilt
+from .single_neuron import posterior_kernel as single_neuron_posterior_kernel
 
 __all__ = ["LEVELS", "LevelContext", "PosteriorKernels", "Level", "available_levels"]
 
@@ -43,7 +42,7 @@ class LevelContext:
     y_train: torch.Tensor
     x_test: torch.Tensor | None
     kernels: KernelBlocks
-    spectrum: Spectrum | MultiSpectrum
+    spectrum: Spectrum
     temperatures: np.ndarray
     Q: np.ndarray
     width: float
@@ -95,18 +94,13 @@ def _nngp(ctx: LevelContext) -> PosteriorKernels:
 
 
 def _gaussian(ctx: LevelContext) -> PosteriorKernels:
-    if isinstance(ctx.spectrum, MultiSpectrum):
-        tilt = gaussian_tilt_multi(ctx.spectrum, ctx.temperatures, ctx.Q, width=ctx.width)
-    else:
-        tilt = gaussian_tilt(ctx.spectrum, ctx.temperatures, ctx.Q, width=ctx.width)
-    return _spectral(ctx, tilt)
+    return _spectral(ctx, gaussian_tilt(ctx.spectrum, ctx.temperatures, ctx.Q, width=ctx.width))
 
 
 def _single_neuron(ctx: LevelContext) -> PosteriorKernels:
-    module = importlib.import_module("gdeq.equilibrium.single_neuron")
     to = lambda a: None if a is None else torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a,  # noqa: E731
                                                          dtype=torch.float64, device=ctx.x_train.device)
-    train, test = module.posterior_kernel(
+    train, test = single_neuron_posterior_kernel(
         ctx.x_train.cpu().numpy(), ctx.y_train.cpu().numpy(),
         None if ctx.x_test is None else ctx.x_test.cpu().numpy(), ctx.temperatures, ctx.Q,
         width=ctx.width, activation=ctx.activation, prior_w=ctx.prior_w, prior_v=ctx.prior_v,
@@ -124,15 +118,8 @@ _ALL: dict[str, Level] = {
 
 
 def available_levels() -> dict[str, Level]:
-    """The levels usable in this installation (``single_neuron`` only when its module exists)."""
-    out = {k: v for k, v in _ALL.items() if k != "single_neuron"}
-    try:
-        present = importlib.util.find_spec("gdeq.equilibrium.single_neuron") is not None
-    except (ImportError, ValueError):
-        present = False
-    if present:
-        out["single_neuron"] = _ALL["single_neuron"]
-    return out
+    """The theory levels, by name."""
+    return dict(_ALL)
 
 
 LEVELS: Mapping[str, str] = {k: v.description for k, v in available_levels().items()}

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .action import MultiSpectrum, Spectrum
+from .action import Spectrum
 
-__all__ = ["Tilt", "TiltedKernel", "gaussian_tilt", "gaussian_tilt_multi", "zero_tilt", "class_measures",
+__all__ = ["Tilt", "TiltedKernel", "gaussian_tilt", "zero_tilt", "class_measures",
            "class_measures_dense", "MEASURES"]
 
 
@@ -59,7 +59,10 @@ class Tilt:
 
 
 def gaussian_tilt(sp: Spectrum, temperatures, Q, *, width: float) -> Tilt:
-    """J(T) of the `gaussian` level, single output: (Q/(λ1N1)) U[m̃m̃ᵀ − diag(z)]Uᵀ."""
+    """J(T) of the `gaussian` level. Vector targets, Q (nT,): (Q/(λ1N1)) U[m̃m̃ᵀ − diag(z)]Uᵀ, m̃ = z ỹ.
+    D output columns, Q (nT, D, D): (1/(λ1N1)) U[M̃QM̃ᵀ − diag(tr(Q B_k⁻¹))]Uᵀ, B_k = T + a_k Q."""
+    if not sp.scalar:
+        return _gaussian_tilt_matrix(sp, temperatures, Q, width=width)
     dev = sp.kappa.device
     T = torch.as_tensor(np.asarray(temperatures, dtype=np.float64), device=dev).reshape(-1)
     Qv = torch.as_tensor(np.asarray(Q, dtype=np.float64), device=dev).reshape(-1)
@@ -68,8 +71,8 @@ def gaussian_tilt(sp: Spectrum, temperatures, Q, *, width: float) -> Tilt:
     return Tilt(U=sp.U, j=-s[:, None] * z, R=(z * sp.y_t)[:, :, None], W=s[:, None, None])
 
 
-def gaussian_tilt_multi(sp: MultiSpectrum, temperatures, Q, *, width: float) -> Tilt:
-    """J(T) of the `gaussian` level for D outputs: (1/(λ1N1)) U[M̃QM̃ᵀ − diag(tr(Q B_k⁻¹))]Uᵀ."""
+def _gaussian_tilt_matrix(sp: Spectrum, temperatures, Q, *, width: float) -> Tilt:
+    """:func:`gaussian_tilt` for D output columns (a rank-D part per temperature)."""
     dev = sp.kappa.device
     a = sp.kappa / sp.prior_v
     js, Rs, Ws = [], [], []

@@ -25,9 +25,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .action import MultiSpectrum, Spectrum
+from .action import Spectrum
 
-__all__ = ["Prediction", "gp_predictor", "gp_predictor_multi"]
+__all__ = ["Prediction", "gp_predictor"]
 
 
 @dataclass(frozen=True)
@@ -60,11 +60,15 @@ def gp_predictor(
     *,
     test_rotated: torch.Tensor | None = None,
 ) -> Callable[..., Prediction]:
-    """Factorise once; return ``predict(temperatures, Q) -> Prediction`` (single output).
+    """Factorise once; return ``predict(temperatures, Q) -> Prediction``.
 
     ``K_test_train`` (Pt, P) and ``K_test_diag`` (Pt,) are NNGP blocks; the one O(Pt P²) step is
     rotating the test rows into K's eigenbasis (pass ``test_rotated`` = K_test_train U to reuse it).
+    The shapes follow the targets of ``sp``: vector targets take Q (nT,) and ``y_test`` (Pt,); D output
+    columns take Q (nT, D, D) and ``y_test`` (Pt, D), with errors and variances summed over outputs.
     """
+    if not sp.scalar:
+        return _gp_predictor_matrix(sp, K_test_train, K_test_diag, y_test, test_rotated=test_rotated)
     lv = sp.prior_v
     dev = sp.kappa.device
     F0 = test_rotated if test_rotated is not None else (None if K_test_train is None else K_test_train @ sp.U)
@@ -93,18 +97,16 @@ def gp_predictor(
     return predict
 
 
-def gp_predictor_multi(
-    sp: MultiSpectrum,
-    K_test_train: torch.Tensor | None = None,
-    K_test_diag: torch.Tensor | None = None,
-    Y_test: torch.Tensor | None = None,
+def _gp_predictor_matrix(
+    sp: Spectrum,
+    K_test_train: torch.Tensor | None,
+    K_test_diag: torch.Tensor | None,
+    Y_test: torch.Tensor | None,
     *,
-    test_rotated: torch.Tensor | None = None,
+    test_rotated: torch.Tensor | None,
 ) -> Callable[..., Prediction]:
-    """Factorise once; return ``predict(temperatures, Q (nT, D, D)) -> Prediction`` (D outputs).
-
-    Errors and variances are summed over outputs (mean over points).
-    """
+    """:func:`gp_predictor` for D output columns: ``predict(temperatures, Q (nT, D, D))``; errors and
+    variances summed over outputs (mean over points)."""
     lv = sp.prior_v
     dev = sp.kappa.device
     a = sp.kappa / lv

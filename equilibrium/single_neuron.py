@@ -1,6 +1,6 @@
 """Theory level ``single_neuron``: the single-unit cavity measure with the exact non-linear activation.
 
-Derivation (docs/theory_single_neuron.md). Integrating the readout out exactly and writing
+Derivation: docs/theory.md, "Beyond the Gaussian level". Integrating the readout out exactly and writing
 det(A_W)^(-1/2) exp(-½ yᵀA_W⁻¹y) as a Gaussian integral over an auxiliary field t ∈ R^P,
 
     p(W) ∝ ∫ dt exp(-T|t|²/2 + i t·y) Π_i p0(w_i) exp(-(t·φ_i)²/(2 λ1 N1)),   φ_i = σ(X w_i/√N0),
@@ -41,7 +41,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .kernels import activation_function, nngp_kernels
+from gdeq import geometry
+
+from .kernels import nngp_kernels
+from .linalg import eigh
+from .weights import label_directions, weight_directions
 
 __all__ = ["SingleNeuronResult", "posterior_kernel", "single_neuron_curve"]
 
@@ -77,29 +81,26 @@ class _Draws:
     """Common Gaussian draws ξ of the first-layer weight in the span of the training inputs, mapped per
     temperature to a proposal q(w): the prior, broadened along a few tilt directions (the tilted
     measure has heavier tails than the prior along them, which makes plain prior sampling an
-    infinite-variance estimator at low T)."""
+    infinite-variance estimator at low T). The span and the test inputs' orthogonal remainder come from
+    the exact reduction ``geometry.span_reduction`` (docs/conventions.md §6)."""
 
     def __init__(self, x, x_test, prior_w, activation, samples, seed, dev):
-        P, n0 = x.shape
-        _, s, vt = np.linalg.svd(x, full_matrices=False)
-        r = max(1, int(np.sum(s > s[0] * max(P, n0) * np.finfo(np.float64).eps)))
-        self.basis = vt[:r]
+        n0 = x.shape[1]
+        span = geometry.span_reduction(x, x_test)
+        self.basis = span.basis.T  # (r, N0) orthonormal rows
         gen = torch.Generator(device=dev).manual_seed(seed)
         kw = dict(dtype=torch.float64, device=dev)
         self.lam0 = prior_w
-        self.sigma = activation_function(activation)
-        self.xi = torch.randn(r, samples, generator=gen, **kw)
-        self.Z = torch.as_tensor(x @ self.basis.T / math.sqrt(n0), **kw)  # h = Z w
+        self.sigma = geometry.activation(activation)
+        self.xi = torch.randn(span.rank, samples, generator=gen, **kw)
+        self.Z = torch.as_tensor(span.x_train / math.sqrt(n0), **kw)  # h = Z w
         self.Zt = self.extra = None
         if x_test is not None:
-            zt = x_test @ self.basis.T
-            resid = x_test - zt @ self.basis
-            self.Zt = torch.as_tensor(zt / math.sqrt(n0), **kw)
-            _, s2, vt2 = np.linalg.svd(resid, full_matrices=False)
-            r2 = int(np.sum(s2 > 1e-10 * max(s2[0], 1e-300))) if s2.size and s2[0] > 1e-12 else 0
-            if r2:  # the test inputs' orthogonal remainder sees only prior weight components
-                Zp = torch.as_tensor(resid @ vt2[:r2].T / math.sqrt(n0), **kw)
-                self.extra = Zp @ (torch.randn(r2, samples, generator=gen, **kw) / math.sqrt(prior_w))
+            self.Zt = torch.as_tensor(span.x_test / math.sqrt(n0), **kw)
+            k = span.test_remainder.shape[1]
+            if k:  # the test inputs' orthogonal remainder sees only prior weight components
+                Zp = torch.as_tensor(span.test_remainder / math.sqrt(n0), **kw)
+                self.extra = Zp @ (torch.randn(k, samples, generator=gen, **kw) / math.sqrt(prior_w))
 
     def draw(self, directions: torch.Tensor | None, stretch: torch.Tensor | None):
         """w (r, S) from q = prior stretched by ``stretch`` along orthonormal ``directions`` (r, k);
@@ -149,29 +150,135 @@ def _field_matrices(T: float, Qk, K: torch.Tensor, lam1: float):
     return [torch.linalg.cholesky(T * eye + float(q) * K / lam1) for q in Qk]
 
 
-def _tilted_sample(draws, Ms, Sigmas, slope, K, lam0, lam1, N1):
-    """Draw from the proposal; return samples, features, log tilt (★) + log(p0/q), log(p0/q), ω, a_k."""
-    # proposal: the linearised tilt g ≈ d·w, d = Zᵀ(σ̄'⊙m)/√(λ1N1), would give precision λ0 − |d|²/(1+ā)
-    # along d; stretch the prior there by more than that (capped: the exact tilt saturates)
-    d = torch.cat([draws.Z.T @ (slope[:, None] * m) for m in Ms], 1) / math.sqrt(lam1 * N1)
-    abar = torch.stack([(torch.diagonal(Sg) * torch.diagonal(K)).sum() for Sg in Sigmas]) / (lam1 * N1)
+# ------------------------------------------------------------------------------------------
+# the named steps of one temperature
+# ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Fields:
+    """Cavity fields of (★), one (m_k, Σ_k) per eigen-direction of Q* (one pair for the self-consistent closure)."""
+
+    means: list[torch.Tensor]  # m_k (P, 1)
+    covariances: list[torch.Tensor]  # Σ_k (P, P)
+
+
+@dataclass(frozen=True)
+class _Sample:
+    """Importance sample of (★): weights w_s (r, S), features φ (P, S) (and test φ_t), log(p/q) and log(p0/q)
+    (unnormalised), ω = λ1⟨v²⟩ given the cavity, and a_k = φᵀΣ_kφ/(λ1N1) per sample."""
+
+    w: torch.Tensor
+    phi: torch.Tensor
+    phi_test: torch.Tensor | None
+    log_weight: torch.Tensor
+    log_prior_weight: torch.Tensor
+    omega: torch.Tensor
+    a: list[torch.Tensor]
+
+
+def _saddle_fields(T: float, q: np.ndarray, Yk: torch.Tensor, K: torch.Tensor, lam1: float) -> _Fields:
+    """Fields from the Q* theory: Σ_k = A_k⁻¹, m_k = A_k⁻¹(YV)_k, A_k = T + q_k K/λ1."""
+    Ls = _field_matrices(T, q, K, lam1)
+    return _Fields(means=[torch.cholesky_solve(Yk[:, k:k + 1], L) for k, L in enumerate(Ls)],
+                   covariances=[torch.cholesky_inverse(L) for L in Ls])
+
+
+def _self_consistent_fields(T: float, Yk: torch.Tensor, K_m: torch.Tensor, qb: float, K: torch.Tensor, lam1: float,
+                            cav: float) -> _Fields:
+    """Stein closure for m, bulk scale λ1⟨v²⟩ for Σ (D = 1):
+    m = (T + cav·K_m/λ1)⁻¹ y,  Σ = (T + cav·q K/λ1)⁻¹,  cav = (N1 − 1)/N1."""
+    eye = torch.eye(K.shape[0], dtype=K.dtype, device=K.device)
+    return _Fields(means=[torch.linalg.solve(T * eye + cav * K_m / lam1, Yk)],
+                   covariances=[torch.cholesky_inverse(_field_matrices(T, [qb * cav], K, lam1)[0])])
+
+
+def _draw_proposal(draws: _Draws, fields: _Fields, slope: torch.Tensor, K: torch.Tensor, lam0: float, lam1: float,
+                   N1: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """w_s from the prior stretched along the linearised tilt directions, and log(p0/q)."""
+    # the linearised tilt g ≈ d·w, d = Zᵀ(σ̄'⊙m)/√(λ1N1), would give precision λ0 − |d|²/(1+ā) along d;
+    # stretch the prior there by more than that (capped: the exact tilt saturates)
+    d = torch.cat([draws.Z.T @ (slope[:, None] * m) for m in fields.means], 1) / math.sqrt(lam1 * N1)
+    abar = torch.stack([(torch.diagonal(Sg) * torch.diagonal(K)).sum() for Sg in fields.covariances]) / (lam1 * N1)
     kappa = float(((d * d).sum(0) / (1.0 + abar)).max())
     var = 2.0 / (lam0 - min(kappa, 0.8 * lam0))
     dirs = torch.linalg.qr(d)[0]
     stretch = torch.full((dirs.shape[1],), math.sqrt(var * lam0), dtype=d.dtype, device=d.device)
-    w_s, log_p0_q = draws.draw(dirs, stretch)
+    return draws.draw(dirs, stretch)
+
+
+def _tilt_weights(draws: _Draws, w_s: torch.Tensor, log_p0_q: torch.Tensor, fields: _Fields, lam1: float,
+                  N1: float) -> _Sample:
+    """Features of the draws and their log weights under (★): Σ_k [−½ log(1 + a_k) + ½ g_k²/(1 + a_k)] + log(p0/q)."""
     phi, phi_t = draws.features(w_s)
     logw = log_p0_q.clone()
     omega = torch.zeros_like(logw)
     a_all = []
-    D = len(Ms)
-    for m, Sg in zip(Ms, Sigmas):
+    D = len(fields.means)
+    for m, Sg in zip(fields.means, fields.covariances):
         a = _quad_forms(Sg, phi) / (lam1 * N1)
         g2 = ((m.T @ phi)[0]) ** 2 / (lam1 * N1)
         logw += -0.5 * torch.log1p(a) + 0.5 * g2 / (1.0 + a)
         omega += (1.0 / (1.0 + a) + g2 / (1.0 + a) ** 2) / D  # λ1⟨v²⟩ given the cavity (docs/conventions.md §5)
         a_all.append(a)
-    return w_s, phi, phi_t, logw, log_p0_q, omega, a_all
+    return _Sample(w=w_s, phi=phi, phi_test=phi_t, log_weight=logw, log_prior_weight=log_p0_q, omega=omega, a=a_all)
+
+
+def _fixed_point_update(sample: _Sample, fields: _Fields, K_m: torch.Tensor, qb: float, K: torch.Tensor,
+                        top: torch.Tensor, Yk: torch.Tensor, *, damping: float, tol: float):
+    """One damped step of K_m = E_p[φφᵀ/(1+a)] and q = E_p[ω]; returns (K_m, q, converged).
+
+    K_m keeps the exact prior part ρK (ρ = E_p[1/(1+a)]) and replaces it only in the span of the ``top``
+    eigen-directions of K, y and Km (the rest is Monte-Carlo noise)."""
+    w = torch.softmax(sample.log_weight, 0)
+    w0 = torch.softmax(sample.log_prior_weight, 0)
+    r_ = w / (1.0 + sample.a[0])
+    rho = float(r_.sum())
+    Km = K @ fields.means[0]
+    B = torch.linalg.qr(torch.cat([top, Yk / Yk.norm(), Km / Km.norm()], 1))[0]
+    pp = B.T @ sample.phi
+    K_new = rho * K + B @ ((pp * (r_ - rho * w0)) @ pp.T) @ B.T  # E_p[φφᵀ/(1+a)], raw φ
+    q_new = float((w * sample.omega).sum())
+    done = abs(q_new - qb) < tol * qb and float((K_new - K_m).norm()) < tol * float(K_m.norm())
+    return (1 - damping) * K_m + damping * K_new, (1 - damping) * qb + damping * q_new, done
+
+
+def _observables(sample: _Sample, kb, directions: torch.Tensor, n_dir: int, lam1: float) -> dict:
+    """⟨K_W⟩ blocks (prior part exact, control variate p0/q), λ1⟨v²⟩/λ1, weight moments, ESS."""
+    w = torch.softmax(sample.log_weight, 0)  # p / q, normalised
+    w0 = torch.softmax(sample.log_prior_weight, 0)  # p0 / q: the control variate with the exact prior average K
+    dw = w - w0
+    mom = _weighted_gram(directions @ sample.w, w)
+    out = {"KW": (kb.train + _weighted_gram(sample.phi, dw)).cpu().numpy(),
+           "v2": float((w * sample.omega).sum()) / lam1,
+           "wm": mom[:n_dir, :n_dir].cpu().numpy(),
+           "wl": float(torch.diagonal(mom[n_dir:, n_dir:]).mean()),
+           "ess": float(1.0 / (w * w).sum())}
+    if sample.phi_test is not None:
+        out["KWt"] = (kb.test_train + _weighted_gram(sample.phi_test, dw, sample.phi)).cpu().numpy()
+        out["KWtt"] = (kb.test + _weighted_gram(sample.phi_test, dw)).cpu().numpy()
+    return out
+
+
+def _check_inputs(x_train, y_train, temperatures, Q, width, prior_w, prior_v):
+    """Arrays (x, Y (P, D), T, Q (nT, D, D)); one ValueError naming the parameter before any work."""
+    x = np.asarray(x_train, dtype=np.float64)
+    y = np.asarray(y_train, dtype=np.float64)
+    Y = y.reshape(len(y), -1)
+    D = Y.shape[1]
+    T_all = np.asarray(temperatures, dtype=np.float64).reshape(-1)
+    nT = len(T_all)
+    if not np.all(np.isfinite(T_all)) or np.any(T_all <= 0):
+        raise ValueError(f"temperatures: must be finite and > 0, got {T_all.tolist()[:5]}")
+    if not width >= 1:
+        raise ValueError(f"width: must be >= 1, got {width!r}")
+    for name, value in (("prior_w", prior_w), ("prior_v", prior_v)):
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"{name}: must be finite and > 0, got {value!r}")
+    Qa = np.asarray(Q, dtype=np.float64)
+    if Qa.size == nT * D * D:
+        Qa = Qa.reshape(nT, D, D)
+    if Qa.shape != (nT, D, D) or not np.all(np.isfinite(Qa)):
+        raise ValueError(f"Q: expected finite saddle-point values of shape ({nT},) or ({nT}, {D}, {D}), got {np.shape(Q)}")
+    return x, Y, T_all, Qa
 
 
 def single_neuron_curve(
@@ -217,25 +324,13 @@ def single_neuron_curve(
     reports the outcome per temperature. Cost: ``iterations`` × O(P²·S).
 
     ``samples`` importance samples (default: 2^24 / P, between 4096 and 2^15); ``seed`` fixes them.
+
+    Per temperature the steps are: cavity fields (saddle or current fixed point) -> draw the proposal
+    -> tilt weights (★) -> [self-consistent: fixed-point update, repeat] -> observables.
     """
-    x = np.asarray(x_train, dtype=np.float64)
-    y = np.asarray(y_train, dtype=np.float64)
-    Y = y.reshape(len(y), -1)
+    x, Y, T_all, Qa = _check_inputs(x_train, y_train, temperatures, Q, width, prior_w, prior_v)
     P, D = Y.shape
-    T_all = np.asarray(temperatures, dtype=np.float64).reshape(-1)
     nT = len(T_all)
-    if not np.all(np.isfinite(T_all)) or np.any(T_all <= 0):
-        raise ValueError(f"temperatures: must be finite and > 0, got {T_all.tolist()[:5]}")
-    if not width >= 1:
-        raise ValueError(f"width: must be >= 1, got {width!r}")
-    for name, value in (("prior_w", prior_w), ("prior_v", prior_v)):
-        if not (np.isfinite(value) and value > 0):
-            raise ValueError(f"{name}: must be finite and > 0, got {value!r}")
-    Qa = np.asarray(Q, dtype=np.float64)
-    if Qa.size == nT * D * D:
-        Qa = Qa.reshape(nT, D, D)
-    if Qa.shape != (nT, D, D) or not np.all(np.isfinite(Qa)):
-        raise ValueError(f"Q: expected finite saddle-point values of shape ({nT},) or ({nT}, {D}, {D}), got {np.shape(Q)}")
     dev = torch.device(device) if device is not None else torch.device("cpu")
     N1, lam0, lam1 = float(width), float(prior_w), float(prior_v)
     xt = None if x_test is None else np.asarray(x_test, dtype=np.float64)
@@ -243,82 +338,50 @@ def single_neuron_curve(
     kb = nngp_kernels(x, xt, activation=activation, prior_w=lam0, device=dev)
     K = kb.train
     draws = _Draws(x, xt, lam0, activation, S, seed, dev)
-    slope = kb.slope_train
     Yt = torch.as_tensor(Y, device=dev)
-    # weight directions (TemperatureCurve's definition): right singular vectors of X, and e_y ∝ Xᵀy
-    from .curve import weight_directions  # lazy: curve imports the level registry
+    # weight directions (TemperatureCurve's definition): right singular vectors of X, and e_y ∝ Xᵀy, in span coordinates
+    E = weight_directions(x)
+    ey = torch.as_tensor(draws.basis, device=dev) @ label_directions(x, Y).T.to(dev)  # (r, D)
+    E_dir = torch.cat([torch.as_tensor(E @ draws.basis.T, device=dev), ey.T])
 
-    E = weight_directions(x)  # the exact directions TemperatureCurve.weight_moments uses
-    n_dir = E.shape[0]
-    ey = x.T @ Y
-    ey = ey / np.linalg.norm(ey, axis=0, keepdims=True)
-    ey_red = torch.as_tensor((draws.basis @ ey).T, device=dev)  # (D, r)
-    E_dir = torch.cat([torch.as_tensor(E @ draws.basis.T, device=dev), ey_red])  # in span coordinates
-
-    out = {k: [] for k in ("KW", "v2", "wm", "wl", "ess", "KWt", "KWtt", "it")}
     self_consistent = self_consistent and D == 1
-    eye = torch.eye(P, dtype=torch.float64, device=dev)
     cav = (N1 - 1.0) / N1
-    top = torch.linalg.eigh(K)[1][:, -min(rank, P):]  # includes the mean mode of a non-odd σ
+    top = eigh(K)[1][:, -min(rank, P):]  # includes the mean mode of a non-odd σ
+    rows: list[dict] = []
+    iterations: list[int] = []
     q_prev = None
     order = np.argsort(-T_all, kind="stable")  # hot to cold: each temperature warm-starts the next
     for step, ti in enumerate(order):
         T = float(T_all[ti])
         q, V = np.linalg.eigh(Qa[ti])
         Yk = Yt @ torch.as_tensor(V, device=dev)  # outputs rotated to Q's eigenbasis
-        if self_consistent:
+        if self_consistent:  # start from the Q* theory, or rescale the previous temperature's fixed point
             K_m, qb = (q[0] * K, float(q[0])) if step == 0 else (K_m * (q[0] / q_prev), qb * (q[0] / q_prev))
-            iters = max_iter
-        else:
-            K_m, qb, iters = None, None, 1
-        for it in range(iters):
-            if K_m is None:  # cavity fields from the saddle point, per eigen-direction of Q*
-                Ls = _field_matrices(T, q, K, lam1)
-                Ms = [torch.cholesky_solve(Yk[:, k:k + 1], L) for k, L in enumerate(Ls)]
-                Sigmas = [torch.cholesky_inverse(L) for L in Ls]
-            else:  # Stein closure for m, bulk scale λ1⟨v²⟩ for Σ (D = 1)
-                Sigmas = [torch.cholesky_inverse(_field_matrices(T, [qb * cav], K, lam1)[0])]
-                Ms = [torch.linalg.solve(T * eye + cav * K_m / lam1, Yk)]
-            w_s, phi, phi_t, logw, log_p0_q, omega, a_all = _tilted_sample(draws, Ms, Sigmas, slope, K, lam0, lam1, N1)
-            if K_m is None:
+        for it in range(max_iter if self_consistent else 1):
+            fields = (_self_consistent_fields(T, Yk, K_m, qb, K, lam1, cav) if self_consistent
+                      else _saddle_fields(T, q, Yk, K, lam1))
+            w_s, log_p0_q = _draw_proposal(draws, fields, kb.slope_train, K, lam0, lam1, N1)
+            sample = _tilt_weights(draws, w_s, log_p0_q, fields, lam1, N1)
+            if not self_consistent:
                 break
-            w = torch.softmax(logw, 0)
-            w0 = torch.softmax(log_p0_q, 0)
-            r_ = w / (1.0 + a_all[0])
-            rho = float(r_.sum())
-            B = torch.linalg.qr(torch.cat([top, Yk / Yk.norm(), K @ Ms[0] / (K @ Ms[0]).norm()], 1))[0]
-            pp = B.T @ phi
-            K_new = rho * K + B @ ((pp * (r_ - rho * w0)) @ pp.T) @ B.T  # E_p[φφᵀ/(1+a)], raw φ
-            q_new = float((w * omega).sum())
-            done = abs(q_new - qb) < tol * qb and float((K_new - K_m).norm()) < tol * float(K_m.norm())
-            K_m, qb = (1 - damping) * K_m + damping * K_new, (1 - damping) * qb + damping * q_new
+            K_m, qb, done = _fixed_point_update(sample, fields, K_m, qb, K, top, Yk, damping=damping, tol=tol)
             if done:
                 break
         q_prev = q[0]
-        out["it"].append(it + 1)
-        w = torch.softmax(logw, 0)  # p / q, normalised
-        w0 = torch.softmax(log_p0_q, 0)  # p0 / q: the control variate with the exact prior average K
-        dw = w - w0
-        out["KW"].append((K + _weighted_gram(phi, dw)).cpu().numpy())
-        out["v2"].append(float((w * omega).sum()) / lam1)
-        proj = E_dir @ w_s
-        mom = _weighted_gram(proj, w)
-        out["wm"].append(mom[:n_dir, :n_dir].cpu().numpy())
-        out["wl"].append(float(torch.diagonal(mom[n_dir:, n_dir:]).mean()))
-        out["ess"].append(float(1.0 / (w * w).sum()))
-        if phi_t is not None:
-            out["KWt"].append((kb.test_train + _weighted_gram(phi_t, dw, phi)).cpu().numpy())
-            out["KWtt"].append((kb.test + _weighted_gram(phi_t, dw)).cpu().numpy())
-    test = xt is not None
+        iterations.append(it + 1)
+        rows.append(_observables(sample, kb, E_dir, E.shape[0], lam1))
     inv = np.argsort(order)
-    out = {k: [v[i] for i in inv] for k, v in out.items() if len(v)}
+    rows = [rows[i] for i in inv]
+    its = np.array(iterations)[inv]
+    test = xt is not None
     return SingleNeuronResult(
-        temperature=T_all, hidden_gram=np.stack(out["KW"]), readout_second_moment=np.array(out["v2"]),
-        weight_moments=np.stack(out["wm"]), weight_label_moment=np.array(out["wl"]),
-        weight_directions=E, ess=np.array(out["ess"]), samples=S, iterations=np.array(out["it"]),
-        hidden_gram_test_train=np.stack(out["KWt"]) if test else None,
-        hidden_gram_test=np.stack(out["KWtt"]) if test else None,
-        converged=np.array(out["it"]) < max_iter if self_consistent else np.ones(nT, bool),
+        temperature=T_all, hidden_gram=np.stack([r["KW"] for r in rows]),
+        readout_second_moment=np.array([r["v2"] for r in rows]),
+        weight_moments=np.stack([r["wm"] for r in rows]), weight_label_moment=np.array([r["wl"] for r in rows]),
+        weight_directions=E, ess=np.array([r["ess"] for r in rows]), samples=S, iterations=its,
+        hidden_gram_test_train=np.stack([r["KWt"] for r in rows]) if test else None,
+        hidden_gram_test=np.stack([r["KWtt"] for r in rows]) if test else None,
+        converged=its < max_iter if self_consistent else np.ones(nT, bool),
     )
 
 

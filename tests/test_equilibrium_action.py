@@ -7,17 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from gdeq.equilibrium.action import (
-    Spectrum,
-    action_gradient,
-    action_gradient_multi,
-    effective_action,
-    effective_action_multi,
-    factorise,
-    factorise_multi,
-    solve_saddle,
-    solve_saddle_multi,
-)
+from gdeq.equilibrium.action import Spectrum, action_gradient, effective_action, factorise, solve_saddle
 from gdeq.equilibrium.kernels import nngp_kernels
 
 
@@ -117,18 +107,21 @@ def test_non_convergence_raises_with_the_temperature(task):
 
 
 def test_multi_output_action_with_one_output_equals_single_output(task):
+    """One API: a (P, 1) target column takes the D×D Newton path, a (P,) vector the scalar scan; both agree."""
     x, y = task
     kb = nngp_kernels(x, activation="erf")
     yt = torch.as_tensor(y)
     sp1 = factorise(kb.train, yt, prior_v=0.8)
-    spD = factorise_multi(kb.train, yt[:, None], prior_v=0.8)
+    spD = factorise(kb.train, yt[:, None], prior_v=0.8)
+    assert sp1.scalar and not spD.scalar and spD.D == 1
     for T, Q in ((0.01, 1.7), (1.0, 0.9)):
-        assert effective_action_multi(spD, T, torch.tensor([[Q]], dtype=torch.float64), width=50) == pytest.approx(
+        assert effective_action(spD, T, torch.tensor([[Q]], dtype=torch.float64), width=50).item() == pytest.approx(
             effective_action(sp1, T, Q, width=50).item(), rel=1e-12)
-        assert action_gradient_multi(spD, T, torch.tensor([[Q]], dtype=torch.float64), width=50).item() == pytest.approx(
+        assert action_gradient(spD, T, torch.tensor([[Q]], dtype=torch.float64), width=50).item() == pytest.approx(
             action_gradient(sp1, T, Q, width=50).item(), rel=1e-9, abs=1e-12)
     single = solve_saddle(sp1, TEMPS, width=50)
-    multi = solve_saddle_multi(spD, TEMPS, width=50)
+    multi = solve_saddle(spD, TEMPS, width=50)
+    assert multi.Q.shape == (len(TEMPS), 1, 1) and single.Q.shape == (len(TEMPS),)
     np.testing.assert_allclose(multi.Q[:, 0, 0], single.Q, rtol=1e-9)
 
 
@@ -137,8 +130,8 @@ def test_multi_output_saddle_is_stationary_and_symmetric():
 
     t = load_task("mnist", (0, 1, 7), n_train=90, n_test=10, seed=1)
     kb = nngp_kernels(t.x_train, activation="erf")
-    sp = factorise_multi(kb.train, torch.as_tensor(t.y_train), prior_v=1.0)
-    sad = solve_saddle_multi(sp, [0.01, 0.3, 3.0], width=45)
+    sp = factorise(kb.train, torch.as_tensor(t.y_train), prior_v=1.0)
+    sad = solve_saddle(sp, [0.01, 0.3, 3.0], width=45)
     assert sad.converged.all()
     for T, Q in zip(sad.temperature, sad.Q):
         np.testing.assert_allclose(Q, Q.T, atol=1e-14)
@@ -157,3 +150,17 @@ def test_multi_output_saddle_is_stationary_and_symmetric():
                 dA = np.kron(blk, kb.train.numpy())
                 G[a, b] += (np.trace(Ai @ dA) - m @ dA @ m) / 45
         np.testing.assert_allclose(G, 0, atol=1e-9)
+
+
+def test_one_api_over_output_dimensions():
+    """Regression (issue 10, item 17): no `_multi` twins; the shape of the targets picks the order parameter."""
+    import gdeq.equilibrium as eq
+
+    twins = [n for n in eq.__all__ if n.endswith("_multi") or n.startswith("Multi")]
+    assert not twins, twins
+    K = torch.eye(3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="y"):
+        factorise(K, torch.ones(4, dtype=torch.float64), prior_v=1.0)
+    sp = factorise(K, torch.eye(3, dtype=torch.float64)[:, :2], prior_v=1.0)
+    with pytest.raises(ValueError, match="Q"):
+        effective_action(sp, 0.1, torch.eye(3, dtype=torch.float64), width=10)

@@ -73,12 +73,8 @@ def test_spectral_geometry_equals_geometry_module_on_materialised_kernels(task):
             labels, x = t3.y_train, t3.x_train
         kb = nngp_kernels(x, activation="erf")
         Y = torch.as_tensor(labels)
-        if labels.ndim == 1:
-            sp = eq.factorise(kb.train, Y, prior_v=1.0)
-            Q = eq.solve_saddle(sp, TEMPS[:3], width=40).Q
-        else:
-            sp = eq.factorise_multi(kb.train, Y, prior_v=1.0)
-            Q = eq.solve_saddle_multi(sp, TEMPS[:3], width=40).Q
+        sp = eq.factorise(kb.train, Y, prior_v=1.0)  # ±1 labels: scalar Q; one-hot: D×D Q
+        Q = eq.solve_saddle(sp, TEMPS[:3], width=40).Q
         ctx = LevelContext(x_train=torch.as_tensor(x), y_train=Y, x_test=None, kernels=kb, spectrum=sp,
                            temperatures=TEMPS[:3], Q=Q, width=40.0, activation="erf", prior_w=1.0, prior_v=1.0)
         post = available_levels()["gaussian"].posterior(ctx)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from gdeq.equilibrium.kernels import activation_function, nngp_kernels
+from gdeq.equilibrium.kernels import nngp_kernels
+from gdeq.geometry import activation as activation_function
 
 
 N0, P, PT, SAMPLES = 12, 5, 3, 400_000

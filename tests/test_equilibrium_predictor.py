@@ -11,9 +11,9 @@ import torch
 
 from gdeq import equilibrium as eq
 from gdeq import geometry
-from gdeq.equilibrium.action import factorise, factorise_multi
+from gdeq.equilibrium.action import factorise
 from gdeq.equilibrium.kernels import nngp_kernels
-from gdeq.equilibrium.predictor import gp_predictor, gp_predictor_multi
+from gdeq.equilibrium.predictor import gp_predictor
 
 
 TEMPS = np.array([1e-3, 0.03, 0.3, 3.0])
@@ -61,10 +61,10 @@ def test_multi_output_predictor_matches_kronecker_formulas():
     kb = nngp_kernels(t.x_train, t.x_test, activation="erf")
     Y, Yt = torch.as_tensor(t.y_train), torch.as_tensor(t.y_test)
     lv = 1.3
-    sp = factorise_multi(kb.train, Y, prior_v=lv)
+    sp = factorise(kb.train, Y, prior_v=lv)
     Q = np.array([[[1.2, 0.3, 0.1], [0.3, 0.9, -0.2], [0.1, -0.2, 1.1]]])
     T = 0.05
-    pred = gp_predictor_multi(sp, kb.test_train, kb.test_diagonal, Yt)([T], Q)
+    pred = gp_predictor(sp, kb.test_train, kb.test_diagonal, Yt)([T], Q)
     P, D = Y.shape
     Kf = np.kron(Q[0], kb.train.numpy()) / lv  # output-major stacking
     K0 = np.kron(Q[0], kb.test_train.numpy()) / lv
@@ -86,8 +86,8 @@ def test_multi_output_predictor_with_one_output_equals_single(task):
     y, yt = torch.as_tensor(task.y_train), torch.as_tensor(task.y_test)
     Q = np.array([1.5, 1.1, 0.9, 0.97])
     single = gp_predictor(factorise(kb.train, y, prior_v=1.0), kb.test_train, kb.test_diagonal, yt)(TEMPS, Q)
-    multi = gp_predictor_multi(factorise_multi(kb.train, y[:, None], prior_v=1.0), kb.test_train, kb.test_diagonal,
-                               yt[:, None])(TEMPS, Q[:, None, None])
+    multi = gp_predictor(factorise(kb.train, y[:, None], prior_v=1.0), kb.test_train, kb.test_diagonal,
+                         yt[:, None])(TEMPS, Q[:, None, None])
     for name in ("train_error", "train_variance", "test_bias2", "test_variance_mean", "test_error"):
         np.testing.assert_allclose(getattr(multi, name), getattr(single, name), rtol=1e-10)
     np.testing.assert_allclose(multi.test_mean[..., 0], single.test_mean, rtol=1e-9, atol=1e-13)
