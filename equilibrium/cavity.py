@@ -31,9 +31,10 @@ directions of B only (the rest is Monte-Carlo noise at this sample size). Prior 
 subtracted as control variates (exact K). The fixed point is solved with Anderson mixing
 (scipy.optimize.anderson) warm-started along the ladder (hot to cold), damped iteration as fallback.
 
-Regime indicator (:attr:`CavityResult.in_regime`, reasons in ``regime_reason``): the importance
-weights must not be degenerate (Kish ESS ≥ ``min_ess``), the fixed point must converge, and the
-train posterior variance T(1 − T·TrΣ̂/P) must lie in (0, T).
+Regime indicator (:attr:`CavityResult.in_regime`, reasons in ``regime_reason``; docs/theory.md B.6):
+the importance weights must not be degenerate (Kish ESS ≥ ``min_ess``, Pareto k̂ ≤ 0.7), the fixed
+point must converge, the cavity covariance must respect the exact rank bound
+T·TrΣ/P ≥ 1 − (N1 − 1)/P (:func:`rank_bound`), and N1 ≥ 50 (:func:`width_check`).
 """
 
 from __future__ import annotations
@@ -46,9 +47,14 @@ import numpy as np
 import scipy.optimize
 import torch
 
-from .kernels import activation_function, nngp_kernels
+from gdeq import geometry
 
-__all__ = ["CavityResult", "cavity_curve", "regime_flags", "DEFAULT_MIN_ESS"]
+from .kernels import nngp_kernels
+from .linalg import eigh
+from .weights import weight_directions
+
+__all__ = ["CavityResult", "cavity_curve", "regime_flags", "pareto_k", "rank_bound", "gaussian_sigma_trace", "width_check",
+           "DEFAULT_MIN_ESS", "MAX_PARETO_K", "MIN_VALIDATED_WIDTH"]
 
 DEFAULT_MIN_ESS = 200.0
 """Kish effective sample size below which an importance-sampled level is flagged out of regime."""
@@ -65,7 +71,7 @@ class CavityResult:
     ``hidden_gram_test_train`` (nT, Pt, P), ``hidden_gram_test`` (nT, Pt, Pt). ``weight_moments``
     (nT, r, r) along ``weight_directions`` and ``weight_label_moment`` along e_y ∝ Xᵀy (definitions
     of :class:`equilibrium.TemperatureCurve`). Diagnostics: ``ess`` Kish effective sample size (of
-    ``samples``), ``iterations``, ``converged``, ``sigma_trace`` T·TrΣ̂/P, ``in_regime`` and
+    ``samples``), ``iterations``, ``converged``, ``pareto_k`` Pareto k̂ of the log weights, ``sigma_trace`` T·TrΣ/P of the cavity field, ``in_regime`` and
     ``regime_reason`` (empty string when in regime).
     """
 
@@ -86,6 +92,7 @@ class CavityResult:
     weight_label_moment: np.ndarray
     weight_directions: np.ndarray
     ess: np.ndarray
+    pareto_k: np.ndarray
     samples: int
     iterations: np.ndarray
     converged: np.ndarray
@@ -94,14 +101,37 @@ class CavityResult:
     regime_reason: tuple[str, ...]
 
 
-def regime_flags(ess, converged, *, min_ess: float = DEFAULT_MIN_ESS, extra=None) -> tuple[np.ndarray, tuple[str, ...]]:
+MAX_PARETO_K = 0.7
+"""Pareto-tail index of the importance log-weights above which their average is unreliable (PSIS)."""
+
+
+def pareto_k(log_weights: torch.Tensor | np.ndarray) -> float:
+    """Pareto-tail index k̂ of importance log-weights (arviz ``psislw``): k̂ > 0.7 means the
+    weighted averages are dominated by a few samples (heavy tail; the ESS can still look large)."""
+    import arviz  # lazy: arviz is slow to import
+
+    lw = np.asarray(log_weights.detach().cpu().numpy() if isinstance(log_weights, torch.Tensor) else log_weights,
+                    dtype=np.float64)
+    if not np.all(np.isfinite(lw)):
+        return float("inf")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(arviz.psislw(lw - lw.max())[1])
+
+
+def regime_flags(ess, converged, *, pareto=None, min_ess: float = DEFAULT_MIN_ESS,
+                 extra=None) -> tuple[np.ndarray, tuple[str, ...]]:
     """Per-temperature regime indicator of an importance-sampled level: in regime iff the Kish ESS
-    ≥ ``min_ess`` and the fixed point converged (and every ``extra`` (mask, reason) holds).
-    Returns (bool array, reasons: '' where in regime, else '; '-joined reasons)."""
+    ≥ ``min_ess``, the Pareto k̂ of the log weights (when given) ≤ 0.7, the fixed point converged,
+    and every ``extra`` (mask, reason) holds. Returns (bool array, reasons: '' where in regime,
+    else the failed checks joined by '; ')."""
     ess = np.asarray(ess, dtype=np.float64)
     conv = np.asarray(converged, dtype=bool)
     checks = [(ess >= min_ess, f"importance weights degenerate (ESS < {min_ess:g})"),
               (conv, "self-consistent fields did not converge")] + list(extra or [])
+    if pareto is not None:
+        checks.insert(1, (np.asarray(pareto) <= MAX_PARETO_K,
+                          f"importance weights heavy-tailed (Pareto k > {MAX_PARETO_K:g})"))
     ok = np.ones(len(ess), bool)
     reasons = []
     for i in range(len(ess)):
@@ -109,6 +139,75 @@ def regime_flags(ess, converged, *, min_ess: float = DEFAULT_MIN_ESS, extra=None
         ok[i] = not bad
         reasons.append("; ".join(bad))
     return ok, tuple(reasons)
+
+
+MIN_VALIDATED_WIDTH = 50
+"""Below this width the proportional-limit levels are not validated (the sampled level is the reference)."""
+
+
+def rank_bound(sigma_trace, n_train: int, width: float) -> tuple[np.ndarray, str]:
+    """The exact constraint on the cavity covariance of N1 − 1 units: A_∖i = T + (rank ≤ N1 − 1), so
+    T·TrΣ/P ≥ 1 − (N1 − 1)/P (> 0 only for α = P/N1 > 1). A level whose cavity Σ breaks it has left
+    the regime where a deterministic Gaussian cavity field describes the other units (docs/theory.md
+    B.5). Returns (mask of temperatures that satisfy it, reason)."""
+    bound = max(0.0, 1.0 - (float(width) - 1.0) / float(n_train))
+    return np.asarray(sigma_trace) >= bound, f"cavity covariance breaks the rank bound T·TrΣ/P ≥ {bound:.2f} (α > 1, low T)"
+
+
+def gaussian_sigma_trace(temperatures, Q, kappa, *, prior_v: float, width: float) -> np.ndarray:
+    """T·TrΣ/P of the Gaussian-equivalent cavity field Σ = (T + ((N1−1)/N1)·Q K/λ1)⁻¹ (D outputs: averaged
+    over the eigenvalues of Q), from K's eigenvalues ``kappa``."""
+    T = np.asarray(temperatures, dtype=np.float64).reshape(-1)
+    kap = np.clip(np.asarray(kappa.detach().cpu().numpy() if isinstance(kappa, torch.Tensor) else kappa,
+                             dtype=np.float64), 0.0, None)
+    Qa = np.asarray(Q, dtype=np.float64)
+    q = Qa.reshape(len(T), 1) if Qa.size == len(T) else np.linalg.eigvalsh(Qa.reshape(len(T), *Qa.shape[-2:]))
+    cav = (float(width) - 1.0) / float(width)
+    z = T[:, None, None] / (T[:, None, None] + cav * q[:, :, None] * kap[None, None, :] / prior_v)
+    return z.mean(axis=(1, 2))
+
+
+def width_check(width: float, n: int) -> tuple[np.ndarray, str]:
+    """(mask, reason): the width is at least :data:`MIN_VALIDATED_WIDTH`."""
+    return np.full(n, float(width) >= MIN_VALIDATED_WIDTH), (
+        f"width N1 < {MIN_VALIDATED_WIDTH}: proportional-limit theory not validated (use sampling)")
+
+
+def _solve_fixed_point(residual, pack, state, cold, unpack, *, tol: float, max_iter: int):
+    """Fixed point v = G(v) (``residual`` = G(v) − v) in scaled variables (each entry divided by the size of
+    its block, so ``tol`` is relative): scipy's Anderson mixing from the warm start ``state``, then damped
+    iteration from the warm start, then from the cold start ``cold`` (packed). Returns (state, converged)."""
+    v0 = pack(state)
+    scale = np.maximum(np.abs(v0), 1e-3 * max(np.abs(v0).max(), 1e-12))  # per entry, never 0
+
+    def scaled(u):
+        r = residual(u * scale) / scale
+        return np.where(np.isfinite(r), r, 1e6)
+
+    def ok(v):
+        r = residual(v)
+        return bool(np.all(np.isfinite(v)) and np.all(np.isfinite(r)) and np.max(np.abs(r / scale)) <= 10 * tol)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            u = scipy.optimize.anderson(scaled, v0 / scale, M=6, f_tol=tol, maxiter=max_iter, alpha=0.5,
+                                        line_search=None)
+        v = u * scale
+        if ok(v):
+            return unpack(v), True
+    except (scipy.optimize.NoConvergence, ValueError, ArithmeticError, RuntimeError, np.linalg.LinAlgError):
+        pass  # Anderson diverged or stalled: fall back
+    for start in (v0, cold):  # damped iteration: slow but monotone where Anderson overshoots
+        v = start.copy()
+        for _ in range(max_iter):
+            r = residual(v)
+            if not np.all(np.isfinite(r)):
+                break
+            v = v + 0.3 * r
+            if np.max(np.abs(r / scale)) <= tol:
+                return unpack(v), ok(v)
+    return unpack(v), False
 
 
 def _orth(M: torch.Tensor, tol: float = 1e-10) -> torch.Tensor:
@@ -190,7 +289,7 @@ def cavity_curve(
     # ---- kernels, eigenbasis, Q* fields --------------------------------------------------
     kb = nngp_kernels(x, xt, activation=activation, prior_w=lam0, device=dev)
     K = kb.train
-    kappa, U = torch.linalg.eigh(K)
+    kappa, U = eigh(K)
     kappa = kappa.clamp_min(0.0)
     yv = torch.as_tensor(y, **kw)
     yr = U.T @ yv
@@ -214,7 +313,7 @@ def cavity_curve(
     # log p0/q along the stretched subspace (balance-heuristic mixture density)
     log_q = torch.logsumexp(-k * torch.log(st)[:, None] - 0.5 * u2[None, :] / st[:, None] ** 2, 0) - math.log(len(st))
     log_p0_q = -0.5 * u2 - log_q
-    sigma = activation_function(activation)
+    sigma = geometry.activation(activation)
     phi = sigma(Z @ w_s)  # (P, S)
     phi_t = None
     if xt is not None:
@@ -287,7 +386,7 @@ def cavity_curve(
         Dp_new = kernel_parts(w * omega, q_new, pBs)
         Dm = kernel_parts(w / (1.0 + a), rho)
         m_new = U @ solve_eig(T, cav, rho, Dm, yr[:, None])[:, 0]
-        return (m_new, q_new, Dp_new), dict(w=w, a=a, g=g, omega=omega, rho=rho, Dm=Dm)
+        return (m_new, q_new, Dp_new), dict(w=w, a=a, g=g, omega=omega, rho=rho, Dm=Dm, logw=logw)
 
     def pack(state):
         m, q, Dp = state
@@ -295,13 +394,14 @@ def cavity_curve(
 
     def unpack(v):
         v = torch.as_tensor(v, **kw)
-        return v[:P], math.exp(float(v[P])), v[P + 1:].reshape(ns, ns)
+        return v[:P], math.exp(min(max(float(v[P]), -30.0), 30.0)), v[P + 1:].reshape(ns, ns)
 
-    E = _weight_dirs(x)
+    E = weight_directions(x)
     ey = x.T @ y
     ey = ey / np.linalg.norm(ey)
     E_dir = torch.as_tensor(np.concatenate([E, ey[None]]) @ basis.T, **kw)
     proj = E_dir @ w_s  # (r_dir + 1, S)
+    prior_mom = E_dir @ E_dir.T / lam0
 
     K0 = kb.test_train
     F0 = None if K0 is None else K0 @ U
@@ -313,7 +413,7 @@ def cavity_curve(
         Bt_test = _orth(torch.cat(cand_t, 1))
         pBt = Bt_test.T @ phi_t
     names = ("train_mean", "train_error", "train_variance", "test_mean", "test_var", "v2", "KW", "KWt", "KWtt",
-             "wm", "wl", "ess", "it", "conv", "trS")
+             "wm", "wl", "ess", "khat", "it", "conv", "trS")
     out: dict[str, list] = {n: [] for n in names}
     order = np.argsort(-T_all, kind="stable")
     state = None
@@ -325,30 +425,11 @@ def cavity_curve(
 
         def residual(v):
             it_count[0] += 1
-            s_in = unpack(v)
-            s_out, _ = measure(T, s_in)
+            s_out, _ = measure(T, unpack(v))
             return pack(s_out) - v
 
-        v0 = pack(state)
-        converged = False
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                v = scipy.optimize.anderson(residual, v0, M=6, f_tol=None, f_rtol=tol, maxiter=max_iter,
-                                            line_search=None, alpha=0.5)
-            converged = True
-        except (scipy.optimize.NoConvergence, ValueError, FloatingPointError, RuntimeError, np.linalg.LinAlgError,
-                torch._C._LinAlgError):
-            v = v0  # damped fixed-point iteration from the warm start
-            for _ in range(max_iter):
-                r_ = residual(v)
-                v = v + 0.3 * r_
-                if np.linalg.norm(r_) <= tol * max(np.linalg.norm(v), 1.0):
-                    converged = True
-                    break
-        state = unpack(v)
-        res = residual(v)
-        converged = converged and bool(np.linalg.norm(res) <= 10 * tol * max(np.linalg.norm(v), 1.0)) and np.all(np.isfinite(v))
+        state, converged = _solve_fixed_point(residual, pack, state, pack((mQ[ti], float(Qa[ti]),
+                                              torch.zeros(ns, ns, **kw))), unpack, tol=tol, max_iter=max_iter)
         _, aux = measure(T, state)
         w, a, g, omega, rho, Dm = aux["w"], aux["a"], aux["g"], aux["omega"], aux["rho"], aux["Dm"]
         q = float((w * omega).sum())
@@ -372,10 +453,11 @@ def cavity_curve(
         diag_true = torch.diagonal(K) + (phi * phi) @ dw
         KW = KW + torch.diag(diag_true - torch.diagonal(KW))
         out["KW"].append(KW.cpu().numpy())
-        mom = (proj * w) @ proj.T
+        mom = prior_mom + (proj * dw) @ proj.T  # exact prior second moment + control-variate shift
         out["wm"].append(mom[:-1, :-1].cpu().numpy())
         out["wl"].append(float(mom[-1, -1]))
         out["ess"].append(float(1.0 / (w * w).sum()))
+        out["khat"].append(pareto_k(aux["logw"]))
         out["it"].append(it_count[0])
         out["conv"].append(bool(converged))
         if phi_t is not None:
@@ -416,8 +498,9 @@ def cavity_curve(
     ess = np.array(out["ess"])
     conv = np.array(out["conv"])
     trS = np.array(out["trS"])
-    ok, why = regime_flags(ess, conv, min_ess=min_ess,
-                           extra=[((trS > 0) & (trS < 1), "train posterior variance outside (0, T)")])
+    khat = np.array(out["khat"])
+    ok, why = regime_flags(ess, conv, pareto=khat, min_ess=min_ess,
+                           extra=[rank_bound(trS, P, N1), width_check(N1, nT)])
     return CavityResult(
         temperature=T_all, train_mean=np.stack(out["train_mean"]), train_error=np.array(out["train_error"]),
         train_variance=np.array(out["train_variance"]), test_mean=test_mean, test_point_variance=test_var,
@@ -425,12 +508,7 @@ def cavity_curve(
         hidden_gram=np.stack(out["KW"]), hidden_gram_test_train=np.stack(out["KWt"]) if "KWt" in out else None,
         hidden_gram_test=np.stack(out["KWtt"]) if "KWtt" in out else None,
         weight_moments=np.stack(out["wm"]), weight_label_moment=np.array(out["wl"]), weight_directions=E,
-        ess=ess, samples=S, iterations=np.array(out["it"]), converged=conv, sigma_trace=trS,
+        ess=ess, pareto_k=khat, samples=S, iterations=np.array(out["it"]), converged=conv, sigma_trace=trS,
         in_regime=ok, regime_reason=why,
     )
 
-
-def _weight_dirs(x: np.ndarray) -> np.ndarray:
-    from .curve import weight_directions  # lazy: curve imports the level registry
-
-    return weight_directions(x)
