@@ -108,3 +108,5 @@ def test_bad_input_raises_before_work():
         cavity_curve(x, y, [1.0, 0.5], [1.0], width=10)
     with pytest.raises(ValueError, match="temperatures"):
         cavity_curve(x, y, [-1.0], [1.0], width=10)
+    with pytest.raises(ValueError, match="level"):
+        temperature_curve(x, np.eye(2)[(y > 0).astype(int)], [1.0], width=10, level="cavity")
