@@ -215,6 +215,7 @@ def main() -> None:
             print(proc.stderr, file=sys.stderr)
             raise SystemExit(f"stage {stage} failed")
         results[stage] = json.loads(proc.stdout.strip().splitlines()[-1])
+    config["load_average_1min_at_end"] = os.getloadavg()[0]
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"config": config, "results": results}, indent=1))
@@ -242,8 +243,9 @@ def main() -> None:
     print(f"  temperature_curve (gaussian)  {curve:9.3f} s   peak RSS {results['curve']['peak_rss_mb']:8.0f} MB"
           + (f"   CUDA {results['curve']['cuda_peak_mb']:.0f} MB" if "cuda_peak_mb" in results["curve"] else "")
           + f"   converged {results['curve']['converged']}")
-    print(f"  ratio curve / floor           {curve / floor:9.2f}    (best/best; per-pair ratios "
-          f"{', '.join(f'{r:.2f}' for r in ratios)}; target ≤ 1.5)")
+    print(f"  ratio curve / floor           {curve / floor:9.2f}    (best/best; median of per-pair ratios "
+          f"{np.median(ratios):.2f}; per pair {', '.join(f'{r:.2f}' for r in ratios)}; target ≤ 1.5)")
+    print(f"  load average at the end       {os.getloadavg()[0]:9.1f}    (timings are only comparable on an idle machine)")
     if "deepbays" in results:
         per = results["deepbays"]["seconds_per_temperature"]
         total = per * args.temps

@@ -3,6 +3,11 @@
     python benchmarks/validate_equilibrium.py sample   # sampling, cached point by point (resumable)
     python benchmarks/validate_equilibrium.py table    # theory at every level next to the samples
 
+Every cached row carries the sampler config that produced it (``config``: seed, replicas, burn-in,
+sampling time, method, data seed, git commit, command); ``--seed``, ``--replicas``, ``--burn-in``,
+``--sampling-time`` override the defaults below and ``--only KEY[,KEY]`` (re)samples chosen rows
+(``--force`` replaces cached ones), so every row is reproduced by the command in its config.
+
 Grid: MNIST 3 vs 5 and 4 vs 9, P = 200 (100 per class, centred, |x|² = N0), 200 test points,
 erf, λ0 = λ1 = 1, N1 ∈ {100, 400}, T ∈ {0.03, 0.1, 0.3, 1, 3}; ReLU for 3 vs 5 at N1 = 100.
 Ground truth: gd_dynamics.langevin.sample_posterior (collapsed-readout HMC, span reduction), with
@@ -16,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -65,25 +72,53 @@ def task(p):
     return load_task("mnist", tuple(p["pair"]), n_train=p["n_train"], n_test=p["n_test"], seed=0)
 
 
+def _git_commit() -> str:
+    """HEAD of the repository, with "+dirty" if tracked code differs from it."""
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def sampler_config(p: dict, args) -> dict:
+    """The full sampler config of one grid point (written into its cached row)."""
+    return dict(seed=args.seed, replicas=args.replicas or REPLICAS.get(p["width"], SMALL["replicas"]),
+                burn_in=args.burn_in, sampling_time=args.sampling_time or SAMPLING_TIME.get(p["width"], 10.0),
+                method="hmc", trajectory_length=1.0, data_seed=0, threads=args.threads)
+
+
 def cmd_sample(args) -> None:
     from gdeq.gd_dynamics.langevin import sample_posterior
 
     torch.set_num_threads(args.threads)
     RESULTS.mkdir(exist_ok=True)
     done = json.loads(SAMPLES.read_text()) if SAMPLES.exists() else {}
-    for p in grid(args.full):
+    only = set(args.only.split(",")) if args.only else None
+    commit = _git_commit()
+    for p in grid(args.full or bool(only)):
         k = key(p)
-        if k in done:
+        if (only is not None and k not in only) or (k in done and not args.force):
             continue
+        cfg = sampler_config(p, args)
         t = task(p)
         s = sample_posterior(t.x_train, t.y_train, width=p["width"], temperature=p["temperature"],
                              activation=p["activation"], x_test=t.x_test, y_test=t.y_test,
-                             replicas=REPLICAS.get(p["width"], SMALL["replicas"]), burn_in=5.0,
-                             sampling_time=SAMPLING_TIME.get(p["width"], 10.0), seed=1, progress=False)
+                             replicas=cfg["replicas"], burn_in=cfg["burn_in"], sampling_time=cfg["sampling_time"],
+                             trajectory_length=cfg["trajectory_length"], method=cfg["method"], seed=cfg["seed"],
+                             progress=False)
+        cfg.update(code_version=commit, command=(
+            f"python benchmarks/validate_equilibrium.py sample --only {k} --seed {cfg['seed']} --replicas "
+            f"{cfg['replicas']} --burn-in {cfg['burn_in']:g} --sampling-time {cfg['sampling_time']:g} --force"),
+            source="recorded by the sampling run")
         est = lambda e: [float(np.asarray(e.mean)), float(np.asarray(e.se))]  # noqa: E731
         done[k] = dict(
             **{kk: (list(v) if isinstance(v, tuple) else v) for kk, v in p.items()},
-            replicas=s.replicas, n_measurements=s.n_measurements, acceptance=s.acceptance, wall_time_s=s.wall_time_s,
+            config=cfg, replicas=s.replicas, n_measurements=s.n_measurements, acceptance=s.acceptance, wall_time_s=s.wall_time_s,
             train_error=est(s.train_error), test_error=est(s.test_error), test_bias2=est(s.test_bias2),
             test_variance=est(s.test_variance), readout_second_moment=est(s.readout_second_moment),
             centroid_distance=est(s.centroid_distance), unit_centroid_distance=est(s.unit_centroid_distance),
@@ -94,15 +129,26 @@ def cmd_sample(args) -> None:
               f"({s.wall_time_s:.0f} s, acc {s.acceptance:.2f})", flush=True)
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("sample")
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--full", action="store_true", help="every temperature at N1 = 400 (GPU-sized run)")
+    s.add_argument("--seed", type=int, default=1, help="sampler seed (written into every row)")
+    s.add_argument("--replicas", type=int, default=0, help="chains per point (0: 32 at N1 ≤ 100, 16 at N1 = 400)")
+    s.add_argument("--burn-in", type=float, default=5.0, help="burn-in in time units (docs/conventions.md §6)")
+    s.add_argument("--sampling-time", type=float, default=0.0,
+                   help="measured time units = HMC trajectories of length 1 (0: 10 at N1 ≤ 100, 6 at N1 = 400)")
+    s.add_argument("--only", default="", help="comma-separated row keys (e.g. 3v5_N400_T3_erf) to sample")
+    s.add_argument("--force", action="store_true", help="re-sample rows that are already cached")
     t = sub.add_parser("table")
     t.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
     {"sample": cmd_sample, "table": lambda a: cmd_table(a)}[args.cmd](args)
 
 
@@ -149,7 +195,14 @@ def _theory(entries: list[dict]) -> dict[str, dict]:
     return out
 
 
+def _config_cell(e: dict) -> str:
+    cfg = e.get("config", {})
+    v = lambda name: "?" if cfg.get(name) is None else f"{cfg[name]:g}"  # noqa: E731
+    return f"{v('replicas')}, {v('seed')}, {v('burn_in')}, {v('sampling_time')}"
+
+
 def cmd_table(args) -> None:
+    commit = _git_commit()  # the code the theory columns are computed with
     torch.set_num_threads(args.threads)
     samples = json.loads(SAMPLES.read_text())
     entries = list(samples.values())
@@ -157,9 +210,9 @@ def cmd_table(args) -> None:
     rows = []
     head = ("| pair | act | P | N1 | T | train err: Q* / sampled | test err: Q* / sampled "
             "| λ1⟨v²⟩: Q* / SN-sc / sampled | shift: gaussian / SN-saddle / SN-sc / sampled "
-            "| rel. dev. gaussian / SN-saddle / SN-sc |")
+            "| rel. dev. gaussian / SN-saddle / SN-sc | sampler: R, seed, burn-in, time |")
     rows.append(head)
-    rows.append("|" + "---|" * 10)
+    rows.append("|" + "---|" * 11)
     worst, zs = [], []
     for e in sorted(entries, key=lambda e: (e.get("n_train", 200), e["activation"], e["width"], tuple(e["pair"]),
                                             -e["temperature"])):
@@ -180,7 +233,7 @@ def cmd_table(args) -> None:
             f"| {th['Q']:.4g} / {th['sn_v2']:.4g} / {f(e['readout_second_moment'])} "
             f"| {th['gaussian_shift']:.3g} / {th['sf_shift']:.3g} / {th['sn_shift']:.3g} (±{th['sn_mc']:.1g})"
             f"{'' if th['sn_converged'] else '*'} / {shift:.3g} ± {shift_se:.1g} "
-            f"| {100 * rel_g:+.0f} / {100 * rel_f:+.0f} / {100 * rel:+.0f} % |"
+            f"| {100 * rel_g:+.0f} / {100 * rel_f:+.0f} / {100 * rel:+.0f} % | {_config_cell(e)} |"
         )
     print("\n".join(rows))
     notes = []
@@ -196,6 +249,9 @@ def cmd_table(args) -> None:
     notes.append(f"single_neuron cost ({SN_SAMPLES} samples, P <= 200, shared CPU core): self-consistent "
                  f"{np.median(secs):.1f} s, saddle fields {np.median(secs_f):.1f} s per temperature (median)")
     notes.append("* = self-consistent iteration did not converge at this temperature; (±x) = MC spread of two seeds")
+    notes.append("sampler config per row: R chains, seed, burn-in and measured time (time units); '?' = not "
+                 "recorded at sampling time and not recoverable (see the row's config.source in validation_samples.json)")
+    notes.append(f"theory columns: `python benchmarks/validate_equilibrium.py table` at commit {commit}")
     print("\n" + "\n".join(notes))
     rows += [""] + notes
     (RESULTS / "validation_table.md").write_text("\n".join(rows) + "\n")

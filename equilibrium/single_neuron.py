@@ -353,7 +353,7 @@ def single_neuron_curve(
 
     self_consistent = self_consistent and D == 1
     cav = (N1 - 1.0) / N1
-    top = eigh(K)[1][:, -min(rank, P):]  # includes the mean mode of a non-odd σ
+    top = eigh(K, top=min(rank, P))[1]  # includes the mean mode of a non-odd σ
     rows: list[dict] = []
     iterations: list[int] = []
     q_prev = None

@@ -53,8 +53,8 @@ class PrincipalDirections:
 
 
 def principal_directions(x_train, n: int = N_WEIGHT_DIRECTIONS) -> PrincipalDirections:
-    """The top-n principal directions of X (exact, from the eigendecomposition of the smaller of XᵀX
-    and XXᵀ: cost min(P, N0)³); directions with eigenvalue ≤ 1e-12 × the largest are dropped."""
+    """The top-n principal directions of X (exact, from the top-n eigenpairs of the smaller of XᵀX
+    and XXᵀ: cost O(min(P, N0)³)); directions with eigenvalue ≤ 1e-12 × the largest are dropped."""
     if n < 1:
         raise ValueError(f"n: must be ≥ 1, got {n}")
     X = _tensor(x_train)
@@ -62,10 +62,11 @@ def principal_directions(x_train, n: int = N_WEIGHT_DIRECTIONS) -> PrincipalDire
         raise ValueError(f"x_train: must have shape (P, N0), got {tuple(X.shape)}")
     P, N0 = X.shape
     tiny = torch.finfo(torch.float64).tiny
+    k = min(n, P, N0)
     if N0 <= P:
-        ev, E = eigh(X.T @ X)  # E: right singular vectors (N0, N0)
+        ev, E = eigh(X.T @ X, top=k)  # E: top right singular vectors (N0, k)
     else:
-        ev, Uc = eigh(X @ X.T)
+        ev, Uc = eigh(X @ X.T, top=k)
         E = X.T @ Uc / ev.clamp_min(tiny).sqrt()
     order = torch.argsort(ev, descending=True)[:n]
     order = order[ev[order] > 1e-12 * ev.max()]
