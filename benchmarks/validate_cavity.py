@@ -2,6 +2,7 @@
 
     python benchmarks/validate_cavity.py sample   # ground truth, cached point by point (resumable)
     python benchmarks/validate_cavity.py table    # every level next to it, max/median deviation per observable
+    python benchmarks/validate_cavity.py single-neuron-flags   # the P = 400 single_neuron breakdown, flagged
 
 Grid (MNIST 3 vs 5, ``load_task("mnist", (3, 5), n_train=P, n_test=100, seed=0)``, erf, λ0 = λ1 = 1):
 α = 0.5 (P = 100, N1 = 200), α = 2 (P = 200, N1 = 100), α = 5 (P = 250, N1 = 50), each at
@@ -79,6 +80,26 @@ def cmd_sample(args) -> None:
               f"test {done[k]['test_error']} ({s.wall_time_s:.0f} s, acc {s.acceptance:.2f})", flush=True)
 
 
+def cmd_single_neuron_flags(args) -> None:
+    """The issue's demo-data breakdown of ``single_neuron`` (P = 400, N1 = 200, T ≤ 0.1) and its regime flags."""
+    from gdeq import geometry
+    from gdeq.equilibrium import nngp_kernels, temperature_curve
+    from gdeq.equilibrium.single_neuron import single_neuron_curve
+
+    torch.set_num_threads(args.threads)
+    t = task(400)
+    temps = np.array([0.1, 0.03, 0.01, 0.003])
+    g = temperature_curve(t.x_train, t.y_train, temps, width=200)
+    r = single_neuron_curve(t.x_train, t.y_train, temps, g.Q, width=200)
+    c = geometry.centroid_vector(t.y_train)
+    base = float(c @ nngp_kernels(t.x_train).train.numpy() @ c)
+    shift = 200 * (np.einsum("i,tij,j->t", c, r.hidden_gram, c) - base)
+    for i, T in enumerate(temps):
+        print(f"T = {T:g}: N1·shift {shift[i]:.2f}, ESS {r.ess[i]:.0f}/{r.samples}, Pareto k {r.pareto_k[i]:.2f}, "
+              f"converged {bool(r.converged[i])}, in regime {bool(r.in_regime[i])} ({r.regime_reason[i]}); "
+              f"gaussian level's curve flag: {g.regime_reason[i] or 'in regime'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -86,11 +107,10 @@ def main() -> None:
     s.add_argument("--threads", type=int, default=1)
     t = sub.add_parser("table")
     t.add_argument("--threads", type=int, default=1)
+    f = sub.add_parser("single-neuron-flags")
+    f.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    if args.cmd == "sample":
-        cmd_sample(args)
-    else:
-        cmd_table(args)
+    {"sample": cmd_sample, "table": cmd_table, "single-neuron-flags": cmd_single_neuron_flags}[args.cmd](args)
 
 
 OLD_SAMPLES = RESULTS / "validation_samples.json"  # docs/validation.md's grid (same sampler, erf points used)
