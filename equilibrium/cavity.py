@@ -200,14 +200,18 @@ def _solve_fixed_point(residual, pack, state, cold, unpack, *, tol: float, max_i
     except (scipy.optimize.NoConvergence, ValueError, ArithmeticError, RuntimeError, np.linalg.LinAlgError):
         pass  # Anderson diverged or stalled: damped iteration from the warm start (cold if that is not finite)
     v = v0 if np.all(np.isfinite(residual(v0))) else cold
+    best, best_r = v, np.inf  # not converged: return the iterate closest to a fixed point, never a runaway
     for _ in range(2 * budget):  # damped iteration: slow but monotone where Anderson overshoots
         r = residual(v)
         if not np.all(np.isfinite(r)):
-            return unpack(v), False
+            break
+        size = float(np.max(np.abs(r / scale)))
+        if size < best_r:
+            best, best_r = v, size
         v = v + 0.3 * r
-        if np.max(np.abs(r / scale)) <= tol:
+        if size <= tol:
             return unpack(v), ok(v)
-    return unpack(v), False
+    return unpack(best), False
 
 
 def _orth(M: torch.Tensor, tol: float = 1e-10) -> torch.Tensor:
