@@ -1,6 +1,6 @@
 """Batched replicas versus sequential runs, and the cost of geometry logging — ratios side by side.
 
-1. Throughput: R = 32 replicas of the same networks (seeds 0..31) trained in ONE batched module
+1. Throughput: R = 32 replicas of the same networks (replica seeds SeedSequence(0).spawn(32)) trained in ONE batched module
    versus 32 sequential one-replica runs, both through ``gd_dynamics.train`` (end to end, Lightning
    included) with only the two end measurements logged. Prints both wall times and the ratio, and
    checks that the two give the same final losses.
@@ -68,7 +68,8 @@ def _throughput(task, common, args, R, dev) -> dict:
     t0 = time.perf_counter()
     seq_loss = []
     for r in range(R):
-        seq_loss.append(train(task, replicas=1, seed=r, run_name=f"seq{r}", **common).train_loss[-1, 0])
+        # replica r of the batched run is SeedSequence(0).spawn(R)[r]: the same network alone
+        seq_loss.append(train(task, replicas=1, seed=[batched.seeds[r]], run_name=f"seq{r}", **common).train_loss[-1, 0])
     t_seq = time.perf_counter() - t0
     agree = float(np.max(np.abs(np.array(seq_loss) - batched.train_loss[-1]) / np.abs(batched.train_loss[-1])))
     print(f"device {dev}, {args.dtype}, P={args.n_train}, N1={args.width}, {args.steps} full-batch GD steps, R={R}")

@@ -68,7 +68,7 @@ def paper(out: Path, replicas: int = 10, epochs: int = 500) -> dict:
     retrained = []
     for r in range(replicas):
         t_r = drop_train_points(task, rep.sets[r])
-        tr = train(t_r, replicas=1, seed=traj.seeds[r], output_dir=RUNS, run_name=f"paper_retrain{r}",
+        tr = train(t_r, replicas=1, seed=[traj.seeds[r]], output_dir=RUNS, run_name=f"paper_retrain{r}",
                    clustering_indices=False, **common)
         i_p = find_inversions(tr, key, rule="paper", burn_in=20)
         i_t = find_inversions(tr, key, rule="turning_point", kind="min", burn_in=20)

@@ -10,7 +10,7 @@ sampling time, method, data seed, git commit, command); ``--seed``, ``--replicas
 
 Grid: MNIST 3 vs 5 and 4 vs 9, P = 200 (100 per class, centred, |x|² = N0), 200 test points,
 erf, λ0 = λ1 = 1, N1 ∈ {100, 400}, T ∈ {0.03, 0.1, 0.3, 1, 3}; ReLU for 3 vs 5 at N1 = 100.
-Ground truth: gd_dynamics.langevin.sample_posterior (collapsed-readout HMC, span reduction), with
+Ground truth: equilibrium.sampling.sample_posterior (collapsed-readout HMC, span reduction), with
 the replica counts below (CPU budget: fewer replicas than a GPU run would use; the s.e. is printed).
 
 The centroid shift is N1·(c^T<K_W>c − c^T K c) with K the infinite-width kernel (closed form), formed
@@ -87,13 +87,15 @@ def _git_commit() -> str:
 
 def sampler_config(p: dict, args) -> dict:
     """The full sampler config of one grid point (written into its cached row)."""
+    adaptive = args.burn_in is None  # default: the adaptive sampler (R̂ < 1.01, ESS ≥ 200), docs/sampling.md
     return dict(seed=args.seed, replicas=args.replicas or REPLICAS.get(p["width"], SMALL["replicas"]),
-                burn_in=args.burn_in, sampling_time=args.sampling_time or SAMPLING_TIME.get(p["width"], 10.0),
+                burn_in="adaptive" if adaptive else args.burn_in,
+                sampling_time="adaptive" if adaptive else (args.sampling_time or SAMPLING_TIME.get(p["width"], 10.0)),
                 method="hmc", trajectory_length=1.0, data_seed=0, threads=args.threads)
 
 
 def cmd_sample(args) -> None:
-    from gdeq.gd_dynamics.langevin import sample_posterior
+    from gdeq.equilibrium.sampling import SamplerSettings, sample_posterior
 
     torch.set_num_threads(args.threads)
     RESULTS.mkdir(exist_ok=True)
@@ -106,15 +108,20 @@ def cmd_sample(args) -> None:
             continue
         cfg = sampler_config(p, args)
         t = task(p)
+        adaptive = cfg["burn_in"] == "adaptive"
+        settings = SamplerSettings(replicas=cfg["replicas"], seed=cfg["seed"], method=cfg["method"],
+                                   trajectory_length=cfg["trajectory_length"],
+                                   burn_in=None if adaptive else cfg["burn_in"],
+                                   sampling_time=None if adaptive else cfg["sampling_time"])
         s = sample_posterior(t.x_train, t.y_train, width=p["width"], temperature=p["temperature"],
-                             activation=p["activation"], x_test=t.x_test, y_test=t.y_test,
-                             replicas=cfg["replicas"], burn_in=cfg["burn_in"], sampling_time=cfg["sampling_time"],
-                             trajectory_length=cfg["trajectory_length"], method=cfg["method"], seed=cfg["seed"],
-                             progress=False)
+                             activation=p["activation"], x_test=t.x_test, y_test=t.y_test, settings=settings)
+        d = s.diagnostics
+        length = "" if adaptive else f" --burn-in {cfg['burn_in']:g} --sampling-time {cfg['sampling_time']:g}"
         cfg.update(code_version=commit, command=(
             f"python benchmarks/validate_equilibrium.py sample --only {k} --seed {cfg['seed']} --replicas "
-            f"{cfg['replicas']} --burn-in {cfg['burn_in']:g} --sampling-time {cfg['sampling_time']:g} --force"),
-            source="recorded by the sampling run")
+            f"{cfg['replicas']}{length} --force"), source="recorded by the sampling run",
+            converged=d.converged, burn_in_used=d.burn_in, max_rhat=max(d.rhat.values()),
+            min_ess=min(min(d.ess_bulk.values()), min(d.ess_tail.values())))
         est = lambda e: [float(np.asarray(e.mean)), float(np.asarray(e.se))]  # noqa: E731
         done[k] = dict(
             **{kk: (list(v) if isinstance(v, tuple) else v) for kk, v in p.items()},
@@ -137,7 +144,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--full", action="store_true", help="every temperature at N1 = 400 (GPU-sized run)")
     s.add_argument("--seed", type=int, default=1, help="sampler seed (written into every row)")
     s.add_argument("--replicas", type=int, default=0, help="chains per point (0: 32 at N1 ≤ 100, 16 at N1 = 400)")
-    s.add_argument("--burn-in", type=float, default=5.0, help="burn-in in time units (docs/conventions.md §6)")
+    s.add_argument("--burn-in", type=float, default=None,
+                   help="fixed burn-in in time units (docs/conventions.md §6); default: adaptive length until "
+                        "R̂ < 1.01 and ESS ≥ 200 (docs/sampling.md)")
     s.add_argument("--sampling-time", type=float, default=0.0,
                    help="measured time units = HMC trajectories of length 1 (0: 10 at N1 ≤ 100, 6 at N1 = 400)")
     s.add_argument("--only", default="", help="comma-separated row keys (e.g. 3v5_N400_T3_erf) to sample")
@@ -197,7 +206,8 @@ def _theory(entries: list[dict]) -> dict[str, dict]:
 
 def _config_cell(e: dict) -> str:
     cfg = e.get("config", {})
-    v = lambda name: "?" if cfg.get(name) is None else f"{cfg[name]:g}"  # noqa: E731
+    v = lambda name: "?" if cfg.get(name) is None else (  # noqa: E731
+        cfg[name] if isinstance(cfg[name], str) else f"{cfg[name]:g}")
     return f"{v('replicas')}, {v('seed')}, {v('burn_in')}, {v('sampling_time')}"
 
 
@@ -227,8 +237,11 @@ def cmd_table(args) -> None:
             worst.append((abs(rel_g), abs(rel_f), abs(rel)))
             zs.append([abs(v - shift) / shift_se for v in (th["gaussian_shift"], th["sf_shift"], th["sn_shift"])])
         f = lambda v: f"{v[0]:.4g} ± {v[1]:.1g}"  # noqa: E731
+        # † sampled with a fixed length and no convergence diagnostics; ‡ diagnostics failed (not a result)
+        cfg = e.get("config", {})
+        mark = "†" if "converged" not in cfg else ("" if cfg["converged"] else "‡")
         rows.append(
-            f"| {e['pair'][0]} v {e['pair'][1]} | {e['activation']} | {e.get('n_train', 200)} | {n1} | {e['temperature']:g} "
+            f"| {e['pair'][0]} v {e['pair'][1]} | {e['activation']} | {e.get('n_train', 200)} | {n1} | {e['temperature']:g}{mark} "
             f"| {th['train_error']:.4g} / {f(e['train_error'])} | {th['test_error']:.4g} / {f(e['test_error'])} "
             f"| {th['Q']:.4g} / {th['sn_v2']:.4g} / {f(e['readout_second_moment'])} "
             f"| {th['gaussian_shift']:.3g} / {th['sf_shift']:.3g} / {th['sn_shift']:.3g} (±{th['sn_mc']:.1g})"
@@ -236,7 +249,8 @@ def cmd_table(args) -> None:
             f"| {100 * rel_g:+.0f} / {100 * rel_f:+.0f} / {100 * rel:+.0f} % | {_config_cell(e)} |"
         )
     print("\n".join(rows))
-    notes = []
+    notes = ["† sampled with a fixed length (burn-in 5 time units) before the sampler had convergence diagnostics "
+             "(no R̂/ESS check); ‡ R̂/ESS checks failed (docs/sampling.md)"]
     if worst:
         w = np.array(worst)
         for j, name in enumerate(("gaussian", "single_neuron (saddle fields)", "single_neuron (self-consistent)")):

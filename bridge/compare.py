@@ -10,13 +10,20 @@ producing a number.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
 
-from .maps import OBSERVABLES, TemperatureMap, _get, effective_temperature, interpolate_curve, mean_predictor_error
+from gdeq.geometry import jackknife, mean_se
+
+from .identity import check_compatible
+from .identity import field_of as _get
+from .identity import single_width
+from .maps import (OBSERVABLES, TemperatureMap, effective_temperature, interpolate_curve, invert_monotone,
+                   mean_predictor_error, run_observable)
 
 __all__ = [
     "Comparison",
@@ -26,50 +33,12 @@ __all__ = [
     "check_compatible",
     "compare",
     "curve_measures",
+    "infinite_width_centroid",
     "langevin_consistency",
     "replica_turning_steps",
     "run_measures",
     "turning_point",
 ]
-
-
-# ------------------------------------------------------------------------------------------------
-# run and curve must describe the same setting
-# ------------------------------------------------------------------------------------------------
-def _width(value: Any, who: str) -> int:
-    if isinstance(value, (list, tuple, np.ndarray)):
-        if len(value) != 1:
-            raise ValueError(
-                f"width: the equilibrium theory is for one hidden layer; the {who} has widths {list(value)}"
-            )
-        value = value[0]
-    return int(value)
-
-
-def check_compatible(trajectory: Any, curve: Any, *, rtol: float = 1e-9) -> None:
-    """Raise one ValueError listing every setting in which a run and a theory curve differ.
-
-    Compared: the data fingerprint (``geometry.data_fingerprint`` of the training set), the width N1,
-    the activation and the priors λ0 (``prior_w``) and λ1 (``prior_v``).
-    """
-    problems = []
-    fp_run, fp_curve = _get(trajectory, "data_fingerprint"), _get(curve, "data_fingerprint")
-    if not fp_run or not fp_curve:
-        problems.append("data_fingerprint: missing on the run or the curve, cannot check the data match")
-    elif fp_run != fp_curve:
-        problems.append(f"data_fingerprint: run {fp_run} vs curve {fp_curve} (different training data)")
-    w_run, w_curve = _width(_get(trajectory, "width"), "run"), _width(_get(curve, "width"), "curve")
-    if w_run != w_curve:
-        problems.append(f"width: run N1 = {w_run} vs curve N1 = {w_curve}")
-    a_run, a_curve = str(_get(trajectory, "activation")).lower(), str(_get(curve, "activation")).lower()
-    if a_run != a_curve:
-        problems.append(f"activation: run {a_run!r} vs curve {a_curve!r}")
-    for name, symbol in (("prior_w", "λ0"), ("prior_v", "λ1")):
-        p_run, p_curve = _get(trajectory, name), _get(curve, name)
-        if p_run is None or p_curve is None or not math.isclose(float(p_run), float(p_curve), rel_tol=rtol):
-            problems.append(f"{name}: run {symbol} = {p_run} vs curve {symbol} = {p_curve}")
-    if problems:
-        raise ValueError("run and theory curve do not match: " + "; ".join(problems))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -80,8 +49,15 @@ class Turning:
     """Shape of a curve y(x): a significant interior maximum ("peak") or minimum ("dip"), or else
     its monotone direction ("increasing", "decreasing", "flat"); "undefined" when too few points.
 
-    ``excursion`` is how far the extremum stands out beyond the lower of the two ends (a peak)
-    or below the higher one (a dip) — the size of the non-monotonicity.
+    Effect size and significance of a peak or dip:
+
+    - ``excursion``: how far the extremum stands out beyond the lower of the two ends (a peak) or
+      below the higher one (a dip), in the units of y — the size of the non-monotonicity;
+    - ``relative_excursion``: excursion / |y at the extremum| (so a 0.08 % wiggle reads as 0.0008);
+    - ``significance``: excursion in units of the combined standard error of the extremum and that
+      end, √(se_i² + se_end²) (NaN when no standard errors were given).
+
+    ``other`` is a weaker turning point of the opposite kind, if the curve has one (a Turning itself).
     """
 
     kind: str
@@ -89,16 +65,29 @@ class Turning:
     value: float = float("nan")
     excursion: float = 0.0
     index: int = -1
-    other: str = ""  # a weaker turning point of the opposite kind, if any (e.g. "dip at x = ...")
+    relative_excursion: float = float("nan")
+    significance: float = float("nan")
+    other: "Turning | None" = None
 
     @property
     def non_monotonic(self) -> bool:
         return self.kind in ("peak", "dip")
 
+    def effect(self) -> str:
+        """Effect size and significance in words, e.g. "excursion 0.0012 = 0.15 % of the value, 4.1 s.e."."""
+        text = f"excursion {self.excursion:.3g}"
+        if np.isfinite(self.relative_excursion):
+            text += f" = {100 * self.relative_excursion:.3g} % of the value"
+        if np.isfinite(self.significance):
+            text += f", {self.significance:.3g} s.e."
+        return text
+
     def describe(self, axis: str = "x", fmt: str = ".3g") -> str:
         if self.kind in ("peak", "dip"):
-            text = f"non-monotonic: {self.kind} at {axis} = {self.location:{fmt}} (excursion {self.excursion:.3g})"
-            return text + (f"; also a {self.other}" if self.other else "")
+            text = f"non-monotonic: {self.kind} at {axis} = {self.location:{fmt}} ({self.effect()})"
+            if self.other is not None:
+                text += f"; also a {self.other.kind} at {axis} = {self.other.location:{fmt}} ({self.other.effect()})"
+            return text
         if self.kind == "undefined":
             return "undefined (too few finite points)"
         return f"monotonic ({self.kind})"
@@ -142,26 +131,27 @@ def turning_point(
     def tol(i: int, j: int) -> float:
         return max(rel_tol * span, n_se * math.hypot(s[i], s[j]))
 
-    candidates = []
-    i = int(np.argmax(y))
-    if 0 < i < len(y) - 1:
-        exc = min(y[i] - y[0], y[i] - y[-1])
-        if y[i] - y[0] > tol(i, 0) and y[i] - y[-1] > tol(i, -1):
-            loc = _parabolic(x, y, i, log_x) if refine else float(x[i])
-            candidates.append(Turning("peak", loc, float(y[i]), float(exc), i))
-    j = int(np.argmin(y))
-    if 0 < j < len(y) - 1:
-        exc = min(y[0] - y[j], y[-1] - y[j])
-        if y[0] - y[j] > tol(j, 0) and y[-1] - y[j] > tol(j, -1):
-            loc = _parabolic(x, y, j, log_x) if refine else float(x[j])
-            candidates.append(Turning("dip", loc, float(y[j]), float(exc), j))
+    def candidate(kind: str, i: int) -> Turning | None:
+        if not 0 < i < len(y) - 1:
+            return None
+        sign = 1.0 if kind == "peak" else -1.0
+        rise = (sign * (y[i] - y[0]), sign * (y[i] - y[-1]))  # how far it stands out beyond each end
+        if not (rise[0] > tol(i, 0) and rise[1] > tol(i, -1)):
+            return None
+        end = 0 if rise[0] <= rise[1] else -1  # the end that limits the excursion
+        exc = float(min(rise))
+        se_comb = math.hypot(s[i], s[end])
+        loc = _parabolic(x, y, i, log_x) if refine else float(x[i])
+        return Turning(kind, loc, float(y[i]), exc, i,
+                       relative_excursion=float(exc / abs(y[i])) if y[i] != 0 else float("nan"),
+                       significance=float(exc / se_comb) if se is not None and se_comb > 0 else float("nan"))
+
+    candidates = [t for t in (candidate("peak", int(np.argmax(y))), candidate("dip", int(np.argmin(y)))) if t]
     if candidates:
         candidates.sort(key=lambda t: -t.excursion)
         best = candidates[0]
         if len(candidates) > 1:
-            o = candidates[1]
-            best = Turning(best.kind, best.location, best.value, best.excursion, best.index,
-                           other=f"{o.kind} at {o.location:.3g} (excursion {o.excursion:.3g})")
+            best = dataclasses.replace(best, other=candidates[1])
         return best
     direction = y[-1] - y[0]
     if abs(direction) <= tol(0, -1):
@@ -173,15 +163,14 @@ def replica_turning_steps(
     steps: np.ndarray, values: np.ndarray, kind: str, *, rel_tol: float = 0.02
 ) -> np.ndarray:
     """Per-replica location of a turning point of the given kind ("peak" or "dip"); NaN where a
-    replica's own curve (shape (n, R)) has none."""
+    replica's own curve (shape (n, R)) has none (neither as its main nor as its weaker turning point)."""
     v = np.asarray(values, dtype=np.float64)
     out = np.full(v.shape[1], np.nan)
     for r in range(v.shape[1]):
         t = turning_point(steps, v[:, r], rel_tol=rel_tol)
-        if t.kind == kind:
-            out[r] = t.location
-        elif t.other.startswith(kind):
-            out[r] = float(t.other.split(" at ")[1].split(" ")[0])
+        match = t if t.kind == kind else (t.other if t.other is not None and t.other.kind == kind else None)
+        if match is not None:
+            out[r] = match.location
     return out
 
 
@@ -276,7 +265,7 @@ class MeasureComparison:
         t = self.run_turning
         if t.non_monotonic:
             run = (f"run: {t.kind} at step t* = {self.t_star:.4g} ± {self.t_star_se:.2g} "
-                   f"({self.replicas_with_turning}/{R} replicas turn)")
+                   f"({self.replicas_with_turning}/{R} replicas turn; replica mean: {t.effect()})")
             teff = ", ".join(f"{lv}: {v:.3g}" for lv, v in self.T_eff_at_t_star.items() if np.isfinite(v))
             run += f", T_eff(t*) = {teff}" if teff else ", T_eff(t*) outside the theory's range"
         else:
@@ -284,7 +273,8 @@ class MeasureComparison:
             run = f"run: {t.describe('step')} ({self.replicas_with_turning}/{R} replicas show a {own} of their own)"
         sides = [run]
         for level, tt in self.theory_turning.items():
-            sides.append(f"{level}: " + (f"{tt.kind} at T* = {tt.location:.3g}" if tt.non_monotonic else tt.describe("T")))
+            sides.append(f"{level}: " + (f"{tt.kind} at T* = {tt.location:.3g} ({tt.effect()})" if tt.non_monotonic
+                                         else tt.describe("T")))
         return "; ".join(sides)
 
 
@@ -320,6 +310,9 @@ class Comparison:
     measures: dict[str, MeasureComparison]
     consistency: dict[str, ConsistencyCheck]  # level -> check (Langevin runs only)
     metadata: dict = field(default_factory=dict)
+    lazy: Any = None  # bridge.lazy.LazyTrajectory at the run's steps (when given)
+    three_way: dict = field(default_factory=dict)  # observable -> bridge.lazy.ThreeWay (GD, lazy, equilibrium)
+    thermal: dict = field(default_factory=dict)  # level -> bridge.thermal.ThermalCheck (two thermometers)
 
     def table(self) -> list[dict]:
         """One row per measure: each side's turning point (the report's summary table)."""
@@ -328,6 +321,9 @@ class Comparison:
             row = dict(
                 measure=name,
                 run_shape=m.run_turning.kind,
+                run_excursion=m.run_turning.excursion if m.run_turning.non_monotonic else float("nan"),
+                run_relative_excursion=m.run_turning.relative_excursion,
+                run_significance_se=m.run_turning.significance,
                 t_star=m.t_star,
                 t_star_se=m.t_star_se,
                 replicas_turning=m.replicas_with_turning,
@@ -345,8 +341,10 @@ class Comparison:
 # ------------------------------------------------------------------------------------------------
 # the comparison itself
 # ------------------------------------------------------------------------------------------------
-def _se_over_replicas(a: np.ndarray) -> np.ndarray:
-    return a.std(1, ddof=1) / np.sqrt(a.shape[1]) if a.shape[1] > 1 else np.full(a.shape[0], np.nan)
+def infinite_width_centroid(curve: Any) -> float:
+    """The N1 → ∞ centroid distance D∞ of a theory curve: median over T of D − (N1·(D − D∞))/N1."""
+    return float(np.median(np.asarray(curve.centroid_distance) - np.asarray(curve.centroid_shift)
+                           / single_width(curve.width, "curve")))
 
 
 def compare(
@@ -356,7 +354,10 @@ def compare(
     observable: str = "train_error",
     measures: list[str] | None = None,
     rel_tol: float = 0.02,
+    n_se: float = 2.0,
     consistency_rtol: float = 0.1,
+    lazy: Any = None,
+    thermometers: tuple[str, str] | None = ("train_error", "readout_second_moment"),
 ) -> Comparison:
     """Compare a run with theory curves (one per level) at matched temperatures.
 
@@ -367,9 +368,14 @@ def compare(
         observable: the matching observable for T_eff (``bridge.maps.OBSERVABLES``).
         measures: restrict to these measure names (default: every measure of the run).
         rel_tol: significance of a turning point, as a fraction of the curve's range
-            (:func:`turning_point`); replica s.e. also enter on the run side.
+            (:func:`turning_point`); replica s.e. also enter on the run side: a turn must stand out by
+            more than ``n_se`` combined standard errors.
         consistency_rtol: for Langevin runs, the relative T_eff deviation accepted as consistent when
             the error bars are tighter than the theory level's own accuracy.
+        lazy: the lazy (NTK) theory at the run's steps (``bridge.lazy.lazy_baseline``): adds the
+            three-way comparison GD / lazy / equilibrium at T_eff(t) (``Comparison.three_way``).
+        thermometers: two observables for the two-thermometer test per level (``bridge.thermal``;
+            None to skip; skipped with a note when the run lacks them or has < 3 replicas).
     """
     if not isinstance(curves, Mapping):
         curves = {str(_get(curves, "level") or "theory"): curves}
@@ -382,11 +388,10 @@ def compare(
 
     run = run_measures(trajectory)
     # the scaled centroid shift N1·(D − cᵀKc) needs the infinite-width value; every curve has it
-    width = _width(_get(trajectory, "width"), "run")
+    width = single_width(_get(trajectory, "width"), "run")
     first = next(iter(curves.values()))
     if "centroid_distance" in run and _get(first, "centroid_shift") is not None:
-        d_inf = float(np.median(np.asarray(first.centroid_distance) - np.asarray(first.centroid_shift) / width))
-        run["centroid_shift"] = width * (run["centroid_distance"] - d_inf)
+        run["centroid_shift"] = width * (run["centroid_distance"] - infinite_width_centroid(first))
     train_mpe, train_mpe_se = mean_predictor_error(trajectory.train_predictions, trajectory.y_train) \
         if trajectory.train_predictions.shape[1] >= 2 else (None, None)
     if measures is not None:
@@ -406,15 +411,15 @@ def compare(
             curve_name = "train_error"
             rep_steps = np.full(trajectory.train_predictions.shape[1], np.nan)
         else:
-            mean, se = values.mean(1), _se_over_replicas(values)
+            mean, se = mean_se(values, axis=1)
             curve_name = name
-        t_run = turning_point(steps, mean, se, rel_tol=rel_tol)
+        t_run = turning_point(steps, mean, se, rel_tol=rel_tol, n_se=n_se)
         if values is not None:  # replicas may turn on their own even when the mean does not
             kind = t_run.kind if t_run.non_monotonic else ("dip" if t_run.kind == "decreasing" else "peak")
             rep_steps = replica_turning_steps(steps, values, kind, rel_tol=rel_tol)
         finite = rep_steps[np.isfinite(rep_steps)]
         if t_run.non_monotonic and len(finite) >= 2:
-            t_star, t_se = float(finite.mean()), float(finite.std(ddof=1) / np.sqrt(len(finite)))
+            t_star, t_se = map(float, mean_se(finite))
         elif t_run.non_monotonic:
             t_star, t_se = t_run.location, float("nan")
         else:
@@ -443,14 +448,30 @@ def compare(
         for lv, c in curves.items():
             consistency[lv] = langevin_consistency(trajectory, c, observable=observable, rtol=consistency_rtol,
                                                    check=False)
+    three, thermal, notes = {}, {}, []
+    if lazy is not None:
+        from .lazy import three_way
+
+        three = three_way(trajectory, lazy, dict(curves), maps)
+    if thermometers is not None:
+        from .thermal import thermometer_consistency
+
+        for lv, c in curves.items():
+            try:
+                thermal[lv] = thermometer_consistency(trajectory, c, thermometers, check=False)
+            except (ValueError, TypeError) as err:  # e.g. fewer than 3 replicas: no jackknife
+                notes.append(f"two-thermometer test skipped ({lv}): {err}")
     meta = dict(
         optimizer=_get(trajectory, "optimizer"), lr=_get(trajectory, "lr"), width=width,
         activation=_get(trajectory, "activation"), prior_w=_get(trajectory, "prior_w"),
         prior_v=_get(trajectory, "prior_v"), replicas=int(trajectory.train_predictions.shape[1]),
         data_fingerprint=_get(trajectory, "data_fingerprint"), observable=observable,
-        observable_description=OBSERVABLES[observable][1], levels=list(curves),
+        observable_description=OBSERVABLES[observable][1], levels=list(curves), rel_tol=rel_tol, n_se=n_se,
+        notes=notes,
+        batch_size=(_get(trajectory, "config") or {}).get("batch_size"), temperature=_get(trajectory, "temperature"),
     )
-    return Comparison(maps=maps, measures=results, consistency=consistency, metadata=meta)
+    return Comparison(maps=maps, measures=results, consistency=consistency, metadata=meta, lazy=lazy,
+                      three_way=three, thermal=thermal)
 
 
 def langevin_consistency(
@@ -470,8 +491,6 @@ def langevin_consistency(
     an unbiased estimate at stationarity; the s.e. is a jackknife over replicas, which are
     independent), then inverted on the curve. ``temperature`` defaults to the run's own.
     """
-    from .maps import invert_monotone, run_observable
-
     if check:
         check_compatible(trajectory, curve)
     T0 = temperature if temperature is not None else _get(trajectory, "temperature")
@@ -487,16 +506,13 @@ def langevin_consistency(
         split = observable.split("_")[0]
         preds = np.asarray(getattr(trajectory, f"{split}_predictions"))[sl]
         y = np.asarray(getattr(trajectory, f"y_{split}"))
-        R = preds.shape[1]
         # the window average of unbiased per-step estimates; jackknife over replicas
-        value = float(mean_predictor_error(preds, y)[0].mean())
-        loo = np.array([mean_predictor_error(np.delete(preds, r, axis=1), y)[0].mean() for r in range(R)])
-        se = float(np.sqrt((R - 1) / R * ((loo - loo.mean()) ** 2).sum())) if R >= 3 else float("nan")
+        value, se = map(float, jackknife(lambda p: mean_predictor_error(p, y)[0].mean(), preds, axis=1,
+                                         min_replicas=3))
     else:
-        v, _ = run_observable(trajectory, observable)  # replica mean per step
+        run_observable(trajectory, observable)  # raises one clear error if the run lacks it
         per_replica = np.asarray(_get(trajectory, observable), dtype=np.float64)[sl].mean(0)
-        value = float(per_replica.mean())
-        se = float(per_replica.std(ddof=1) / np.sqrt(len(per_replica)))
+        value, se = map(float, mean_se(per_replica))
     curve_field = OBSERVABLES[observable][0]
     T = np.asarray(curve.temperature, dtype=np.float64)
     g = np.asarray(getattr(curve, curve_field), dtype=np.float64)

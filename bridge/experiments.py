@@ -17,9 +17,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from gdeq.gd_dynamics.trajectory import jsonable
+from gdeq.geometry import activation as activation_fn
+from gdeq.geometry import activation_derivative, mean_se
 
-from .compare import Comparison, compare, turning_point
-from .maps import _get
+from .compare import Comparison, compare, infinite_width_centroid, replica_turning_steps, turning_point
+from .identity import check_theory_model
+from .identity import field_of as _get
+from .identity import single_width
+from .report import write_csv, write_report
 
 __all__ = [
     "SampledPoint",
@@ -52,15 +57,14 @@ def default_learning_rate(x_train: np.ndarray, *, activation: str = "erf", prior
     """
     import torch
 
-    from .thermometers import _activation, activation_derivative
-
+    sigma, sigma_prime = activation_fn(activation), activation_derivative(activation)  # unknown names raise
     x = torch.as_tensor(np.asarray(x_train), dtype=torch.float64)
     g = torch.Generator().manual_seed(seed)
     n0 = x.shape[1]
     W = torch.randn(neurons, n0, generator=g, dtype=torch.float64) / math.sqrt(prior_w)
     v2 = torch.randn(neurons, generator=g, dtype=torch.float64) ** 2 / prior_v
     H = x @ W.T / math.sqrt(n0)
-    phi, dphi = _activation(activation, H), activation_derivative(activation, H)
+    phi, dphi = sigma(H), sigma_prime(H)
     theta = phi @ phi.T / neurons + ((dphi * v2) @ dphi.T / neurons) * (x @ x.T / n0)
     return float(1.0 / torch.linalg.eigvalsh(theta)[-1])
 
@@ -103,8 +107,8 @@ def sample_points(task: Any, *, width: int, temperatures: Sequence[float], activ
                   prior_w: float = 1.0, prior_v: float = 1.0, replicas: int = 16, burn_in: float = 5.0,
                   sampling_time: float = 10.0, seed: int = 0, centroid_infinite_width: float | None = None,
                   progress: bool = True, **sampler_kwargs: Any) -> list[SampledPoint]:
-    """The ground truth: ``gd_dynamics.langevin.sample_posterior`` at each temperature."""
-    from gdeq.gd_dynamics.langevin import sample_posterior
+    """The ground truth: ``equilibrium.sample_posterior`` at each temperature."""
+    from gdeq.equilibrium.sampling import sample_posterior
 
     out = []
     for T in temperatures:
@@ -146,8 +150,14 @@ class WidthResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _infinite_width_centroid(curve: Any) -> float:
-    return float(np.median(np.asarray(curve.centroid_distance) - np.asarray(curve.centroid_shift) / curve.width))
+def _lazy_for(traj: Any, task: Any) -> Any:
+    """The lazy (NTK) baseline at the run's steps for a full-batch GD run with MSE loss, else None."""
+    from .lazy import lazy_baseline
+
+    config = getattr(traj, "config", None) or {}
+    if traj.optimizer != "gd" or config.get("loss", "mse") != "mse" or config.get("batch_size") is not None:
+        return None
+    return lazy_baseline(traj, task.x_train, task.y_train, task.x_test, task.y_test)
 
 
 def run_width(task: Any, *, width: int, activation: str = "erf", optimizer: str = "gd", lr: float | None = None,
@@ -178,14 +188,14 @@ def run_width(task: Any, *, width: int, activation: str = "erf", optimizer: str 
                  probe_size=max(task.n_train, len(task.x_test)))  # geometry on the full sets, as the theory
     seconds["train"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    comparison = compare(traj, curves, observable=observable)
+    comparison = compare(traj, curves, observable=observable, lazy=_lazy_for(traj, task))
     seconds["compare"] = time.perf_counter() - t0
     samples: list[SampledPoint] = []
     if sample_temperatures:
         t0 = time.perf_counter()
         samples = sample_points(task, width=width, temperatures=sample_temperatures, activation=activation,
                                 prior_w=prior_w, prior_v=prior_v, replicas=sample_replicas, seed=seed,
-                                centroid_infinite_width=_infinite_width_centroid(next(iter(curves.values()))),
+                                centroid_infinite_width=infinite_width_centroid(next(iter(curves.values()))),
                                 progress=progress, **(sample_kwargs or {}))
         seconds["sampling"] = time.perf_counter() - t0
     return WidthResult(width, traj, curves, comparison, samples, seconds)
@@ -206,8 +216,6 @@ def run_demo(name: str = "demo", *, dataset: str = "mnist", classes: Sequence = 
     Returns (report directory, per-width results, paths of the written files).
     """
     from gdeq.gd_dynamics import load_task
-
-    from .report import write_report
 
     widths = list(widths)
     steps = list(steps) if isinstance(steps, (list, tuple)) else [steps]
@@ -287,20 +295,22 @@ def sweep_cell(cell: dict, *, output_dir: str | Path, progress: bool = False) ->
                  steps=c.get("steps", 1000), replicas=c.get("replicas", 4), seed=c.get("seed", 0),
                  log_points=c.get("log_points", 50), output_dir=Path(output_dir) / "runs", run_name=cell_id(c),
                  wandb=None, progress_bar=progress, clustering_indices=False,
-                 reduce_inputs=fc and task.n_train < task.input_dim, probe_size=max(task.n_train, len(task.x_test)),
-                 image_shape=None if fc else _image_shape(c["dataset"]))
+                 reduce_inputs=fc and task.n_train < task.input_dim, probe_size=max(task.n_train, len(task.x_test)))
     steps = np.asarray(traj.step, dtype=float)
     row: dict[str, Any] = {k: c[k] for k in SWEEP_KEYS}
     row["lr"] = float(lr)
     radius = np.asarray(traj.unit_class_radius)[:, :, 0]
-    t_rad = turning_point(steps, radius.mean(1), radius.std(1, ddof=1) / np.sqrt(radius.shape[1]))
-    from .compare import replica_turning_steps
-
+    t_rad = turning_point(steps, *mean_se(radius, axis=1))  # significance: replica s.e. of the mean curve
     rep = replica_turning_steps(steps, radius, "dip")
     rep = rep[np.isfinite(rep)]
+    dip = t_rad.kind == "dip"
     row["inversion"] = t_rad.kind
-    row["inversion_step"] = float(rep.mean()) if t_rad.kind == "dip" and len(rep) else float("nan")
-    row["inversion_step_se"] = float(rep.std(ddof=1) / np.sqrt(len(rep))) if t_rad.kind == "dip" and len(rep) > 1 else float("nan")
+    row["inversion_step"] = float(rep.mean()) if dip and len(rep) else float("nan")
+    row["inversion_step_se"] = float(mean_se(rep)[1]) if dip and len(rep) > 1 else float("nan")
+    # effect size and significance of the replica-mean dip (reports give both)
+    row["inversion_excursion"] = t_rad.excursion if dip else float("nan")
+    row["inversion_relative_excursion"] = t_rad.relative_excursion if dip else float("nan")
+    row["inversion_significance_se"] = t_rad.significance if dip else float("nan")
     dist = np.asarray(traj.unit_centroid_distance).mean(1)
     row["peak_distance"] = float(np.nanmax(dist))
     row["peak_distance_step"] = float(steps[int(np.nanargmax(dist))])
@@ -322,10 +332,6 @@ def sweep_cell(cell: dict, *, output_dir: str | Path, progress: bool = False) ->
                    theory_shape="no theory for this architecture", theory_peak_T=float("nan"))
     row["run_dir"] = traj.run_dir
     return row
-
-
-def _image_shape(dataset: str) -> tuple[int, int, int]:
-    return (1, 32, 32) if dataset == "cifar10" else (1, 28, 28)
 
 
 def run_sweep(cells: Sequence[dict], *, output_dir: str | Path, cell_fn: Callable[..., dict] = sweep_cell,
@@ -358,19 +364,10 @@ def run_sweep(cells: Sequence[dict], *, output_dir: str | Path, cell_fn: Callabl
 
 
 def write_table(rows: list[dict], stem: Path) -> None:
-    """``stem.csv`` and ``stem.json`` of a list of flat dicts (nested values JSON-encoded in the CSV)."""
-    import csv
-
+    """``stem.csv`` (:func:`bridge.report.write_csv`) and ``stem.json`` of a list of flat dicts."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(rows, indent=2, default=jsonable))
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    with open(stem.with_suffix(".csv"), "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: json.dumps(v, default=jsonable) if isinstance(v, (list, dict)) else v for k, v in r.items()})
+    write_csv(rows, stem.with_suffix(".csv"))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -394,7 +391,7 @@ def validation_table(task: Any, *, widths: Sequence[int], temperatures: Sequence
     for width in widths:
         curves = theory_curves(task, width=width, activation=activation, prior_w=prior_w, prior_v=prior_v,
                                temperatures=temperatures, levels=levels)
-        d_inf = _infinite_width_centroid(next(iter(curves.values())))
+        d_inf = infinite_width_centroid(next(iter(curves.values())))
         points = sample_points(task, width=width, temperatures=temperatures, activation=activation, prior_w=prior_w,
                                prior_v=prior_v, replicas=replicas, burn_in=burn_in, sampling_time=sampling_time,
                                seed=seed, centroid_infinite_width=d_inf, progress=progress, **(sampler_kwargs or {}))
@@ -441,28 +438,27 @@ def compare_saved_run(run: str | Path, *, levels: Sequence[str] = ("nngp", "gaus
     computed on the same data, width, activation and priors, and write a report next to it."""
     from gdeq.gd_dynamics import Trajectory
 
-    from .compare import _width
-    from .report import write_report
-
     path = Path(run)
     if path.is_dir():
         path = path / "trajectory.npz"
     if not path.with_suffix(".npz").is_file():
         raise ValueError(f"run: no trajectory at {path} (expected a run directory or trajectory.npz)")
     traj = Trajectory.load(path)
+    check_theory_model(traj)  # a CNN, a PyTorch-init or a mean-loss run is refused before any theory is computed
     task = task_from_metadata(traj.task, data_dir)
-    width = _width(traj.width, "run")
+    width = single_width(traj.width, "run")
     t0 = time.perf_counter()
     curves = theory_curves(task, width=width, activation=traj.activation, prior_w=traj.prior_w, prior_v=traj.prior_v,
                            temperatures=temperatures, levels=levels)
-    cmp = compare(traj, curves, observable=observable)  # raises on any mismatch of data, width, priors
+    # raises on any mismatch of data, width, priors
+    cmp = compare(traj, curves, observable=observable, lazy=_lazy_for(traj, task))
     seconds = {"theory+compare": time.perf_counter() - t0}
     samples = []
     if sample_temperatures:
         t0 = time.perf_counter()
         samples = sample_points(task, width=width, temperatures=sample_temperatures, activation=traj.activation,
                                 prior_w=traj.prior_w, prior_v=traj.prior_v, replicas=sample_replicas,
-                                centroid_infinite_width=_infinite_width_centroid(next(iter(curves.values()))),
+                                centroid_infinite_width=infinite_width_centroid(next(iter(curves.values()))),
                                 progress=progress)
         seconds["sampling"] = time.perf_counter() - t0
     res = WidthResult(width, traj, curves, cmp, samples, seconds)

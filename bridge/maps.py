@@ -28,6 +28,11 @@ from typing import Any, Callable
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
+from gdeq.geometry import jackknife, mean_se
+
+from .identity import check_compatible
+from .identity import field_of as _get
+
 __all__ = [
     "OBSERVABLES",
     "TemperatureMap",
@@ -88,33 +93,13 @@ def mean_predictor_error(
             err = err - s2 / r
         return err
 
-    value = estimate(f)
-    if R < 3:
-        return value, np.full_like(value, np.nan)
-    loo = np.stack([estimate(np.delete(f, r, axis=1)) for r in range(R)], axis=1)  # (steps, R)
-    se = np.sqrt((R - 1) / R * ((loo - loo.mean(1, keepdims=True)) ** 2).sum(1))
-    return value, se
+    return jackknife(estimate, f, axis=1, min_replicas=3)
 
 
-def _replica_mean_se(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _over_replicas(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Replica mean ± s.e. of (steps, R[, ...]) values (a 1-d array is one replica)."""
     v = np.asarray(values, dtype=np.float64)
-    if v.ndim == 1:
-        v = v[:, None]
-    R = v.shape[1]
-    mean = v.mean(1)
-    se = v.std(1, ddof=1) / np.sqrt(R) if R > 1 else np.full_like(mean, np.nan)
-    return mean, se
-
-
-def _get(obj: Any, *names: str) -> Any:
-    for n in names:
-        if hasattr(obj, n):
-            value = getattr(obj, n)
-            if value is not None:
-                return value
-        if isinstance(obj, dict) and obj.get(n) is not None:
-            return obj[n]
-    return None
+    return mean_se(v[:, None] if v.ndim == 1 else v, axis=1)
 
 
 def run_observable(
@@ -143,20 +128,29 @@ def run_observable(
         values = _get(trajectory, "test_error")  # per-replica test MSE, (steps, R)
         if values is None:
             raise ValueError("observable: 'gibbs_test_error' needs trajectory.test_error")
-        return _replica_mean_se(values)
+        return _over_replicas(values)
     values = _get(trajectory, observable)
     if values is None:
         raise ValueError(f"observable: the run does not record {observable!r}")
-    return _replica_mean_se(values)
+    return _over_replicas(values)
 
 
 # ------------------------------------------------------------------------------------------------
 # theory side: monotone inversion in log T
 # ------------------------------------------------------------------------------------------------
-def _monotone_direction(values: np.ndarray, rtol: float = 1e-9) -> int:
-    """+1 if non-decreasing, -1 if non-increasing (within rtol of the range), 0 otherwise."""
+#: reversals of a theory observable smaller than this fraction of its range count as flat (rounding),
+#: both when deciding that it is monotone and when building the interpolant's strictly increasing abscissa
+MONOTONE_RTOL = 1e-9
+
+
+def _monotone_tolerance(values: np.ndarray) -> float:
+    return MONOTONE_RTOL * max(float(np.ptp(values)), np.finfo(float).tiny)
+
+
+def _monotone_direction(values: np.ndarray) -> int:
+    """+1 if non-decreasing, -1 if non-increasing (within ``MONOTONE_RTOL`` of the range), 0 otherwise."""
     d = np.diff(values)
-    tol = rtol * max(np.ptp(values), np.finfo(float).tiny)
+    tol = _monotone_tolerance(values)
     if np.all(d >= -tol):
         return 1
     if np.all(d <= tol):
@@ -203,9 +197,16 @@ def invert_monotone(
     if direction == 0:
         k = int(np.argmax(np.abs(np.diff(np.sign(np.diff(g)))) > 0)) + 1
         return None, f"the theory observable is not monotone in T (turns near T = {T[k]:.3g})"
-    # strictly increasing abscissa for the interpolant: sort by g, drop plateaus (keep one point)
+    # strictly increasing abscissa for the interpolant, with the same tolerance as the monotonicity
+    # test: a point is kept only if it exceeds the last kept one by more than it (plateaus and
+    # reversals within the tolerance keep their first point)
     gs, logT = (g, np.log(T)) if direction > 0 else (g[::-1], np.log(T)[::-1])
-    keep = np.concatenate([[True], np.diff(gs) > 1e-12 * max(np.ptp(gs), 1e-300)])
+    tol = _monotone_tolerance(g)
+    keep = np.zeros(len(gs), dtype=bool)
+    last = -np.inf
+    for i, value in enumerate(gs):
+        if value > last + tol:
+            keep[i], last = True, value
     gs, logT = gs[keep], logT[keep]
     if len(gs) < 2:
         return None, "the theory observable is constant over the temperature grid"
@@ -385,8 +386,6 @@ def effective_temperature(
     if observable not in OBSERVABLES:
         raise ValueError(f"observable: must be one of {list(OBSERVABLES)}, got {observable!r}")
     if check:
-        from .compare import check_compatible
-
         check_compatible(trajectory, curve)
     curve_field = OBSERVABLES[observable][0]
     g = _get(curve, curve_field)

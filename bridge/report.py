@@ -20,13 +20,12 @@ from __future__ import annotations
 import csv
 import json
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["write_report", "GEOMETRY_MEASURES"]
+__all__ = ["write_report", "write_csv", "run_settings", "GEOMETRY_MEASURES"]
 
 GEOMETRY_MEASURES = (
     "centroid_distance", "centroid_shift", "unit_centroid_distance", "class_radius_0", "class_radius_1",
@@ -73,6 +72,11 @@ def _plt():
     return plt
 
 
+def _run_label(res: Any) -> str:
+    """The run's optimizer for plot labels ("GD", "SGD", "ADAM", "LANGEVIN")."""
+    return str(getattr(res.trajectory, "optimizer", "run")).upper()
+
+
 def _level_colors(levels: Sequence[str]) -> dict[str, str]:
     palette = ["tab:gray", "tab:blue", "tab:green", "tab:purple", "tab:brown"]
     return {lv: palette[i % len(palette)] for i, lv in enumerate(levels)}
@@ -90,7 +94,7 @@ def _plot_vs_step(res: Any, path: Path) -> None:
     for ax, name in zip(axes.flat, names):
         m = cmp.measures[name]
         s = np.maximum(m.step, 0.5)  # step 0 on a log axis
-        ax.plot(s, m.run_mean, color="tab:red", lw=1.5, label="GD (mean ± s.e.)")
+        ax.plot(s, m.run_mean, color="tab:red", lw=1.5, label=f"{_run_label(res)} (mean ± s.e.)")
         ax.fill_between(s, m.run_mean - np.nan_to_num(m.run_se), m.run_mean + np.nan_to_num(m.run_se),
                         color="tab:red", alpha=0.25, lw=0)
         if np.isfinite(m.t_star):
@@ -108,6 +112,37 @@ def _plot_vs_step(res: Any, path: Path) -> None:
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     fig.suptitle(f"N1 = {res.width}: measures vs step (red), T_eff(t) dashed; dotted: t*", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _plot_three_way(res: Any, path: Path) -> None:
+    """GD (replica mean ± s.e.), the lazy NTK theory at the same steps, equilibrium at T_eff(t) per level."""
+    plt = _plt()
+    cmp = res.comparison
+    names = list(cmp.three_way)
+    colors = _level_colors(list(cmp.maps))
+    ncol = 3
+    nrow = max(1, int(np.ceil(len(names) / ncol)))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.0 * nrow), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        tw = cmp.three_way[name]
+        s = np.maximum(tw.step, 0.5)
+        ax.errorbar(s, tw.run, yerr=np.nan_to_num(tw.run_se), fmt="o", ms=2.5, color="tab:red", lw=0.6,
+                    label="GD (mean ± s.e.)")
+        ax.plot(s, tw.lazy, color="k", lw=1.4, label="lazy (NTK, N1 → ∞)")
+        for lv, v in tw.equilibrium.items():
+            ax.plot(s, v, color=colors[lv], lw=1.2, ls="--", label=f"equilibrium at T_eff(t) ({lv})")
+        ax.set_xscale("log")
+        ax.set_title(tw.observable, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+    if names:
+        axes.flat[0].legend(fontsize=6)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.suptitle(f"N1 = {res.width}: GD vs lazy theory vs equilibrium at T_eff(t)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -132,7 +167,7 @@ def _plot_vs_T(res: Any, path: Path, names: Sequence[str]) -> None:
             ok = tmap.ok
             if ok.any():
                 ax.errorbar(tmap.temperature[ok], m.run_mean[ok], yerr=np.nan_to_num(m.run_se[ok]), fmt="o", ms=2.5,
-                            color=colors[lv], mfc="white", alpha=0.8, lw=0.6, label=f"GD via T_eff ({lv})")
+                            color=colors[lv], mfc="white", alpha=0.8, lw=0.6, label=f"{_run_label(res)} via T_eff ({lv})")
         pts = [(p.temperature, *p.values[name]) for p in res.samples if name in p.values]
         if pts:
             T, mu, se = map(np.array, zip(*pts))
@@ -145,7 +180,7 @@ def _plot_vs_T(res: Any, path: Path, names: Sequence[str]) -> None:
         axes.flat[0].legend(fontsize=6)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
-    fig.suptitle(f"N1 = {res.width}: vs temperature — lines theory, circles GD at T_eff(t), squares sampling",
+    fig.suptitle(f"N1 = {res.width}: vs temperature — lines theory, circles {_run_label(res)} at T_eff(t), squares sampling",
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -168,7 +203,7 @@ def _plot_summary(results: Sequence[Any], path: Path, measure: str = "centroid_s
         tmap = cmp.maps[lv]
         ok = tmap.ok
         ax.errorbar(tmap.temperature[ok], m.run_mean[ok], yerr=np.nan_to_num(m.run_se[ok]), fmt="o", ms=3,
-                    color="tab:red", mfc="white", lw=0.6, label=f"GD at T_eff(t) ({lv})")
+                    color="tab:red", mfc="white", lw=0.6, label=f"{_run_label(res)} at T_eff(t) ({lv})")
         pts = [(p.temperature, *p.values[measure]) for p in res.samples if measure in p.values]
         if pts:
             T, mu, se = map(np.array, zip(*pts))
@@ -201,6 +236,13 @@ def _metrics_rows(res: Any) -> list[dict]:
             row[f"status[{lv}]"] = tmap.status[i]
         row["match_value"] = next(iter(cmp.maps.values())).run_value[i]
         row["match_value_se"] = next(iter(cmp.maps.values())).run_value_se[i]
+        for name, tw in cmp.three_way.items():
+            row[f"{name}_gd"], row[f"{name}_gd_se"], row[f"{name}_lazy"] = tw.run[i], tw.run_se[i], tw.lazy[i]
+            for lv, v in tw.equilibrium.items():
+                row[f"{name}_eq[{lv}]"] = v[i]
+        for lv, th in cmp.thermal.items():
+            row[f"thermal[{lv}]"] = th.status[i]
+            row[f"log_T_ratio[{lv}]"], row[f"log_T_ratio_se[{lv}]"] = th.log_ratio[i], th.log_ratio_se[i]
         for name, m in cmp.measures.items():
             row[name] = m.run_mean[i]
             row[f"{name}_se"] = m.run_se[i]
@@ -229,7 +271,16 @@ def _summary_rows(res: Any) -> list[dict]:
     return [dict(width=res.width, **row) for row in res.comparison.table()]
 
 
-def _write_csv(rows: list[dict], path: Path) -> None:
+def write_csv(rows: list[dict], path: Path) -> None:
+    """A CSV of flat dicts (columns: the union of their keys, in order of appearance); floats at full
+    precision (``repr``), lists and dicts JSON-encoded."""
+    from gdeq.gd_dynamics.trajectory import jsonable
+
+    def cell(v: Any) -> Any:
+        if isinstance(v, (float, np.floating)):
+            return repr(float(v))
+        return json.dumps(v, default=jsonable) if isinstance(v, (list, dict)) else v
+
     keys: list[str] = []
     for r in rows:
         keys += [k for k in r if k not in keys]
@@ -237,7 +288,7 @@ def _write_csv(rows: list[dict], path: Path) -> None:
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
         for r in rows:
-            w.writerow({k: (repr(float(v)) if isinstance(v, (float, np.floating)) else v) for k, v in r.items()})
+            w.writerow({k: cell(v) for k, v in r.items()})
 
 
 def _clean(o: Any) -> Any:
@@ -259,6 +310,36 @@ def _clean(o: Any) -> Any:
 # ------------------------------------------------------------------------------------------------
 # the report
 # ------------------------------------------------------------------------------------------------
+_OPTIMIZER_NAMES = dict(gd="full-batch GD", sgd="SGD", adam="Adam", langevin="Langevin dynamics")
+
+
+def run_settings(trajectory: Any) -> str:
+    """The run's real settings in words, read from the trajectory and the arguments it records."""
+    config = getattr(trajectory, "config", None) or {}
+    optimizer = str(getattr(trajectory, "optimizer", config.get("optimizer", "?")))
+    text = _OPTIMIZER_NAMES.get(optimizer, optimizer)
+    batch = config.get("batch_size")
+    if batch is not None:
+        text += f" (minibatch {batch})" if optimizer != "gd" else f" (batch {batch})"
+    temperature = getattr(trajectory, "temperature", None)
+    if temperature is not None:
+        text += f" at T = {_fmt(temperature, '.4g')}"
+    loss = config.get("loss", "mse")
+    reduction = config.get("reduction", "sum")
+    text += (" on ½Σ(y − f)²" if loss == "mse" else f" on the {loss} loss") + f" ({reduction} over samples)"
+    text += f", lr = {_fmt(getattr(trajectory, 'lr', float('nan')), '.4g')}"
+    text += f", λ0 = {_fmt(trajectory.prior_w, '.4g')}, λ1 = {_fmt(trajectory.prior_v, '.4g')}"
+    init = config.get("init", "prior")
+    text += ", from the prior (standard parameterisation)" if init == "prior" else f", {init} initialisation"
+    if config.get("bias"):
+        text += ", with biases"
+    if config.get("frozen_layers"):
+        text += f", frozen layers {list(config['frozen_layers'])}"
+    if config.get("dtype"):
+        text += f", {config['dtype']}"
+    return text
+
+
 def _width_json(res: Any) -> dict:
     cmp = res.comparison
     measures = {}
@@ -277,23 +358,59 @@ def _width_json(res: Any) -> dict:
         maps={lv: m.summary() for lv, m in cmp.maps.items()},
         measures=measures,
         consistency={lv: dict(vars(c), passed=c.passed) for lv, c in cmp.consistency.items()},
+        lazy=None if cmp.lazy is None else dict(stable=cmp.lazy.stable, notes=list(cmp.lazy.notes),
+                                                 ntk_max_eigenvalue=float(np.max(cmp.lazy.ntk_eigenvalues))),
+        three_way={name: dict(description=tw.description, within_3se=tw.agreement(), steps=len(tw.step))
+                   for name, tw in cmp.three_way.items()},
+        thermal={lv: th.summary() for lv, th in cmp.thermal.items()},
         samples=[dict(temperature=p.temperature, replicas=p.replicas, method=p.method, seconds=p.seconds,
                       values={k: dict(mean=v[0], se=v[1]) for k, v in p.values.items()}) for p in res.samples],
     )
 
 
+def _three_way_lines(res: Any) -> list[str]:
+    """Markdown for the lazy baseline (three-way table) and the two-thermometer verdict of one width."""
+    cmp = res.comparison
+    lines: list[str] = []
+    if cmp.three_way:
+        levels = list(cmp.maps)
+        lines += ["", "**GD vs lazy (NTK) theory vs equilibrium at T_eff(t)** — values at the last logged step; "
+                  "counts: logged steps where GD lies within 3 s.e. of each", "",
+                  "| observable | GD | lazy | " + " | ".join(f"eq. {lv}" for lv in levels) + " | within 3 s.e.: lazy | "
+                  + " | ".join(f"{lv}" for lv in levels) + " |", "|" + "---|" * (3 + 2 * len(levels))]
+        for name, tw in cmp.three_way.items():
+            agree = tw.agreement()
+            n = len(tw.step)
+            cells = [name, f"{_fmt(tw.run[-1], '.4g')} ± {_fmt(tw.run_se[-1], '.2g')}", _fmt(tw.lazy[-1], ".4g")]
+            cells += [_fmt(tw.equilibrium[lv][-1], ".4g") if lv in tw.equilibrium else "—" for lv in levels]
+            cells += [f"{agree['lazy']}/{n}"] + [f"{agree[lv]}/{n}" if lv in agree else "—" for lv in levels]
+            lines.append("| " + " | ".join(cells) + " |")
+        if cmp.lazy is not None and cmp.lazy.notes:
+            lines.append("")
+            lines.append("Lazy theory notes: " + "; ".join(cmp.lazy.notes) + ".")
+    for lv, th in cmp.thermal.items():
+        lines += ["", f"- {th.statement()[0].upper()}{th.statement()[1:]}."]
+    for note in cmp.metadata.get("notes", []):
+        lines += ["", f"- {note}"]
+    return lines
+
+
 def _markdown(results: Sequence[Any], config: dict, files: dict, seconds: float) -> str:
     lines = [f"# gdeq report: {config.get('name', '')}", ""]
     task = config.get("task", {})
+    meta = results[0].comparison.metadata if results else {}
+    rel_tol, n_se = meta.get("rel_tol", float("nan")), meta.get("n_se", float("nan"))
     lines += [
         f"Data: {task.get('dataset', '?')} classes {task.get('classes', '?')}, P = {task.get('n_train', '?')} "
-        f"(test {task.get('n_test', '?')}), source: {task.get('source', '?')}; activation {config.get('activation')}, "
-        f"λ0 = λ1 = 1; full-batch GD on ½Σ(y − f)² from the prior; theory levels: {', '.join(config.get('levels', []))}.",
+        f"(test {task.get('n_test', '?')}), source: {task.get('source', '?')}; activation {config.get('activation')}; "
+        f"theory levels: {', '.join(config.get('levels', []))}. Each width's run settings are stated in its section.",
         "",
         "T_eff(t) matches the training error of the replica-mean predictor (bias-corrected for the finite number of "
         "replicas) to the theory's (1/P)T²|A⁻¹y|², monotonically in log T; steps outside the theory's range are "
         "reported, not extrapolated. Turning points use the same rule on both sides: an interior extremum standing "
-        "out by more than 2 % of the curve's range (and 2 s.e. on the run side).",
+        f"out by more than {_fmt(100 * rel_tol)} % of the curve's range (and {_fmt(n_se)} s.e. on the run side); each "
+        "comes with its effect size (the excursion, and as a % of the value) and, on the run side, its significance "
+        "(the excursion in standard errors over replicas).",
         "",
         f"Total time: {seconds:.0f} s.",
         "",
@@ -305,6 +422,8 @@ def _markdown(results: Sequence[Any], config: dict, files: dict, seconds: float)
         P = res.trajectory.train_predictions.shape[2]
         lines += [f"## N1 = {res.width} (α = P/N1 = {P / res.width:.3g}), {res.trajectory.train_predictions.shape[1]} "
                   f"replicas, lr = {res.trajectory.lr:.3g}, {int(res.trajectory.step[-1])} steps", ""]
+        lines.append(f"Run: {run_settings(res.trajectory)}.")
+        lines.append("")
         lines.append("Timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in res.seconds.items()) + ".")
         lines.append("")
         for lv, m in cmp.maps.items():
@@ -315,10 +434,11 @@ def _markdown(results: Sequence[Any], config: dict, files: dict, seconds: float)
                          f"{_fmt(s['last_mapped_step'])}; " + ("; ".join(m.notes) if m.notes else "no flags") + ".")
         for lv, c in cmp.consistency.items():
             lines.append(f"- Langevin consistency ({lv}): {c.message}")
+        lines += _three_way_lines(res)
         lines += ["", "**Where each side is non-monotonic**", ""]
         for name, m in cmp.measures.items():
             lines.append(f"- {LABELS.get(name, name)} (`{name}`): {m.statement()}")
-        lines += ["", "| measure | GD shape | t* ± s.e. | replicas turning | "
+        lines += ["", "| measure | run shape | t* ± s.e. | replicas turning | "
                   + " | ".join(f"T_eff(t*) {lv} | theory {lv} | T* {lv}" for lv in cmp.maps) + " |"]
         lines.append("|" + "---|" * (4 + 3 * len(cmp.maps)))
         for row in cmp.table():
@@ -353,6 +473,14 @@ def _markdown(results: Sequence[Any], config: dict, files: dict, seconds: float)
         w = res.width
         lines += ["", f"![measures vs step]({files[f'step_{w}']})", "", f"![measures vs T]({files[f'T_{w}']})", "",
                   f"![weights]({files[f'weights_{w}']})", ""]
+        if f"lazy_{w}" in files:
+            lines += [f"![GD vs lazy vs equilibrium]({files[f'lazy_{w}']})", ""]
+    if any(res.comparison.thermal for res in results):
+        lines += ["## Is training thermal? (two thermometers)", ""]
+        for res in results:
+            for lv, th in res.comparison.thermal.items():
+                lines.append(f"- N1 = {res.width}: {th.statement()}.")
+        lines.append("")
     lines += ["## Files", "",
               "- `metrics.csv`: per width and logged step, replica means and s.e. of every measure, T_eff per level "
               "(with the interval from ± 1 s.e.) and the theory at T_eff;",
@@ -382,11 +510,14 @@ def write_report(out_dir: str | Path, results: Sequence[Any], *, config: dict | 
         _plot_vs_step(res, out / files[f"step_{w}"])
         _plot_vs_T(res, out / files[f"T_{w}"], GEOMETRY_MEASURES)
         _plot_vs_T(res, out / files[f"weights_{w}"], WEIGHT_MEASURES + ("mean_predictor_train_error",))
+        if res.comparison.three_way:
+            files[f"lazy_{w}"] = f"gd_lazy_equilibrium_N{w}.png"
+            _plot_three_way(res, out / files[f"lazy_{w}"])
     metrics = [r for res in results for r in _metrics_rows(res)]
-    _write_csv(metrics, out / "metrics.csv")
-    _write_csv([r for res in results for r in _curve_rows(res)], out / "curves.csv")
+    write_csv(metrics, out / "metrics.csv")
+    write_csv([r for res in results for r in _curve_rows(res)], out / "curves.csv")
     summary = [r for res in results for r in _summary_rows(res)]
-    _write_csv(summary, out / "summary.csv")
+    write_csv(summary, out / "summary.csv")
     files.update(metrics_csv="metrics.csv", curves_csv="curves.csv", summary_csv="summary.csv", json="metrics.json",
                  report="report.md")
     wandb_info = _log_wandb(out, results, config, files, summary, wandb_mode, wandb_project)
@@ -402,34 +533,21 @@ def write_report(out_dir: str | Path, results: Sequence[Any], *, config: dict | 
 
 def _log_wandb(out: Path, results: Sequence[Any], config: dict, files: dict, summary: list[dict], mode: str,
                project: str) -> dict:
-    """Log the tables and plots to a wandb run; offline by default, never raises."""
-    if mode == "disabled":
-        return dict(mode="disabled")
-    try:
+    """Log the tables and plots to a wandb run (gd_dynamics.wandb_setup: offline by default, never raises)."""
+    from gdeq.gd_dynamics.wandb_setup import log_to_wandb
+
+    def log(run) -> None:
         import wandb
-    except ImportError:
-        return dict(mode=mode, error="wandb not installed")
-    info: dict[str, Any] = dict(mode=mode)
-    for attempt in ([mode, "offline"] if mode == "online" else ["offline"]):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                run = wandb.init(project=project, name=config.get("name"), dir=str(out), mode=attempt,
-                                 config=_clean(config), reinit="create_new",
-                                 settings=wandb.Settings(silent=True, init_timeout=30))
-                cols = sorted({k for r in summary for k in r})
-                run.log({"summary": wandb.Table(columns=cols, data=[[_clean(r.get(k)) for k in cols] for r in summary])})
-                for key, name in files.items():
-                    if name.endswith(".png"):
-                        run.log({f"plots/{key}": wandb.Image(str(out / name))})
-                for res in results:
-                    for name, m in res.comparison.measures.items():
-                        run.summary[f"N{res.width}/{name}/t_star"] = _clean(m.t_star)
-                        for lv, v in m.T_eff_at_t_star.items():
-                            run.summary[f"N{res.width}/{name}/T_eff_t_star/{lv}"] = _clean(v)
-                info.update(mode=attempt, dir=str(Path(run.dir).resolve().parent), id=run.id)
-                run.finish()
-            return info
-        except Exception as err:  # never let wandb stop a report
-            info[f"error_{attempt}"] = f"{type(err).__name__}: {err}"
-    return info
+
+        cols = sorted({k for r in summary for k in r})
+        run.log({"summary": wandb.Table(columns=cols, data=[[_clean(r.get(k)) for k in cols] for r in summary])})
+        for key, name in files.items():
+            if name.endswith(".png"):
+                run.log({f"plots/{key}": wandb.Image(str(out / name))})
+        for res in results:
+            for name, m in res.comparison.measures.items():
+                run.summary[f"N{res.width}/{name}/t_star"] = _clean(m.t_star)
+                for lv, v in m.T_eff_at_t_star.items():
+                    run.summary[f"N{res.width}/{name}/T_eff_t_star/{lv}"] = _clean(v)
+
+    return log_to_wandb(mode, log, project=project, dir=out, name=config.get("name"), config=_clean(config))

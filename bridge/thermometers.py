@@ -49,9 +49,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from gdeq.geometry import activation as activation_fn
+from gdeq.geometry import activation_derivative, mean_se
+
 __all__ = [
     "ThermometerReading",
-    "activation_derivative",
     "fdt_monitor",
     "fluctuation_dissipation_temperature",
     "gradient_noise_temperature",
@@ -136,23 +138,6 @@ def gradient_noise_temperature(
     )
 
 
-def activation_derivative(name: str, h: torch.Tensor) -> torch.Tensor:
-    """σ'(h) for the activations of docs/conventions.md (erf, relu, tanh, identity)."""
-    if name == "erf":
-        return (2.0 / math.sqrt(math.pi)) * torch.exp(-h * h)
-    if name == "tanh":
-        return 1.0 - torch.tanh(h) ** 2
-    if name == "relu":
-        return (h > 0).to(h.dtype)
-    if name in ("identity", "linear"):
-        return torch.ones_like(h)
-    raise ValueError(f"activation: must be erf, relu, tanh or identity, got {name!r}")
-
-
-def _activation(name: str, h: torch.Tensor) -> torch.Tensor:
-    return {"erf": torch.erf, "tanh": torch.tanh, "relu": torch.relu}.get(name, lambda z: z)(h)
-
-
 def one_hidden_layer_gradient_moments(
     W: np.ndarray | torch.Tensor,
     v: np.ndarray | torch.Tensor,
@@ -173,6 +158,7 @@ def one_hidden_layer_gradient_moments(
         dict of arrays over replicas: ``mean_sq_norm`` (1/P)Σ|g_μ|², ``mean_grad_sq_norm`` |ḡ|²,
         and ``n_params``.
     """
+    sigma, sigma_prime = activation_fn(activation), activation_derivative(activation)  # unknown names raise
     W = torch.as_tensor(W, dtype=torch.float64)
     v = torch.as_tensor(v, dtype=torch.float64)
     x = torch.as_tensor(x, dtype=torch.float64)
@@ -182,8 +168,8 @@ def one_hidden_layer_gradient_moments(
     R, N1, N0 = W.shape
     P = x.shape[0]
     H = torch.einsum("rin,pn->rpi", W, x) / math.sqrt(N0)  # (R, P, N1)
-    Phi = _activation(activation, H)
-    dPhi = activation_derivative(activation, H)
+    Phi = sigma(H)
+    dPhi = sigma_prime(H)
     f = torch.einsum("rpi,ri->rp", Phi, v) / math.sqrt(N1)
     r = y[None] - f  # (R, P)
     x2 = (x * x).sum(1)  # (P,)
@@ -213,6 +199,7 @@ def potential_gradient_terms(
 
     Returns ``(theta_dot_grad (R,), grad_sq (R,), n_params)``.
     """
+    sigma = activation_fn(activation)  # an unknown name raises here, before any work
     W = torch.as_tensor(W, dtype=torch.float64).clone()
     v = torch.as_tensor(v, dtype=torch.float64).clone()
     x = torch.as_tensor(x, dtype=torch.float64)
@@ -223,7 +210,7 @@ def potential_gradient_terms(
     W.requires_grad_(True)
     v.requires_grad_(True)
     H = torch.einsum("rin,pn->rpi", W, x) / math.sqrt(N0)
-    f = torch.einsum("rpi,ri->rp", _activation(activation, H), v) / math.sqrt(N1)
+    f = torch.einsum("rpi,ri->rp", sigma(H), v) / math.sqrt(N1)
     V = 0.5 * ((y[None] - f) ** 2).sum(-1) + 0.5 * weight_decay_w * (W**2).sum((-1, -2)) + 0.5 * weight_decay_v * (
         v**2
     ).sum(-1)
@@ -260,14 +247,12 @@ def fluctuation_dissipation_temperature(
         a, b = a[:, None], b[:, None]
     S, R = a.shape
     per_sample = (a - 0.5 * lr * b) / n_params
+    per_replica = per_sample.mean(0)
     if R > 1:
-        per_replica = per_sample.mean(0)
-        se = per_replica.std(ddof=1) / math.sqrt(R)
-    else:
+        se = mean_se(per_replica)[1]
+    else:  # one chain: s.e. from consecutive batch means
         k = max(2, min(n_batches, S))
-        means = np.array([c.mean() for c in np.array_split(per_sample[:, 0], k)])
-        per_replica = per_sample.mean(0)
-        se = means.std(ddof=1) / math.sqrt(k)
+        se = mean_se(np.array([c.mean() for c in np.array_split(per_sample[:, 0], k)]))[1]
     return ThermometerReading(
         temperature=float(per_sample.mean()), se=float(se), naive=float(a.mean() / n_params),
         n_samples=S, replicas=R, per_replica=per_replica,

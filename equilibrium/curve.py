@@ -22,6 +22,8 @@ from .kernels import ACTIVATIONS, KernelBlocks, nngp_kernels
 from .levels import LevelContext, PosteriorKernels, available_levels
 from .posterior import MEASURES, Tilt, TiltedKernel, class_measures, class_measures_dense
 from .predictor import gp_predictor
+from .architectures import architecture_curve, is_other_architecture
+from .sampling import SamplerDiagnostics, SamplerSettings, sampled_curve_fields
 from .weights import tilted_weight_moments, weight_directions
 
 __all__ = ["TemperatureCurve", "temperature_curve"]
@@ -65,6 +67,14 @@ class TemperatureCurve:
 
     Metadata: ``width``, ``activation``, ``prior_w``, ``prior_v``, ``level``, ``data_fingerprint``
     (= geometry.data_fingerprint(x_train, y_train)), ``converged``/``n_minima`` of the saddle point.
+    ``mean_kernel_approximations``: the measures this curve computes from the mean kernel ⟨K_W⟩
+    although they are non-linear in K_W (the unit-sphere measures of the theory levels; empty for
+    ``level="sampled"``, which evaluates every measure on each posterior sample).
+
+    Sampled level (``level="sampled"``, equilibrium.sampling): every value is a posterior average
+    over samples; ``standard_errors[name]`` (same shape; ``sem(name)``) its standard error,
+    ``diagnostics`` one :class:`~equilibrium.sampling.SamplerDiagnostics` per temperature (R̂, ESS,
+    acceptance, burn-in) and ``converged`` whether those diagnostics passed (``n_minima`` is 0).
     """
 
     temperature: np.ndarray
@@ -102,6 +112,24 @@ class TemperatureCurve:
     test_prediction_variance: np.ndarray | None = None
     in_regime: np.ndarray | None = None
     regime_reason: tuple[str, ...] = ()
+    # deep FC / CNN (equilibrium/architectures.py): the fields above describe the last hidden
+    # layer; per-layer (per-patch) arrays live in layer_fields, e.g. layer_fields["Q"] (nT, L)
+    architecture: str = "fc"
+    layer_fields: dict[str, np.ndarray] = field(default_factory=dict)
+    standard_errors: dict[str, np.ndarray] = field(default_factory=dict)
+    diagnostics: tuple[SamplerDiagnostics, ...] = ()
+    mean_kernel_approximations: tuple[str, ...] = ("unit_centroid_distance", "unit_class_radius")
+
+    def sem(self, name: str) -> np.ndarray:
+        """Standard error of a field (``test_<measure>`` for the test geometry): sampling error of the
+        sampled level; zeros for the theory levels (deterministic numbers, not error-free ones)."""
+        if name in self.standard_errors:
+            return self.standard_errors[name]
+        value = self.test_geometry[name[5:]] if name.startswith("test_") and name[5:] in self.test_geometry \
+            else getattr(self, name)
+        if self.level == "sampled":
+            raise KeyError(f"{name}: the sampled level has no standard error for it")
+        return np.zeros_like(np.asarray(value, dtype=np.float64))
 
     def shift(self, name: str) -> np.ndarray:
         """Scaled finite-width shift N1·(value − infinite-width value) of a geometry measure
@@ -146,9 +174,9 @@ def _validate(x_train, y_train, temperatures, width, activation, prior_w, prior_
             raise ValueError(f"{name}: must be {'≥ 1' if name == 'width' else '> 0'}, got {v}")
     if not (callable(activation) or activation in ACTIVATIONS):
         raise ValueError(f"activation: must be one of {ACTIVATIONS} or a callable, got {activation!r}")
-    levels = available_levels()
+    levels = (*available_levels(), "sampled")
     if level not in levels:
-        raise ValueError(f"level: must be one of {tuple(levels)}, got {level!r}")
+        raise ValueError(f"level: must be one of {levels}, got {level!r}")
     X = _array(x_train, "x_train")
     if X.ndim != 2 or X.shape[0] < 2:
         raise ValueError(f"x_train: must have shape (P, N0) with P ≥ 2, got {X.shape}")
@@ -203,8 +231,16 @@ def temperature_curve(
     y_test=None,
     level: str = "gaussian",
     device: str | torch.device | None = None,
+    architecture: str = "fc",
+    patch_size: int | None = None,
+    image_shape: tuple[int, int, int] | None = None,
+    sampler: SamplerSettings | None = None,
 ) -> TemperatureCurve:
     """Posterior observables of a one-hidden-layer network of width N1 = ``width`` over temperatures.
+
+    ``width=[N1, ..., NL]`` (L ≥ 2) gives the deep FC network and ``architecture="cnn"`` with
+    ``width=Nc``, ``patch_size=m``, ``image_shape=(C, H, W)`` the one-hidden-layer CNN (see
+    equilibrium/architectures.py and docs/architectures.md); an int width stays this theory.
 
     Inputs are validated first (one ValueError naming the parameter). Then: NNGP kernel blocks
     (``equilibrium.kernels``), one eigendecomposition of K_c (``equilibrium.action.factorise``),
@@ -215,9 +251,27 @@ def temperature_curve(
     Cost after the eigendecomposition: O(P) per temperature for the saddle point and training
     error, O(P·P_test) for the test predictor, O(P²) per temperature for the diagonal-dependent
     geometry (radii, unit sphere) of the spectral levels.
+
+    ``level="sampled"``: the exact posterior sampled at every temperature (equilibrium.sampling, with
+    ``sampler`` settings; default: adaptive length until R̂ < 1.01 and ESS ≥ 200), every value with a
+    standard error (``curve.sem(name)``) and per-temperature diagnostics (``curve.diagnostics``).
     """
+    if is_other_architecture(width, architecture):
+        return architecture_curve(TemperatureCurve, x_train, y_train, temperatures, width=width,
+                                  architecture=architecture, patch_size=patch_size, image_shape=image_shape,
+                                  activation=activation, prior_w=prior_w, prior_v=prior_v, x_test=x_test,
+                                  y_test=y_test, level=level, device=device)
+    if patch_size is not None or image_shape is not None:
+        raise ValueError("patch_size/image_shape: only for architecture='cnn'")
+    if np.ndim(width) == 1 and len(width) == 1:  # [N1]: one hidden layer
+        width = width[0]
     T, X, Y, Xt, Yt, D = _validate(x_train, y_train, temperatures, width, activation, prior_w, prior_v,
                                    x_test, y_test, level)
+    if sampler is not None and not isinstance(sampler, SamplerSettings):
+        raise ValueError(f"sampler: must be an equilibrium.SamplerSettings or None, got {type(sampler).__name__}")
+    if level == "sampled":
+        return _sampled_curve(T, X, Y, Xt, Yt, D, width=width, activation=activation, prior_w=prior_w,
+                              prior_v=prior_v, sampler=sampler, device=device)
     lev = available_levels()[level]
     dev = torch.device(device) if device is not None else torch.device("cpu")
     Xd = torch.as_tensor(X, device=dev)
@@ -296,3 +350,42 @@ def _regime(post: PosteriorKernels, T, Q, sp, n_train: int, width: float, prior_
     checks = [rank_bound(gaussian_sigma_trace(T, Q, sp.kappa, prior_v=prior_v, width=width), n_train, width),
               width_check(width, len(T))]
     return regime_flags(np.full(len(T), np.inf), np.ones(len(T), bool), extra=checks)
+
+
+def _sampled_curve(T, X, Y, Xt, Yt, D, *, width, activation, prior_w, prior_v, sampler, device) -> TemperatureCurve:
+    """The sampled level: posterior averages per sample (equilibrium.sampling) in a TemperatureCurve."""
+    if isinstance(width, float) and not float(width).is_integer():
+        raise ValueError(f"width: the sampled level needs an integer width, got {width}")
+    if not isinstance(activation, str):
+        raise ValueError("activation: the sampled level needs an activation name, not a callable")
+    if sampler is None:
+        sampler = SamplerSettings(device=None if device is None else str(device))
+    if Yt is None:
+        Xt = None
+    values, errors, diags = sampled_curve_fields(X, Y, T, width=int(width), activation=activation, prior_w=prior_w,
+                                                 prior_v=prior_v, x_test=Xt, y_test=Yt, settings=sampler)
+    kb = nngp_kernels(torch.as_tensor(X), None if Xt is None else torch.as_tensor(Xt), activation=activation,
+                      prior_w=prior_w)
+    reference = {k: v[0] for k, v in _reference(kb.train, Y).items()}
+    test_geo = {k[5:]: v for k, v in values.items() if k.startswith("test_") and k[5:] in MEASURES}
+    if test_geo:
+        reference.update({f"test_{k}": v[0] for k, v in _reference(kb.test, Yt).items()})
+    nT = len(T)
+    nan = np.full(nT, np.nan)
+    values["centroid_shift"] = float(width) * (values["centroid_distance"] - reference["centroid_distance"])
+    errors["centroid_shift"] = float(width) * errors["centroid_distance"]
+    return TemperatureCurve(
+        temperature=T, Q=values["Q"], train_error=values["train_error"], train_variance=values["train_variance"],
+        test_error=values.get("test_error", nan), test_bias2=values.get("test_bias2", nan),
+        test_variance=values.get("test_variance", nan), readout_second_moment=values["readout_second_moment"],
+        centroid_shift=values["centroid_shift"], **{k: values[k] for k in MEASURES},
+        weight_moments=values["weight_moments"], weight_label_moment=values["weight_label_moment"],
+        weight_directions=weight_directions(torch.as_tensor(X)),
+        converged=np.array([d.converged for d in diags]), n_minima=np.zeros(nT, np.int64),
+        width=float(width), activation=activation, prior_w=float(prior_w), prior_v=float(prior_v), level="sampled",
+        data_fingerprint=geometry.data_fingerprint(X, Y), n_outputs=D, test_geometry=test_geo, reference=reference,
+        test_prediction=values.get("test_prediction"), test_prediction_variance=values.get("test_prediction_variance"),
+        standard_errors=errors, diagnostics=diags, mean_kernel_approximations=(),
+        in_regime=np.array([bool(d.converged) for d in diags]),
+        regime_reason=tuple("" if d.converged else "sampler diagnostics did not pass" for d in diags),
+    )

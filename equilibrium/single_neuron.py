@@ -18,7 +18,7 @@ moments (1/N1)Σ⟨(e·w)(e'·w)⟩ along the data's principal directions and al
 
 Two choices of the fields (m, Σ), see :func:`single_neuron_curve`: from the Q* saddle point
 (``self_consistent=False``), or iterated to self-consistency with (★) itself (default). Measured
-against ``gd_dynamics.langevin`` (docs/validation.md): at T ≥ 0.3 both are within a few % of sampling;
+against ``equilibrium.sampling`` (docs/validation.md): at T ≥ 0.3 both are within a few % of sampling;
 at T ≤ 0.1 and α = P/N1 ≳ 1 the saddle fields OVER-estimate the centroid shift (+10–30 %, and the
 estimate becomes heavy-tailed), the self-consistent fields UNDER-estimate it (−10 to −15 % at
 T = 0.1–0.03, α = 2) while the closed-form ``gaussian`` level is at −30 %.

@@ -1,9 +1,8 @@
 """gd_dynamics: data, models and Lightning training (GD, SGD, Adam, Langevin) with geometry logging."""
 
 from .data import DATASETS, Preprocessing, Task, load_task, parity_groups
-from .langevin import PosteriorSample, sample_posterior
 from .run import drop_train_points, train
 from .trajectory import Trajectory
 
-__all__ = ["DATASETS", "PosteriorSample", "Preprocessing", "Task", "Trajectory", "drop_train_points", "load_task",
-           "parity_groups", "sample_posterior", "train"]
+__all__ = ["DATASETS", "Preprocessing", "Task", "Trajectory", "drop_train_points", "load_task", "parity_groups",
+           "train"]

@@ -1,8 +1,10 @@
 """Measurement callbacks: hidden-layer geometry at log-spaced steps, and a finite-loss guard.
 
 Every measure is kept per replica (numpy arrays of shape (R,)) in :class:`GeometryLogger`'s records
-(which a checkpoint carries, so a resumed run continues the same trajectory) and sent to the
-loggers as mean and standard error over replicas (plus per-replica values for small R).
+(which a checkpoint carries, so a resumed run continues the same trajectory) and reaches the
+loggers through Lightning (``log_dict`` with the measurement's own step) as mean and standard error
+over replicas (plus per-replica values for small R). The Gram-based class measures are the
+torchmetrics ``Metric`` :class:`ReplicaClassGeometry`.
 The class-manifold measures come from the shared :mod:`geometry` module, applied to the hidden
 Gram ``K_W = Φ Φᵀ / N_l`` of every hidden layer on fixed probe sets.
 """
@@ -15,11 +17,14 @@ from typing import Sequence
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from torchmetrics import Metric
 from torchmetrics.functional.clustering import calinski_harabasz_score, davies_bouldin_score
+from torchmetrics.utilities import dim_zero_cat
 
 from gdeq import geometry
 
-__all__ = ["log_schedule", "GeometryLogger", "FiniteCheck", "DivergenceError", "knn_class_purity"]
+__all__ = ["log_schedule", "GeometryLogger", "FiniteCheck", "DivergenceError", "knn_class_purity",
+           "ReplicaClassGeometry"]
 
 
 def log_schedule(steps: int, points: int = 100, kind: str = "log") -> np.ndarray:
@@ -50,6 +55,49 @@ def knn_class_purity(gram: torch.Tensor, labels: torch.Tensor, k: int = 10) -> t
     return (labels[nn_idx] == labels[None, :, None]).double().mean((-1, -2))
 
 
+class ReplicaClassGeometry(Metric):
+    """Class-manifold measures of hidden features with a replica axis, as a torchmetrics ``Metric``.
+
+    ``update(features, labels, targets)``: features (R, p, N) of p points (more points may follow in
+    further calls), their class ids (p,) and targets (p[, D]). State: the features (kept (p, R, N),
+    concatenated over the point axis), labels and targets. ``compute()`` -> {name: (R,) tensor}: every
+    measure of ``geometry.class_geometry(K_W, labels, targets)`` with K_W = Φ Φᵀ / N (docs/conventions.md §4),
+    the k-NN class purity and, with ``clustering_indices``, the Calinski–Harabasz and Davies–Bouldin
+    indices; replicas are processed ``replica_chunk`` at a time (memory chunk·p² floats).
+    """
+
+    full_state_update = False
+    is_differentiable = False
+
+    def __init__(self, knn: int = 10, clustering_indices: bool = True, replica_chunk: int = 8) -> None:
+        super().__init__()
+        self.knn, self.clustering_indices, self.replica_chunk = knn, clustering_indices, replica_chunk
+        self.add_state("features", default=[], dist_reduce_fx="cat")
+        self.add_state("labels", default=[], dist_reduce_fx="cat")
+        self.add_state("targets", default=[], dist_reduce_fx="cat")
+
+    def update(self, features: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> None:
+        self.features.append(features.transpose(0, 1))  # (p, R, N): the point axis first, for "cat"
+        self.labels.append(torch.as_tensor(labels, device=features.device))
+        self.targets.append(targets)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        phi = dim_zero_cat(self.features).transpose(0, 1).double()  # (R, p, N)
+        lab_t, targets = dim_zero_cat(self.labels), dim_zero_cat(self.targets)
+        labels = lab_t.cpu().numpy()
+        chunks: list[dict[str, torch.Tensor]] = []
+        for r0 in range(0, phi.shape[0], self.replica_chunk):
+            F = phi[r0 : r0 + self.replica_chunk]
+            G = geometry.feature_gram(F)
+            part = dict(geometry.class_geometry(G, labels, targets).scalars())
+            part["knn_purity"] = knn_class_purity(G, lab_t, self.knn)
+            if self.clustering_indices:
+                part["calinski_harabasz"] = torch.stack([calinski_harabasz_score(f, lab_t) for f in F])
+                part["davies_bouldin"] = torch.stack([davies_bouldin_score(f, lab_t) for f in F])
+            chunks.append(part)
+        return {k: torch.cat([torch.as_tensor(c[k]).reshape(-1) for c in chunks]) for k in chunks[0]}
+
+
 class DivergenceError(FloatingPointError):
     """The loss or the weights stopped being finite."""
 
@@ -62,7 +110,7 @@ class FiniteCheck(pl.Callback):
     """
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        loss = pl_module.last_loss
+        loss = outputs["per_replica"] if isinstance(outputs, dict) else None  # GDModule.training_step's
         finite_params = all(torch.isfinite(p).all() for p in pl_module.parameters())
         if loss is not None and torch.isfinite(loss).all() and finite_params:
             return
@@ -74,13 +122,6 @@ class FiniteCheck(pl.Callback):
             f"lr={pl_module.lr} is most likely too large for this width, data scale and loss reduction "
             f"(sum over P={pl_module.n_train} samples); lower it. Last good checkpoint: {ckpt}"
         )
-
-
-def _mean_sem(values: np.ndarray) -> tuple[float, float]:
-    values = np.asarray(values, dtype=np.float64)
-    if values.size < 2:
-        return float(values.mean()), float("nan")
-    return float(values.mean()), float(values.std(ddof=1) / np.sqrt(values.size))
 
 
 class GeometryLogger(pl.Callback):
@@ -95,7 +136,7 @@ class GeometryLogger(pl.Callback):
     Davies–Bouldin indices (torchmetrics), k-NN class purity; plus per layer the weight
     displacement |W_t − W_0|/|W_0|, the readout second moment ⟨v²⟩ and the first-layer weight moment
     along the labels, ``weight_moment_label`` = yᵀΩy / yᵀCy with Ω = (1/N1) Σ_i h_i h_iᵀ,
-    h_i = X w_i/√N0, C = XXᵀ/(N0 λ0) on the train probe (1 in the prior; as gd_dynamics.langevin),
+    h_i = X w_i/√N0, C = XXᵀ/(N0 λ0) on the train probe (1 in the prior; as equilibrium.sampling),
     and ``weight_moment_trace`` = tr Ω / tr C.
 
     Args:
@@ -119,23 +160,28 @@ class GeometryLogger(pl.Callback):
         self.schedule = np.asarray(sorted(set(int(s) for s in schedule)))
         self._todo = set(self.schedule.tolist())
         self.knn, self.replica_chunk, self.per_replica_keys = knn, replica_chunk, per_replica_keys
+        self._metric = ReplicaClassGeometry(knn, clustering_indices, replica_chunk)
         self.records: list[dict[str, np.ndarray]] = []
         self.predictions: dict[str, list[np.ndarray]] = {"train": [], "test": []}
         self.init_values: dict[str, np.ndarray] = {}
         self.init_weights: dict[str, torch.Tensor] = {}
         self.seconds = 0.0
+        self._pending: dict[str, float] | None = None  # the latest measurement, not yet handed to Lightning
 
     # --- state for checkpoints (resume continues the same trajectory) ----------------------------------
     def state_dict(self) -> dict:
         return dict(records=self.records, predictions=self.predictions, init_values=self.init_values,
-                    init_weights={k: v.cpu() for k, v in self.init_weights.items()}, seconds=self.seconds)
+                    init_weights={k: v.cpu() for k, v in self.init_weights.items()}, seconds=self.seconds,
+                    pending=self._pending)
 
     def load_state_dict(self, state: dict) -> None:
         self.records, self.predictions = state["records"], state["predictions"]
         self.init_values, self.init_weights, self.seconds = state["init_values"], state["init_weights"], state["seconds"]
+        self._pending = state.get("pending")
 
     # --- hooks --------------------------------------------------------------------------------------------
     def on_train_start(self, trainer, pl_module) -> None:
+        trainer.datamodule.to(pl_module.device)  # the measurement sets live where the Trainer put the model
         self.init_weights = {k: v.to(pl_module.device) for k, v in self.init_weights.items()}
         if trainer.global_step == 0 and not self.init_weights:
             self.init_weights = {n: p.detach().clone() for n, p in pl_module.model.named_parameters()}
@@ -145,6 +191,24 @@ class GeometryLogger(pl.Callback):
         step = trainer.global_step
         if step in self._todo and (not self.records or self.records[-1]["step"] < step):
             self._measure(trainer, pl_module, step)
+
+    # --- logging through Lightning ---------------------------------------------------------------------
+    # A run has steps + 1 measurable states (0..steps) but Lightning flushes logged values once per batch,
+    # so a measurement is logged (``pl_module.log_dict``, with its own "step") at the start of the next
+    # batch, and the last one at the end of the epoch: at most one measurement per flush.
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._log_pending(pl_module, on_epoch=False)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._log_pending(pl_module, on_epoch=True)
+
+    def _log_pending(self, pl_module, on_epoch: bool) -> None:
+        if self._pending is not None:
+            metrics, self._pending = self._pending, None
+            # float64 tensors: Lightning would turn Python floats into float32
+            metrics = {k: torch.tensor(v, dtype=torch.float64, device=pl_module.device) for k, v in metrics.items()}
+            pl_module.log_dict(metrics, on_step=not on_epoch, on_epoch=on_epoch, logger=True, prog_bar=False,
+                               batch_size=1)
 
     # --- measurement --------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -194,20 +258,12 @@ class GeometryLogger(pl.Callback):
 
     def _layer_geometry(self, prefix: str, phi: torch.Tensor, labels: np.ndarray, targets: torch.Tensor,
                         step: int) -> dict[str, np.ndarray]:
-        phi = phi.double()
         N = phi.shape[-1]
-        chunks: list[dict[str, np.ndarray]] = []
-        lab_t = torch.as_tensor(labels, device=phi.device)
-        for r0 in range(0, phi.shape[0], self.replica_chunk):
-            F = phi[r0 : r0 + self.replica_chunk]
-            G = geometry.feature_gram(F)
-            part = {k: np.asarray(v.cpu()) for k, v in geometry.class_geometry(G, labels, targets).scalars().items()}
-            part["knn_purity"] = knn_class_purity(G, lab_t, self.knn).cpu().numpy()
-            if self.clustering_indices:
-                part["calinski_harabasz"] = np.array([calinski_harabasz_score(f, lab_t).item() for f in F])
-                part["davies_bouldin"] = np.array([davies_bouldin_score(f, lab_t).item() for f in F])
-            chunks.append(part)
-        out = {f"{prefix}/{k}": np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+        metric = self._metric.to(phi.device)
+        metric.update(phi, torch.as_tensor(labels, device=phi.device), targets)
+        # torchmetrics squeezes a one-replica result to a scalar: keep the replica axis
+        out = {f"{prefix}/{k}": v.reshape(-1).cpu().numpy() for k, v in metric.compute().items()}
+        metric.reset()
         for name in ("centroid_distance", "unit_centroid_distance"):
             key = f"{prefix}/{name}"
             if step == 0:
@@ -246,7 +302,7 @@ class GeometryLogger(pl.Callback):
         rec["weights/readout_second_moment"] = (readout**2).reshape(readout.shape[0], -1).mean(-1).cpu().numpy()
         if hasattr(model, "preactivations"):
             # Ω = (1/N1) Σ_i h_i h_iᵀ, h_i = X w_i/√N0, projected on the labels relative to the prior
-            # C = XXᵀ/(N0 λ0): aᵀΩa / aᵀCa per label column a — the definition of gd_dynamics.langevin
+            # C = XXᵀ/(N0 λ0): aᵀΩa / aᵀCa per label column a — the definition of equilibrium.sampling
             probe = torch.as_tensor(dm.probe_train, device=dm.x_train.device)
             X = dm.x_train[probe]
             h = model.preactivations(X)  # (R, p, N1)
@@ -262,17 +318,15 @@ class GeometryLogger(pl.Callback):
         return rec
 
     def _send(self, trainer, rec: dict[str, np.ndarray], step: int, R: int) -> None:
-        metrics: dict[str, float] = {}
+        """Queue the measurement for Lightning's loggers: mean and s.e. over replicas (and per replica for
+        small R), at its own step (Lightning uses a logged "step" as the x-axis)."""
+        metrics: dict[str, float] = {"step": float(step)}
         for k, v in rec.items():
             if k == "step":
                 continue
-            m, s = _mean_sem(v)
-            metrics[f"{k}/mean"], metrics[f"{k}/sem"] = m, s
+            m, s = geometry.mean_se(v)
+            metrics[f"{k}/mean"], metrics[f"{k}/sem"] = float(m), float(s)
             if R <= self.per_replica_keys:
                 for r in range(R):
                     metrics[f"{k}/r{r}"] = float(v[r])
-        for logger in trainer.loggers:
-            try:
-                logger.log_metrics(metrics, step=step)
-            except Exception as err:  # a logger (e.g. wandb) failing must not stop the run
-                print(f"gd_dynamics: logger {type(logger).__name__} failed at step {step}: {err}")
+        self._pending = metrics

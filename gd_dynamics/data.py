@@ -1,15 +1,18 @@
 """Real-data layer: MNIST, Fashion-MNIST, CIFAR-10 and a synthetic teacher, as binary (±1),
 grouped (±1) or k-class (one-hot) tasks, with switchable, recorded preprocessing.
 
-Sources are tried in this order, and the first one that has the requested examples wins:
+Sources:
 
-1. an explicit data dir (``data_dir=`` or ``$GDEQ_DATA_DIR``) holding ``.npz`` archives with keys
-   ``images`` and ``labels`` (e.g. ``mnist_train.npz``, ``mnist_test.npz``, ``cifar10_*.npz``) or
-   torchvision's on-disk layout;
-2. torchvision's datasets under ``$GDEQ_TORCHVISION_ROOT`` (default ``~/.cache/gdeq/torchvision``),
-   downloaded when online (set ``GDEQ_OFFLINE=1`` to skip the download attempt);
-3. the embedded default: a real MNIST subset shipped with gdeq (the first 8,192 training and the
-   first 5,000 test images of the official sets; provenance in ``data_files/PROVENANCE.md``).
+- an explicit data dir (``data_dir=`` or ``$GDEQ_DATA_DIR``) holding ``.npz`` archives with keys
+  ``images`` and ``labels`` (e.g. ``mnist_train.npz``, ``mnist_test.npz``, ``cifar10_*.npz``) or
+  torchvision's on-disk layout. When a data dir is given it is the ONLY source: a directory that
+  does not exist, lacks the dataset or has too few examples is an error naming it (never a silent
+  fallback to other data), and an archive that cannot be read is reported as corrupt, by name.
+- With no data dir, the first of these that has the requested examples wins: torchvision's
+  datasets under ``$GDEQ_TORCHVISION_ROOT`` (default ``~/.cache/gdeq/torchvision``), downloaded
+  when online (set ``GDEQ_OFFLINE=1`` to skip the download attempt); then the embedded default, a
+  real MNIST subset shipped with gdeq (the first 8,192 training and the first 5,000 test images of
+  the official sets; provenance in ``data_files/PROVENANCE.md``).
 
 Conventions follow docs/conventions.md §1: after preprocessing each input is a row of ``x`` (float64) and,
 by default, centred with the training mean and normalised to ``|x|² = N0``.
@@ -149,16 +152,22 @@ def _load_embedded(split: str) -> _Raw:
 
 
 def _load_npz_dir(dataset: str, split: str, data_dir: Path) -> list[_Raw]:
+    """Every candidate archive present in ``data_dir``; an unreadable one is a ValueError naming it."""
     found = []
     for name in _NPZ_CANDIDATES.get((dataset, split), ()):
         path = data_dir / name
         if path.is_file():
-            with np.load(path) as data:
-                found.append(_Raw(data["images"], data["labels"].astype(np.int64), str(path)))
+            try:
+                with np.load(path) as data:
+                    found.append(_Raw(np.asarray(data["images"]), data["labels"].astype(np.int64), str(path)))
+            except Exception as err:  # a present file that cannot be read is corrupt, not missing
+                raise ValueError(f"data_dir: {path} is corrupt or not an npz archive with keys 'images' and "
+                                 f"'labels' ({type(err).__name__}: {err})") from None
     return found
 
 
-def _load_torchvision(dataset: str, split: str, root: Path, download: bool) -> _Raw | None:
+def _load_torchvision(dataset: str, split: str, root: Path, download: bool, why: list[str] | None = None) -> _Raw | None:
+    """torchvision's copy under ``root`` (None if absent; the reason is appended to ``why``)."""
     try:
         from torchvision import datasets as tv
     except ImportError:  # pragma: no cover - torchvision is a dependency
@@ -166,7 +175,9 @@ def _load_torchvision(dataset: str, split: str, root: Path, download: bool) -> _
     cls = {"mnist": tv.MNIST, "fashion-mnist": tv.FashionMNIST, "cifar10": tv.CIFAR10}[dataset]
     try:
         ds = cls(root=str(root), train=(split == "train"), download=download)
-    except Exception:  # missing files, or no network for the download
+    except Exception as err:  # missing files, or no network for the download
+        if why is not None:
+            why.append(f"torchvision {cls.__name__} at {root}: {err}")
         return None
     images = ds.data.numpy() if hasattr(ds.data, "numpy") else np.asarray(ds.data)
     labels = np.asarray(ds.targets, dtype=np.int64)
@@ -249,14 +260,11 @@ def _resolve(dataset, split, groups, n, per_class, selection, seed, data_dir, te
             raise ValueError(f"n_{split}: the teacher produced too few examples ({idx})")
         return raw, idx
 
-    tried: list[str] = []
-    candidates: list = []
     data_dir = data_dir or os.environ.get("GDEQ_DATA_DIR")
     if data_dir:
-        d = Path(data_dir).expanduser()
-        candidates += _load_npz_dir(dataset, split, d)
-        candidates.append(lambda d=d: _load_torchvision(dataset, split, d, download=False))
-        tried.append(f"data dir {d} (npz files {list(_NPZ_CANDIDATES[(dataset, split)])} or torchvision layout)")
+        return _from_data_dir(dataset, split, groups, n, per_class, selection, rng, Path(data_dir).expanduser())
+    tried: list[str] = []
+    candidates: list = []
     root = Path(os.environ.get("GDEQ_TORCHVISION_ROOT", "~/.cache/gdeq/torchvision")).expanduser()
     download = os.environ.get("GDEQ_OFFLINE", "0") in ("", "0")
     candidates.append(lambda: _load_torchvision(dataset, split, root, download=download))
@@ -267,7 +275,7 @@ def _resolve(dataset, split, groups, n, per_class, selection, seed, data_dir, te
 
     shortages = []
     for cand in candidates:
-        raw = cand() if callable(cand) else cand
+        raw = cand()
         if raw is None:
             continue
         idx = _select(raw, groups, n, per_class, selection, rng)
@@ -280,6 +288,26 @@ def _resolve(dataset, split, groups, n, per_class, selection, seed, data_dir, te
         f"Put {_NPZ_CANDIDATES[(dataset, split)][0]} (keys 'images', 'labels') in a directory and pass "
         "data_dir= / --data_dir or set GDEQ_DATA_DIR, or go online so torchvision can download it."
     )
+
+
+def _from_data_dir(dataset, split, groups, n, per_class, selection, rng, d: Path) -> tuple[_Raw, np.ndarray]:
+    """The explicit data dir is the only source: missing, lacking or short is an error naming it."""
+    if not d.is_dir():
+        raise ValueError(f"data_dir: {d} does not exist (or is not a directory); pass a directory holding "
+                         f"{_NPZ_CANDIDATES[(dataset, split)][0]} or torchvision's layout, or no data_dir")
+    why: list[str] = []
+    sources = _load_npz_dir(dataset, split, d) or [_load_torchvision(dataset, split, d, download=False, why=why)]
+    sources = [s for s in sources if s is not None]
+    if not sources:
+        raise ValueError(f"data_dir: {d} has no {dataset} {split} data: none of {list(_NPZ_CANDIDATES[(dataset, split)])} "
+                         f"and no torchvision layout ({'; '.join(why) or 'not found'})")
+    shortages = []
+    for raw in sources:
+        idx = _select(raw, groups, n, per_class, selection, rng)
+        if not isinstance(idx, str):
+            return raw, idx
+        shortages.append(idx)
+    raise ValueError(f"n_{split}: not enough {dataset} {split} examples in data_dir {d} ({'; '.join(shortages)})")
 
 
 def _to_features(images: np.ndarray, prep: Preprocessing, is_pixels: bool) -> np.ndarray:

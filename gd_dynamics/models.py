@@ -10,8 +10,9 @@ The one-hidden-layer case is exactly f(x) = Σ_i v_i σ(w_i·x/√N0)/√N1. ``i
 U(−1/√fan_in, 1/√fan_in)): what arXiv 2303.05161 trains, kept for its reproduction.
 
 Replica ``r`` is initialised from its own ``torch.Generator`` seeded with ``seeds[r]``, so a batch
-of replicas equals separate one-replica runs with the same seeds. All replicas see the same inputs;
-forward passes are batched matmuls (``einsum`` over the replica axis), not loops.
+of replicas equals separate one-replica runs with the same seeds. Inputs are shared (P, N0) or per
+replica (R, B, N0) (each replica's own minibatch); forward passes are batched matmuls (``einsum``
+over the replica axis), not loops.
 """
 
 from __future__ import annotations
@@ -22,19 +23,17 @@ from typing import Literal, Sequence
 import torch
 from torch import nn
 
-__all__ = ["ACTIVATIONS", "ARCHITECTURES", "INITS", "ReplicaFC", "ReplicaCNN", "build_model", "activation_fn"]
+from gdeq import geometry
 
-ACTIVATIONS = ("erf", "relu", "tanh", "identity")
-ARCHITECTURES = ("fc", "cnn")
-INITS = ("prior", "pytorch")
+from .config import ACTIVATIONS, ARCHITECTURES, INITS
+
+__all__ = ["ACTIVATIONS", "ARCHITECTURES", "INITS", "ReplicaFC", "ReplicaCNN", "build_model", "infer_image_shape"]
 
 
-def activation_fn(name: str):
-    """The elementwise non-linearity σ named ``name`` (one of ``ACTIVATIONS``)."""
-    table = {"erf": torch.erf, "relu": torch.relu, "tanh": torch.tanh, "identity": lambda h: h}
-    if name not in table:
-        raise ValueError(f"activation: must be one of {list(ACTIVATIONS)}, got {name!r}")
-    return table[name]
+def _sigma(name: str):
+    """σ by name from the shared table (geometry.activation), limited to the training ``ACTIVATIONS``."""
+    geometry.check_activation(name, ACTIVATIONS)
+    return geometry.activation(name)
 
 
 def _draw(shape: tuple[int, ...], generators: Sequence[torch.Generator], std: float, init: str, fan_in: int,
@@ -118,7 +117,7 @@ class ReplicaFC(_ReplicaNet):
             raise ValueError(f"seeds: need one seed per replica ({replicas}), got {len(seeds)}")
         self.replicas, self.widths, self.activation, self.init = replicas, widths, activation, init
         self.n_outputs, self.input_dim, self.use_bias = n_outputs, input_dim, bias
-        self.sigma = activation_fn(activation)
+        self.sigma = _sigma(activation)
         self.lambdas = lambdas
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         dims = (input_dim,) + widths + (n_outputs,)
@@ -139,7 +138,7 @@ class ReplicaFC(_ReplicaNet):
             self._scales.append(1.0 / math.sqrt(scale_dims[l]) if init == "prior" else 1.0)
 
     def _linear(self, l: int, a: torch.Tensor) -> torch.Tensor:
-        # a: (P, n_in) shared inputs or (R, P, n_in) per-replica activations
+        # a: (P, n_in) shared inputs or (R, P, n_in) per-replica inputs/activations
         W = self.weights[l]
         h = (torch.einsum("pi,roi->rpo", a, W) if a.ndim == 2 else torch.einsum("rpi,roi->rpo", a, W))
         h = h * self._scales[l]
@@ -171,9 +170,11 @@ class ReplicaFC(_ReplicaNet):
 
 
 class ReplicaCNN(_ReplicaNet):
-    """One-hidden-layer CNN: a convolution (C channels, k×k, stride 1, no padding), σ, dense readout.
+    """One-hidden-layer CNN: a convolution (C channels, k×k, stride s (default 1), no padding), σ, dense readout.
 
     Standard parameterisation: h = conv(x)/√(C_in k²), f = V·vec(σ(h))/√N1 with N1 = C·H'·W'.
+    With ``stride = kernel_size`` dividing H and W this is exactly the model of
+    ``equilibrium.conv`` / deepbays' CONV_1HL (non-overlapping patches; docs/architectures.md).
     Replicas are batched as a grouped convolution (groups = R).
     """
 
@@ -185,6 +186,7 @@ class ReplicaCNN(_ReplicaNet):
         activation: str = "erf",
         *,
         kernel_size: int = 5,
+        stride: int = 1,
         replicas: int = 1,
         seeds: Sequence[int] | None = None,
         prior_precisions: Sequence[float] | None = None,
@@ -200,15 +202,18 @@ class ReplicaCNN(_ReplicaNet):
         c_in, H, W = image_shape
         if kernel_size < 1 or kernel_size > min(H, W):
             raise ValueError(f"kernel_size: must be in 1..{min(H, W)}, got {kernel_size}")
+        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+            raise ValueError(f"stride: must be a positive integer, got {stride!r}")
+        self.stride = stride
         lam0, lam1 = tuple(float(l) for l in (prior_precisions or (1.0, 1.0)))
         seeds = list(seeds) if seeds is not None else list(range(replicas))
         if len(seeds) != replicas:
             raise ValueError(f"seeds: need one seed per replica ({replicas}), got {len(seeds)}")
         self.replicas, self.image_shape, self.k, self.channels = replicas, image_shape, kernel_size, channels
         self.activation, self.init, self.n_outputs, self.use_bias = activation, init, n_outputs, bias
-        self.sigma = activation_fn(activation)
+        self.sigma = _sigma(activation)
         self.lambdas = (lam0, lam1)
-        hp, wp = H - kernel_size + 1, W - kernel_size + 1
+        hp, wp = (H - kernel_size) // stride + 1, (W - kernel_size) // stride + 1
         n1 = channels * hp * wp
         self.widths = (n1,)
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
@@ -226,15 +231,19 @@ class ReplicaCNN(_ReplicaNet):
             self.layer_of.update(conv_bias=1, readout_b=2)
 
     def hidden_features(self, x: torch.Tensor, preact_offset: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """x: shared (P, N0) or per replica (R, B, N0); returns [(R, P, C·H'·W')]."""
         R, (c_in, H, W) = self.replicas, self.image_shape
-        if c_in == 1:
-            img = x.reshape(-1, 1, H, W)
-        else:  # load_task flattens colour images channels-last (H, W, C)
-            img = x.reshape(-1, H, W, c_in).permute(0, 3, 1, 2)
-        img = img.repeat(1, R, 1, 1)  # (P, R*c_in, H, W): replica r reads channels r*c_in..
+        per_replica = x.ndim == 3
+        n = x.shape[-2]
+        # load_task flattens colour images channels-last (H, W, C)
+        img = x.reshape(-1, 1, H, W) if c_in == 1 else x.reshape(-1, H, W, c_in).permute(0, 3, 1, 2)
+        if per_replica:  # (R*B, c_in, H, W) -> (B, R*c_in, H, W): replica r's images in channels r*c_in..
+            img = img.reshape(R, n, c_in, H, W).transpose(0, 1).reshape(n, R * c_in, H, W)
+        else:
+            img = img.repeat(1, R, 1, 1)  # (P, R*c_in, H, W): replica r reads channels r*c_in..
         weight = self.conv.reshape(R * self.channels, c_in, self.k, self.k)
         bias = self.conv_bias.reshape(-1) if self.conv_bias is not None else None
-        h = torch.nn.functional.conv2d(img, weight, bias=None, groups=R) * self._s0
+        h = torch.nn.functional.conv2d(img, weight, bias=None, stride=self.stride, groups=R) * self._s0
         if bias is not None:
             h = h + bias[None, :, None, None]
         P = h.shape[0]
@@ -264,6 +273,7 @@ def build_model(
     init: str = "prior",
     image_shape: tuple[int, int, int] | None = None,
     kernel_size: int = 5,
+    stride: int = 1,
     input_scale_dim: int | None = None,
     dtype: torch.dtype = torch.float64,
 ) -> _ReplicaNet:
@@ -276,14 +286,16 @@ def build_model(
     if architecture == "cnn":
         if image_shape is None:
             image_shape = infer_image_shape(input_dim)
-        return ReplicaCNN(image_shape, int(width), n_outputs, activation, kernel_size=kernel_size,
+        return ReplicaCNN(image_shape, int(width), n_outputs, activation, kernel_size=kernel_size, stride=stride,
                           replicas=replicas, seeds=seeds, prior_precisions=prior_precisions, bias=bias,
                           init=init, dtype=dtype)
     raise ValueError(f"architecture: must be one of {list(ARCHITECTURES)}, got {architecture!r}")
 
 
 def infer_image_shape(input_dim: int) -> tuple[int, int, int]:
-    """(C, H, W) of a flattened MNIST-like (784) or CIFAR-like (1024 grey, 3072 colour) input."""
+    """(C, H, W) of a flattened MNIST-like (784) or CIFAR-like (1024 grey, 3072 colour) input.
+
+    The one home of the CNN's image shape (the CLI and the bridge pass ``image_shape=None``)."""
     known = {784: (1, 28, 28), 1024: (1, 32, 32), 3072: (3, 32, 32)}
     if input_dim not in known:
         raise ValueError(f"image_shape: cannot infer an image shape for input_dim={input_dim}; pass image_shape=(C, H, W)")

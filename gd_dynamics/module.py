@@ -14,22 +14,17 @@ p(θ|D) ∝ exp(−L/T − Σ_l (λ_l/2)|θ_l|²) (up to O(η) discretisation bi
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from typing import Sequence
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from .config import OPTIMIZERS, TrainConfig
 from .models import build_model
+from .seeds import stream_seed
 
 __all__ = ["OPTIMIZERS", "GDModule", "LangevinSGD", "replica_losses"]
-
-OPTIMIZERS = ("gd", "sgd", "adam", "langevin")
-
-
-def _seed_int(seed: int, stream: int) -> int:
-    """An independent 63-bit seed for ``stream`` of replica ``seed`` (0 init, 1 noise, 2 remainder)."""
-    return int(np.random.SeedSequence([int(seed), stream]).generate_state(2, dtype=np.uint64)[0] >> np.uint64(1))
 
 
 class LangevinSGD(torch.optim.Optimizer):
@@ -65,69 +60,49 @@ class LangevinSGD(torch.optim.Optimizer):
 
 
 def replica_losses(out: torch.Tensor, target: torch.Tensor, loss: str, reduction: str) -> torch.Tensor:
-    """Per-replica loss (R,) of outputs (R, P[, D]) against shared targets."""
+    """Per-replica loss (R,) of outputs (R, P[, D]) against shared targets ((P[, D]) or class ids (P,))
+    or per-replica targets ((R, P[, D]) or (R, P)): Σ_μ over the P samples, divided by P for "mean"."""
+    R, P = out.shape[:2]
     if loss == "mse":
         sq = (out - target) ** 2
-        per = 0.5 * sq.reshape(sq.shape[0], -1).sum(-1)
+        per = 0.5 * sq.reshape(R, -1).sum(-1)
     else:
-        R, P, D = out.shape
-        per = torch.nn.functional.cross_entropy(out.reshape(R * P, D), target.repeat(R), reduction="none")
+        ids = target.reshape(-1) if target.ndim == 2 else target.repeat(R)
+        per = torch.nn.functional.cross_entropy(out.reshape(R * P, -1), ids, reduction="none")
         per = per.reshape(R, P).sum(-1)
-    return per / target.shape[0] if reduction == "mean" else per
+    return per / P if reduction == "mean" else per
 
 
 class GDModule(pl.LightningModule):
-    """R replica networks and their dynamics. See :func:`gd_dynamics.train` for the arguments.
+    """R replica networks and their dynamics, configured by a :class:`~gd_dynamics.config.TrainConfig`.
 
     ``input_scale_dim`` / ``test_remainder`` implement docs/conventions.md §6's exact reduction: the first layer
     acts on rotated coordinates with the original 1/√N0, and test inputs get the prior term of their
     remainder, ``test_remainder @ z / √N0`` with z ~ N(0, I/λ0) fixed per neuron and replica.
+    Replica r draws its initial weights, Langevin noise and z from its own streams
+    (:mod:`gd_dynamics.seeds`). ``hparams`` (the run's full config) is recorded once, by
+    ``save_hyperparameters``; Lightning sends it to every logger.
     """
 
-    def __init__(
-        self,
-        *,
-        input_dim: int,
-        n_outputs: int,
-        n_train: int,
-        width: int | Sequence[int],
-        activation: str = "erf",
-        architecture: str = "fc",
-        optimizer: Literal["gd", "sgd", "adam", "langevin"] = "gd",
-        lr: float = 0.01,
-        temperature: float | None = None,
-        replicas: int = 1,
-        seed: int = 0,
-        prior_precisions: Sequence[float] | None = None,
-        bias: bool = False,
-        init: str = "prior",
-        loss: Literal["mse", "cross_entropy"] = "mse",
-        reduction: Literal["sum", "mean"] = "sum",
-        batch_size: int | None = None,
-        image_shape: tuple[int, int, int] | None = None,
-        kernel_size: int = 5,
-        input_scale_dim: int | None = None,
-        test_remainder: np.ndarray | None = None,
-        frozen_layers: Sequence[int] = (),
-        dtype: str = "float64",
-    ) -> None:
+    def __init__(self, config: TrainConfig, *, input_dim: int, n_outputs: int, n_train: int,
+                 input_scale_dim: int | None = None, test_remainder: np.ndarray | None = None,
+                 hparams: dict | None = None) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["test_remainder"])
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer: must be one of {list(OPTIMIZERS)}, got {optimizer!r}")
-        self.seeds = [seed + r for r in range(replicas)]
-        torch_dtype = getattr(torch, dtype)
+        self.save_hyperparameters(hparams if hparams is not None else config.to_dict(), ignore=["test_remainder", "config"])
+        self.config = config
+        self.seeds = config.replica_seeds
+        torch_dtype = getattr(torch, config.dtype)
         self.model = build_model(
-            architecture, input_dim, width, n_outputs, activation, replicas=replicas,
-            seeds=[_seed_int(s, 0) for s in self.seeds], prior_precisions=prior_precisions, bias=bias,
-            init=init, image_shape=image_shape, kernel_size=kernel_size, input_scale_dim=input_scale_dim,
-            dtype=torch_dtype,
+            config.architecture, input_dim, config.width, n_outputs, config.activation, replicas=config.replicas,
+            seeds=[stream_seed(s, "init") for s in self.seeds], prior_precisions=config.prior_precisions,
+            bias=config.bias, init=config.init, image_shape=config.image_shape, kernel_size=config.kernel_size,
+            input_scale_dim=input_scale_dim, dtype=torch_dtype,
         )
         for name, p in self.model.named_parameters():
-            if self.model.layer_of[name] in frozen_layers:
+            if self.model.layer_of[name] in config.frozen_layers:
                 p.requires_grad_(False)  # e.g. a frozen first layer: a random-features model
-        self.lr, self.temperature, self.optimizer_name = lr, temperature or 0.0, optimizer
-        self.loss_name, self.reduction_name, self.n_train, self.batch_size = loss, reduction, n_train, batch_size
+        self.lr, self.temperature, self.optimizer_name = config.lr, config.temperature or 0.0, config.optimizer
+        self.loss_name, self.reduction_name, self.n_train = config.loss, config.reduction, n_train
         self.input_scale_dim = input_scale_dim or input_dim
         # |W_0|² of the first-layer components outside the sampled span (their prior mean), so the
         # displacement is relative to the full-space |W_0| also after the reduction
@@ -135,7 +110,7 @@ class GDModule(pl.LightningModule):
         self.orthogonal_w_sq = n1 * (self.input_scale_dim - input_dim) / self.model.lambdas[0]
         if test_remainder is not None and test_remainder.shape[1] > 0:
             k = test_remainder.shape[1]
-            z = torch.stack([torch.randn((k, n1), generator=torch.Generator().manual_seed(_seed_int(s, 2)),
+            z = torch.stack([torch.randn((k, n1), generator=torch.Generator().manual_seed(stream_seed(s, "test_remainder")),
                                          dtype=torch_dtype) for s in self.seeds]) / math.sqrt(self.model.lambdas[0])
             offset = torch.einsum("pk,rkn->rpn", torch.as_tensor(test_remainder, dtype=torch_dtype), z)
             self.register_buffer("test_offset", offset / math.sqrt(self.input_scale_dim))
@@ -143,7 +118,6 @@ class GDModule(pl.LightningModule):
             self.test_offset = None
         self._noise_generators: list[torch.Generator] | None = None
         self._noise_states: list[torch.Tensor] | None = None
-        self.last_loss: torch.Tensor | None = None
 
     # --- evaluation helpers used by the callbacks --------------------------------------------------------
     def outputs_and_features(self, x: torch.Tensor, split: str) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -158,26 +132,27 @@ class GDModule(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch, batch_idx: int) -> dict:
+        """``batch``: the full set (P, N0) shared by all replicas, or per-replica minibatches (R, B, N0).
+        Returns the summed loss and, for the callbacks, each replica's loss (``per_replica``)."""
         x, y = batch
         per_replica = self.losses(self.model(x), y)
-        if self.reduction_name == "sum" and x.shape[0] != self.n_train:
-            per_replica = per_replica * (self.n_train / x.shape[0])  # unbiased estimate of the full sum
-        self.last_loss = per_replica.detach()
+        n = x.shape[-2]
+        if self.reduction_name == "sum" and n != self.n_train:
+            per_replica = per_replica * (self.n_train / n)  # unbiased estimate of the full sum
         loss = per_replica.sum()  # replicas are independent: the gradient of the sum is each one's own
-        if self.global_step % 25 == 0:
+        if self.global_step % 25 == 0:  # the progress bar's loss; cheap enough every 25 steps
             self.log("loss", per_replica.mean(), prog_bar=True, on_step=True, on_epoch=False, logger=False)
-        return loss
+        return {"loss": loss, "per_replica": per_replica.detach()}
 
     def _noise(self) -> list[torch.Generator]:
         if self._noise_generators is None:
-            gens = [torch.Generator(device=self.device).manual_seed(_seed_int(s, 1)) for s in self.seeds]
+            gens = [torch.Generator(device=self.device).manual_seed(stream_seed(s, "noise")) for s in self.seeds]
             if self._noise_states is not None:
                 for g, st in zip(gens, self._noise_states):
                     g.set_state(st)
             self._noise_generators = gens
         return self._noise_generators
-
     def configure_optimizers(self):
         named = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
         if self.optimizer_name in ("gd", "sgd"):

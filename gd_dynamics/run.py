@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 import warnings
 from dataclasses import replace
@@ -13,25 +14,22 @@ from typing import Literal, Sequence
 
 import numpy as np
 import pytorch_lightning as pl
-import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.callbacks.progress.tqdm_progress import Tqdm
 from pytorch_lightning.loggers import CSVLogger
 
 from gdeq import geometry
 
 from .callbacks import FiniteCheck, GeometryLogger, log_schedule
+from .config import TrainConfig
 from .data import Task
 from .datamodule import GDDataModule
-from .models import ACTIVATIONS, ARCHITECTURES, INITS
-from .module import OPTIMIZERS, GDModule
-from .trajectory import Trajectory
+from .module import GDModule
+from .seeds import SEED_SCHEME, SeedSpec, seed_spec
+from .trajectory import Trajectory, model_identity, posterior_deviations
+from .wandb_setup import wandb_logger
 
-__all__ = ["train", "drop_train_points"]
-
-
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise ValueError(message)
+__all__ = ["train", "drop_train_points", "TrainConfig", "RunProgressBar"]
 
 
 def drop_train_points(task: Task, indices: Sequence[int]) -> Task:
@@ -41,43 +39,54 @@ def drop_train_points(task: Task, indices: Sequence[int]) -> Task:
                    labels_train=task.labels_train[keep], indices_train=task.indices_train[keep])
 
 
-def _wandb_logger(mode: str, run_dir: Path, name: str, project: str, group: str | None,
-                  tags: Sequence[str], config: dict):
-    """A WandbLogger that is already initialised; online failures fall back to offline, then to none."""
-    try:
-        import wandb
-        from pytorch_lightning.loggers import WandbLogger
-    except ImportError:
-        warnings.warn("wandb: not installed; logging to CSV only")
-        return None
-    for attempt in ([mode, "offline"] if mode == "online" else ["offline"]):
-        try:
-            logger = WandbLogger(name=name, project=project, group=group, tags=list(tags), save_dir=str(run_dir),
-                                 offline=(attempt == "offline"), config=config,
-                                 settings=wandb.Settings(init_timeout=60, silent=True))
-            _ = logger.experiment  # initialise now, so a failure is caught here and not mid-run
-            return logger
-        except Exception as err:  # never let wandb stop a run
-            warnings.warn(f"wandb: {attempt} initialisation failed ({err}); "
-                          + ("retrying offline" if attempt == "online" else "logging to CSV only"))
-            try:
-                wandb.finish()
-            except Exception:
-                pass
-    return None
+class RunProgressBar(TQDMProgressBar):
+    """One bar per training run over all its steps, labelled with the run's name (Lightning's default
+    restarts a bar every epoch, and a full-batch "epoch" is only a bookkeeping unit here). It redraws
+    at most ~100 times a run on a terminal and ~10 times into a log file (each redraw is a line there)."""
+
+    def get_metrics(self, trainer, pl_module) -> dict:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)  # the CSV logger's version number says nothing about the run
+        return metrics
+
+    def __init__(self, description: str, steps: int) -> None:
+        redraws = 100 if sys.stdout.isatty() else 8
+        super().__init__(refresh_rate=max(1, steps // redraws))
+        self.description = description
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        # Lightning's init_train_tqdm draws a bar without a total first; this one knows it
+        self.train_progress_bar = Tqdm(
+            desc=self.description, total=trainer.max_steps, initial=trainer.global_step,  # a resumed run
+            position=2 * self.process_position, disable=self.is_disabled, leave=True, dynamic_ncols=True,
+            file=sys.stdout, smoothing=0, bar_format=self.BAR_FORMAT)
+
+    def on_train_epoch_start(self, trainer, *_) -> None:
+        pass  # one bar for the whole run
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        n = trainer.global_step
+        bar = self.train_progress_bar
+        if self._should_update(n, bar.total) and not bar.disable:
+            bar.n = n
+            bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
+            bar.refresh()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        pass
 
 
 def train(
     task: Task,
     *,
-    width: int | Sequence[int],
+    width: int | Sequence[int] | None = None,
     activation: str = "erf",
     optimizer: Literal["gd", "sgd", "adam", "langevin"] = "gd",
-    lr: float,
-    steps: int,
+    lr: float | None = None,
+    steps: int | None = None,
     replicas: int = 1,
     temperature: float | None = None,
-    seed: int = 0,
+    seed: int | Sequence[SeedSpec] = 0,
     data_seed: int | None = None,
     architecture: Literal["fc", "cnn"] = "fc",
     loss: Literal["mse", "cross_entropy"] = "mse",
@@ -110,8 +119,13 @@ def train(
     device: str = "cpu",
     dtype: Literal["float64", "float32"] = "float64",
     callbacks: Sequence[pl.Callback] = (),
+    config: TrainConfig | None = None,
 ) -> Trajectory:
     """Train R replica networks on ``task`` and return their :class:`Trajectory`.
+
+    The model, optimiser and measurement settings form one :class:`TrainConfig`, validated before any
+    work; pass ``config=`` directly, or the keywords below (``width``, ``lr`` and ``steps`` required;
+    all ignored when ``config`` is given).
 
     Args:
         task: from :func:`gd_dynamics.load_task`.
@@ -122,15 +136,21 @@ def train(
             required), ``"adam"``, ``"langevin"`` (GD + weight decay Tλ + noise √(2 lr T), docs/conventions.md §6).
         lr: learning rate η (per step, for the summed loss ½Σ(y − f)²).
         steps: optimisation steps.
-        replicas: R independent networks trained together; replica r uses seed ``seed + r``, so it
-            equals a one-replica run with that seed.
-        data_seed: fixes the minibatch order (default ``seed``); all replicas share it.
+        replicas: R independent networks trained together.
+        seed: an integer: replica r gets ``numpy.random.SeedSequence(seed).spawn(R)[r]``, whose own
+            streams draw its initial weights, Langevin noise, test-remainder prior and minibatch order
+            (:mod:`gd_dynamics.seeds`); runs with different seeds share nothing. Or one replica seed
+            per replica (``Trajectory.seeds`` records): ``train(..., replicas=1, seed=[traj.seeds[r]])``
+            reproduces replica r of a batched run exactly.
+        data_seed: None (default): each replica's minibatch order comes from its own seed. An integer:
+            from ``SeedSequence(data_seed).spawn(R)`` instead (still one independent order per replica).
         temperature: T ≥ 0, required for (and only for) ``"langevin"``.
         loss / reduction: ``"mse"`` (½Σ|y − f|²) or ``"cross_entropy"``; reduction ``"sum"`` over
             samples (default) or ``"mean"`` (what ``nn.CrossEntropyLoss`` does).
         batch_size: minibatch size (None = full batch).
         bias / init / prior_precisions: biases; ``"prior"`` (standard parameterisation, variance 1/λ)
             or ``"pytorch"`` (nn.Linear's convention); (λ0, ..., λL), default all 1.
+        kernel_size / image_shape: the CNN's k and (C, H, W) (default: ``models.infer_image_shape``).
         frozen_layers: layers (1 = first hidden, L+1 = readout) kept at their initial values.
         reduce_inputs: docs/conventions.md §6's exact reduction (default: on for Langevin of a one-hidden-layer
             FC net with P < N0 and prior init).
@@ -151,121 +171,118 @@ def train(
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         callbacks: extra Lightning callbacks.
     """
-    # --- validate everything before any work --------------------------------------------------------------
-    _check(isinstance(lr, (int, float)) and lr > 0, f"lr: must be > 0, got {lr!r}")
-    _check(isinstance(steps, (int, np.integer)) and steps >= 1, f"steps: must be an integer ≥ 1, got {steps!r}")
-    _check(isinstance(replicas, (int, np.integer)) and replicas >= 1, f"replicas: must be an integer ≥ 1, got {replicas!r}")
-    widths = [width] if isinstance(width, (int, np.integer)) else list(width)
-    _check(len(widths) >= 1 and all(isinstance(w, (int, np.integer)) and w >= 1 for w in widths),
-           f"width: must be a positive integer (or a list of them), got {width!r}")
-    _check(optimizer in OPTIMIZERS, f"optimizer: must be one of {list(OPTIMIZERS)}, got {optimizer!r}")
-    _check(activation in ACTIVATIONS, f"activation: must be one of {list(ACTIVATIONS)}, got {activation!r}")
-    _check(architecture in ARCHITECTURES, f"architecture: must be one of {list(ARCHITECTURES)}, got {architecture!r}")
-    _check(architecture == "fc" or len(widths) == 1, "width: the CNN has one hidden layer; pass one channel count")
-    _check(init in INITS, f"init: must be one of {list(INITS)}, got {init!r}")
-    _check(loss in ("mse", "cross_entropy"), f"loss: must be 'mse' or 'cross_entropy', got {loss!r}")
-    reduction = reduction or "sum"
-    _check(reduction in ("sum", "mean"), f"reduction: must be 'sum' or 'mean', got {reduction!r}")
-    if optimizer == "langevin":
-        _check(temperature is not None, "temperature: required for optimizer='langevin' (T ≥ 0)")
-    if temperature is not None:
-        _check(temperature >= 0, f"temperature: must be ≥ 0, got {temperature!r}")
-        _check(optimizer == "langevin", f"temperature: only applies to optimizer='langevin', got optimizer={optimizer!r}")
-    P = task.n_train
-    if batch_size is not None:
-        _check(isinstance(batch_size, (int, np.integer)) and 1 <= batch_size <= P,
-               f"batch_size: must be in 1..{P} (the training set size), got {batch_size!r}")
-    _check(optimizer != "sgd" or batch_size is not None, "batch_size: optimizer='sgd' needs a minibatch size")
-    _check(wandb in (None, "offline", "online"), f"wandb: must be 'offline', 'online' or None, got {wandb!r}")
-    _check(dtype in ("float64", "float32"), f"dtype: must be 'float64' or 'float32', got {dtype!r}")
-    _check(log_points >= 2, f"log_points: must be ≥ 2, got {log_points}")
-    if loss == "cross_entropy":
-        _check(task.n_outputs >= 1, "loss: cross_entropy needs class labels")
-    n_layers = len(widths) + 1
-    _check(all(isinstance(l, (int, np.integer)) and 1 <= l <= n_layers for l in frozen_layers),
-           f"frozen_layers: layer indices must lie in 1..{n_layers} (1 = first hidden, {n_layers} = readout), got {list(frozen_layers)}")
-    if reduce_inputs is None:
-        reduce_inputs = (optimizer == "langevin" and architecture == "fc" and len(widths) == 1
-                         and P < task.input_dim and init == "prior")
-    _check(not reduce_inputs or (architecture == "fc" and len(widths) == 1),
-           "reduce_inputs: the exact reduction applies to one-hidden-layer FC networks only")
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    if config is None:
+        config = TrainConfig(
+            width=width, lr=lr, steps=steps, activation=activation, optimizer=optimizer, replicas=replicas,
+            temperature=temperature, seed=seed, data_seed=data_seed, architecture=architecture, loss=loss,
+            reduction=reduction, batch_size=batch_size, bias=bias, init=init, prior_precisions=prior_precisions,
+            kernel_size=kernel_size, image_shape=image_shape, reduce_inputs=reduce_inputs, frozen_layers=frozen_layers,
+            dtype=dtype, log_points=log_points, log_spacing=log_spacing, log_steps=log_steps, probe_size=probe_size,
+            knn=knn, layer_geometry=layer_geometry, clustering_indices=clustering_indices, stop_at_fit=stop_at_fit)
+    config = config.for_task(task)
+    ckpt_path = _checkpoint_path(resume, output_dir, run_name)
+    _check_run_options(wandb, device, checkpoint_every)
 
-    data_seed = seed if data_seed is None else data_seed
-    dm = GDDataModule(task, loss=loss, batch_size=batch_size, seed=data_seed, probe_size=probe_size,
-                      reduce_inputs=reduce_inputs, dtype=getattr(torch, dtype))
-    schedule = np.asarray(log_steps) if log_steps is not None else log_schedule(steps, log_points, log_spacing)
-    _check(schedule.min() >= 0 and schedule.max() <= steps, f"log_steps: must lie in 0..{steps}")
-
-    run_name = run_name or f"{optimizer}-{architecture}-{activation}-N{'x'.join(map(str, widths))}-R{replicas}-{time.strftime('%Y%m%d-%H%M%S')}"
+    dm = GDDataModule(task, config)
+    run_name = run_name or _default_run_name(config)
     run_dir = Path(output_dir) / run_name
     run_dir.mkdir(parents=True, exist_ok=True)
-    config = dict(width=width if isinstance(width, int) else widths, activation=activation, optimizer=optimizer,
-                  lr=lr, steps=steps, replicas=replicas, temperature=temperature, seed=seed,
-                  data_seed=data_seed, architecture=architecture, loss=loss, reduction=reduction, batch_size=batch_size, bias=bias,
-                  init=init, prior_precisions=list(prior_precisions) if prior_precisions else None,
-                  reduce_inputs=reduce_inputs, frozen_layers=list(frozen_layers), dtype=dtype, probe_size=probe_size,
-                  data_fingerprint=geometry.data_fingerprint(task.x_train, task.y_train), task=task.metadata())
+    hparams = _hyperparameters(config, task)
+    module = GDModule(config, input_dim=dm.input_dim, n_outputs=dm.n_outputs, n_train=task.n_train,
+                      input_scale_dim=dm.input_scale_dim if config.reduce_inputs else None,
+                      test_remainder=dm.reduction.test_remainder if config.reduce_inputs else None, hparams=hparams)
 
-    module = GDModule(
-        input_dim=dm.input_dim, n_outputs=dm.n_outputs, n_train=P, width=width, activation=activation,
-        architecture=architecture, optimizer=optimizer, lr=lr, temperature=temperature, replicas=replicas,
-        seed=seed, prior_precisions=prior_precisions, bias=bias, init=init, loss=loss, reduction=reduction,
-        batch_size=batch_size, image_shape=image_shape, kernel_size=kernel_size,
-        input_scale_dim=dm.input_scale_dim if reduce_inputs else None,
-        test_remainder=dm.reduction.test_remainder if reduce_inputs else None, frozen_layers=tuple(frozen_layers),
-        dtype=dtype,
-    )
-    dm.to(dev)
+    geometry_cb = _geometry_logger(config)
+    loggers = [CSVLogger(str(run_dir), name="csv")]
+    wandb_run = wandb_logger(wandb, save_dir=run_dir, name=run_name, project=wandb_project, group=wandb_group,
+                             tags=wandb_tags)
+    loggers += [wandb_run] if wandb_run is not None else []
+    trainer = _trainer(config, device, loggers, run_dir, checkpoint_every, progress_bar, run_name,
+                       [FiniteCheck(), geometry_cb, *callbacks])
 
-    geometry_cb = GeometryLogger(schedule, knn=knn, layer_geometry=layer_geometry, clustering_indices=clustering_indices,
-                                 stop_at_fit=stop_at_fit)
-    ckpt_every = checkpoint_every or max(1, steps // 10)
-    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, every_n_train_steps=ckpt_every,
-                           save_top_k=1, save_on_train_epoch_end=False)
-    loggers: list = [CSVLogger(str(run_dir), name="csv")]
-    wandb_logger = None
-    if wandb is not None:
-        wandb_logger = _wandb_logger(wandb, run_dir, run_name, wandb_project, wandb_group, wandb_tags, config)
-        if wandb_logger is not None:
-            loggers.append(wandb_logger)
-    for lg in loggers:
-        lg.log_hyperparams(config)
-
-    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    trainer = pl.Trainer(
-        max_steps=steps, max_epochs=-1, accelerator="gpu" if dev.type == "cuda" else "cpu", devices=1,
-        logger=loggers, callbacks=[FiniteCheck(), geometry_cb, *callbacks, ckpt],
-        enable_progress_bar=progress_bar, enable_model_summary=False, num_sanity_val_steps=0,
-        limit_val_batches=0, use_distributed_sampler=False, log_every_n_steps=50, precision="64-true" if dtype == "float64" else "32-true",
-    )
-    ckpt_path = None
-    if resume:
-        ckpt_path = str(run_dir / "checkpoints" / "last.ckpt") if resume is True else str(resume)
-        _check(Path(ckpt_path).is_file(), f"resume: no checkpoint at {ckpt_path}")
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
-        try:
-            # our own checkpoints hold numpy records and generator states: not weights-only
-            trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=False if ckpt_path else None)
-        finally:
-            if wandb_logger is not None:
-                try:
-                    wandb_logger.experiment.finish()
-                except Exception:
-                    pass
-    wall = time.perf_counter() - t0
-
-    traj = _trajectory(geometry_cb, module, task, config, run_dir, widths, prior_precisions, wall)
+    wall = _fit(trainer, module, dm, ckpt_path, wandb_run)
+    traj = _trajectory(geometry_cb, module, task, hparams, run_dir, wall)
     traj.save(run_dir / "trajectory")
     return traj
 
 
+def _checkpoint_path(resume, output_dir, run_name) -> str | None:
+    if not resume:
+        return None
+    if resume is True and run_name is None:
+        raise ValueError("resume: resume=True needs the run_name of the run to continue")
+    path = str(Path(output_dir) / str(run_name) / "checkpoints" / "last.ckpt") if resume is True else str(resume)
+    if not Path(path).is_file():
+        raise ValueError(f"resume: no checkpoint at {path}")
+    return path
+
+
+def _check_run_options(wandb, device: str, checkpoint_every) -> None:
+    if wandb not in (None, "offline", "online"):
+        raise ValueError(f"wandb: must be 'offline', 'online' or None, got {wandb!r}")
+    if device not in ("cpu", "cuda", "auto") and not str(device).startswith("cuda:"):
+        raise ValueError(f"device: must be 'cpu', 'cuda' or 'auto', got {device!r}")
+    if checkpoint_every is not None and not (isinstance(checkpoint_every, (int, np.integer)) and checkpoint_every >= 1):
+        raise ValueError(f"checkpoint_every: must be a positive integer or None, got {checkpoint_every!r}")
+
+
+def _default_run_name(config: TrainConfig) -> str:
+    return (f"{config.optimizer}-{config.architecture}-{config.activation}-N{'x'.join(map(str, config.widths))}"
+            f"-R{config.replicas}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def _hyperparameters(config: TrainConfig, task: Task) -> dict:
+    """Everything that defines the run, recorded once (``save_hyperparameters``) and in the Trajectory."""
+    return dict(config.to_dict(), seed_scheme=SEED_SCHEME,
+                data_fingerprint=geometry.data_fingerprint(task.x_train, task.y_train), task=task.metadata())
+
+
+def _geometry_logger(config: TrainConfig) -> GeometryLogger:
+    schedule = (np.asarray(config.log_steps) if config.log_steps is not None
+                else log_schedule(config.steps, config.log_points, config.log_spacing))
+    return GeometryLogger(schedule, knn=config.knn, layer_geometry=config.layer_geometry,
+                          clustering_indices=config.clustering_indices, stop_at_fit=config.stop_at_fit)
+
+
+def _trainer(config: TrainConfig, device: str, loggers: list, run_dir: Path, checkpoint_every: int | None,
+             progress_bar: bool, run_name: str, callbacks: list) -> pl.Trainer:
+    accelerator = "auto" if device == "auto" else ("gpu" if str(device).startswith("cuda") else "cpu")
+    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True,
+                           every_n_train_steps=checkpoint_every or max(1, config.steps // 10),
+                           save_top_k=1, save_on_train_epoch_end=False)
+    bar = [RunProgressBar(run_name, config.steps)] if progress_bar else []
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    return pl.Trainer(
+        max_steps=config.steps, max_epochs=-1, accelerator=accelerator, devices=1, logger=loggers,
+        callbacks=[*callbacks, *bar, ckpt], enable_progress_bar=progress_bar, enable_model_summary=False,
+        num_sanity_val_steps=0, limit_val_batches=0, use_distributed_sampler=False, log_every_n_steps=1,  # GeometryLogger logs by step
+        precision="64-true" if config.dtype == "float64" else "32-true",
+    )
+
+
+def _fit(trainer: pl.Trainer, module: GDModule, dm: GDDataModule, ckpt_path: str | None, wandb_run) -> float:
+    """Run Lightning (resuming from ``ckpt_path``); returns the wall-clock seconds."""
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
+        warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+        warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")  # Lightning-internal
+        try:
+            # our own checkpoints hold numpy records and generator states: not weights-only
+            trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=False if ckpt_path else None)
+        finally:
+            if wandb_run is not None:
+                try:
+                    wandb_run.experiment.finish()
+                except Exception:
+                    pass
+    return time.perf_counter() - t0
+
+
 def _trajectory(cb: GeometryLogger, module: GDModule, task: Task, config: dict, run_dir: Path,
-                widths, prior_precisions, wall: float) -> Trajectory:
+                wall: float) -> Trajectory:
     recs = cb.records
     R = len(recs[0]["train_loss"])
 
@@ -279,8 +296,17 @@ def _trajectory(cb: GeometryLogger, module: GDModule, task: Task, config: dict, 
     radius = lambda unit: np.stack([stack(f"{whole}/L1/{'unit_' if unit else ''}class_radius_{c}")  # noqa: E731
                                     for c in range(n_classes)], axis=-1)
     layers = sorted(int(k.split("/")[1][1:]) for k in recs[0] if k.startswith("weights/L"))
-    lambdas = list(prior_precisions) if prior_precisions else [1.0] * (len(widths) + 1)
+    lambdas = module.model.lambdas
     config = dict(config, wall_seconds=wall, geometry_seconds=cb.seconds)
+    model = module.model
+    identity = model_identity(
+        architecture=config["architecture"], widths=[model.channels] if config["architecture"] == "cnn" else model.widths,
+        activation=config["activation"], init=config["init"], bias=config["bias"], prior_precisions=model.lambdas,
+        loss=config["loss"], reduction=config["reduction"], optimizer=config["optimizer"],
+        frozen_layers=config["frozen_layers"], batch_size=config["batch_size"],
+        kernel_size=getattr(model, "k", None), image_shape=getattr(model, "image_shape", None))
+    langevin = config["optimizer"] == "langevin"
+    notes = posterior_deviations(identity, task.n_train) if langevin else []
     return Trajectory(
         step=np.array([int(r["step"]) for r in recs]),
         train_loss=stack("train_loss"), test_loss=stack("test_loss"),
@@ -297,6 +323,8 @@ def _trajectory(cb: GeometryLogger, module: GDModule, task: Task, config: dict, 
         measures=measures, width=config["width"], activation=config["activation"],
         prior_w=float(lambdas[0]), prior_v=float(lambdas[-1]), temperature=config["temperature"],
         optimizer=config["optimizer"], lr=float(config["lr"]), replicas=int(config["replicas"]),
-        seeds=list(module.seeds), data_fingerprint=config["data_fingerprint"], task=task.metadata(),
-        run_dir=str(run_dir), config=config,
+        seeds=[seed_spec(s) for s in module.seeds], data_fingerprint=config["data_fingerprint"], task=task.metadata(),
+        run_dir=str(run_dir), config=config, model_identity=identity,
+        samples_documented_posterior=(not notes) if langevin else None, posterior_notes=notes,
+        seed_scheme=config["seed_scheme"],
     )

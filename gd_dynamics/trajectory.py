@@ -9,7 +9,71 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Trajectory"]
+from gdeq import geometry
+
+__all__ = ["Trajectory", "MODEL_IDENTITY_KEYS", "DOCUMENTED_POSTERIOR", "TEMPERATURE_CONVENTION", "model_identity",
+           "posterior_deviations"]
+
+#: The posterior every theory level and the exact sampler describe (docs/conventions.md §1, §6):
+#: p(θ|D) ∝ exp(−L/T − Σ_l λ_l|θ_l|²/2) with L = ½Σ_μ|y^μ − f(x^μ)|² a SUM over the P samples.
+TEMPERATURE_CONVENTION = "exp(-L/T - sum_l lambda_l |theta_l|^2/2), L = 1/2 sum_mu |y - f|^2 (sum over samples)"
+
+#: Keys of ``Trajectory.model_identity``: what a network is and which posterior its dynamics sample.
+#: ``bridge.check_compatible`` compares a run against a theory curve on exactly these keys.
+MODEL_IDENTITY_KEYS: tuple[str, ...] = (
+    "architecture",            # "fc" | "cnn"
+    "widths",                  # hidden widths (N1, ..., NL); the CNN: [channels]
+    "activation",              # σ by name
+    "parameterisation",        # "standard" (init="prior": 1/√fan_in in the forward pass) | "pytorch"
+    "init",                    # "prior" | "pytorch"
+    "bias",                    # bool
+    "prior_precisions",        # [λ0, ..., λL]
+    "loss",                    # "mse" | "cross_entropy"
+    "reduction",               # "sum" | "mean"
+    "temperature_convention",  # TEMPERATURE_CONVENTION, or "none" for a run without noise
+    "frozen_layers",           # layers kept at their initial values (1 = first hidden, L+1 = readout)
+    "batch_size",              # None = full batch
+    "kernel_size",             # CNN only (None for fc)
+    "image_shape",             # CNN only, (C, H, W) (None for fc)
+)
+
+#: The values the documented posterior requires (the keys not listed here may take any value).
+DOCUMENTED_POSTERIOR: dict = dict(architecture="fc", parameterisation="standard", init="prior", bias=False,
+                                  loss="mse", reduction="sum", frozen_layers=[], batch_size=None)
+
+
+def model_identity(*, architecture: str, widths, activation: str, init: str, bias: bool, prior_precisions,
+                   loss: str, reduction: str, optimizer: str, frozen_layers=(), batch_size: int | None = None,
+                   kernel_size: int | None = None, image_shape=None) -> dict:
+    """The ``MODEL_IDENTITY_KEYS`` dict of a run (plain JSON types)."""
+    cnn = architecture == "cnn"
+    return dict(
+        architecture=architecture, widths=[int(w) for w in widths], activation=activation,
+        parameterisation="standard" if init == "prior" else "pytorch", init=init, bias=bool(bias),
+        prior_precisions=[float(l) for l in prior_precisions], loss=loss, reduction=reduction,
+        temperature_convention=TEMPERATURE_CONVENTION if optimizer == "langevin" else "none",
+        frozen_layers=sorted(int(l) for l in frozen_layers), batch_size=None if batch_size is None else int(batch_size),
+        kernel_size=int(kernel_size) if cnn and kernel_size is not None else None,
+        image_shape=[int(d) for d in image_shape] if cnn and image_shape is not None else None,
+    )
+
+
+def posterior_deviations(identity: dict, n_train: int | None = None) -> list[str]:
+    """Why a run with this identity does not sample the documented posterior (empty list: it does).
+
+    One line per key whose value differs from :data:`DOCUMENTED_POSTERIOR`; a minibatch run is
+    stochastic-gradient Langevin, whose stationary law is not the posterior (extra gradient noise).
+    A batch of all ``n_train`` points is the full batch.
+    """
+    notes = []
+    for key, want in DOCUMENTED_POSTERIOR.items():
+        got = identity.get(key)
+        if key == "batch_size" and got is not None and got == n_train:
+            got = None
+        if got != want:
+            why = {"batch_size": "minibatch gradient noise changes the stationary law"}.get(key, "not the documented model")
+            notes.append(f"{key}={got!r} (the documented posterior needs {want!r}: {why})")
+    return notes
 
 # Array fields: first axis = logged steps (except ``step`` itself), second = replicas.
 _ARRAYS = (
@@ -39,8 +103,13 @@ class Trajectory:
     - ``train_predictions`` (n, R, P[, D]), ``test_predictions`` (n, R, P_test[, D]).
     - ``measures``: every logged measure by its logger key (e.g. ``"test/L1/knn_purity"``), (n, R).
     - ``y_*``, ``labels_*``: the targets and class ids, for stragglers and the mean predictor.
+    - ``model_identity``: the network and the posterior its dynamics sample, keys
+      :data:`MODEL_IDENTITY_KEYS`; ``samples_documented_posterior``: for a Langevin run, whether it
+      samples docs/conventions.md §6's posterior (None for other optimisers), ``posterior_notes``:
+      why not (:func:`posterior_deviations`).
     - metadata: width, activation, prior_w (λ0), prior_v (λ_L), temperature, optimizer, lr,
-      replicas, seeds, data_fingerprint (``geometry.data_fingerprint(x_train, y_train)``), task
+      replicas, seeds (one ``{"entropy", "spawn_key"}`` SeedSequence record per replica; the scheme
+      is ``seed_scheme``, :mod:`gd_dynamics.seeds`), data_fingerprint (``geometry.data_fingerprint(x_train, y_train)``), task
       (``Task.metadata()``), run_dir, config (every argument of the run).
     """
 
@@ -73,11 +142,15 @@ class Trajectory:
     optimizer: str
     lr: float
     replicas: int
-    seeds: list[int]
+    seeds: list[dict]
     data_fingerprint: str
     task: dict
     run_dir: str
     config: dict = field(default_factory=dict, repr=False)
+    model_identity: dict = field(default_factory=dict)
+    samples_documented_posterior: bool | None = None
+    posterior_notes: list[str] = field(default_factory=list)
+    seed_scheme: str = ""
 
     @property
     def n_logged(self) -> int:
@@ -93,10 +166,7 @@ class Trajectory:
 
     def mean_sem(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         """Mean and standard error over replicas (axis 1) of a field or measure."""
-        a = self.measure(key)
-        R = a.shape[1]
-        sem = a.std(1, ddof=1) / np.sqrt(R) if R > 1 else np.full(a.mean(1).shape, np.nan)
-        return a.mean(1), sem
+        return geometry.mean_se(self.measure(key), axis=1)
 
     def mean_predictor(self, split: str = "train") -> np.ndarray:
         """Replica-averaged predictions (n, P[, D]) (the posterior mean for a Langevin run)."""

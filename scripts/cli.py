@@ -32,12 +32,25 @@ def commands() -> dict:
 
 
 def run(argv: list[str] | None = None):
-    """Run a subcommand and return its result (for tests and scripts); bad input exits with code 2."""
+    """Run a subcommand and return its result (for tests and scripts).
+
+    Bad input (ValueError) prints one line and exits with code 2; a diverging run
+    (``DivergenceError``) prints its message as one line and exits with code 1. No traceback.
+    """
+    from gdeq.gd_dynamics.callbacks import DivergenceError
+
     try:
         return CLI(commands(), args=argv, as_positional=False, fail_untyped=False)
     except ValueError as err:  # bad input: one clear line, no traceback
-        print(f"gdeq: error: {err}", file=sys.stderr)
+        _one_line("error", err)
         raise SystemExit(2) from None
+    except DivergenceError as err:  # the run stopped being finite: the message says what to change
+        _one_line("diverged", err)
+        raise SystemExit(1) from None
+
+
+def _one_line(kind: str, err: Exception) -> None:
+    print(f"gdeq: {kind}: {' '.join(str(err).split())}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,10 +1,41 @@
-"""Helpers shared by the subcommand modules: temperature grids and printing summaries."""
+"""Helpers shared by the subcommand modules: the data options, temperature grids, printing summaries."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
+
+from gdeq.gd_dynamics.wandb_setup import WANDB_MODES
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """The task a command works on (``gd_dynamics.load_task``'s arguments), given as ``--data.<name>``.
+
+    Args:
+        dataset: mnist, fashion-mnist, cifar10 or teacher.
+        classes: two classes (±1), two groups like [[0,2,4,6,8],[1,3,5,7,9]] or "parity", or k classes (one-hot).
+        n_train: training examples P.
+        n_test: test examples.
+        seed: seed of the balanced data draw (and of the replicas/chains where a command has them).
+        data_dir: directory with .npz files or torchvision's layout; when given (or $GDEQ_DATA_DIR is set) it
+            is the only source and must hold the dataset. Unset: torchvision's copy, then the embedded MNIST.
+    """
+
+    dataset: str = "mnist"
+    classes: list | str = field(default_factory=lambda: [3, 5])
+    n_train: int = 400
+    n_test: int = 400
+    seed: int = 0
+    data_dir: str | None = None
+
+    def load(self, **kwargs):
+        """``load_task`` on these options (``kwargs``: per_class, selection, preprocessing, ...)."""
+        from gdeq.gd_dynamics import load_task
+
+        return load_task(self.dataset, self.classes, self.n_train, self.n_test, self.seed, self.data_dir, **kwargs)
 
 
 def temperature_grid(t_min: float, t_max: float, n_temperatures: int) -> list[float]:
@@ -17,8 +48,8 @@ def temperature_grid(t_min: float, t_max: float, n_temperatures: int) -> list[fl
 
 
 def wandb_mode(value: str) -> str:
-    if value not in ("offline", "online", "disabled"):
-        raise ValueError(f"wandb: must be 'offline', 'online' or 'disabled', got {value!r}")
+    if value not in WANDB_MODES:
+        raise ValueError(f"wandb: must be one of {list(WANDB_MODES)}, got {value!r}")
     return value
 
 

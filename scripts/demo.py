@@ -5,17 +5,12 @@ from __future__ import annotations
 import json
 import time
 
-from gdeq.cli.common import print_comparison, temperature_grid, wandb_mode
+from gdeq.cli.common import DataOptions, print_comparison, temperature_grid, wandb_mode
 
 
 def demo(
     name: str = "demo",
-    dataset: str = "mnist",
-    classes: list = [3, 5],  # noqa: B006
-    n_train: int = 400,
-    n_test: int = 400,
-    seed: int = 0,
-    data_dir: str | None = None,
+    data: DataOptions = DataOptions(),  # noqa: B008 - frozen: a safe default
     widths: list[int] = [20, 400],  # noqa: B006
     steps: list[int] = [2000, 800],  # noqa: B006
     replicas: list[int] = [8, 4],  # noqa: B006
@@ -43,12 +38,8 @@ def demo(
 
     Args:
         name: report directory name under output_dir.
-        dataset: mnist (embedded subset, works offline), fashion-mnist, cifar10 or teacher.
-        classes: the two classes (±1).
-        n_train: training examples P.
-        n_test: test examples.
-        seed: data draw and replica seeds.
-        data_dir: directory with full datasets as .npz (default $GDEQ_DATA_DIR, then the embedded MNIST).
+        data: the task (--data.dataset, --data.classes, --data.n_train, --data.n_test, --data.seed,
+            --data.data_dir); the default MNIST 3 vs 5 uses the embedded subset and works offline.
         widths: hidden widths N1 (α = P/N1 matters for the signatures).
         steps: GD steps per width (one value for all, or one per width).
         replicas: replicas per width (≥ 3; one value or one per width).
@@ -72,11 +63,11 @@ def demo(
 
     t0 = time.perf_counter()
     out, results, paths = run_demo(
-        name, dataset=dataset, classes=classes, n_train=n_train, n_test=n_test, widths=widths, steps=steps,
+        name, dataset=data.dataset, classes=data.classes, n_train=data.n_train, n_test=data.n_test, widths=widths, steps=steps,
         replicas=replicas, activation=activation, levels=levels, temperatures=temperature_grid(t_min, t_max, n_temperatures),
         sample_temperatures=sample_temperatures, sample_replicas=sample_replicas,
         sample_kwargs=dict(burn_in=sample_burn_in, sampling_time=sample_time), lr=lr, output_dir=output_dir,
-        data_dir=data_dir, wandb=wandb_mode(wandb), wandb_project=wandb_project, device=device, seed=seed,
+        data_dir=data.data_dir, wandb=wandb_mode(wandb), wandb_project=wandb_project, device=device, seed=data.seed,
         progress=progress,
     )
     for res in results:

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gdeq.cli.common import temperature_grid
+from gdeq.cli.common import DataOptions, temperature_grid
 
 
 def equilibrium(
-    dataset: str = "mnist",
-    classes: list = [3, 5],  # noqa: B006
-    n_train: int = 400,
-    n_test: int = 400,
-    seed: int = 0,
-    data_dir: str | None = None,
+    data: DataOptions = DataOptions(),  # noqa: B008 - frozen: a safe default
     width: int = 20,
     activation: str = "erf",
     prior_w: float = 1.0,
@@ -27,12 +22,7 @@ def equilibrium(
     """Compute equilibrium temperature curves and print each measure's turning point per level.
 
     Args:
-        dataset: mnist, fashion-mnist, cifar10 or teacher.
-        classes: two classes (±1) or groups.
-        n_train: training examples P.
-        n_test: test examples.
-        seed: seed of the data draw.
-        data_dir: directory with .npz files (default $GDEQ_DATA_DIR, then embedded MNIST).
+        data: the task (--data.dataset, --data.classes, --data.n_train, --data.n_test, --data.seed, --data.data_dir).
         width: hidden width N1.
         activation: erf, relu, identity, tanh, ...
         prior_w: first-layer prior precision λ0.
@@ -45,12 +35,10 @@ def equilibrium(
     """
     from gdeq.bridge.compare import curve_measures, turning_point
     from gdeq.bridge.experiments import theory_curves, write_table
-    from gdeq.gd_dynamics import load_task
-
     import numpy as np
 
     temps = temperature_grid(t_min, t_max, n_temperatures)
-    task = load_task(dataset, classes, n_train, n_test, seed, data_dir)
+    task = data.load()
     curves = theory_curves(task, width=width, activation=activation, prior_w=prior_w, prior_v=prior_v,
                            temperatures=temps, levels=levels)
     rows, peaks = [], []

@@ -10,8 +10,6 @@ writing into the same shared ``output_dir`` and logging its row to the agent's r
 
 from __future__ import annotations
 
-import os
-
 from gdeq.cli.common import wandb_mode
 
 
@@ -91,16 +89,16 @@ def sweep(
 
 def _log(rows: list[dict], mode: str, project: str, output_dir: str) -> None:
     """One wandb run with the table (or, under `wandb agent`, the agent's run with this cell's row)."""
-    try:
+    from gdeq.gd_dynamics.wandb_setup import log_to_wandb
+
+    def log(run) -> None:
         import wandb
 
-        under_agent = bool(os.environ.get("WANDB_SWEEP_ID"))
-        run = wandb.init(project=project, dir=output_dir, mode=None if under_agent else mode,
-                         job_type="sweep", settings=wandb.Settings(silent=True, init_timeout=30))
         cols = sorted({k for r in rows for k in r if not isinstance(r[k], (dict, list))})
         run.log({"sweep": wandb.Table(columns=cols, data=[[r.get(k) for k in cols] for r in rows])})
         if len(rows) == 1:
             run.summary.update({k: v for k, v in rows[0].items() if isinstance(v, (int, float, str))})
-        run.finish()
-    except Exception as err:  # never fail the sweep because of wandb
-        print(f"wandb: not logged ({type(err).__name__}: {err})")
+
+    info = log_to_wandb(mode, log, project=project, dir=output_dir, job_type="sweep")
+    if "id" not in info:  # never fail the sweep because of wandb
+        print(f"wandb: not logged ({'; '.join(f'{k}: {v}' for k, v in info.items() if k != 'mode')})")

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import json
 
-from gdeq.cli.common import wandb_mode
+from gdeq.cli.common import DataOptions, wandb_mode
 
 
 def train(
-    dataset: str = "mnist",
-    classes: list = [3, 5],  # noqa: B006 - jsonargparse reads the default from here
-    n_train: int = 400,
-    n_test: int = 400,
-    seed: int = 0,
-    data_dir: str | None = None,
+    data: DataOptions = DataOptions(),  # noqa: B008 - frozen: a safe default
     width: int = 20,
     activation: str = "erf",
     architecture: str = "fc",
@@ -34,15 +29,11 @@ def train(
     """Train R replica networks from the prior and save the run (trajectory.npz/.json, CSV, wandb).
 
     Args:
-        dataset: mnist, fashion-mnist, cifar10 or teacher.
-        classes: two classes (±1), two groups like [[0,2,4,6,8],[1,3,5,7,9]], or k classes (one-hot).
-        n_train: training examples P.
-        n_test: test examples.
-        seed: data draw and replica seeds (replica r uses seed + r).
-        data_dir: directory with .npz files or torchvision's layout (default $GDEQ_DATA_DIR, then embedded MNIST).
+        data: the task (--data.dataset, --data.classes, --data.n_train, --data.n_test, --data.seed,
+            --data.data_dir); data.seed also seeds the replicas (independent streams per replica).
         width: hidden width N1.
         activation: erf, relu, tanh or identity.
-        architecture: fc (one hidden layer, the theory's network) or cnn.
+        architecture: fc (one hidden layer, the theory's network) or cnn (image shape inferred from the data).
         optimizer: gd (full batch), sgd (needs --batch_size), adam, or langevin (needs --temperature).
         lr: learning rate for the summed loss ½Σ(y − f)² (default: 1/λ_max of the tangent kernel at init; a tenth of it for Langevin).
         steps: optimisation steps.
@@ -58,11 +49,11 @@ def train(
         progress: show a progress bar.
     """
     from gdeq.bridge.experiments import default_learning_rate
-    from gdeq.gd_dynamics import load_task
     from gdeq.gd_dynamics import train as train_run
 
     mode = wandb_mode(wandb)
-    task = load_task(dataset, classes, n_train, n_test, seed, data_dir)
+    seed = data.seed
+    task = data.load()
     if lr is None:
         lr = default_learning_rate(task.x_train, activation=activation, seed=seed)
         if optimizer == "langevin":
@@ -71,9 +62,7 @@ def train(
                      steps=steps, replicas=replicas, temperature=temperature, batch_size=batch_size, seed=seed,
                      log_points=log_points, output_dir=output_dir, run_name=run_name,
                      wandb=None if mode == "disabled" else mode, wandb_project=wandb_project, device=device,
-                     progress_bar=progress, probe_size=max(n_train, n_test),  # geometry on the full sets, as the theory
-                     image_shape=(1, 28, 28) if architecture == "cnn" and dataset != "cifar10"
-                     else ((1, 32, 32) if architecture == "cnn" else None))
+                     progress_bar=progress, probe_size=max(data.n_train, data.n_test))  # geometry on the full sets
     summary = dict(run_dir=traj.run_dir, lr=lr, steps=int(traj.step[-1]),
                    final_train_error=float(traj.train_error[-1].mean()), final_test_error=float(traj.test_error[-1].mean()),
                    final_centroid_distance=float(traj.centroid_distance[-1].mean()))

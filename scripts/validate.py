@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gdeq.cli.common import DataOptions
+
 
 def validate(
-    dataset: str = "mnist",
-    classes: list = [3, 5],  # noqa: B006
-    n_train: int = 200,
-    n_test: int = 200,
-    seed: int = 0,
-    data_dir: str | None = None,
+    data: DataOptions = DataOptions(n_train=200, n_test=200),  # noqa: B008 - frozen: a safe default
     widths: list[int] = [100],  # noqa: B006
     temperatures: list[float] = [0.1, 1.0],  # noqa: B006
     activation: str = "erf",
@@ -26,12 +23,8 @@ def validate(
     """Sample the posterior at each width and temperature and print the theory levels beside it.
 
     Args:
-        dataset: mnist, fashion-mnist, cifar10 or teacher.
-        classes: two classes (±1).
-        n_train: training examples P.
-        n_test: test examples.
-        seed: data draw and sampler seed.
-        data_dir: directory with .npz files (default $GDEQ_DATA_DIR, then embedded MNIST).
+        data: the task (--data.dataset, --data.classes, --data.n_train, --data.n_test, --data.seed,
+            --data.data_dir); data.seed also seeds the sampler.
         widths: hidden widths N1.
         temperatures: temperatures T at which to sample.
         activation: erf, relu, tanh or identity.
@@ -44,13 +37,11 @@ def validate(
         output: path stem for <output>.csv/.json (none to skip writing).
     """
     from gdeq.bridge.experiments import validation_table, write_table
-    from gdeq.gd_dynamics import load_task
-
     if replicas < 2:
         raise ValueError(f"replicas: need at least 2 chains for error bars, got {replicas}")
-    task = load_task(dataset, classes, n_train, n_test, seed, data_dir)
+    task = data.load()
     rows = validation_table(task, widths=widths, temperatures=temperatures, activation=activation, levels=levels,
-                            replicas=replicas, burn_in=burn_in, sampling_time=sampling_time, seed=seed,
+                            replicas=replicas, burn_in=burn_in, sampling_time=sampling_time, seed=data.seed,
                             sampler_kwargs=dict(method=method, device=device))
     head = f"{'N1':>5} {'T':>7} {'measure':<28} {'sampled ± s.e.':>22} " + " ".join(f"{lv:>22}" for lv in levels)
     print(head)

@@ -116,10 +116,14 @@ def test_turning_points_peak_dip_monotone_and_per_replica():
     assert np.isnan(steps[2])
 
 
-def _meta(**kw):
+def _meta(config=None, **kw):
+    """A run (or curve) with the facts check_compatible reads; ``config`` as gd_dynamics.train records it."""
     base = dict(data_fingerprint="abc", width=20, activation="erf", prior_w=1.0, prior_v=1.0)
     base.update(kw)
-    return SimpleNamespace(**base)
+    run_config = dict(width=base["width"], architecture="fc", init="prior", bias=False, loss="mse", reduction="sum",
+                      frozen_layers=[], optimizer="gd", batch_size=None, temperature=None)
+    run_config.update(config or {})
+    return SimpleNamespace(config=run_config, **base)
 
 
 @pytest.mark.parametrize(
@@ -136,3 +140,112 @@ def test_mismatched_run_and_curve_are_rejected(change, word):
     check_compatible(_meta(width=[20]), _meta())  # a one-layer width list is fine
     with pytest.raises(ValueError, match=word):
         check_compatible(_meta(), _meta(**change))
+
+
+@pytest.mark.parametrize(
+    "config, words",
+    [
+        (dict(architecture="cnn"), ["architecture"]),  # width = channels: not the theory's N1
+        (dict(init="pytorch", bias=True), ["init", "bias"]),
+        (dict(optimizer="langevin", temperature=1.0, reduction="mean"), ["reduction", "temperature_convention"]),
+        (dict(loss="cross_entropy"), ["loss"]),
+        (dict(frozen_layers=[1]), ["frozen_layers"]),
+        (dict(width=[20, 20]), ["hidden_layers"]),
+    ],
+)
+def test_runs_of_another_model_or_posterior_are_refused_with_one_message_naming_it(config, words):
+    good_curve = _meta()
+    check_compatible(_meta(config=dict(optimizer="sgd", batch_size=5)), good_curve)  # SGD of the same model: fine
+    check_compatible(_meta(config=dict(optimizer="langevin", temperature=0.5)), good_curve)
+    run = _meta(config=config, width=config.get("width", 20))
+    with pytest.raises(ValueError) as err:
+        check_compatible(run, good_curve)
+    message = str(err.value)
+    assert message.count("run and theory curve do not match") == 1
+    named = {part.split(":")[0].strip() for part in message.split("do not match: ")[1].split("; ")}
+    assert named == set(words), message
+
+
+def test_a_run_that_records_nothing_about_its_model_is_refused():
+    run = _meta()
+    del run.config
+    with pytest.raises(ValueError, match="architecture: the run does not record it"):
+        check_compatible(run, _meta())
+
+
+def test_a_recorded_model_identity_takes_precedence_over_the_config():
+    """gd_dynamics' Trajectory.model_identity (its MODEL_IDENTITY_KEYS) is read when the run has one."""
+    identity = dict(architecture="fc", widths=[20], activation="erf", parameterisation="standard", init="prior",
+                    bias=False, prior_precisions=[1.0, 1.0], loss="mse", reduction="sum", temperature_convention="none",
+                    frozen_layers=[2], batch_size=None, kernel_size=None, image_shape=None)
+    with pytest.raises(ValueError, match="frozen_layers: run \\(2,\\) vs curve \\(\\)"):
+        check_compatible(_meta(model_identity=identity), _meta())
+    check_compatible(_meta(model_identity=dict(identity, frozen_layers=[])), _meta())
+    with pytest.raises(ValueError, match="hidden_layers: run 2 vs curve 1"):
+        check_compatible(_meta(model_identity=dict(identity, frozen_layers=[], widths=[20, 20])), _meta())
+
+
+def test_a_minibatch_langevin_run_is_refused_it_does_not_sample_the_posterior():
+    run = _meta(config=dict(optimizer="langevin", temperature=0.5, batch_size=5), optimizer="langevin",
+                task=dict(n_train=40))
+    with pytest.raises(ValueError, match="batch_size: run 5 \\(minibatch Langevin"):
+        check_compatible(run, _meta())
+    check_compatible(_meta(config=dict(optimizer="sgd", batch_size=5), optimizer="sgd"), _meta())  # SGD: fine
+
+
+def test_real_runs_of_other_models_are_refused(tmp_path):
+    """The identity is read from what gd_dynamics.train records, for a CNN and a PyTorch-init run with biases."""
+    from gdeq import equilibrium
+    from gdeq.gd_dynamics import load_task, train
+
+    task = load_task("mnist", (3, 5), 20, 10, 0)
+    curve = equilibrium.temperature_curve(task.x_train, task.y_train, np.logspace(-2, 1, 4), width=4, level="nngp")
+    common = dict(lr=1e-3, steps=1, replicas=1, log_points=2, output_dir=tmp_path, wandb=None, progress_bar=False,
+                  clustering_indices=False, layer_geometry=False)
+    check_compatible(train(task, width=4, run_name="fc", **common), curve)
+    with pytest.raises(ValueError, match="run and theory curve do not match: init: run 'pytorch' vs curve 'prior'"):
+        check_compatible(train(task, width=4, init="pytorch", bias=True, run_name="pt", **common), curve)
+    with pytest.raises(ValueError, match="architecture: run 'cnn' vs curve 'fc'"):
+        check_compatible(train(task, width=4, architecture="cnn", image_shape=(1, 28, 28), run_name="cnn", **common),
+                         curve)
+
+
+def test_turning_points_are_data_a_weaker_dip_at_step_1234_comes_back_exactly():
+    steps = np.arange(0.0, 3000.0)
+    bump = lambda c, w: np.exp(-(((steps - c) / w) ** 2))  # noqa: E731
+    values = 1.0 - 0.3 * bump(1234.0, 150.0) + 0.8 * bump(2500.0, 100.0)  # main: peak at 2500; weaker: dip at 1234
+    t = turning_point(steps, values)
+    assert t.kind == "peak" and t.location == 2500.0
+    assert t.other is not None and t.other.kind == "dip" and t.other.location == 1234.0 and t.other.index == 1234
+    assert t.other.excursion == pytest.approx(0.3, rel=1e-6)
+    np.testing.assert_array_equal(replica_turning_steps(steps, values[:, None], "dip"), [1234.0])  # not 1230.0
+
+
+def test_turning_point_reports_effect_size_and_significance():
+    x = np.linspace(0, 1, 51)
+    y = 0.5 + 0.001 * x + 0.01 * np.exp(-(((x - 0.5) / 0.1) ** 2))  # a 2 % bump on a slow rise
+    se = np.full_like(x, 1e-3)
+    t = turning_point(x, y, se, rel_tol=0.0)
+    assert t.kind == "peak" and t.index == 25
+    exc = y[25] - y[-1]  # the higher end limits the excursion
+    assert t.excursion == pytest.approx(exc, rel=1e-12)
+    assert t.relative_excursion == pytest.approx(exc / y[25], rel=1e-12)
+    assert t.significance == pytest.approx(exc / np.hypot(1e-3, 1e-3), rel=1e-12)
+    assert "% of the value" in t.describe() and "s.e." in t.describe()
+    assert np.isnan(turning_point(x, y, rel_tol=0.0).significance)  # no s.e. given: no significance claimed
+
+
+def test_invert_monotone_treats_a_reversal_within_its_tolerance_as_flat():
+    T = np.logspace(-2, 1, 6)
+    g = np.array([0.0, 0.5, 0.5 - 5e-10, 0.5 - 4e-10, 0.8, 1.0])  # a reversal of 5e-10 of the range
+    inverse, reason = invert_monotone(T, g)  # used to raise "x must be strictly increasing"
+    assert inverse is not None, reason
+    out = inverse(np.array([0.0, 0.25, 0.5, 0.65, 0.8, 1.0]))
+    assert out[0] == pytest.approx(T[0]) and out[2] == pytest.approx(T[1]) and out[4] == pytest.approx(T[4])
+    assert np.all(np.diff(out) > 0)  # a monotone inverse
+    worse = g.copy()
+    worse[2] = 0.5 - 1e-6  # a reversal beyond the tolerance: no map, with the reason
+    inverse, reason = invert_monotone(T, worse)
+    assert inverse is None and "not monotone" in reason
+    down, _ = invert_monotone(T, -g)  # the same for a decreasing observable
+    assert down is not None and np.all(np.diff(down(-np.array([0.0, 0.25, 0.65, 1.0]))) > 0)

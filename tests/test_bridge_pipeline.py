@@ -130,3 +130,25 @@ def test_langevin_run_maps_back_to_its_own_temperature(tmp_path):
     # and a wrong claim is caught: the same run does not look like T0/4
     wrong = langevin_consistency(traj, curve, temperature=T0 / 4, rtol=0.1)
     assert not wrong.passed and "INCONSISTENT" in wrong.message
+
+
+def test_report_states_the_runs_real_settings(tmp_path):
+    """report.md used to print "λ0 = λ1 = 1; full-batch GD" and "2 %" whatever the run and compare() used."""
+    import dataclasses
+
+    from gdeq.bridge.experiments import run_width
+    from gdeq.bridge.report import write_report
+    from gdeq.gd_dynamics import load_task
+
+    task = load_task("mnist", (3, 5), 40, 40, 0)
+    res = run_width(task, width=10, optimizer="sgd", batch_size=10, prior_w=2.0, steps=40, replicas=3,
+                    levels=("gaussian",), temperatures=TEMPS[::3], log_points=10, output_dir=tmp_path / "runs",
+                    progress=False)
+    res = dataclasses.replace(res, comparison=compare(res.trajectory, res.curves, rel_tol=0.05, n_se=3.0))
+    write_report(tmp_path / "report", [res], config=dict(name="sgd", levels=["gaussian"], activation="erf"),
+                 wandb_mode="disabled")
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "SGD (minibatch 10)" in report and "λ0 = 2, λ1 = 1" in report
+    assert f"lr = {res.trajectory.lr:.4g}" in report
+    assert "more than 5 % of the curve's range (and 3 s.e." in report
+    assert "full-batch GD" not in report and "λ0 = λ1 = 1" not in report and "2 %" not in report

@@ -149,3 +149,20 @@ def test_one_hidden_layer_moments_match_autograd_per_sample_gradients(activation
     assert d == N1 * N0 + N1
     assert a[0] == pytest.approx(float((W * gW).sum() + (v * gv).sum()), rel=1e-10)
     assert b[0] == pytest.approx(float((gW**2).sum() + (gv**2).sum()), rel=1e-10)
+
+
+def test_unknown_activation_is_refused_not_treated_as_the_identity():
+    """Used to fall back to σ(h) = h for any unknown name (a silently wrong temperature)."""
+    from gdeq.bridge.experiments import default_learning_rate
+
+    rng = np.random.default_rng(0)
+    W, v, x, y = rng.normal(size=(2, 3, 5)), rng.normal(size=(2, 3)), rng.normal(size=(4, 5)), rng.normal(size=4)
+    for fn in (one_hidden_layer_gradient_moments, lambda *a, activation: potential_gradient_terms(*a, activation=activation)):
+        with pytest.raises(ValueError, match="activation: must be one of"):
+            fn(W, v, x, y, activation="softsign")
+    with pytest.raises(ValueError, match="activation: must be one of"):
+        default_learning_rate(x, activation="softsign")
+    # a known name gives the closed form: erf's moments differ from the identity's
+    erf = one_hidden_layer_gradient_moments(W, v, x, y, activation="erf")["mean_sq_norm"]
+    ident = one_hidden_layer_gradient_moments(W, v, x, y, activation="identity")["mean_sq_norm"]
+    assert not np.allclose(erf, ident)

@@ -46,7 +46,7 @@ def test_equilibrium_from_a_yaml_config_matches_the_library(tmp_path, capsys):
     cfg = tmp_path / "eq.yaml"
     out = tmp_path / "curves"
     cfg.write_text(
-        f"n_train: 60\nn_test: 40\nwidth: 30\nlevels: [gaussian]\nt_min: 0.01\nt_max: 10.0\n"
+        f"data:\n  n_train: 60\n  n_test: 40\nwidth: 30\nlevels: [gaussian]\nt_min: 0.01\nt_max: 10.0\n"
         f"n_temperatures: 7\noutput: {out}\n"
     )
     peaks = main(["equilibrium", "--config", str(cfg)])
@@ -57,7 +57,19 @@ def test_equilibrium_from_a_yaml_config_matches_the_library(tmp_path, capsys):
                                         x_test=task.x_test, y_test=task.y_test, level="gaussian")
     np.testing.assert_allclose([r["centroid_distance"] for r in rows], ref.centroid_distance, rtol=1e-10)
     np.testing.assert_allclose([r["train_error"] for r in rows], ref.train_error, rtol=1e-10)
-    assert peaks is None or isinstance(peaks, list)
+    # the turning-point table: one row per level and measure, with the shape the curve has
+    assert isinstance(peaks, list) and {p["level"] for p in peaks} == {"gaussian"}
+    by_measure = {p["measure"]: p for p in peaks}
+    assert {"train_error", "test_error", "centroid_distance"} <= set(by_measure)
+    # the mean predictor's training error T²|A⁻¹y|²/P grows with T (closed form): monotone, no T*
+    assert np.all(np.diff(ref.train_error) > 0)
+    assert by_measure["train_error"]["shape"] == "increasing" and by_measure["train_error"]["T_star"] is None
+    for p in peaks:
+        assert (p["T_star"] is not None) == (p["shape"] in ("peak", "dip"))
+        if p["T_star"] is not None:
+            assert 0.01 <= p["T_star"] <= 10.0
+    written = json.loads(out.with_name("curves_turning_points").with_suffix(".json").read_text())
+    assert written == json.loads(json.dumps(peaks))
 
 
 class Interrupted(Exception):
@@ -122,7 +134,7 @@ def test_full_demo_command_writes_its_report(tmp_path, capsys):
 
 
 def test_compare_command_on_a_saved_langevin_run_reports_the_consistency_check(tmp_path, capsys):
-    main(["train", "--n_train=40", "--n_test=40", "--width=20", "--optimizer=langevin", "--temperature=1.0",
+    main(["train", "--data.n_train=40", "--data.n_test=40", "--width=20", "--optimizer=langevin", "--temperature=1.0",
           "--steps=1500", "--replicas=8", "--log_points=20", f"--output_dir={tmp_path}", "--run_name=lgv",
           "--wandb=disabled", "--progress=false"])
     paths = main(["compare", f"--run={tmp_path / 'lgv'}", "--levels=[gaussian]", "--n_temperatures=25",
@@ -132,6 +144,39 @@ def test_compare_command_on_a_saved_langevin_run_reports_the_consistency_check(t
     doc = json.loads(open(paths["json"]).read())
     check = doc["widths"][0]["consistency"]["gaussian"]
     assert check["claimed_temperature"] == 1.0 and check["temperature"] is not None
+    # a Langevin run at T0 = 1 maps back to T0: the check passes (not just printed)
+    assert check["passed"] is True, check["message"]
+    assert check["within_error_bars"] or abs(check["relative_deviation"]) <= 0.1
+    assert ": consistent" in check["message"]
     with pytest.raises(SystemExit) as exit_info:  # a path that is not a run: one clear error
         main(["compare", f"--run={tmp_path / 'nothing'}"])
     assert exit_info.value.code == 2
+
+
+def test_compare_command_refuses_a_run_of_another_model_before_computing_theory(tmp_path, capsys, monkeypatch):
+    """A CNN run (width = channels) used to get a fully connected theory curve; now one clear error."""
+    from gdeq.bridge import experiments
+    from gdeq.gd_dynamics import load_task, train
+
+    task = load_task("mnist", (3, 5), 20, 10, 0)
+    train(task, width=4, architecture="cnn", lr=1e-3, steps=1, replicas=1, log_points=2, output_dir=tmp_path,
+          run_name="cnn", wandb=None, progress_bar=False, clustering_indices=False, layer_geometry=False)
+    computed = []
+    monkeypatch.setattr(experiments, "theory_curves", lambda *a, **k: computed.append(1))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", f"--run={tmp_path / 'cnn'}", "--wandb=disabled"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "architecture: run 'cnn' vs curve 'fc'" in err and "Traceback" not in err
+    assert computed == []  # refused before any theory curve
+
+
+def test_sweep_cell_trains_a_cnn_on_colour_cifar10(tmp_path, shared_data_dir):
+    """The sweep used to pass its own image shape (1, 32, 32) for colour CIFAR-10 (3 × 32 × 32 inputs) and
+    crash with a tensor size mismatch; the model infers the shape from the data."""
+    from gdeq.bridge.experiments import sweep_cell
+
+    row = sweep_cell(dict(architecture="cnn", width=4, activation="erf", dataset="cifar10", classes=[3, 5],
+                          n_train=40, n_test=20, steps=5, replicas=2, log_points=4, data_dir=str(shared_data_dir)),
+                     output_dir=tmp_path)
+    assert row["theory_shape"] == "no theory for this architecture" and 0 <= row["final_test_error"] < 4

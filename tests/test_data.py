@@ -36,7 +36,22 @@ def test_cifar10_channel_means_and_grayscale(shared_data_dir):
     assert 0 <= gray.x_train.min() and gray.x_train.max() <= 255
 
 
-def test_binary_task_balanced_deterministic_and_disjoint(shared_data_dir):
+@pytest.fixture(scope="session")
+def mnist_dir():
+    """``../shared/data`` when it is there, else None: the embedded MNIST subset does for these tests."""
+    from conftest import SHARED_DATA
+
+    return SHARED_DATA if (SHARED_DATA / "mnist_train.npz").is_file() else None
+
+
+def _train_labels(data_dir) -> np.ndarray:
+    if data_dir is None:
+        return np.load(gd_dynamics.data._embedded_path())["train_labels"]
+    return np.load(data_dir / "mnist_train.npz")["labels"]
+
+
+def test_binary_task_balanced_deterministic_and_disjoint(mnist_dir):
+    shared_data_dir = mnist_dir
     a = load_task("mnist", (3, 5), 200, 100, seed=7, data_dir=shared_data_dir)
     b = load_task("mnist", (3, 5), 200, 100, seed=7, data_dir=shared_data_dir)
     c = load_task("mnist", (3, 5), 200, 100, seed=8, data_dir=shared_data_dir)
@@ -46,14 +61,14 @@ def test_binary_task_balanced_deterministic_and_disjoint(shared_data_dir):
     assert (a.y_train == 1).sum() == 100 and (a.y_test == 1).sum() == 50
     raw = load_task("mnist", (3, 5), 200, 100, seed=7, data_dir=shared_data_dir, preprocessing=RAW)
     # first class is +1: digit 3
-    mnist = np.load(shared_data_dir / "mnist_train.npz")
-    assert set(mnist["labels"][raw.indices_train[raw.y_train == 1]]) == {3}
+    assert set(_train_labels(shared_data_dir)[raw.indices_train[raw.y_train == 1]]) == {3}
     # no training image appears in the test set
     train_rows = {r.tobytes() for r in raw.x_train.reshape(200, -1)}
     assert not any(r.tobytes() in train_rows for r in raw.x_test.reshape(100, -1))
 
 
-def test_preprocessing_invariants(shared_data_dir):
+def test_preprocessing_invariants(mnist_dir):
+    shared_data_dir = mnist_dir
     task = load_task("mnist", (4, 9), 300, 100, data_dir=shared_data_dir)
     n0 = task.input_dim
     np.testing.assert_allclose((task.x_train**2).sum(1), n0, rtol=1e-12)

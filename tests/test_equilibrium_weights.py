@@ -125,23 +125,6 @@ def test_one_home_per_concept_in_equilibrium():
     assert [k for k, s in sources.items() if "torch.linalg.eigh(K" in s or "np.linalg.eigh(C" in s] == []
 
 
-def test_projections_agree_with_the_samplers_former_copy():
-    """While gd_dynamics.langevin still carries its own copy (moving to equilibrium.sampling), both agree."""
-    langevin = pytest.importorskip("gdeq.gd_dynamics.langevin")
-    if not hasattr(langevin, "weight_moment_projections") or langevin.weight_moment_projections is \
-            weights.weight_moment_projections:
-        pytest.skip("the sampler already uses equilibrium.weights")
-    rng = np.random.default_rng(3)
-    x = rng.normal(size=(25, 40))
-    y = np.eye(3)[rng.integers(0, 3, 25)]
-    W = rng.normal(size=(6, 40))
-    h = x @ W.T / math.sqrt(40)
-    ours = weights.weight_moment_projections(h @ h.T / 6, x, y, prior_w=0.7, n_components=5)
-    theirs = langevin.weight_moment_projections(h @ h.T / 6, x, y, prior_w=0.7, n_components=5)
-    for a, b in zip(ours, theirs):
-        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
-
-
 def test_top_eigenpairs_equal_the_full_decomposition():
     rng = np.random.default_rng(4)
     a = rng.normal(size=(60, 30))

@@ -15,8 +15,8 @@ from scipy.special import erf
 from gdeq import geometry
 from gdeq.gd_dynamics import load_task, train
 from gdeq.gd_dynamics.callbacks import log_schedule
-from gdeq.gd_dynamics.datamodule import exact_input_reduction
 from gdeq.gd_dynamics.models import ReplicaFC
+from gdeq.gd_dynamics.seeds import replica_seed
 
 QUIET = dict(wandb=None, progress_bar=False)
 
@@ -63,7 +63,7 @@ def test_pytorch_init_is_nn_linear_convention():
 def test_exact_reduction_keeps_inner_products():
     rng = np.random.default_rng(1)
     x, xt = rng.standard_normal((10, 40)), rng.standard_normal((6, 40))
-    red = exact_input_reduction(x, xt)
+    red = geometry.span_reduction(x, xt)
     assert red.rank == 10
     np.testing.assert_allclose(red.x_train @ red.x_train.T, x @ x.T, atol=1e-10)
     # test inputs: projection plus remainder keep all test-test and train-test inner products
@@ -114,12 +114,14 @@ def test_trajectory_geometry_is_on_the_whole_training_set_with_a_small_probe(pai
 
 
 @pytest.mark.parametrize("optimizer,extra", [("gd", {}), ("adam", {}), ("langevin", {"temperature": 0.05}),
-                                             ("sgd", {"batch_size": 20, "data_seed": 0})])
+                                             ("sgd", {"batch_size": 20})])
 def test_batched_replicas_equal_separate_runs(pair, tmp_path, optimizer, extra):
+    """Replica r of a batched run equals a one-replica run given replica r's recorded seed."""
     kw = dict(width=12, lr=0.01, steps=12, optimizer=optimizer, log_points=5, output_dir=tmp_path, **extra, **QUIET)
     batched = train(pair, replicas=3, seed=5, run_name="b", **kw)
+    assert batched.seeds == [replica_seed(5, r) for r in range(3)]
     for r in range(3):
-        single = train(pair, replicas=1, seed=5 + r, run_name=f"s{r}", **kw)
+        single = train(pair, replicas=1, seed=[batched.seeds[r]], run_name=f"s{r}", **kw)
         for name in ("train_loss", "test_loss", "centroid_distance", "unit_class_radius"):
             np.testing.assert_allclose(getattr(batched, name)[:, r], getattr(single, name)[:, 0], rtol=1e-9, atol=1e-12)
 
@@ -127,7 +129,7 @@ def test_batched_replicas_equal_separate_runs(pair, tmp_path, optimizer, extra):
 def test_batched_cnn_replicas_equal_separate_runs(pair, tmp_path):
     kw = dict(width=3, architecture="cnn", kernel_size=7, lr=0.005, steps=4, log_points=3, output_dir=tmp_path, **QUIET)
     batched = train(pair, replicas=2, seed=0, run_name="b", **kw)
-    single = train(pair, replicas=1, seed=1, run_name="s", **kw)
+    single = train(pair, replicas=1, seed=[replica_seed(0, 1)], run_name="s", **kw)
     np.testing.assert_allclose(batched.train_loss[:, 1], single.train_loss[:, 0], rtol=1e-9)
     assert batched.train_loss[-1].mean() < batched.train_loss[0].mean()
 
@@ -212,7 +214,7 @@ def test_wandb_offline_run_holds_logged_keys(pair, tmp_path):
                  wandb="offline", wandb_group="tests", wandb_tags=["ci"], progress_bar=False)
     runs = list((Path(traj.run_dir) / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1
-    history, run = {}, None
+    history, run, config_keys = {}, None, []
     for rec in _wandb_records(runs[0]):
         kind = rec.WhichOneof("record_type")
         if kind == "history":
@@ -220,12 +222,15 @@ def test_wandb_offline_run_holds_logged_keys(pair, tmp_path):
                 history.setdefault(item.key or "/".join(item.nested_key), []).append(json.loads(item.value_json))
         elif kind == "run":
             run = rec.run
+            config_keys += [item.key for item in rec.run.config.update]
+        elif kind == "config":  # Lightning's log_hyperparams of the module's saved hyperparameters
+            config_keys += [item.key for item in rec.config.update]
     for key in ("train_loss/mean", "train/L1/centroid_distance/mean", "test/L1/knn_purity/sem",
                 "weights/L1/displacement/r0", "weights/weight_moment_label/mean"):
         assert key in history, key
     np.testing.assert_allclose(history["train_loss/r0"], traj.train_loss[:, 0], rtol=1e-12)
     assert run.run_group == "tests" and list(run.tags) == ["ci"]
-    assert any(item.key == "lr" for item in run.config.update)
+    assert config_keys.count("lr") == 1 and "data_fingerprint" in config_keys  # recorded once
     csv = next((Path(traj.run_dir) / "csv").rglob("metrics.csv")).read_text().splitlines()[0]
     assert "train/L1/unit_class_radius_0/mean" in csv
 

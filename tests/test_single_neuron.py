@@ -113,7 +113,7 @@ def test_level_contract_and_multi_output():
 @pytest.mark.slow
 def test_against_sampling_small_case():
     """P = 60, N1 = 30 (α = 2), T = 0.1: the level's centroid shift within 12 % (+ 3 s.e.) of exact sampling."""
-    from gdeq.gd_dynamics.langevin import sample_posterior
+    from gdeq.equilibrium.sampling import sample_posterior
 
     task = _mnist(60)
     n1, T = 30, 0.1

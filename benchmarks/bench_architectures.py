@@ -1,0 +1,173 @@
+"""Speed of the deep-FC and CNN equilibrium theory, side by side with one eigendecomposition and deepbays.
+
+    nice -n 10 python benchmarks/bench_architectures.py                     # defaults below, CPU
+    python benchmarks/bench_architectures.py --only deep --deep-P 300 --temps 10   # quick look
+
+Measured in one run (MNIST 3 vs 5, float64, one process, wall-clock):
+
+deep (L = 2, widths [N, N], erf; P = --deep-P, default 1000)
+  floor     kernel recursion at Q = 1 and one float64 eigh of the final kernel K_L
+  ours      equilibrium.deep.deep_temperature_curve for all --temps temperatures (saddle points by
+            Newton continuation down and up in T, predictor, per-layer geometry)
+  ours-relu the same with ReLU (exact one-eigendecomposition path)
+  deepbays  rkgp.FC_deep (preprocess, optimize, predict, averageLoss) timed on --deepbays-temps
+            temperatures spread over the range and extrapolated per temperature to all of them
+cnn (one hidden layer, mask --mask, default 7 → 16 patches, Nc = --channels, erf; P = --cnn-P, default 500)
+  floor     one float64 eigh of the final renormalised kernel K_R (P × P)
+  ours      equilibrium.conv.conv_temperature_curve for all temperatures (pair kernels, saddle
+            points, predictor, geometry)
+  deepbays  rkgp.CONV_1HL: its fsolve over the Np² entries of Q builds a forward-difference
+            Jacobian first, i.e. at least Np² + 1 gradient evaluations per temperature; this
+            script times --deepbays-evals of its gradient evaluations (computeActionGrad) and
+            reports (Np² + 1) × that per temperature as a LOWER BOUND (a full deepbays solve at
+            this size takes tens of minutes per temperature on one core)
+
+Results are printed and written to benchmarks/results/bench_architectures.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # deepbays_stub
+
+
+def _task(P: int, n_test: int):
+    from gdeq.gd_dynamics.data import load_task
+
+    return load_task("mnist", (3, 5), n_train=P, n_test=n_test, seed=0)
+
+
+def bench_deep(args, temps) -> dict:
+    import torch
+
+    from gdeq.equilibrium import deep
+
+    t = _task(args.deep_P, args.n_test)
+    widths = [args.deep_width] * 2
+    out: dict = {"P": args.deep_P, "widths": widths, "temperatures": len(temps)}
+    t0 = time.perf_counter()
+    pb = deep.deep_problem(t.x_train, t.y_train, width=widths, activation="erf")
+    _, K = deep.deep_kernels(pb.C, np.ones(2), pb.priors, "erf")
+    torch.linalg.eigh(K[-1])
+    out["floor_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    cur = deep.deep_temperature_curve(t.x_train, t.y_train, temps, width=widths, activation="erf",
+                                      x_test=t.x_test, y_test=t.y_test)
+    out["ours_s"] = time.perf_counter() - t0
+    out["ours_evaluations"] = int(cur.saddle.n_evaluations)
+    out["ours_converged"] = bool(cur.converged.all())
+    t0 = time.perf_counter()
+    cur_r = deep.deep_temperature_curve(t.x_train, t.y_train, temps, width=widths, activation="relu",
+                                        x_test=t.x_test, y_test=t.y_test)
+    out["ours_relu_s"] = time.perf_counter() - t0
+    out["ours_relu_converged"] = bool(cur_r.converged.all())
+    if args.deepbays_temps > 0:
+        from deepbays_stub import import_deepbays
+
+        db = import_deepbays()
+        pick = temps[np.linspace(0, len(temps) - 1, args.deepbays_temps).round().astype(int)]
+        t0 = time.perf_counter()
+        Qdb = []
+        for T in pick:
+            m = db.rkgp.FC_deep(2, args.deep_width, float(T), priors=[1.0, 1.0, 1.0], act="erf")
+            m.preprocess(t.x_train, torch.tensor(t.y_train))
+            m.optimize()
+            m.predict(t.x_test)
+            m.averageLoss(t.y_test)
+            Qdb.append(m.optQ)
+        per_T = (time.perf_counter() - t0) / len(pick)
+        idx = [int(np.argmin(np.abs(temps - T))) for T in pick]
+        out["deepbays_per_T_s"] = per_T
+        out["deepbays_s_extrapolated"] = per_T * len(temps)
+        out["deepbays_max_rel_Q_difference"] = float(np.max(np.abs(np.array(Qdb) / cur.Q[idx] - 1)))
+        out["speedup_vs_deepbays"] = out["deepbays_s_extrapolated"] / out["ours_s"]
+        out["speedup_relu_vs_deepbays_erf"] = out["deepbays_s_extrapolated"] / out["ours_relu_s"]
+    out["ours_over_floor"] = out["ours_s"] / out["floor_s"]
+    out["ours_relu_over_floor"] = out["ours_relu_s"] / out["floor_s"]
+    return out
+
+
+def bench_cnn(args, temps) -> dict:
+    import torch
+
+    from gdeq.equilibrium import conv
+
+    t = _task(args.cnn_P, args.n_test)
+    out: dict = {"P": args.cnn_P, "mask": args.mask, "channels": args.channels, "temperatures": len(temps)}
+    t0 = time.perf_counter()
+    cur = conv.conv_temperature_curve(t.x_train, t.y_train, temps, width=args.channels, patch_size=args.mask,
+                                      image_shape=(1, 28, 28), x_test=t.x_test, y_test=t.y_test)
+    out["ours_s"] = time.perf_counter() - t0
+    out["ours_evaluations"] = int(cur.saddle.n_evaluations)
+    out["ours_hessians"] = int(cur.saddle.n_hessians)
+    out["ours_converged"] = bool(cur.converged.all())
+    # floor: one eigh of the final kernel K_R (rebuilt outside the timing)
+    pb = conv.conv_problem(t.x_train, t.y_train, channels=args.channels, patch_size=args.mask,
+                           image_shape=(1, 28, 28))
+    KR = torch.tensordot(torch.as_tensor(pb.q_vector(cur.Q[-1])), pb.B, dims=1)
+    t0 = time.perf_counter()
+    torch.linalg.eigh(KR)
+    out["floor_s"] = time.perf_counter() - t0
+    out["ours_over_floor"] = out["ours_s"] / out["floor_s"]
+    if args.deepbays_evals > 0:
+        from deepbays_stub import import_deepbays
+
+        db = import_deepbays()
+        m = db.rkgp.CONV_1HL(args.channels, float(temps[len(temps) // 2]), args.mask, args.mask, act="erf")
+        m.preprocess(t.x_train, torch.tensor(t.y_train))
+        Q0 = np.eye(m.numPatches).ravel()
+        t0 = time.perf_counter()
+        for _ in range(args.deepbays_evals):
+            m.computeActionGrad(Q0)
+        per_eval = (time.perf_counter() - t0) / args.deepbays_evals
+        per_T = per_eval * (m.numPatches**2 + 1)
+        out["deepbays_gradient_eval_s"] = per_eval
+        out["deepbays_per_T_lower_bound_s"] = per_T
+        out["deepbays_s_lower_bound"] = per_T * len(temps)
+        out["speedup_vs_deepbays_lower_bound"] = out["deepbays_s_lower_bound"] / out["ours_s"]
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", choices=["deep", "cnn", "both"], default="both")
+    p.add_argument("--temps", type=int, default=50)
+    p.add_argument("--deep-P", type=int, default=1000)
+    p.add_argument("--deep-width", type=int, default=500)
+    p.add_argument("--cnn-P", type=int, default=500)
+    p.add_argument("--mask", type=int, default=7)
+    p.add_argument("--channels", type=int, default=100)
+    p.add_argument("--n-test", type=int, default=200)
+    p.add_argument("--deepbays-temps", type=int, default=3)
+    p.add_argument("--deepbays-evals", type=int, default=2)
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "bench_architectures.json"))
+    args = p.parse_args()
+    temps = np.logspace(-3, 1, args.temps)
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    result = {"config": {"git_commit": commit, "command": "python benchmarks/bench_architectures.py "
+                         + " ".join(sys.argv[1:]), "threads": os.environ.get("OMP_NUM_THREADS", "default"),
+                         "load_average": os.getloadavg(), "temperature_range": [1e-3, 10.0],
+                         **{k: v for k, v in vars(args).items() if k != "out"}}}
+    if args.only in ("deep", "both"):
+        result["deep"] = bench_deep(args, temps)
+        print(json.dumps({"deep": result["deep"]}, indent=1), flush=True)
+    if args.only in ("cnn", "both"):
+        result["cnn"] = bench_cnn(args, temps)
+        print(json.dumps({"cnn": result["cnn"]}, indent=1), flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,614 @@
+"""Deep fully-connected networks: kernel renormalisation with one order parameter per layer.
+
+Model (docs/conventions.md §1 extended layer by layer, as deepbays' ``rkgp.FC_deep``):
+h¹ = W¹x/√N0, h^{ℓ+1} = W^{ℓ+1}σ(h^ℓ)/√N_ℓ, f = v·σ(h^L)/√N_L, with W¹ ~ N(0, I/λ0),
+W^{ℓ+1} ~ N(0, I/λ_ℓ) (ℓ = 1..L−1) and v ~ N(0, I/λ_L); widths N_1..N_L, posterior at temperature T.
+
+Order parameter Q_ℓ renormalises the weights fed by hidden layer ℓ. Renormalised kernels:
+
+    K_0 = C = XXᵀ/(N0 λ0),   K_ℓ = (Q_ℓ/λ_ℓ) κ(K_{ℓ−1}),   ℓ = 1..L,
+
+κ(K)_μν = E[σ(a)σ(b)] for (a, b) Gaussian with covariance [[K_μμ, K_μν], [K_μν, K_νν]]. The
+effective action (normalised by N_1, so that L = 1 is the one-hidden-layer action of
+equilibrium.action and equal widths give deepbays' action exactly):
+
+    S(Q) = Σ_ℓ (N_ℓ/N_1)(Q_ℓ − log Q_ℓ) + (1/N_1)[log det A + yᵀA⁻¹y],   A = T·I + K_L(Q).
+
+Saddle point. General activations (erf): damped Newton in u = log Q with the analytic gradient
+(one Cholesky and one inverse of A per evaluation; the gradient through the kernel recursion by
+reverse-mode autodiff contracted with A⁻¹ − aaᵀ, a = A⁻¹y), a finite-difference Hessian carried
+along T with BFGS updates, continued down in T from the prior Q = 1 and back up again; the lowest
+of the distinct minima found by the two continuations is returned and their number reported.
+
+Homogeneous activations (relu, identity: κ(cK) = cκ(K)): K_L = q·K̂ with q = Π Q_ℓ and
+K̂ = κ^{(L)}(C)/Π λ_ℓ, so ONE eigendecomposition serves all temperatures. For fixed q the first
+term is minimised at N_ℓ(Q_ℓ − 1) = c (Lagrange), the same c for every layer; S along that curve
+has dS/dc ∝ F(c) = c + Σ_k q a_k z_k (1 − ỹ_k² z_k), z_k = 1/(T + q a_k), a_k the eigenvalues of
+K̂. Every minimum is a sign change − → + of F, bracketed by F ∈ [c − |y|²/(4T), c + P]; the
+scan + Brent refinement is exhaustive up to the grid resolution, as for one hidden layer.
+
+Predictor: GP with kernel K_L(Q*) and noise T (docs/conventions.md §3), test variance without T.
+Posterior kernels per layer at the saddle (kernel-renormalisation level): the activation Gram
+G_ℓ = κ(K_{ℓ−1}) of hidden layer ℓ (G_1 is the NNGP kernel, independent of T) and the
+pre-activation kernel K_ℓ; class geometry of G_ℓ through gdeq.geometry.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+from scipy.optimize import brentq
+
+from gdeq import geometry
+
+from .kernels import input_covariance, kernel_diagonal, kernel_from_covariance
+from .linalg import eigh
+
+__all__ = [
+    "DEEP_ACTIVATIONS",
+    "DeepProblem",
+    "DeepSaddlePoint",
+    "DeepCurve",
+    "deep_problem",
+    "deep_kernels",
+    "deep_effective_action",
+    "deep_action_gradient",
+    "solve_deep_saddle",
+    "deep_temperature_curve",
+]
+
+DEEP_ACTIVATIONS: tuple[str, ...] = ("erf", "relu", "identity")
+HOMOGENEOUS: tuple[str, ...] = ("relu", "identity")  # κ(cK) = cκ(K) for c > 0
+GEOMETRY_MEASURES = ("centroid_distance", "centroid_distance_matrix", "class_radius", "inter_distance",
+                     "intra_distance", "distance_ratio", "unit_centroid_distance", "unit_class_radius")
+
+
+# ------------------------------------------------------------------------------------------
+# problem definition and validation
+# ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DeepProblem:
+    """Training data and architecture of a deep FC posterior (float64 torch, CPU or GPU).
+
+    ``C`` input covariance (P, P), ``y`` (P,) ±1, ``widths`` N_1..N_L, ``priors`` λ_1..λ_L (the
+    weights fed by layer ℓ), ``prior_w`` λ0.
+    """
+
+    C: torch.Tensor
+    y: torch.Tensor
+    widths: tuple[float, ...]
+    priors: tuple[float, ...]
+    prior_w: float
+    activation: str
+
+    @property
+    def L(self) -> int:
+        return len(self.widths)
+
+    @property
+    def P(self) -> int:
+        return self.C.shape[0]
+
+    @property
+    def coef(self) -> np.ndarray:
+        """N_ℓ/N_1: weight of (Q_ℓ − log Q_ℓ) in S."""
+        return np.asarray(self.widths, dtype=np.float64) / self.widths[0]
+
+
+def _positive_list(value, L: int, name: str, lo: float, lo_text: str) -> tuple[float, ...]:
+    vals = [value] * L if np.ndim(value) == 0 else list(value)
+    if len(vals) != L:
+        raise ValueError(f"{name}: needs one value per hidden layer ({L}), got {len(vals)}")
+    out = []
+    for v in vals:
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
+            raise ValueError(f"{name}: must be finite numbers, got {v!r}")
+        if not (v >= lo if name == "width" else v > lo):
+            raise ValueError(f"{name}: every entry must be {lo_text}, got {v}")
+        out.append(float(v))
+    return tuple(out)
+
+
+def deep_problem(x_train, y_train, *, width: Sequence[float], activation: str = "erf", prior_w: float = 1.0,
+                 prior_v: float | Sequence[float] = 1.0, device=None) -> DeepProblem:
+    """Validate and build a :class:`DeepProblem`. ``width`` = [N_1, ..., N_L] (L ≥ 1);
+    ``prior_v`` one λ for every layer after the first or a list λ_1..λ_L (λ_L the readout prior)."""
+    if np.ndim(width) != 1 or len(width) < 1:
+        raise ValueError(f"width: must be a list of hidden-layer widths [N1, ..., NL], got {width!r}")
+    widths = _positive_list(width, len(width), "width", 1.0, "≥ 1")
+    priors = _positive_list(prior_v, len(widths), "prior_v", 0.0, "> 0")
+    (pw,) = _positive_list(prior_w, 1, "prior_w", 0.0, "> 0")
+    if activation not in DEEP_ACTIVATIONS:
+        raise ValueError(f"activation: the deep FC theory supports {DEEP_ACTIVATIONS}, got {activation!r}")
+    X = np.asarray(x_train.detach().cpu() if isinstance(x_train, torch.Tensor) else x_train, dtype=np.float64)
+    Y = np.asarray(y_train.detach().cpu() if isinstance(y_train, torch.Tensor) else y_train, dtype=np.float64)
+    if X.ndim != 2 or X.shape[0] < 2 or not np.all(np.isfinite(X)):
+        raise ValueError(f"x_train: must be a finite array of shape (P, N0) with P ≥ 2, got shape {X.shape}")
+    Y = Y.reshape(-1) if (Y.ndim == 2 and Y.shape[1] == 1) else Y
+    if Y.ndim != 1 or Y.shape[0] != X.shape[0] or not np.all(np.abs(Y) == 1):
+        raise ValueError(f"y_train: the deep FC theory takes ±1 labels of shape ({X.shape[0]},) (single output), "
+                         f"got shape {Y.shape}")
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    Xd = torch.as_tensor(X, device=dev)
+    return DeepProblem(C=input_covariance(Xd, Xd, pw), y=torch.as_tensor(Y, device=dev), widths=widths,
+                       priors=priors, prior_w=pw, activation=activation)
+
+
+# ------------------------------------------------------------------------------------------
+# kernel recursion
+# ------------------------------------------------------------------------------------------
+def _kappa(K: torch.Tensor, activation: str) -> torch.Tensor:
+    d = torch.diagonal(K)
+    return kernel_from_covariance(d, K, d, activation)
+
+
+def deep_kernels(C: torch.Tensor, Q, priors, activation: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Activation Grams G_ℓ = κ(K_{ℓ−1}) and renormalised kernels K_ℓ = (Q_ℓ/λ_ℓ) G_ℓ, ℓ = 1..L."""
+    G, K = [], []
+    Kl = C
+    for l in range(len(priors)):
+        g = _kappa(Kl, activation)
+        g = 0.5 * (g + g.T)
+        g.diagonal().copy_(kernel_diagonal(torch.diagonal(Kl).clone(), activation))
+        G.append(g)
+        Kl = (float(Q[l]) / priors[l]) * g
+        K.append(Kl)
+    return G, K
+
+
+def _cross_kernels(C00: torch.Tensor, c00: torch.Tensor, C0X: torch.Tensor, cX: torch.Tensor, Q, priors,
+                   activation: str, full_test: bool):
+    """Test×train rows K_ℓ(x0, X), test diagonals and (optionally) test×test G_ℓ through the recursion."""
+    K0X, k0, kX = C0X, c00, cX
+    K00 = C00
+    G0X, G00 = [], []
+    for l in range(len(priors)):
+        s = float(Q[l]) / priors[l]
+        g0X = kernel_from_covariance(k0, K0X, kX, activation)
+        if full_test:
+            g00 = kernel_from_covariance(k0, K00, k0, activation)
+            g00 = 0.5 * (g00 + g00.T)
+            g00.diagonal().copy_(kernel_diagonal(k0, activation))
+            G00.append(g00)
+            K00 = s * g00
+        G0X.append(g0X)
+        K0X = s * g0X
+        k0 = s * kernel_diagonal(k0, activation)
+        kX = s * kernel_diagonal(kX, activation)
+    return K0X, k0, G0X, G00
+
+
+# ------------------------------------------------------------------------------------------
+# action and gradient (general path)
+# ------------------------------------------------------------------------------------------
+def _KL_graph(pb: DeepProblem, u: torch.Tensor) -> torch.Tensor:
+    K = pb.C
+    for l in range(pb.L):
+        K = (torch.exp(u[l]) / pb.priors[l]) * _kappa(K, pb.activation)
+    return 0.5 * (K + K.T)
+
+
+def _evaluate(pb: DeepProblem, T: float, u: np.ndarray, *, gradient: bool = True):
+    """S, dS/du (u = log Q) and the size of the largest gradient term, at one temperature."""
+    ut = torch.as_tensor(u, dtype=torch.float64, device=pb.C.device).clone().requires_grad_(gradient)
+    KL = _KL_graph(pb, ut)
+    A = KL.detach() + T * torch.eye(pb.P, dtype=torch.float64, device=pb.C.device)
+    chol, info = torch.linalg.cholesky_ex(A)
+    if int(info) != 0:
+        return math.inf, None, None, None
+    a = torch.cholesky_solve(pb.y[:, None], chol)[:, 0]
+    logdet = 2.0 * torch.log(torch.diagonal(chol)).sum()
+    Q = np.exp(u)
+    N1 = pb.widths[0]
+    S = float(np.sum(pb.coef * (Q - u)) + (float(logdet) + float(pb.y @ a)) / N1)
+    if not gradient:
+        return S, None, None, chol
+    Ainv = torch.cholesky_inverse(chol)
+    # d/du of the data term: <A⁻¹ − aaᵀ, dK_L/du>; two vector-Jacobian products keep the terms apart
+    g_tr, = torch.autograd.grad(KL, ut, grad_outputs=Ainv, retain_graph=True)
+    g_q, = torch.autograd.grad(KL, ut, grad_outputs=torch.outer(a, a))
+    g_tr, g_q = g_tr.cpu().numpy(), g_q.cpu().numpy()
+    grad = pb.coef * (Q - 1.0) + (g_tr - g_q) / N1
+    scale = pb.coef * (Q + 1.0) + (np.abs(g_tr) + np.abs(g_q)) / N1
+    return S, grad, scale, chol
+
+
+def deep_effective_action(pb: DeepProblem, T: float, Q) -> float:
+    """S(Q) at one temperature (see the module docstring); +inf where A is not positive definite."""
+    return _evaluate(pb, float(T), np.log(np.asarray(Q, dtype=np.float64)), gradient=False)[0]
+
+
+def deep_action_gradient(pb: DeepProblem, T: float, Q) -> np.ndarray:
+    """dS/dQ_ℓ = (N_ℓ/N_1)(1 − 1/Q_ℓ) + (1/(N_1 Q_ℓ)) ⟨A⁻¹ − aaᵀ, ∂K_L/∂log Q_ℓ⟩."""
+    Q = np.asarray(Q, dtype=np.float64)
+    return _evaluate(pb, float(T), np.log(Q))[1] / Q
+
+
+# ------------------------------------------------------------------------------------------
+# saddle point
+# ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DeepSaddlePoint:
+    """Saddle point over temperatures (numpy): ``Q`` (nT, L) the lowest minimum found,
+    ``action`` S there, ``gradient`` dS/dQ (nT, L), ``converged`` (gradient at round-off level
+    AND a positive-definite Hessian), ``curvature_exact`` whether that Hessian was a fresh
+    finite-difference one (else the BFGS matrix carried along T; the homogeneous path checks the
+    sign change of dS/dc exactly), ``n_minima`` distinct minima found, ``minima`` (nT, k, L)
+    NaN-padded, ``n_evaluations`` action/gradient evaluations (each one P³ factorisation; 0 for
+    the homogeneous path, which needs one eigendecomposition in all)."""
+
+    temperature: np.ndarray
+    Q: np.ndarray
+    action: np.ndarray
+    gradient: np.ndarray
+    converged: np.ndarray
+    n_minima: np.ndarray
+    minima: np.ndarray
+    n_evaluations: int = 0
+    curvature_exact: np.ndarray | None = None
+
+
+def _fd_hessian(pb, T, u, h=1e-5):
+    L = len(u)
+    H = np.empty((L, L))
+    for j in range(L):
+        e = np.zeros(L)
+        e[j] = h
+        gp = _evaluate(pb, T, u + e)[1]
+        gm = _evaluate(pb, T, u - e)[1]
+        if gp is None or gm is None:
+            return None
+        H[:, j] = (gp - gm) / (2 * h)
+    return 0.5 * (H + H.T)
+
+
+def _newton(pb: DeepProblem, T: float, u0: np.ndarray, H0: np.ndarray | None, *, tol: float, max_iter: int):
+    """Damped (quasi-)Newton in u = log Q from u0 with H0 (None: finite-difference Hessian).
+    Returns u, S, grad_u, H, converged (small gradient, H positive definite), whether H is a fresh
+    finite-difference Hessian (else the BFGS-carried one), evaluations."""
+    u = u0.copy()
+    S, g, scale, _ = _evaluate(pb, T, u)
+    n_eval = 1
+    if g is None:  # start outside the domain (cannot happen for Q > 0, T > 0; kept as a guard)
+        return u, math.inf, np.full(len(u), np.nan), H0, False, False, n_eval
+    H = H0
+    fresh = False
+    for _ in range(max_iter):
+        if H is None or not np.all(np.isfinite(H)):
+            H, fresh = _fd_hessian(pb, T, u), True
+            n_eval += 2 * len(u)
+        small = bool(np.all(np.abs(g) <= tol * scale))
+        pd = H is not None and np.linalg.eigvalsh(H).min() > 0
+        if small:
+            return u, S, g, H, pd, fresh, n_eval
+        step = -np.linalg.solve(H, g) if pd else -g / max(1.0, float(np.abs(g).max()))
+        if step @ g >= 0:
+            step = -g / max(1.0, float(np.abs(g).max()))
+        step *= min(1.0, 2.0 / max(float(np.abs(step).max()), 1e-300))  # |Δ log Q| ≤ 2 per step
+        alpha, accepted = 1.0, False
+        while alpha > 1e-10:
+            un = u + alpha * step
+            Sn, gn, sn, _ = _evaluate(pb, T, un)
+            n_eval += 1
+            # Armijo on S; near the minimum S stalls at round-off, so a step that shrinks the
+            # gradient is accepted too
+            if gn is not None and (Sn <= S + 1e-4 * alpha * (step @ g)
+                                   or (alpha == 1.0 and np.abs(gn).max() < 0.5 * np.abs(g).max())):
+                accepted = True
+                break
+            alpha *= 0.5
+        if not accepted:
+            H, fresh = None, False
+            if np.abs(g).max() <= 1e3 * tol * scale.max():  # stalled at round-off
+                H = _fd_hessian(pb, T, u)
+                n_eval += 2 * len(u)
+                pd = H is not None and np.linalg.eigvalsh(H).min() > 0
+                return u, S, g, H, pd, True, n_eval
+            continue
+        s, yv = un - u, gn - g
+        if s @ yv > 1e-300 and H is not None:  # BFGS update of the carried Hessian
+            Hs = H @ s
+            H = H + np.outer(yv, yv) / (yv @ s) - np.outer(Hs, Hs) / (s @ Hs)
+            fresh = False
+        u, S, g, scale = un, Sn, gn, sn
+    return u, S, g, H, False, fresh, n_eval
+
+
+def _continuation(pb, temps, u_start, *, tol, max_iter):
+    n = len(temps)
+    L = pb.L
+    U = np.full((n, L), np.nan)
+    S = np.full(n, np.inf)
+    Gd = np.full((n, L), np.nan)
+    ok = np.zeros(n, bool)
+    exact = np.zeros(n, bool)
+    n_eval = 0
+    H = None
+    u_prev = u_prev2 = None
+    lt_prev = lt_prev2 = None
+    for i, T in enumerate(temps):
+        lt = math.log(T)
+        if u_prev is None:
+            u0 = u_start.copy()
+        elif u_prev2 is None:
+            u0 = u_prev.copy()
+        else:  # secant predictor in log T
+            u0 = u_prev + (u_prev - u_prev2) * (lt - lt_prev) / (lt_prev - lt_prev2)
+        u, s, g, H, conv, fresh, ne = _newton(pb, float(T), u0, H, tol=tol, max_iter=max_iter)
+        n_eval += ne
+        if not conv and u_prev is not None:  # retry from the previous solution with a fresh Hessian
+            u, s, g, H, conv, fresh, ne = _newton(pb, float(T), u_prev.copy(), None, tol=tol, max_iter=max_iter)
+            n_eval += ne
+        U[i], S[i], Gd[i], ok[i], exact[i] = u, s, g, conv, fresh
+        if conv:
+            u_prev2, lt_prev2 = u_prev, lt_prev
+            u_prev, lt_prev = u, lt
+    return U, S, Gd, ok, exact, n_eval
+
+
+def _solve_general(pb, T_all, *, tol, max_iter, both_directions):
+    order = np.argsort(-T_all)
+    temps = T_all[order]
+    U1, S1, G1, ok1, ex1, ne = _continuation(pb, temps, np.zeros(pb.L), tol=tol, max_iter=max_iter)
+    branches = [(U1, S1, G1, ok1, ex1)]
+    if both_directions and len(temps) > 1:
+        start = U1[-1] if ok1[-1] else np.zeros(pb.L)
+        U2, S2, G2, ok2, ex2, ne2 = _continuation(pb, temps[::-1], start, tol=tol, max_iter=max_iter)
+        ne += ne2
+        branches.append((U2[::-1], S2[::-1], G2[::-1], ok2[::-1], ex2[::-1]))
+    n = len(temps)
+    Qo = np.full((n, pb.L), np.nan)
+    So = np.full(n, np.inf)
+    Go = np.full((n, pb.L), np.nan)
+    ok = np.zeros(n, bool)
+    cexact = np.zeros(n, bool)
+    nmin = np.zeros(n, np.int64)
+    minima = np.full((n, len(branches), pb.L), np.nan)
+    for i in range(n):
+        found: list[tuple[float, np.ndarray, np.ndarray, bool]] = []
+        for U, S, G, okb, exb in branches:
+            if okb[i] and not any(np.max(np.abs(U[i] - f[1])) <= 1e-6 for f in found):
+                found.append((S[i], U[i], G[i], exb[i]))
+        nmin[i] = len(found)
+        if found:
+            found.sort(key=lambda f: f[0])
+            So[i], Qo[i], ok[i], cexact[i] = found[0][0], np.exp(found[0][1]), True, found[0][3]
+            Go[i] = found[0][2] / Qo[i]
+            for k, f in enumerate(found):
+                minima[i, k] = np.exp(f[1])
+        else:  # report the first branch's (unconverged) point
+            Qo[i], So[i], Go[i] = np.exp(U1[i]), S1[i], G1[i] / np.exp(U1[i])
+    inv = np.empty_like(order)
+    inv[order] = np.arange(len(order))
+    return DeepSaddlePoint(temperature=T_all, Q=Qo[inv], action=So[inv], gradient=Go[inv], converged=ok[inv],
+                           n_minima=nmin[inv], minima=minima[inv], n_evaluations=ne, curvature_exact=cexact[inv])
+
+
+def _homogeneous_base(pb: DeepProblem) -> torch.Tensor:
+    """K̂ = κ^{(L)}(C)/Π λ_ℓ: K_L = (Π Q_ℓ) K̂ for homogeneous activations."""
+    _, K = deep_kernels(pb.C, np.ones(pb.L), pb.priors, pb.activation)
+    return K[-1]
+
+
+def _solve_homogeneous(pb: DeepProblem, T_all: np.ndarray, *, grid: int = 64, xtol: float = 1e-15):
+    Kh = _homogeneous_base(pb)
+    kappa, U = eigh(Kh)
+    a = kappa.clamp_min(0.0).cpu().numpy()
+    yt2 = ((U.T @ pb.y) ** 2).cpu().numpy()
+    Nl = np.asarray(pb.widths)
+    N1, Nmin = Nl[0], Nl.min()
+
+    def F(c, T):
+        q = np.prod(1.0 + c / Nl)
+        z = 1.0 / (T + q * a)
+        return c + np.sum(q * a * z * (1.0 - yt2 * z))
+
+    def action(c, T):
+        Q = 1.0 + c / Nl
+        q = np.prod(Q)
+        den = T + q * a
+        return float(np.sum(Nl / N1 * (Q - np.log(Q))) + (np.sum(np.log(den)) + np.sum(yt2 / den)) / N1)
+
+    def grad_Q(c, T):
+        Q = 1.0 + c / Nl
+        q = np.prod(Q)
+        z = 1.0 / (T + q * a)
+        dphi = np.sum(a * z * (1.0 - yt2 * z)) / N1  # dφ/dq
+        return Nl / N1 * (1.0 - 1.0 / Q) + q / Q * dphi
+
+    y2, tr = float(yt2.sum()), float(a.sum())
+    nT = len(T_all)
+    Qo = np.full((nT, pb.L), np.nan)
+    So = np.full(nT, np.inf)
+    Go = np.full((nT, pb.L), np.nan)
+    ok = np.zeros(nT, bool)
+    nmin = np.zeros(nT, np.int64)
+    found_all = []
+    for i, T in enumerate(T_all):
+        # bracket: Q_min = 1 + c/N_min ∈ [1/(1 + tr/(T N_min)), 1 + |y|²/(4 T N_min)] (module docstring)
+        lo = math.log(1.0 / (1.0 + tr / (T * Nmin))) - 1e-3
+        hi = math.log(1.0 + y2 / (4.0 * T * Nmin)) + 1e-3
+        cs = Nmin * (np.exp(np.linspace(lo, hi, grid)) - 1.0)
+        f = np.array([F(c, T) for c in cs])
+        roots = []
+        for k in np.nonzero((f[:-1] < 0) & (f[1:] >= 0))[0]:
+            c = brentq(F, cs[k], cs[k + 1], args=(T,), xtol=xtol * max(1.0, abs(cs[k])), rtol=1e-15, maxiter=200)
+            roots.append(c)
+        found = sorted(((action(c, T), c) for c in roots))
+        nmin[i] = len(found)
+        found_all.append([1.0 + c / Nl for _, c in found])
+        if found:
+            So[i], c = found[0]
+            Qo[i] = 1.0 + c / Nl
+            Go[i] = grad_Q(c, T)
+            ok[i] = True
+    kmax = max(1, max(len(f) for f in found_all))
+    minima = np.full((nT, kmax, pb.L), np.nan)
+    for i, f in enumerate(found_all):
+        for k, q in enumerate(f):
+            minima[i, k] = q
+    return DeepSaddlePoint(temperature=T_all, Q=Qo, action=So, gradient=Go, converged=ok, n_minima=nmin,
+                           minima=minima, n_evaluations=0, curvature_exact=ok.copy())
+
+
+def solve_deep_saddle(pb: DeepProblem, temperatures, *, tol: float = 1e-11, max_iter: int = 60,
+                      both_directions: bool = True, method: str = "auto", raise_on_failure: bool = True
+                      ) -> DeepSaddlePoint:
+    """Q*(T) for every temperature (module docstring). ``method`` "auto" takes the exact one-
+    eigendecomposition path for homogeneous activations and Newton continuation otherwise
+    ("newton" forces the general path). Converged = |dS/dlog Q_ℓ| ≤ ``tol`` × the size of its
+    largest term, with a positive-definite Hessian. Raises ValueError at non-convergence unless
+    ``raise_on_failure=False``."""
+    T_all = np.asarray(temperatures, dtype=np.float64).reshape(-1)
+    if T_all.size == 0 or not np.all(np.isfinite(T_all)) or np.any(T_all <= 0):
+        raise ValueError(f"temperatures: must be a non-empty array of finite values > 0, got {T_all[:5]}")
+    if method not in ("auto", "newton", "homogeneous"):
+        raise ValueError(f"method: must be 'auto', 'newton' or 'homogeneous', got {method!r}")
+    if method == "homogeneous" and pb.activation not in HOMOGENEOUS:
+        raise ValueError(f"method: 'homogeneous' needs an activation in {HOMOGENEOUS}, got {pb.activation!r}")
+    if method == "homogeneous" or (method == "auto" and pb.activation in HOMOGENEOUS):
+        sad = _solve_homogeneous(pb, T_all)
+    else:
+        sad = _solve_general(pb, T_all, tol=tol, max_iter=max_iter, both_directions=both_directions)
+    if raise_on_failure and not sad.converged.all():
+        raise ValueError(f"temperatures: the deep saddle point did not converge at T = "
+                         f"{T_all[~sad.converged].tolist()[:5]} (widths={list(pb.widths)})")
+    return sad
+
+
+# ------------------------------------------------------------------------------------------
+# the curve
+# ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DeepCurve:
+    """Posterior observables of a deep FC network over temperature (numpy; axis 0 = temperature).
+
+    ``Q`` (nT, L) order parameters; ``weight_second_moment`` (nT, L) = Q_ℓ/λ_ℓ, the posterior
+    mean squared weight fed by layer ℓ (×λ_ℓ: 1 in the prior); predictor fields as
+    :class:`equilibrium.TemperatureCurve` (``train_error``, ``train_variance``, ``test_error`` =
+    ``test_bias2`` + ``test_variance``, ``test_prediction``, ``test_prediction_variance``).
+    ``layer_geometry[name]`` (nT, L[, C]) class geometry (gdeq.geometry.class_geometry
+    definitions) of the activation Gram G_ℓ of every hidden layer; ``test_layer_geometry`` the same
+    on the test×test blocks; ``reference`` the infinite-width values (Q = 1). ``saddle`` the full
+    :class:`DeepSaddlePoint`.
+    """
+
+    temperature: np.ndarray
+    Q: np.ndarray
+    weight_second_moment: np.ndarray
+    train_error: np.ndarray
+    train_variance: np.ndarray
+    test_error: np.ndarray
+    test_bias2: np.ndarray
+    test_variance: np.ndarray
+    layer_geometry: dict[str, np.ndarray]
+    converged: np.ndarray
+    n_minima: np.ndarray
+    widths: tuple[float, ...]
+    priors: tuple[float, ...]
+    prior_w: float
+    activation: str
+    saddle: DeepSaddlePoint
+    data_fingerprint: str = ""
+    test_layer_geometry: dict[str, np.ndarray] = field(default_factory=dict)
+    reference: dict[str, np.ndarray] = field(default_factory=dict)
+    test_prediction: np.ndarray | None = None
+    test_prediction_variance: np.ndarray | None = None
+
+
+def _geometry(G: torch.Tensor, labels: np.ndarray) -> dict[str, np.ndarray]:
+    geo = geometry.class_geometry(G, labels)
+    return {k: np.asarray(torch.as_tensor(getattr(geo, k)).cpu()) for k in GEOMETRY_MEASURES}
+
+
+def deep_temperature_curve(
+    x_train, y_train, temperatures, *, width: Sequence[float], activation: str = "erf", prior_w: float = 1.0,
+    prior_v: float | Sequence[float] = 1.0, x_test=None, y_test=None, device=None, geometry_measures: bool = True,
+    **solver,
+) -> DeepCurve:
+    """Saddle point, GP predictor and per-layer posterior kernel geometry of a deep FC network.
+
+    Cost: the saddle point (module docstring), then per temperature one Cholesky of A and the
+    kernel recursion (O(L P²)) for the predictor and the layer Grams.
+    """
+    pb = deep_problem(x_train, y_train, width=width, activation=activation, prior_w=prior_w, prior_v=prior_v,
+                      device=device)
+    T = np.asarray(temperatures, dtype=np.float64).reshape(-1)
+    dev = pb.C.device
+    X = torch.as_tensor(np.asarray(x_train.detach().cpu() if isinstance(x_train, torch.Tensor) else x_train,
+                                   dtype=np.float64), device=dev)
+    Xt = Yt = None
+    if x_test is not None:
+        Xt = torch.as_tensor(np.asarray(x_test, dtype=np.float64), device=dev)
+        if Xt.ndim != 2 or Xt.shape[1] != X.shape[1]:
+            raise ValueError(f"x_test: must have shape (P_test, {X.shape[1]}), got {tuple(Xt.shape)}")
+    if y_test is not None:
+        if Xt is None:
+            raise ValueError("y_test: given without x_test")
+        Yt = np.asarray(y_test, dtype=np.float64).reshape(-1)
+        if Yt.shape[0] != Xt.shape[0] or not np.all(np.abs(Yt) == 1):
+            raise ValueError(f"y_test: must be ±1 of shape ({Xt.shape[0]},), got shape {np.shape(y_test)}")
+    sad = solve_deep_saddle(pb, T, **solver)
+    labels = pb.y.cpu().numpy()
+    nT, L, P = len(T), pb.L, pb.P
+    eye = torch.eye(P, dtype=torch.float64, device=dev)
+    train_err, train_var = np.empty(nT), np.empty(nT)
+    test_mean = test_var = None
+    if Xt is not None:
+        C0X = input_covariance(Xt, X, pb.prior_w)
+        C00 = input_covariance(Xt, Xt, pb.prior_w)
+        c00, cX = torch.diagonal(C00).clone(), torch.diagonal(pb.C).clone()
+        test_mean = np.empty((nT, Xt.shape[0]))
+        test_var = np.empty((nT, Xt.shape[0]))
+    full_test = Yt is not None and len(np.unique(Yt)) >= 2 and geometry_measures
+    geo: dict[str, list] = {k: [[None] * L for _ in range(nT)] for k in GEOMETRY_MEASURES}
+    tgeo: dict[str, list] = {k: [[None] * L for _ in range(nT)] for k in GEOMETRY_MEASURES}
+    # G_1 = κ(C) does not depend on Q: measure it once
+    G1, _ = deep_kernels(pb.C, np.ones(L), pb.priors, activation)
+    g1 = _geometry(G1[0], labels) if geometry_measures else None
+    for i in range(nT):
+        G, K = deep_kernels(pb.C, sad.Q[i], pb.priors, activation)
+        chol = torch.linalg.cholesky(K[-1] + T[i] * eye)
+        a = torch.cholesky_solve(pb.y[:, None], chol)[:, 0]
+        train_err[i] = float((T[i] * a).pow(2).mean())
+        train_var[i] = float(T[i] - T[i] ** 2 * torch.cholesky_inverse(chol).diagonal().mean())
+        if geometry_measures:
+            for l in range(L):
+                m = g1 if l == 0 else _geometry(G[l], labels)
+                for k in GEOMETRY_MEASURES:
+                    geo[k][i][l] = m[k]
+        if Xt is not None:
+            K0X, k0, G0X, G00 = _cross_kernels(C00, c00, C0X, cX, sad.Q[i], pb.priors, activation, full_test)
+            test_mean[i] = (K0X @ a).cpu().numpy()
+            B = torch.cholesky_solve(K0X.T, chol)
+            test_var[i] = (k0 - (K0X * B.T).sum(1)).cpu().numpy()
+            if full_test:
+                for l in range(L):
+                    m = _geometry(G00[l], Yt)
+                    for k in GEOMETRY_MEASURES:
+                        tgeo[k][i][l] = m[k]
+    nan = np.full(nT, np.nan)
+    bias2 = var_mean = err = nan
+    if Yt is not None:
+        bias2 = ((Yt[None] - test_mean) ** 2).mean(1)
+        var_mean = test_var.mean(1)
+        err = bias2 + var_mean
+    stack = lambda d: {k: np.asarray([[np.asarray(v) for v in row] for row in d[k]]) for k in d}  # noqa: E731
+    reference = {}
+    if geometry_measures:
+        for k in GEOMETRY_MEASURES:  # Q = 1: the NNGP Grams of every layer
+            reference[k] = np.asarray([_geometry(g, labels)[k] for g in G1])
+    return DeepCurve(
+        temperature=T, Q=sad.Q, weight_second_moment=sad.Q / np.asarray(pb.priors)[None], train_error=train_err,
+        train_variance=train_var, test_error=err, test_bias2=bias2, test_variance=var_mean,
+        layer_geometry=stack(geo) if geometry_measures else {}, converged=sad.converged, n_minima=sad.n_minima,
+        widths=pb.widths, priors=pb.priors, prior_w=pb.prior_w, activation=activation, saddle=sad,
+        data_fingerprint=geometry.data_fingerprint(X.cpu().numpy(), labels),
+        test_layer_geometry=stack(tgeo) if full_test else {}, reference=reference,
+        test_prediction=test_mean, test_prediction_variance=test_var,
+    )
+

@@ -1,0 +1,179 @@
+"""Deep fully-connected kernel renormalisation (equilibrium/deep.py).
+
+References: deepbays 0.1.11 ``rkgp.FC_deep`` on the same arrays (equal widths; imported through
+tests/deepbays_stub.py), the one-hidden-layer theory of ``equilibrium.temperature_curve`` (L = 1),
+a derivative-free minimisation of the action, finite differences of the action, and the exact
+scaling of homogeneous (ReLU) kernels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize
+
+from gdeq import equilibrium as eq
+from gdeq import geometry
+from gdeq.equilibrium import deep
+
+TEMPS = np.array([1e-2, 0.1, 1.0])
+
+
+@pytest.fixture(scope="module")
+def deepbays():
+    from deepbays_stub import import_deepbays
+
+    try:
+        return import_deepbays()
+    except ImportError:
+        pytest.skip("deepbays (dev extra) not installed")
+
+
+@pytest.fixture(scope="module")
+def task():
+    from gdeq.gd_dynamics.data import load_task
+
+    return load_task("mnist", (3, 5), n_train=60, n_test=50, seed=0)
+
+
+def _relu_torch_nan_safe(cxx, cxy, cyy):
+    """deepbays' kernel_relu_torch with u clamped below 1: the same values to ~1e-18, but a finite
+    gradient on the diagonal (u = 1), where deepbays' own version gives d/du √(1−u²) = −∞ → NaN."""
+    u = (cxy / torch.sqrt(cxx * cyy)).clamp(-1.0, 1.0 - 1e-12)
+    return torch.sqrt(cxx * cyy) * (u * (torch.pi - torch.arccos(u)) + torch.sqrt(1 - u**2)) / (2 * torch.pi)
+
+
+def _deepbays_fc_deep(db, task, L, N, priors, act, temps, *, safe_relu=False):
+    Q, err = [], []
+    for T in temps:
+        model = db.rkgp.FC_deep(L, N, T, priors=priors, act=act)
+        model.preprocess(task.x_train, torch.tensor(task.y_train))
+        if safe_relu:
+            model.kernelTorch = _relu_torch_nan_safe
+        model.optimize()
+        assert model.converged
+        model.predict(task.x_test)
+        Q.append(model.optQ)
+        err.append(model.averageLoss(task.y_test)[0])
+    return np.array(Q), np.array(err)
+
+
+@pytest.mark.parametrize("L, activation", [(2, "erf"), (3, "erf"), (2, "relu")])
+def test_parity_with_deepbays_fc_deep(deepbays, task, L, activation):
+    N = 30
+    priors = [1.0, 2.0, 0.5, 1.5][: L + 1]
+    ours = deep.deep_temperature_curve(task.x_train, task.y_train, TEMPS, width=[N] * L, activation=activation,
+                                       prior_w=priors[0], prior_v=priors[1:], x_test=task.x_test,
+                                       y_test=task.y_test, geometry_measures=False)
+    Q, err = _deepbays_fc_deep(deepbays, task, L, N, priors, activation, TEMPS, safe_relu=activation == "relu")
+    assert ours.converged.all()
+    np.testing.assert_allclose(ours.Q, Q, rtol=1e-6)
+    np.testing.assert_allclose(ours.test_error, err, rtol=1e-6)
+
+
+def test_deepbays_relu_gradient_is_nan_on_the_inner_layer(deepbays, task):
+    """The bug worked around above: deepbays' deep ReLU action has a NaN gradient for Q_1 (L ≥ 2),
+    so its fsolve never leaves the prior Q = 1; our exact one-eigendecomposition path is finite."""
+    model = deepbays.rkgp.FC_deep(2, 30, 0.1, priors=[1.0, 1.0, 1.0], act="relu")
+    model.preprocess(task.x_train, torch.tensor(task.y_train))
+    g = model.computeActionGrad(np.ones(2))
+    assert np.isnan(g[0]) and np.isfinite(g[1])
+    model.optimize()
+    pb = deep.deep_problem(task.x_train, task.y_train, width=[30, 30], activation="relu")
+    ours = deep.solve_deep_saddle(pb, [0.1]).Q[0]
+    assert np.isfinite(ours).all()
+    # deepbays stays at the prior value and says so; the true saddle is > 5 % away
+    assert not model.converged
+    np.testing.assert_allclose(model.optQ, 1.0)
+    assert np.abs(ours - 1.0).max() > 0.05
+
+
+@pytest.mark.parametrize("activation", ["erf", "relu"])
+def test_one_layer_is_the_one_hidden_layer_theory(task, activation):
+    ours = deep.deep_temperature_curve(task.x_train, task.y_train, TEMPS, width=[40], activation=activation,
+                                       prior_w=1.5, prior_v=0.7, x_test=task.x_test, y_test=task.y_test)
+    ref = eq.temperature_curve(task.x_train, task.y_train, TEMPS, width=40, activation=activation, prior_w=1.5,
+                               prior_v=0.7, x_test=task.x_test, y_test=task.y_test)
+    np.testing.assert_allclose(ours.Q[:, 0], ref.Q, rtol=1e-9)
+    np.testing.assert_allclose(ours.test_error, ref.test_error, rtol=1e-9)
+    np.testing.assert_allclose(ours.train_error, ref.train_error, rtol=1e-8)
+    np.testing.assert_allclose(ours.train_variance, ref.train_variance, rtol=1e-8)
+    # the layer Gram at the kernel-renormalisation level is the NNGP kernel (no O(1/N1) tilt)
+    nngp = eq.temperature_curve(task.x_train, task.y_train, TEMPS, width=40, activation=activation, prior_w=1.5,
+                                prior_v=0.7, level="nngp")
+    np.testing.assert_allclose(ours.layer_geometry["centroid_distance"][:, 0], nngp.centroid_distance, rtol=1e-10)
+
+
+def test_gradient_matches_finite_differences(task):
+    pb = deep.deep_problem(task.x_train, task.y_train, width=[20, 50, 35], activation="erf", prior_v=[1.0, 2.0, 0.5])
+    Q = np.array([1.3, 0.8, 1.6])
+    g = deep.deep_action_gradient(pb, 0.05, Q)
+    h = 1e-6
+    fd = [(deep.deep_effective_action(pb, 0.05, Q + h * e) - deep.deep_effective_action(pb, 0.05, Q - h * e)) / (2 * h)
+          for e in np.eye(3)]
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_unequal_widths_saddle_is_the_minimum_of_the_action(task):
+    """deepbays has one width for all layers; with N_ℓ different the saddle is checked against a
+    derivative-free minimisation of S (Nelder–Mead on log Q)."""
+    pb = deep.deep_problem(task.x_train, task.y_train, width=[20, 60], activation="erf", prior_v=[1.0, 0.5])
+    sad = deep.solve_deep_saddle(pb, [0.02, 0.3])
+    for i, T in enumerate([0.02, 0.3]):
+        r = minimize(lambda u: deep.deep_effective_action(pb, T, np.exp(u)), np.zeros(2), method="Nelder-Mead",
+                     options=dict(xatol=1e-11, fatol=1e-15, maxiter=4000))
+        np.testing.assert_allclose(sad.Q[i], np.exp(r.x), rtol=1e-6)
+        assert sad.action[i] <= r.fun + 1e-12
+
+
+def test_homogeneous_path_matches_newton(task):
+    """Identity activation: the one-eigendecomposition path (N_ℓ(Q_ℓ − 1) equal across layers)
+    and the general Newton continuation find the same saddle."""
+    pb = deep.deep_problem(task.x_train, task.y_train, width=[25, 70, 40], activation="identity",
+                           prior_v=[1.0, 2.0, 0.5])
+    T = np.logspace(-2, 0, 4)
+    a = deep.solve_deep_saddle(pb, T)
+    b = deep.solve_deep_saddle(pb, T, method="newton")
+    np.testing.assert_allclose(a.Q, b.Q, rtol=1e-8)
+    c = (a.Q - 1.0) * np.array([25, 70, 40])
+    np.testing.assert_allclose(c, c[:, :1].repeat(3, 1), rtol=1e-10, atol=1e-10)
+
+
+def test_relu_layer_geometry_scales_exactly(task):
+    """ReLU is homogeneous: G_2 = (Q_1/λ_1) κ(G_1), so layer 2's squared centroid distance is
+    Q_1 × its NNGP value and its unit-sphere measures do not move with T."""
+    cur = deep.deep_temperature_curve(task.x_train, task.y_train, TEMPS, width=[30, 50], activation="relu",
+                                      prior_v=[2.0, 1.0])
+    cd = cur.layer_geometry["centroid_distance"]
+    np.testing.assert_allclose(cd[:, 1], cur.Q[:, 0] * cur.reference["centroid_distance"][1], rtol=1e-10)
+    np.testing.assert_allclose(cur.layer_geometry["unit_centroid_distance"][:, 1],
+                               np.full(len(TEMPS), cur.reference["unit_centroid_distance"][1]), rtol=1e-9)
+    # layer 1 is the NNGP Gram, measured by the shared geometry code
+    K = eq.nngp_kernels(task.x_train, activation="relu").train
+    assert cd[0, 0] == pytest.approx(float(geometry.centroid_distance(K, task.y_train)), rel=1e-12)
+
+
+def test_high_temperature_is_the_prior(task):
+    cur = deep.deep_temperature_curve(task.x_train, task.y_train, [1e4], width=[30, 30], activation="erf")
+    np.testing.assert_allclose(cur.Q, 1.0, atol=1e-4)
+    np.testing.assert_allclose(cur.layer_geometry["centroid_distance"][0], cur.reference["centroid_distance"],
+                               rtol=1e-4)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(width=[30, 0]), "width"),
+    (dict(width=[30, 30], prior_v=[1.0]), "prior_v"),
+    (dict(width=[30, 30], prior_v=[1.0, -1.0]), "prior_v"),
+    (dict(width=[30, 30], activation="tanh"), "activation"),
+    (dict(width=[30, 30], prior_w=0.0), "prior_w"),
+])
+def test_bad_input_names_the_parameter(task, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        deep.deep_temperature_curve(task.x_train, task.y_train, TEMPS, **kwargs)
+
+
+def test_multi_output_is_refused(task):
+    Y = np.stack([(task.y_train > 0), (task.y_train < 0)], 1).astype(float)
+    with pytest.raises(ValueError, match="y_train"):
+        deep.deep_temperature_curve(task.x_train, Y, TEMPS, width=[30, 30])
