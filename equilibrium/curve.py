@@ -9,7 +9,7 @@ with shared code. Conventions: docs/conventions.md §1 (same as deepbays); deriv
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ import torch
 from gdeq import geometry
 
 from .action import factorise, solve_saddle
+from .cavity import gaussian_sigma_trace, rank_bound, regime_flags, width_check
 from .kernels import ACTIVATIONS, KernelBlocks, nngp_kernels
 from .levels import LevelContext, PosteriorKernels, available_levels
 from .posterior import MEASURES, Tilt, TiltedKernel, class_measures, class_measures_dense
@@ -56,6 +57,13 @@ class TemperatureCurve:
     :func:`measure_weight_moments` on sampled first-layer weights W (N1, N0) to measure the same
     thing). Prior value δ_jl/λ0; ``weight_label_moment`` the same second moment along the label
     direction e_y = Xᵀy/|Xᵀy| (mean over outputs for D > 1). NaN for levels without a tilt.
+
+    Regime (docs/theory.md B.6): ``in_regime`` (nT,) bool, whether the level is inside the regime
+    where it was validated at that temperature, and ``regime_reason`` (per temperature, '' when in
+    regime, else the failed checks): importance-weight degeneracy and convergence of the sampled
+    levels, the exact rank bound T·TrΣ/P ≥ 1 − (N1 − 1)/P on the level's cavity covariance, N1 ≥ 50.
+    Levels with their own predictor (``cavity``) report it in the predictor fields and
+    ``readout_second_moment``/``weight_*`` (instead of the Q* GP).
 
     Metadata: ``width``, ``activation``, ``prior_w``, ``prior_v``, ``level``, ``data_fingerprint``
     (= geometry.data_fingerprint(x_train, y_train)), ``converged``/``n_minima`` of the saddle point.
@@ -102,6 +110,8 @@ class TemperatureCurve:
     reference: dict[str, np.ndarray] = field(default_factory=dict)
     test_prediction: np.ndarray | None = None
     test_prediction_variance: np.ndarray | None = None
+    in_regime: np.ndarray | None = None
+    regime_reason: tuple[str, ...] = ()
     # deep FC / CNN (equilibrium/architectures.py): the fields above describe the last hidden
     # layer; per-layer (per-patch) arrays live in layer_fields, e.g. layer_fields["Q"] (nT, L)
     architecture: str = "fc"
@@ -172,6 +182,8 @@ def _validate(x_train, y_train, temperatures, width, activation, prior_w, prior_
         raise ValueError(f"x_train: must have shape (P, N0) with P ≥ 2, got {X.shape}")
     Y = _array(y_train, "y_train")
     D = _labels(Y, "y_train", X.shape[0], "x_train")
+    if level == "cavity" and (D != 1 or width < 2):
+        raise ValueError(f"level: 'cavity' needs ±1 labels of shape (P,) and width ≥ 2, got {D} outputs, width {width}")
     classes = np.unique(Y if D == 1 else Y.argmax(1))
     if len(classes) < 2:
         raise ValueError("y_train: needs at least two classes present")
@@ -282,8 +294,9 @@ def temperature_curve(
     pred = predict(T, Q)
     ctx = LevelContext(x_train=Xd, y_train=Yd, x_test=Xtd, kernels=kb, spectrum=sp, temperatures=T, Q=Q,
                        width=float(width), activation=activation, prior_w=float(prior_w), prior_v=float(prior_v),
-                       test_rotated=F0)
+                       test_rotated=F0, y_test=Ytd)
     post = lev.posterior(ctx)
+    in_regime, regime_reason = _regime(post, T, Q, sp, X.shape[0], float(width), float(prior_v))
     geo = _geometry(post.train, Y)
     reference = {k: v[0] for k, v in _reference(kb.train, Y).items()}
     test_geo: dict[str, np.ndarray] = {}
@@ -296,6 +309,12 @@ def temperature_curve(
     else:
         wm, wl = tilted_weight_moments(post.tilt, sp.U, kb.slope_train, Xd, Yd, E, prior_w=float(prior_w))
     nan = np.full(nT, np.nan)
+    own = post.observables or {}  # a level with its own predictor (cavity) replaces the Q* GP's
+    if own:
+        pred = replace(pred, **{k: own[k] for k in ("train_error", "train_variance", "test_error", "test_bias2")},
+                       test_variance_mean=own["test_variance"], test_mean=own["test_prediction"],
+                       test_variance=own["test_prediction_variance"])
+        readout, wm, wl = own["readout_second_moment"], own["weight_moments"], own["weight_label_moment"]
     return TemperatureCurve(
         temperature=T, Q=np.asarray(Q), train_error=pred.train_error, train_variance=pred.train_variance,
         test_error=pred.test_error if pred.test_error is not None else nan,
@@ -311,7 +330,26 @@ def temperature_curve(
         data_fingerprint=geometry.data_fingerprint(X, Y), n_outputs=D,
         test_geometry=test_geo, reference=reference,
         test_prediction=pred.test_mean, test_prediction_variance=pred.test_variance,
+        in_regime=in_regime, regime_reason=regime_reason,
     )
+
+
+def _regime(post: PosteriorKernels, T, Q, sp, n_train: int, width: float, prior_v: float):
+    """Regime indicator per temperature (docs/theory.md B.6): the level's own checks (importance-weight
+    degeneracy, convergence, its cavity rank bound) when it has them; otherwise the exact rank bound
+    T·TrΣ/P ≥ 1 − (N1 − 1)/P on the Gaussian-equivalent cavity field Σ = (T + Q K/λ1)⁻¹; and N1 ≥ 50."""
+    if post.regime is not None:
+        ok, why = post.regime
+        extra = [] if post.observables else [rank_bound(gaussian_sigma_trace(T, Q, sp.kappa, prior_v=prior_v,
+                                                                             width=width), n_train, width)]
+        if not extra:
+            return np.asarray(ok, dtype=bool), tuple(why)
+        ok2, why2 = regime_flags(np.full(len(T), np.inf), np.ones(len(T), bool), extra=extra)
+        return (np.asarray(ok, bool) & ok2,
+                tuple("; ".join(r for r in (a, b) if r) for a, b in zip(why, why2)))
+    checks = [rank_bound(gaussian_sigma_trace(T, Q, sp.kappa, prior_v=prior_v, width=width), n_train, width),
+              width_check(width, len(T))]
+    return regime_flags(np.full(len(T), np.inf), np.ones(len(T), bool), extra=checks)
 
 
 def _sampled_curve(T, X, Y, Xt, Yt, D, *, width, activation, prior_w, prior_v, sampler, device) -> TemperatureCurve:
@@ -348,4 +386,6 @@ def _sampled_curve(T, X, Y, Xt, Yt, D, *, width, activation, prior_w, prior_v, s
         data_fingerprint=geometry.data_fingerprint(X, Y), n_outputs=D, test_geometry=test_geo, reference=reference,
         test_prediction=values.get("test_prediction"), test_prediction_variance=values.get("test_prediction_variance"),
         standard_errors=errors, diagnostics=diags, mean_kernel_approximations=(),
+        in_regime=np.array([bool(d.converged) for d in diags]),
+        regime_reason=tuple("" if d.converged else "sampler diagnostics did not pass" for d in diags),
     )

@@ -16,6 +16,9 @@ Levels:
   ``equilibrium.single_neuron.posterior_kernel(x_train, y_train, x_test, temperatures, Q, *,
   width, activation, prior_w, prior_v) -> (train (nT, P, P), test (nT, Pt, Pt) | None)``
   (numpy or torch, float64), test = the test×test block of ⟨K_W⟩ when ``x_test`` is given.
+- ``cavity``: the single-unit cavity measure with self-consistent fields (``equilibrium.cavity``,
+  docs/theory.md B.5); returns its own predictor, λ1⟨v²⟩ and weight moments in
+  ``PosteriorKernels.observables`` and its regime indicator in ``PosteriorKernels.regime``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ import torch
 from .action import Spectrum
 from .kernels import KernelBlocks
 from .posterior import Tilt, TiltedKernel, gaussian_tilt, zero_tilt
-from .single_neuron import posterior_kernel as single_neuron_posterior_kernel
+from .cavity import cavity_curve
+from .single_neuron import single_neuron_curve
 
 __all__ = ["LEVELS", "LevelContext", "PosteriorKernels", "Level", "available_levels"]
 
@@ -50,6 +54,7 @@ class LevelContext:
     prior_w: float
     prior_v: float
     test_rotated: torch.Tensor | None = None  # K(X_test, X) U, when already computed
+    y_test: torch.Tensor | None = None  # test labels, for levels with their own predictor
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,12 @@ class PosteriorKernels:
     train: TiltedKernel | torch.Tensor
     test: TiltedKernel | torch.Tensor | None
     tilt: Tilt | None
+    # a level with its own predictor (``cavity``) returns it here, by TemperatureCurve field name
+    # (train_error, train_variance, test_error, test_bias2, test_variance, test_prediction,
+    # test_prediction_variance, readout_second_moment, weight_moments, weight_label_moment)
+    observables: dict[str, np.ndarray] | None = None
+    # the level's own regime indicator: (in_regime (nT,) bool, reasons per temperature)
+    regime: tuple[np.ndarray, tuple[str, ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -100,12 +111,32 @@ def _gaussian(ctx: LevelContext) -> PosteriorKernels:
 def _single_neuron(ctx: LevelContext) -> PosteriorKernels:
     to = lambda a: None if a is None else torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a,  # noqa: E731
                                                          dtype=torch.float64, device=ctx.x_train.device)
-    train, test = single_neuron_posterior_kernel(
-        ctx.x_train.cpu().numpy(), ctx.y_train.cpu().numpy(),
-        None if ctx.x_test is None else ctx.x_test.cpu().numpy(), ctx.temperatures, ctx.Q,
+    r = single_neuron_curve(
+        ctx.x_train.cpu().numpy(), ctx.y_train.cpu().numpy(), ctx.temperatures, ctx.Q,
+        x_test=None if ctx.x_test is None else ctx.x_test.cpu().numpy(),
         width=ctx.width, activation=ctx.activation, prior_w=ctx.prior_w, prior_v=ctx.prior_v,
     )
-    return PosteriorKernels(train=to(train), test=to(test), tilt=None)
+    return PosteriorKernels(train=to(r.hidden_gram), test=to(r.hidden_gram_test), tilt=None,
+                            regime=(r.in_regime, r.regime_reason))
+
+
+def _cavity(ctx: LevelContext) -> PosteriorKernels:
+    """Level ``cavity`` (equilibrium.cavity): ⟨K_W⟩, predictor, λ1⟨v²⟩ and weights from one measure."""
+    if ctx.y_train.ndim != 1:
+        raise ValueError("level: 'cavity' needs ±1 labels of shape (P,) (binary task); use 'gaussian' for one-hot")
+    to = lambda a: None if a is None else torch.as_tensor(a, dtype=torch.float64, device=ctx.x_train.device)  # noqa: E731
+    r = cavity_curve(
+        ctx.x_train.cpu().numpy(), ctx.y_train.cpu().numpy(), ctx.temperatures, ctx.Q, width=ctx.width,
+        activation=ctx.activation, prior_w=ctx.prior_w, prior_v=ctx.prior_v,
+        x_test=None if ctx.x_test is None else ctx.x_test.cpu().numpy(),
+        y_test=None if ctx.y_test is None else ctx.y_test.cpu().numpy(), device=ctx.x_train.device,
+    )
+    obs = dict(train_error=r.train_error, train_variance=r.train_variance, test_error=r.test_error,
+               test_bias2=r.test_bias2, test_variance=r.test_variance, test_prediction=r.test_mean,
+               test_prediction_variance=r.test_point_variance, readout_second_moment=r.readout_second_moment,
+               weight_moments=r.weight_moments, weight_label_moment=r.weight_label_moment)
+    return PosteriorKernels(train=to(r.hidden_gram), test=to(r.hidden_gram_test), tilt=None, observables=obs,
+                            regime=(r.in_regime, r.regime_reason))
 
 
 _ALL: dict[str, Level] = {
@@ -114,6 +145,8 @@ _ALL: dict[str, Level] = {
                       "single-neuron tilt (docs/conventions.md §4)", True, _gaussian),
     "single_neuron": Level("single_neuron", "Q* saddle point; <K_W> from the single-neuron measure with the exact "
                            "non-linear activation (equilibrium.single_neuron)", True, _single_neuron),
+    "cavity": Level("cavity", "single-unit cavity measure with self-consistent fields; predictor, lambda1<v^2>, <K_W> "
+                    "and weights all from that measure (equilibrium.cavity; binary tasks)", True, _cavity),
 }
 
 

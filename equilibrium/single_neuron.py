@@ -43,6 +43,7 @@ import torch
 
 from gdeq import geometry
 
+from .cavity import pareto_k, regime_flags
 from .kernels import nngp_kernels
 from .linalg import eigh
 from .weights import label_directions, weight_directions
@@ -60,7 +61,9 @@ class SingleNeuronResult:
     (1/N1)Σ⟨(e_j·w)(e_l·w)⟩ along ``weight_directions`` e_j (top right singular vectors of X, as
     :func:`equilibrium.weight_directions`; prior δ_jl/λ0) and ``weight_label_moment`` along
     e_y = Xᵀy/|Xᵀy|; ``ess`` the effective sample size of the importance weights (of ``samples``),
-    ``iterations``/``converged`` of the self-consistent variant (1/True otherwise).
+    ``iterations``/``converged`` of the self-consistent variant (1/True otherwise); ``pareto_k`` the
+    Pareto-tail index k̂ of the log weights (arviz PSIS); ``in_regime``/``regime_reason`` the regime
+    indicator (:func:`equilibrium.cavity.regime_flags`: ESS, k̂ ≤ 0.7, convergence).
     """
 
     temperature: np.ndarray
@@ -75,6 +78,9 @@ class SingleNeuronResult:
     converged: np.ndarray
     hidden_gram_test_train: np.ndarray | None = None
     hidden_gram_test: np.ndarray | None = None
+    pareto_k: np.ndarray | None = None
+    in_regime: np.ndarray | None = None
+    regime_reason: tuple[str, ...] = ()
 
 
 class _Draws:
@@ -251,7 +257,8 @@ def _observables(sample: _Sample, kb, directions: torch.Tensor, n_dir: int, lam1
            "v2": float((w * sample.omega).sum()) / lam1,
            "wm": mom[:n_dir, :n_dir].cpu().numpy(),
            "wl": float(torch.diagonal(mom[n_dir:, n_dir:]).mean()),
-           "ess": float(1.0 / (w * w).sum())}
+           "ess": float(1.0 / (w * w).sum()),
+           "pareto_k": pareto_k(sample.log_weight)}
     if sample.phi_test is not None:
         out["KWt"] = (kb.test_train + _weighted_gram(sample.phi_test, dw, sample.phi)).cpu().numpy()
         out["KWtt"] = (kb.test + _weighted_gram(sample.phi_test, dw)).cpu().numpy()
@@ -374,14 +381,18 @@ def single_neuron_curve(
     rows = [rows[i] for i in inv]
     its = np.array(iterations)[inv]
     test = xt is not None
+    converged = its < max_iter if self_consistent else np.ones(nT, bool)
+    ess, khat = np.array([r["ess"] for r in rows]), np.array([r["pareto_k"] for r in rows])
+    in_regime, reason = regime_flags(ess, converged, pareto=khat)  # degenerate importance weights are flagged
     return SingleNeuronResult(
         temperature=T_all, hidden_gram=np.stack([r["KW"] for r in rows]),
         readout_second_moment=np.array([r["v2"] for r in rows]),
         weight_moments=np.stack([r["wm"] for r in rows]), weight_label_moment=np.array([r["wl"] for r in rows]),
-        weight_directions=E, ess=np.array([r["ess"] for r in rows]), samples=S, iterations=its,
+        weight_directions=E, ess=ess, samples=S, iterations=its, pareto_k=khat, in_regime=in_regime,
+        regime_reason=reason,
         hidden_gram_test_train=np.stack([r["KWt"] for r in rows]) if test else None,
         hidden_gram_test=np.stack([r["KWtt"] for r in rows]) if test else None,
-        converged=its < max_iter if self_consistent else np.ones(nT, bool),
+        converged=converged,
     )
 
 
