@@ -300,10 +300,10 @@ def cavity_curve(
     mQ = [U @ (yr / (float(T) + float(q) * kappa / lam1)) for T, q in zip(T_all, Qa)]
 
     # ---- samples: span coordinates, mixture proposal --------------------------------------
-    _, s_, vt = np.linalg.svd(x, full_matrices=False)
-    r = max(1, int(np.sum(s_ > s_[0] * max(P, n0) * np.finfo(np.float64).eps)))
-    basis = vt[:r]
-    Z = torch.as_tensor(x @ basis.T / math.sqrt(n0), **kw)  # h = Z w
+    span = geometry.span_reduction(x, xt)  # the exact reduction (docs/conventions.md §6)
+    basis = span.basis.T  # (r, N0) orthonormal rows
+    r = basis.shape[0]
+    Z = torch.as_tensor(span.x_train / math.sqrt(n0), **kw)  # h = Z w
     gen = torch.Generator(device=dev).manual_seed(seed)
     dirs = _proposal(Z, kb.slope_train, mQ, lam0)
     k = dirs.shape[1]
@@ -321,13 +321,10 @@ def cavity_curve(
     phi = sigma(Z @ w_s)  # (P, S)
     phi_t = None
     if xt is not None:
-        zt = xt @ basis.T
-        resid = xt - zt @ basis
-        ht = torch.as_tensor(zt / math.sqrt(n0), **kw) @ w_s
-        _, s2, vt2 = np.linalg.svd(resid, full_matrices=False)
-        r2 = int(np.sum(s2 > 1e-10 * max(s2[0], 1e-300))) if s2.size and s2[0] > 1e-12 else 0
+        ht = torch.as_tensor(span.x_test / math.sqrt(n0), **kw) @ w_s
+        r2 = span.test_remainder.shape[1]
         if r2:  # the test inputs' orthogonal remainder sees only prior weight components
-            Zp = torch.as_tensor(resid @ vt2[:r2].T / math.sqrt(n0), **kw)
+            Zp = torch.as_tensor(span.test_remainder / math.sqrt(n0), **kw)
             ht = ht + Zp @ (torch.randn(r2, S, generator=gen, **kw) / math.sqrt(lam0))
         phi_t = sigma(ht)
     phr = U.T @ phi  # features in K's eigenbasis (once)
