@@ -49,7 +49,7 @@ from gdeq.equilibrium import TangentKernels, tangent_kernels
 from gdeq.equilibrium.ntk import NTK_ACTIVATIONS
 from gdeq.gd_dynamics.callbacks import log_schedule
 
-__all__ = ["THREE_WAY_OBSERVABLES", "LazyDynamics", "LazyTrajectory", "ThreeWay", "lazy_baseline", "lazy_dynamics",
+__all__ = ["THREE_WAY_OBSERVABLES", "LazyDynamics", "LazyTrajectory", "ThreeWay", "lazy_baseline", "lazy_dynamics", "lazy_not_covered",
            "lazy_trajectory", "symmetric_eigh", "three_way"]
 
 
@@ -378,6 +378,21 @@ THREE_WAY_OBSERVABLES: dict[str, str] = {
 }
 
 
+def lazy_not_covered(trajectory: Any) -> str | None:
+    """Why the lazy theory has no kernel for this run's network (None: it has): a CNN must cut its
+    images into non-overlapping patches (stride = kernel size, or kernel size 1)."""
+    identity = _attr(trajectory, "model_identity") or {}
+    config = _attr(trajectory, "config") or {}
+    if str(identity.get("architecture") or config.get("architecture") or "fc") != "cnn":
+        return None
+    k = int(identity.get("kernel_size") or config.get("kernel_size") or 0)
+    stride = int(config.get("stride", 1) or 1)
+    if k != 1 and stride != k:
+        return (f"the lazy CNN theory covers non-overlapping patches (stride = kernel_size); the run has "
+                f"kernel_size={k}, stride={stride}")
+    return None
+
+
 def lazy_baseline(trajectory: Any, x_train, y_train, x_test=None, y_test=None, *, continuous: bool = False,
                   point_variance: bool = False) -> LazyTrajectory:
     """The lazy theory at a run's logged steps, learning rate, width, activation and priors.
@@ -402,11 +417,10 @@ def lazy_baseline(trajectory: Any, x_train, y_train, x_test=None, y_test=None, *
     else:
         width = int(width[0] if isinstance(width, (list, tuple)) else width)
     if architecture == "cnn":
+        reason = lazy_not_covered(trajectory)
+        if reason:
+            raise ValueError(f"trajectory: {reason}")
         k = int(identity.get("kernel_size") or config.get("kernel_size"))
-        stride = int(config.get("stride", 1) or 1)
-        if stride != k and k != 1:
-            raise ValueError(f"trajectory: the lazy CNN theory covers non-overlapping patches (stride = kernel_size); "
-                             f"the run has kernel_size={k}, stride={stride}")
         arch = dict(architecture="cnn", patch_size=k, image_shape=tuple(identity.get("image_shape") or config.get("image_shape")))
     lt = lazy_trajectory(x_train, y_train, steps=np.asarray(_attr(trajectory, "step")), lr=float(_attr(trajectory, "lr")),
                          width=width, activation=str(_attr(trajectory, "activation")),

@@ -161,3 +161,26 @@ def test_deep_lazy_trajectory_is_the_mean_of_wide_two_layer_gd(tmp_path):
     assert lt.train_error[-1] < 0.01 * lt.train_error[0]
     one = lazy_trajectory(task.x_train, task.y_train, steps=traj.step, lr=lr, width=N)
     assert np.abs(err[-1] - one.train_error[-1]) > 3 * se[-1]
+
+
+def test_cnn_lazy_trajectory_with_one_patch_is_the_fully_connected_one():
+    """A 1-channel image cut into one patch (m = H = W) is the one-hidden-layer network on the flattened
+    input: the CNN lazy trajectory equals the FC one; with 2 × 2 patches it differs; a CNN run with
+    overlapping patches has no lazy kernel."""
+    from gdeq.bridge import lazy_trajectory
+    from gdeq.bridge.lazy import lazy_not_covered
+
+    rng = np.random.default_rng(4)
+    x, xt = rng.standard_normal((12, 16)), rng.standard_normal((4, 16))
+    y, yt = np.sign(x[:, 0]), np.sign(xt[:, 0])
+    common = dict(steps=[0, 3, 30], lr=0.1, activation="relu", prior_w=1.5, prior_v=0.7, x_test=xt, y_test=yt)
+    fc = lazy_trajectory(x, y, width=64, **common)
+    one = lazy_trajectory(x, y, width=64, architecture="cnn", patch_size=4, image_shape=(1, 4, 4), **common)
+    four = lazy_trajectory(x, y, width=64, architecture="cnn", patch_size=2, image_shape=(1, 4, 4), **common)
+    assert one.architecture == "cnn"
+    np.testing.assert_allclose(one.test_mean, fc.test_mean, atol=1e-12)
+    np.testing.assert_allclose(one.train_variance, fc.train_variance, atol=1e-12)
+    assert np.abs(four.test_mean - fc.test_mean).max() > 1e-2
+    run = dict(model_identity=dict(architecture="cnn", kernel_size=2, image_shape=[1, 4, 4]), config={})
+    assert "non-overlapping" in lazy_not_covered(run)
+    assert lazy_not_covered(dict(model_identity=dict(architecture="cnn", kernel_size=2), config=dict(stride=2))) is None
