@@ -35,7 +35,7 @@ def test_no_reference_outside_the_repository():
     bad = []
     for path in _product_files():
         text = path.read_text()
-        for pattern in ("THEORY.md", "../shared", "/work/shared", "seed/paper-summary", "theory_single_neuron.md"):
+        for pattern in ("THEORY.md", "../shared", "/" + "work/shared", "seed/paper-summary", "theory_single_neuron.md"):
             if pattern in text:
                 bad.append(f"{path.relative_to(REPO)}: {pattern}")
     assert not bad, bad
