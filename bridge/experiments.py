@@ -152,10 +152,12 @@ class WidthResult:
 
 def _lazy_for(traj: Any, task: Any) -> Any:
     """The lazy (NTK) baseline at the run's steps for a full-batch GD run with MSE loss, else None."""
-    from .lazy import lazy_baseline
+    from .lazy import lazy_baseline, lazy_not_covered
 
     config = getattr(traj, "config", None) or {}
     if traj.optimizer != "gd" or config.get("loss", "mse") != "mse" or config.get("batch_size") is not None:
+        return None
+    if lazy_not_covered(traj):  # e.g. a CNN with overlapping patches: no kernel for it
         return None
     return lazy_baseline(traj, task.x_train, task.y_train, task.x_test, task.y_test)
 

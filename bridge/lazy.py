@@ -28,7 +28,10 @@ estimates from replicas); ``train_variance`` = (1/P) Σ_μ Var f_t(x^μ); their 
 error of a single network (a replica's ``Trajectory.train_error``). The same on the test set.
 
 The lazy limit does not depend on the width N1; ``width`` is recorded so that the result can be
-checked against, and compared with, a finite-width run.
+checked against, and compared with, a finite-width run. Only the kernels depend on the architecture
+(``equilibrium.tangent_kernels``): ``width=[N1, .., NL]`` gives the deep fully connected network's
+recursion, ``architecture="cnn"`` with ``patch_size`` and ``image_shape`` the one-hidden-layer CNN
+with non-overlapping patches; everything above is kernel-agnostic.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from gdeq.equilibrium import TangentKernels, tangent_kernels
 from gdeq.equilibrium.ntk import NTK_ACTIVATIONS
 from gdeq.gd_dynamics.callbacks import log_schedule
 
-__all__ = ["THREE_WAY_OBSERVABLES", "LazyDynamics", "LazyTrajectory", "ThreeWay", "lazy_baseline", "lazy_dynamics",
+__all__ = ["THREE_WAY_OBSERVABLES", "LazyDynamics", "LazyTrajectory", "ThreeWay", "lazy_baseline", "lazy_dynamics", "lazy_not_covered",
            "lazy_trajectory", "symmetric_eigh", "three_way"]
 
 
@@ -85,14 +88,15 @@ class LazyTrajectory:
     test_point_variance: np.ndarray | None
     ntk_eigenvalues: np.ndarray
     lr: float
-    width: int
+    width: int | tuple[int, ...]
     activation: str
     prior_w: float
-    prior_v: float
+    prior_v: float | tuple[float, ...]
     continuous: bool
     stable: bool
     data_fingerprint: str
     notes: tuple[str, ...] = field(default=())
+    architecture: str = "fc"
 
     @property
     def train_bias2(self) -> np.ndarray:
@@ -143,8 +147,9 @@ class LazyDynamics:
     """
 
     def __init__(self, kernels: TangentKernels, y_train: torch.Tensor, y_test: torch.Tensor | None, *,
-                 lr: float, width: int, fingerprint: str, squeeze: bool = False) -> None:
-        self.kernels, self.lr, self.width, self.fingerprint = kernels, float(lr), int(width), fingerprint
+                 lr: float, width: int | tuple[int, ...], fingerprint: str, squeeze: bool = False) -> None:
+        self.kernels, self.lr, self.fingerprint = kernels, float(lr), fingerprint
+        self.width = int(width) if isinstance(width, (int, np.integer)) else tuple(int(w) for w in width)
         self.squeeze = squeeze  # targets were (P,): return (n, P) means
         self.y_train, self.y_test = y_train, y_test
         t0 = time.perf_counter()
@@ -256,7 +261,7 @@ class LazyDynamics:
             test_point_variance=to_np(test["test_point_variance"]), ntk_eigenvalues=to_np(self.eigenvalues),
             lr=self.lr, width=self.width, activation=self.kernels.activation, prior_w=self.kernels.prior_w,
             prior_v=self.kernels.prior_v, continuous=bool(continuous), stable=bool(stable),
-            data_fingerprint=self.fingerprint, notes=notes,
+            data_fingerprint=self.fingerprint, notes=notes, architecture=self.kernels.architecture,
         )
 
     def propagators(self, step: int, *, continuous: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
@@ -280,12 +285,18 @@ class LazyDynamics:
         return train.cpu().numpy(), test.cpu().numpy()
 
 
-def lazy_dynamics(x_train, y_train, *, lr: float, width: int, activation: str = "erf", prior_w: float = 1.0,
-                  prior_v: float = 1.0, x_test=None, y_test=None, device: str | torch.device | None = None,
-                  nodes: int = 64) -> LazyDynamics:
+def _is_width(w: Any) -> bool:
+    return isinstance(w, (int, np.integer)) and not isinstance(w, bool) and w >= 1
+
+
+def lazy_dynamics(x_train, y_train, *, lr: float, width: int | Sequence[int], activation: str = "erf",
+                  prior_w: float = 1.0, prior_v: float | Sequence[float] = 1.0, x_test=None, y_test=None,
+                  architecture: str = "fc", patch_size: int | None = None, image_shape=None,
+                  device: str | torch.device | None = None, nodes: int = 64) -> LazyDynamics:
     """Kernels and the eigendecomposition of Θ for :func:`lazy_trajectory` (arguments as there)."""
     _check(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0, f"lr: must be a finite number > 0, got {lr!r}")
-    _check(isinstance(width, (int, np.integer)) and width >= 1, f"width: must be a positive integer, got {width!r}")
+    _check(_is_width(width) or (isinstance(width, (list, tuple)) and len(width) >= 1 and all(map(_is_width, width))),
+           f"width: must be a positive integer or a non-empty list of them, got {width!r}")
     _check(isinstance(activation, str) and activation in NTK_ACTIVATIONS,
            f"activation: must be one of {list(NTK_ACTIVATIONS)}, got {activation!r}")
     dev = torch.device(device) if device is not None else (
@@ -305,14 +316,17 @@ def lazy_dynamics(x_train, y_train, *, lr: float, width: int, activation: str = 
         _check(Yt.shape[0] == n_test and Yt.ndim == Y.ndim and Yt.shape[1:] == Y.shape[1:],
                f"y_test: must have shape ({n_test},{'' if squeeze else f' {Y.shape[1]}'}) like y_train, got {tuple(Yt.shape)}")
         Yt = Yt[:, None] if squeeze else Yt
-    kernels = tangent_kernels(X, x_test, activation=activation, prior_w=prior_w, prior_v=prior_v, device=dev,
-                              nodes=nodes)
-    return LazyDynamics(kernels, Y2, Yt, lr=lr, width=int(width), squeeze=squeeze,
+    kernels = tangent_kernels(X, x_test, activation=activation, prior_w=prior_w, prior_v=prior_v, width=width,
+                              architecture=architecture, patch_size=patch_size, image_shape=image_shape,
+                              device=dev, nodes=nodes)
+    return LazyDynamics(kernels, Y2, Yt, lr=lr, width=width, squeeze=squeeze,
                         fingerprint=geometry.data_fingerprint(x_train, y_train))
 
 
-def lazy_trajectory(x_train, y_train, *, steps: int | Sequence[int], lr: float, width: int, activation: str = "erf",
-                    prior_w: float = 1.0, prior_v: float = 1.0, x_test=None, y_test=None, continuous: bool = False,
+def lazy_trajectory(x_train, y_train, *, steps: int | Sequence[int], lr: float, width: int | Sequence[int],
+                    activation: str = "erf", prior_w: float = 1.0, prior_v: float | Sequence[float] = 1.0,
+                    x_test=None, y_test=None, architecture: str = "fc", patch_size: int | None = None,
+                    image_shape=None, continuous: bool = False,
                     point_variance: bool = True, variance: bool = True, log_points: int = 100, device: str | torch.device | None = None,
                     nodes: int = 64) -> LazyTrajectory:
     """Mean, variance and errors of the infinite-width GD ensemble at every listed step (module docstring).
@@ -322,8 +336,13 @@ def lazy_trajectory(x_train, y_train, *, steps: int | Sequence[int], lr: float, 
         steps: the GD steps to report (a sequence of non-negative integers), or one integer S: the same
             ``log_points`` log-spaced steps in 0..S as ``gd_dynamics.train``'s default schedule.
         lr: learning rate η per step on ½Σ(y − f)² (as ``gd_dynamics.train``).
-        width: N1 of the run this baseline accompanies (recorded; the lazy limit does not depend on it).
-        activation, prior_w, prior_v: σ, λ0, λ1 (docs/conventions.md §1).
+        width: N1 of the run this baseline accompanies (recorded; the lazy limit does not depend on it);
+            a list [N1, .., NL] selects the deep fully connected network (its number of layers matters),
+            with ``architecture="cnn"`` the number of channels Nc.
+        activation, prior_w, prior_v: σ, λ0, λ1 (docs/conventions.md §1); deep: ``prior_v`` one λ or the
+            list λ_1..λ_L (λ_L the readout's).
+        architecture, patch_size, image_shape: "fc", or "cnn" with non-overlapping ``patch_size`` ×
+            ``patch_size`` patches of (C, H, W) images (the model of ``equilibrium.conv``).
         x_test, y_test: optional test inputs (and targets, for the test error).
         continuous: gradient flow at time τ = η·step instead of the discrete steps.
         point_variance: also the per-point variances (one P×P×P product per step).
@@ -339,7 +358,8 @@ def lazy_trajectory(x_train, y_train, *, steps: int | Sequence[int], lr: float, 
         _check(arr.ndim == 1 and len(arr) >= 1 and np.all(np.mod(arr, 1) == 0) and np.all(arr >= 0),
                f"steps: must be an integer ≥ 1 or a list of non-negative integers, got {steps!r}")
     dyn = lazy_dynamics(x_train, y_train, lr=lr, width=width, activation=activation, prior_w=prior_w, prior_v=prior_v,
-                        x_test=x_test, y_test=y_test, device=device, nodes=nodes)
+                        x_test=x_test, y_test=y_test, architecture=architecture, patch_size=patch_size,
+                        image_shape=image_shape, device=device, nodes=nodes)
     return dyn.trajectory(steps, continuous=continuous, variance=variance, point_variance=point_variance)
 
 
@@ -358,6 +378,21 @@ THREE_WAY_OBSERVABLES: dict[str, str] = {
 }
 
 
+def lazy_not_covered(trajectory: Any) -> str | None:
+    """Why the lazy theory has no kernel for this run's network (None: it has): a CNN must cut its
+    images into non-overlapping patches (stride = kernel size, or kernel size 1)."""
+    identity = _attr(trajectory, "model_identity") or {}
+    config = _attr(trajectory, "config") or {}
+    if str(identity.get("architecture") or config.get("architecture") or "fc") != "cnn":
+        return None
+    k = int(identity.get("kernel_size") or config.get("kernel_size") or 0)
+    stride = int(config.get("stride", 1) or 1)
+    if k != 1 and stride != k:
+        return (f"the lazy CNN theory covers non-overlapping patches (stride = kernel_size); the run has "
+                f"kernel_size={k}, stride={stride}")
+    return None
+
+
 def lazy_baseline(trajectory: Any, x_train, y_train, x_test=None, y_test=None, *, continuous: bool = False,
                   point_variance: bool = False) -> LazyTrajectory:
     """The lazy theory at a run's logged steps, learning rate, width, activation and priors.
@@ -369,13 +404,29 @@ def lazy_baseline(trajectory: Any, x_train, y_train, x_test=None, y_test=None, *
     if fingerprint and geometry.data_fingerprint(x_train, y_train) != fingerprint:
         raise ValueError("x_train: not the run's training data (data_fingerprint differs)")
     width = _attr(trajectory, "width")
-    width = int(width[0] if isinstance(width, (list, tuple)) else width)
+    identity = _attr(trajectory, "model_identity") or {}
+    config = _attr(trajectory, "config") or {}
+    architecture = str(identity.get("architecture") or config.get("architecture") or "fc")
+    prior_v: float | list[float] = float(_attr(trajectory, "prior_v"))
+    arch: dict[str, Any] = {}
+    if isinstance(width, (list, tuple)) and len(width) > 1 and architecture == "fc":
+        width = [int(w) for w in width]  # deep FC: the recursion over every layer, each with its own λ
+        lams = identity.get("prior_precisions") or []
+        if len(lams) == len(width) + 1:
+            prior_v = [float(l) for l in lams[1:]]
+    else:
+        width = int(width[0] if isinstance(width, (list, tuple)) else width)
+    if architecture == "cnn":
+        reason = lazy_not_covered(trajectory)
+        if reason:
+            raise ValueError(f"trajectory: {reason}")
+        k = int(identity.get("kernel_size") or config.get("kernel_size"))
+        arch = dict(architecture="cnn", patch_size=k, image_shape=tuple(identity.get("image_shape") or config.get("image_shape")))
     lt = lazy_trajectory(x_train, y_train, steps=np.asarray(_attr(trajectory, "step")), lr=float(_attr(trajectory, "lr")),
                          width=width, activation=str(_attr(trajectory, "activation")),
-                         prior_w=float(_attr(trajectory, "prior_w")), prior_v=float(_attr(trajectory, "prior_v")),
+                         prior_w=float(_attr(trajectory, "prior_w")), prior_v=prior_v, **arch,
                          x_test=x_test, y_test=y_test, continuous=continuous, point_variance=point_variance)
     optimizer = str(_attr(trajectory, "optimizer") or "gd")
-    config = _attr(trajectory, "config") or {}
     caveats = []
     if optimizer != "gd":
         caveats.append(f"the run used optimizer={optimizer!r}; the lazy theory describes full-batch GD")
