@@ -233,6 +233,26 @@ def curve_measures(curve: Any) -> dict[str, np.ndarray]:
     return out
 
 
+def curve_measure_errors(curve: Any) -> dict[str, np.ndarray]:
+    """Standard errors of :func:`curve_measures`'s arrays, same names, for curves that carry them (the
+    ``sampled`` level's ``standard_errors``); empty for the theory levels (deterministic numbers)."""
+    errors = getattr(curve, "standard_errors", None) or {}
+    T = np.asarray(curve.temperature)
+    out: dict[str, np.ndarray] = {}
+    for name, a in errors.items():
+        a = np.asarray(a, dtype=np.float64)
+        if a.shape[:1] != T.shape or name.startswith("test_"):
+            continue
+        if a.ndim == 1:
+            out[name] = a
+        elif a.ndim == 2 and a.shape[1] <= 16:
+            for c in range(a.shape[1]):
+                out[f"{name}_{c}"] = a[:, c]
+    if "weight_label_moment" in out:  # the run logs it relative to the prior, as curve_measures
+        out["weight_moment_label"] = float(getattr(curve, "prior_w", 1.0)) * out.pop("weight_label_moment")
+    return out
+
+
 # ------------------------------------------------------------------------------------------------
 # results
 # ------------------------------------------------------------------------------------------------
@@ -254,6 +274,8 @@ class MeasureComparison:
     theory_temperature: dict[str, np.ndarray]
     theory_values: dict[str, np.ndarray]
     theory_turning: dict[str, Turning]
+    # level -> (nT,) standard error of theory_values (the sampled level); absent for deterministic levels
+    theory_se: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def replicas_with_turning(self) -> int:
@@ -401,6 +423,7 @@ def compare(
         run = {k: v for k, v in run.items() if k in measures}
 
     curve_tables = {lv: curve_measures(c) for lv, c in curves.items()}
+    error_tables = {lv: curve_measure_errors(c) for lv, c in curves.items()}
     results: dict[str, MeasureComparison] = {}
     items = list(run.items())
     if train_mpe is not None and (measures is None or "mean_predictor_train_error" in measures):
@@ -424,7 +447,7 @@ def compare(
             t_star, t_se = t_run.location, float("nan")
         else:
             t_star, t_se = float("nan"), float("nan")
-        at_T, th_T, th_v, th_turn, teff_star = {}, {}, {}, {}, {}
+        at_T, th_T, th_v, th_turn, teff_star, th_se = {}, {}, {}, {}, {}, {}
         for lv, table in curve_tables.items():
             T = np.asarray(curves[lv].temperature, dtype=np.float64)
             teff_star[lv] = maps[lv].at_step(t_star) if np.isfinite(t_star) else float("nan")
@@ -436,11 +459,17 @@ def compare(
             th_T[lv], th_v[lv] = T, src
             at_T[lv] = interpolate_curve(T, src, maps[lv].temperature)
             order = np.argsort(T)
-            th_turn[lv] = turning_point(T[order], src[order], rel_tol=rel_tol, refine=True, log_x=True)
+            src_se = error_tables[lv].get(curve_name)
+            if src_se is not None:  # a sampled curve turns only where its excursion exceeds its error bars
+                th_se[lv] = src_se
+                th_turn[lv] = turning_point(T[order], src[order], src_se[order], rel_tol=rel_tol, n_se=n_se,
+                                            log_x=True)
+            else:
+                th_turn[lv] = turning_point(T[order], src[order], rel_tol=rel_tol, refine=True, log_x=True)
         results[name] = MeasureComparison(
             measure=name, step=steps, run_mean=mean, run_se=se, run_turning=t_run, replica_steps=rep_steps,
             t_star=t_star, t_star_se=t_se, T_eff_at_t_star=teff_star, theory_at_T_eff=at_T,
-            theory_temperature=th_T, theory_values=th_v, theory_turning=th_turn,
+            theory_temperature=th_T, theory_values=th_v, theory_turning=th_turn, theory_se=th_se,
         )
 
     consistency: dict[str, ConsistencyCheck] = {}

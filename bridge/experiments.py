@@ -70,18 +70,25 @@ def default_learning_rate(x_train: np.ndarray, *, activation: str = "erf", prior
 
 
 def theory_curves(task: Any, *, width: int, activation: str = "erf", prior_w: float = 1.0, prior_v: float = 1.0,
-                  temperatures: Sequence[float] = DEFAULT_TEMPERATURES, levels: Sequence[str] = ("nngp", "gaussian")
-                  ) -> dict[str, Any]:
-    """``equilibrium.temperature_curve`` for each level, on the task's train (and test) set."""
+                  temperatures: Sequence[float] = DEFAULT_TEMPERATURES, levels: Sequence[str] = ("nngp", "gaussian"),
+                  sampler: Any = None) -> dict[str, Any]:
+    """``equilibrium.temperature_curve`` for each level, on the task's train (and test) set.
+
+    ``"sampled"`` is accepted like any level (the exact posterior at every temperature, with standard
+    errors and diagnostics; ``sampler``: its ``equilibrium.SamplerSettings``) — sampling a long temperature
+    grid is expensive, so pass a short ``temperatures`` list for it.
+    """
     from gdeq import equilibrium
 
-    unknown = [lv for lv in levels if lv not in equilibrium.LEVELS]
+    available = [*equilibrium.LEVELS, "sampled"]
+    unknown = [lv for lv in levels if lv not in available]
     if unknown:
-        raise ValueError(f"levels: unknown {unknown}; available: {list(equilibrium.LEVELS)}")
+        raise ValueError(f"levels: unknown {unknown}; available: {available}")
     return {
         lv: equilibrium.temperature_curve(
             task.x_train, task.y_train, np.asarray(temperatures, dtype=np.float64), width=width,
             activation=activation, prior_w=prior_w, prior_v=prior_v, x_test=task.x_test, y_test=task.y_test, level=lv,
+            **({"sampler": sampler} if lv == "sampled" else {}),
         )
         for lv in levels
     }

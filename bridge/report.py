@@ -148,6 +148,32 @@ def _plot_three_way(res: Any, path: Path) -> None:
     plt.close(fig)
 
 
+def _regime_lines(curves: dict) -> list[str]:
+    """One line per level whose curve is outside its validated regime somewhere (``TemperatureCurve.in_regime``:
+    the level's own checks, or the sampler's diagnostics for the sampled level): comparisons made at those
+    temperatures are marked, never silently shown as results."""
+    lines = []
+    for lv, c in curves.items():
+        flags = getattr(c, "in_regime", None)
+        if flags is None or np.all(flags):
+            continue
+        T = np.asarray(c.temperature)
+        out = np.flatnonzero(~np.asarray(flags, bool))
+        reasons = sorted({c.regime_reason[i] for i in out if i < len(c.regime_reason) and c.regime_reason[i]})
+        lines.append(f"- **Outside its regime** ({lv}): {len(out)} of {len(T)} temperatures, T in "
+                     f"[{T[out].min():.3g}, {T[out].max():.3g}]" + (f" ({'; '.join(reasons[:3])})" if reasons else "")
+                     + "; values and T_eff mapped there are not validated results.")
+    return lines
+
+
+def _error_band(ax, T, values, se, color) -> None:
+    """± one standard error around a curve that has them (the sampled level)."""
+    if se is None:
+        return
+    order = np.argsort(T)
+    ax.fill_between(np.asarray(T)[order], (values - se)[order], (values + se)[order], color=color, alpha=0.25, lw=0)
+
+
 def _plot_vs_T(res: Any, path: Path, names: Sequence[str]) -> None:
     plt = _plt()
     cmp = res.comparison
@@ -160,6 +186,7 @@ def _plot_vs_T(res: Any, path: Path, names: Sequence[str]) -> None:
         m = cmp.measures[name]
         for lv, T in m.theory_temperature.items():
             ax.plot(T, m.theory_values[lv], color=colors[lv], lw=1.5, label=f"theory: {lv}")
+            _error_band(ax, T, m.theory_values[lv], m.theory_se.get(lv), colors[lv])
             tt = m.theory_turning.get(lv)
             if tt is not None and tt.non_monotonic:
                 ax.axvline(tt.location, color=colors[lv], ls=":", lw=1)
@@ -199,6 +226,7 @@ def _plot_summary(results: Sequence[Any], path: Path, measure: str = "centroid_s
             continue
         for lv, T in m.theory_temperature.items():
             ax.plot(T, m.theory_values[lv], color=colors[lv], lw=1.8, label=f"theory ({lv})")
+            _error_band(ax, T, m.theory_values[lv], m.theory_se.get(lv), colors[lv])
         lv = list(cmp.maps)[-1]
         tmap = cmp.maps[lv]
         ok = tmap.ok
@@ -432,6 +460,7 @@ def _markdown(results: Sequence[Any], config: dict, files: dict, seconds: float)
             lines.append(f"- T_eff ({lv}): {s['mapped_steps']['ok']} of {len(m.step)} logged steps mapped, from "
                          f"T_eff = {_fmt(first)} at step {_fmt(s['first_mapped_step'])} down to {_fmt(last)} at step "
                          f"{_fmt(s['last_mapped_step'])}; " + ("; ".join(m.notes) if m.notes else "no flags") + ".")
+        lines += _regime_lines(res.curves)
         for lv, c in cmp.consistency.items():
             lines.append(f"- Langevin consistency ({lv}): {c.message}")
         lines += _three_way_lines(res)

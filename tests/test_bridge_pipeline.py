@@ -152,3 +152,63 @@ def test_report_states_the_runs_real_settings(tmp_path):
     assert f"lr = {res.trajectory.lr:.4g}" in report
     assert "more than 5 % of the curve's range (and 3 s.e." in report
     assert "full-batch GD" not in report and "λ0 = λ1 = 1" not in report and "2 %" not in report
+
+
+def test_sampled_level_is_compared_and_plotted_like_any_level_with_error_bars(tmp_path):
+    """Issue 8, item 2: bridge.compare and the reports accept level="sampled", with its standard errors."""
+    import dataclasses
+
+    from gdeq.bridge.compare import curve_measure_errors
+    from gdeq.bridge.experiments import run_width
+    from gdeq.bridge.report import write_report
+    from gdeq.equilibrium import SamplerSettings
+    from gdeq.gd_dynamics import load_task
+
+    task = load_task("mnist", (3, 5), 30, 30, 0)
+    temps = (0.1, 0.3, 1.0, 3.0)
+    res = run_width(task, width=8, steps=40, replicas=3, levels=("gaussian",), temperatures=temps, log_points=10,
+                    output_dir=tmp_path / "runs", progress=False)
+    sampled = theory_curves(task, width=8, temperatures=temps, levels=("sampled",),
+                            sampler=SamplerSettings(replicas=4, max_trajectories=120, seed=0, progress=False))
+    curve = sampled["sampled"]
+    errors = curve_measure_errors(curve)
+    # the errors are the curve's own standard errors, positive, and the deterministic level has none
+    np.testing.assert_array_equal(errors["centroid_distance"], curve.sem("centroid_distance"))
+    assert np.all(errors["centroid_distance"] > 0) and curve_measure_errors(res.curves["gaussian"]) == {}
+    cmp = compare(res.trajectory, {**res.curves, **sampled})
+    m = cmp.measures["centroid_distance"]
+    np.testing.assert_array_equal(m.theory_se["sampled"], curve.sem("centroid_distance"))
+    np.testing.assert_array_equal(m.theory_values["sampled"], curve.centroid_distance)
+    assert "gaussian" not in m.theory_se
+    res = dataclasses.replace(res, curves={**res.curves, **sampled}, comparison=cmp)
+    paths = write_report(tmp_path / "report", [res], config=dict(name="s", levels=["gaussian", "sampled"],
+                                                                  activation="erf"), wandb_mode="disabled")
+    assert (tmp_path / "report" / "report.md").is_file() and "sampled" in (tmp_path / "report" / "report.md").read_text()
+    with pytest.raises(ValueError, match="levels"):
+        theory_curves(task, width=8, temperatures=temps, levels=("exact",))
+
+
+def test_report_marks_levels_outside_their_regime():
+    """Issue 11, item 3: reports mark the temperatures where a level is outside its validated regime."""
+    import types
+
+    from gdeq.bridge.report import _regime_lines
+
+    inside = types.SimpleNamespace(temperature=np.array([0.1, 1.0]), in_regime=np.array([True, True]),
+                                   regime_reason=("", ""))
+    outside = types.SimpleNamespace(temperature=np.array([0.01, 0.1, 1.0]), in_regime=np.array([False, False, True]),
+                                    regime_reason=("rank bound violated", "rank bound violated", ""))
+    lines = _regime_lines({"gaussian": inside, "cavity": outside})
+    assert len(lines) == 1 and "(cavity): 2 of 3 temperatures, T in [0.01, 0.1]" in lines[0]
+    assert "rank bound violated" in lines[0]
+
+
+def test_report_marks_a_real_narrow_network_curve_as_outside_its_regime():
+    from gdeq.bridge.report import _regime_lines
+    from gdeq.gd_dynamics import load_task
+
+    task = load_task("mnist", (3, 5), 40, 40, 0)
+    curves = theory_curves(task, width=10, temperatures=TEMPS[::6], levels=("gaussian",))
+    assert not curves["gaussian"].in_regime.any()  # N1 = 10 < 50: a proportional-limit theory is not validated
+    (line,) = _regime_lines(curves)
+    assert f"{len(TEMPS[::6])} of {len(TEMPS[::6])} temperatures" in line
