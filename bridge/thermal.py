@@ -41,6 +41,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from gdeq.geometry import jackknife_se, leave_one_out
+
 from .identity import field_of as _get
 from .maps import (OBSERVABLES, TemperatureMap, interpolate_curve, invert_monotone, map_observable,
                    mean_predictor_error)
@@ -174,8 +176,7 @@ def _branch_map(m: TemperatureMap, inverses: list, T_b: np.ndarray, value: np.nd
     """The map of a two-valued thermometer with, per step, the chosen branch's temperature and interval."""
     from dataclasses import replace
 
-    R = loo.shape[0]
-    se = np.sqrt((R - 1) / R * ((loo - loo.mean(0)) ** 2).sum(0))
+    se = jackknife_se(loo)
     lo = np.array([inv(np.array([v - s]))[0] for inv, v, s in zip(inverses, value, se)])
     hi = np.array([inv(np.array([v + s]))[0] for inv, v, s in zip(inverses, value, se)])
     status = np.where(np.isfinite(T_b), "ok", np.where(np.isfinite(value), m.status, "undefined")).astype(str)
@@ -248,9 +249,9 @@ def thermometer_consistency(
     for o in obs:
         g = np.asarray(getattr(curve, OBSERVABLES[o][0]), dtype=np.float64)
         value = observable_per_replica_subset(trajectory, o, control_variate=control_variate)
-        loo_o = np.stack([observable_per_replica_subset(trajectory, o, np.delete(np.arange(R), r),
-                                                        control_variate=control_variate) for r in range(R)])
-        se = np.sqrt((R - 1) / R * ((loo_o - loo_o.mean(0)) ** 2).sum(0))
+        loo_o = leave_one_out(lambda kept: observable_per_replica_subset(trajectory, o, kept,  # noqa: B023
+                                                                        control_variate=control_variate), np.arange(R))
+        se = jackknife_se(loo_o)
         maps.append(map_observable(steps, value, T, g, run_value_se=se, observable=o, curve_field=OBSERVABLES[o][0],
                                    level=level))
         inverse, reason = invert_monotone(T, g)
@@ -286,7 +287,7 @@ def thermometer_consistency(
         loo_b = np.stack([np.log(branches[k](loo[1][:, i])) for i, k in enumerate(pick)], 1) if branches else loo_a * np.nan
         loo_ratio = loo_a - loo_b  # (R, n)
         ok = np.isfinite(loo_ratio).all(0)
-        jk = np.sqrt((R - 1) / R * ((loo_ratio - loo_ratio.mean(0)) ** 2).sum(0))
+        jk = jackknife_se(loo_ratio)
         log_ratio_se = np.where(ok, jk, np.nan)
         if np.any(np.isfinite(log_ratio) & ~ok):
             # a leave-one-out value left the theory's range: fall back to the maps' own ±1 s.e. intervals
@@ -306,7 +307,7 @@ def thermometer_consistency(
         loo_T = inverses[0](loo[0])  # (R, n)
         loo_res = loo[1] - interpolate_curve(T, g_b, loo_T)
         ok = np.isfinite(loo_res).all(0)
-        residual_se = np.where(ok, np.sqrt((R - 1) / R * ((loo_res - loo_res.mean(0)) ** 2).sum(0)), np.nan)
+        residual_se = np.where(ok, jackknife_se(loo_res), np.nan)
     mapped = np.isfinite(residual) & np.isfinite(residual_se)
     thermal = mapped & (np.abs(residual) <= n_se * residual_se)
     status = np.where(thermal, "thermal", np.where(mapped, "not thermal", "unmapped")).astype(str)

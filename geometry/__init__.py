@@ -14,8 +14,8 @@ from .activations import (ACTIVATIONS, ODD_ACTIVATIONS, activation, activation_a
 from .measures import *  # noqa: F401,F403
 from .measures import __all__ as _measures_all
 from .span import SpanReduction, span_reduction
-from .stats import Estimate, jackknife, mean_se
+from .stats import Estimate, jackknife, jackknife_se, leave_one_out, mean_se
 
 __all__ = [*_measures_all, "ACTIVATIONS", "ODD_ACTIVATIONS", "Estimate", "SpanReduction", "activation",
            "activation_and_derivative", "activation_derivative", "activation_name", "check_activation",
-           "jackknife", "mean_se", "span_reduction"]
+           "jackknife", "jackknife_se", "leave_one_out", "mean_se", "span_reduction"]

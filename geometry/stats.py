@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["Estimate", "mean_se", "jackknife"]
+__all__ = ["Estimate", "mean_se", "jackknife", "jackknife_se", "leave_one_out"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,23 @@ def mean_se(values, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return mean, se
 
 
+def leave_one_out(statistic: Callable[..., np.ndarray], *samples, axis: int = 0) -> np.ndarray:
+    """``statistic`` with each replica removed in turn: (R, ...) leave-one-out replicates (the samples carry
+    the replica axis at ``axis``). Use this when the replicates themselves are needed (e.g. for a derived
+    quantity's error); :func:`jackknife_se` turns them into a standard error."""
+    arrays = [np.asarray(s) for s in samples]
+    R = arrays[0].shape[axis]
+    return np.stack([np.asarray(statistic(*[np.delete(a, r, axis=axis) for a in arrays]), dtype=np.float64)
+                     for r in range(R)])
+
+
+def jackknife_se(replicates) -> np.ndarray:
+    """Jackknife standard error from leave-one-out replicates (R, ...): √((R − 1)/R Σ_r (θ_(r) − θ̄_(·))²)."""
+    loo = np.asarray(replicates, dtype=np.float64)
+    R = loo.shape[0]
+    return np.sqrt((R - 1) / R * ((loo - loo.mean(0)) ** 2).sum(0))
+
+
 def jackknife(statistic: Callable[..., np.ndarray], *samples, axis: int = 0,
               min_replicas: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """``statistic(*samples)`` and its leave-one-out jackknife standard error over ``axis``.
@@ -51,7 +68,4 @@ def jackknife(statistic: Callable[..., np.ndarray], *samples, axis: int = 0,
     value = np.asarray(statistic(*arrays), dtype=np.float64)
     if R < max(2, min_replicas):
         return value, np.full(value.shape, np.nan)
-    loo = np.stack([np.asarray(statistic(*[np.delete(a, r, axis=axis) for a in arrays]), dtype=np.float64)
-                    for r in range(R)])
-    se = np.sqrt((R - 1) / R * ((loo - loo.mean(0)) ** 2).sum(0))
-    return value, se
+    return value, jackknife_se(leave_one_out(statistic, *arrays, axis=axis))
