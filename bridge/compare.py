@@ -407,76 +407,100 @@ def compare(
         check_compatible(trajectory, curve)
     steps = np.asarray(trajectory.step, dtype=np.float64)
     maps = {lv: effective_temperature(trajectory, c, observable, check=False) for lv, c in curves.items()}
-
-    run = run_measures(trajectory)
-    # the scaled centroid shift N1·(D − cᵀKc) needs the infinite-width value; every curve has it
     width = single_width(_get(trajectory, "width"), "run")
-    first = next(iter(curves.values()))
-    if "centroid_distance" in run and _get(first, "centroid_shift") is not None:
-        run["centroid_shift"] = width * (run["centroid_distance"] - infinite_width_centroid(first))
-    train_mpe, train_mpe_se = mean_predictor_error(trajectory.train_predictions, trajectory.y_train) \
-        if trajectory.train_predictions.shape[1] >= 2 else (None, None)
-    if measures is not None:
-        unknown = [m for m in measures if m not in run and m != "mean_predictor_train_error"]
-        if unknown:
-            raise ValueError(f"measures: unknown {unknown}; the run has {sorted(run)}")
-        run = {k: v for k, v in run.items() if k in measures}
-
-    curve_tables = {lv: curve_measures(c) for lv, c in curves.items()}
-    error_tables = {lv: curve_measure_errors(c) for lv, c in curves.items()}
-    results: dict[str, MeasureComparison] = {}
-    items = list(run.items())
-    if train_mpe is not None and (measures is None or "mean_predictor_train_error" in measures):
-        items.append(("mean_predictor_train_error", None))
-    for name, values in items:
-        if values is None:
-            mean, se = train_mpe, train_mpe_se
-            curve_name = "train_error"
-            rep_steps = np.full(trajectory.train_predictions.shape[1], np.nan)
-        else:
-            mean, se = mean_se(values, axis=1)
-            curve_name = name
-        t_run = turning_point(steps, mean, se, rel_tol=rel_tol, n_se=n_se)
-        if values is not None:  # replicas may turn on their own even when the mean does not
-            kind = t_run.kind if t_run.non_monotonic else ("dip" if t_run.kind == "decreasing" else "peak")
-            rep_steps = replica_turning_steps(steps, values, kind, rel_tol=rel_tol)
-        finite = rep_steps[np.isfinite(rep_steps)]
-        if t_run.non_monotonic and len(finite) >= 2:
-            t_star, t_se = map(float, mean_se(finite))
-        elif t_run.non_monotonic:
-            t_star, t_se = t_run.location, float("nan")
-        else:
-            t_star, t_se = float("nan"), float("nan")
-        at_T, th_T, th_v, th_turn, teff_star, th_se = {}, {}, {}, {}, {}, {}
-        for lv, table in curve_tables.items():
-            T = np.asarray(curves[lv].temperature, dtype=np.float64)
-            teff_star[lv] = maps[lv].at_step(t_star) if np.isfinite(t_star) else float("nan")
-            src = table.get(curve_name)
-            if name == "mean_predictor_train_error":
-                src = np.asarray(curves[lv].train_error, dtype=np.float64)
-            if src is None:
-                continue
-            th_T[lv], th_v[lv] = T, src
-            at_T[lv] = interpolate_curve(T, src, maps[lv].temperature)
-            order = np.argsort(T)
-            src_se = error_tables[lv].get(curve_name)
-            if src_se is not None:  # a sampled curve turns only where its excursion exceeds its error bars
-                th_se[lv] = src_se
-                th_turn[lv] = turning_point(T[order], src[order], src_se[order], rel_tol=rel_tol, n_se=n_se,
-                                            log_x=True)
-            else:
-                th_turn[lv] = turning_point(T[order], src[order], rel_tol=rel_tol, refine=True, log_x=True)
-        results[name] = MeasureComparison(
-            measure=name, step=steps, run_mean=mean, run_se=se, run_turning=t_run, replica_steps=rep_steps,
-            t_star=t_star, t_star_se=t_se, T_eff_at_t_star=teff_star, theory_at_T_eff=at_T,
-            theory_temperature=th_T, theory_values=th_v, theory_turning=th_turn, theory_se=th_se,
-        )
-
+    items = _run_side(trajectory, curves, measures, width)
+    theory = {lv: (curve_measures(c), curve_measure_errors(c)) for lv, c in curves.items()}
+    R = int(trajectory.train_predictions.shape[1])
+    results = {name: _compare_measure(name, values, steps, curves, theory, maps, replicas=R, rel_tol=rel_tol,
+                                      n_se=n_se) for name, values in items.items()}
     consistency: dict[str, ConsistencyCheck] = {}
     if str(_get(trajectory, "optimizer")) == "langevin":
         for lv, c in curves.items():
             consistency[lv] = langevin_consistency(trajectory, c, observable=observable, rtol=consistency_rtol,
                                                    check=False)
+    three, thermal, notes = _lazy_and_thermal(trajectory, curves, maps, lazy, thermometers)
+    meta = dict(
+        optimizer=_get(trajectory, "optimizer"), lr=_get(trajectory, "lr"), width=width,
+        activation=_get(trajectory, "activation"), prior_w=_get(trajectory, "prior_w"),
+        prior_v=_get(trajectory, "prior_v"), replicas=int(trajectory.train_predictions.shape[1]),
+        data_fingerprint=_get(trajectory, "data_fingerprint"), observable=observable,
+        observable_description=OBSERVABLES[observable][1], levels=list(curves), rel_tol=rel_tol, n_se=n_se,
+        notes=notes,
+        batch_size=(_get(trajectory, "config") or {}).get("batch_size"), temperature=_get(trajectory, "temperature"),
+    )
+    return Comparison(maps=maps, measures=results, consistency=consistency, metadata=meta, lazy=lazy,
+                      three_way=three, thermal=thermal)
+
+
+def _run_side(trajectory: Any, curves: Mapping[str, Any], measures: list[str] | None, width: float) -> dict:
+    """The run's measures, (n, R) per replica, plus the scaled centroid shift and the mean-predictor
+    training error as ``(mean, se)`` (a function of all replicas, not a per-replica array)."""
+    run = run_measures(trajectory)
+    # the scaled centroid shift N1·(D − cᵀKc) needs the infinite-width value; every curve has it
+    first = next(iter(curves.values()))
+    if "centroid_distance" in run and _get(first, "centroid_shift") is not None:
+        run["centroid_shift"] = width * (run["centroid_distance"] - infinite_width_centroid(first))
+    if measures is not None:
+        unknown = [m for m in measures if m not in run and m != "mean_predictor_train_error"]
+        if unknown:
+            raise ValueError(f"measures: unknown {unknown}; the run has {sorted(run)}")
+        run = {k: v for k, v in run.items() if k in measures}
+    items: dict = dict(run)
+    if trajectory.train_predictions.shape[1] >= 2 and (measures is None or "mean_predictor_train_error" in measures):
+        items["mean_predictor_train_error"] = mean_predictor_error(trajectory.train_predictions, trajectory.y_train)
+    return items
+
+
+def _compare_measure(name: str, values: Any, steps: np.ndarray, curves: Mapping[str, Any], theory: dict,
+                     maps: dict, *, replicas: int, rel_tol: float, n_se: float) -> MeasureComparison:
+    """One measure on both sides: the run's turning point (replica mean, and per replica), then each
+    level's values, error bars, turning point and value at the run's T_eff(t)."""
+    if isinstance(values, tuple):  # (mean, se) of a statistic of all replicas: no per-replica turning
+        (mean, se), curve_name = values, "train_error"
+        t_run = turning_point(steps, mean, se, rel_tol=rel_tol, n_se=n_se)
+        rep_steps = np.full(replicas, np.nan)
+    else:
+        mean, se = mean_se(values, axis=1)
+        curve_name = name
+        t_run = turning_point(steps, mean, se, rel_tol=rel_tol, n_se=n_se)
+        # replicas may turn on their own even when the mean does not
+        kind = t_run.kind if t_run.non_monotonic else ("dip" if t_run.kind == "decreasing" else "peak")
+        rep_steps = replica_turning_steps(steps, values, kind, rel_tol=rel_tol)
+    finite = rep_steps[np.isfinite(rep_steps)]
+    if t_run.non_monotonic and len(finite) >= 2:
+        t_star, t_se = map(float, mean_se(finite))
+    elif t_run.non_monotonic:
+        t_star, t_se = t_run.location, float("nan")
+    else:
+        t_star, t_se = float("nan"), float("nan")
+    at_T, th_T, th_v, th_turn, teff_star, th_se = {}, {}, {}, {}, {}, {}
+    for lv, (table, errors) in theory.items():
+        T = np.asarray(curves[lv].temperature, dtype=np.float64)
+        teff_star[lv] = maps[lv].at_step(t_star) if np.isfinite(t_star) else float("nan")
+        src = table.get(curve_name)
+        if name == "mean_predictor_train_error":
+            src = np.asarray(curves[lv].train_error, dtype=np.float64)
+        if src is None:
+            continue
+        th_T[lv], th_v[lv] = T, src
+        at_T[lv] = interpolate_curve(T, src, maps[lv].temperature)
+        order = np.argsort(T)
+        src_se = errors.get(curve_name)
+        if src_se is not None:  # a sampled curve turns only where its excursion exceeds its error bars
+            th_se[lv] = src_se
+            th_turn[lv] = turning_point(T[order], src[order], src_se[order], rel_tol=rel_tol, n_se=n_se, log_x=True)
+        else:
+            th_turn[lv] = turning_point(T[order], src[order], rel_tol=rel_tol, refine=True, log_x=True)
+    return MeasureComparison(
+        measure=name, step=steps, run_mean=mean, run_se=se, run_turning=t_run, replica_steps=rep_steps,
+        t_star=t_star, t_star_se=t_se, T_eff_at_t_star=teff_star, theory_at_T_eff=at_T,
+        theory_temperature=th_T, theory_values=th_v, theory_turning=th_turn, theory_se=th_se,
+    )
+
+
+def _lazy_and_thermal(trajectory: Any, curves: Mapping[str, Any], maps: dict, lazy: Any, thermometers: Any):
+    """The three-way GD / lazy / equilibrium records and the two-thermometer test per level (with notes
+    for levels where the test cannot run)."""
     three, thermal, notes = {}, {}, []
     if lazy is not None:
         from .lazy import three_way
@@ -490,17 +514,7 @@ def compare(
                 thermal[lv] = thermometer_consistency(trajectory, c, thermometers, check=False)
             except (ValueError, TypeError) as err:  # e.g. fewer than 3 replicas: no jackknife
                 notes.append(f"two-thermometer test skipped ({lv}): {err}")
-    meta = dict(
-        optimizer=_get(trajectory, "optimizer"), lr=_get(trajectory, "lr"), width=width,
-        activation=_get(trajectory, "activation"), prior_w=_get(trajectory, "prior_w"),
-        prior_v=_get(trajectory, "prior_v"), replicas=int(trajectory.train_predictions.shape[1]),
-        data_fingerprint=_get(trajectory, "data_fingerprint"), observable=observable,
-        observable_description=OBSERVABLES[observable][1], levels=list(curves), rel_tol=rel_tol, n_se=n_se,
-        notes=notes,
-        batch_size=(_get(trajectory, "config") or {}).get("batch_size"), temperature=_get(trajectory, "temperature"),
-    )
-    return Comparison(maps=maps, measures=results, consistency=consistency, metadata=meta, lazy=lazy,
-                      three_way=three, thermal=thermal)
+    return three, thermal, notes
 
 
 def langevin_consistency(
