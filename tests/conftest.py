@@ -31,3 +31,14 @@ def shared_data_dir() -> Path:
     if not (SHARED_DATA / "mnist_train.npz").is_file():
         pytest.skip(f"real data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def deepbays():
+    """deepbays 0.1.11 (dev extra) with a CPU stand-in for cupy; skipped when it is not installed."""
+    from deepbays_stub import import_deepbays
+
+    try:
+        return import_deepbays()
+    except ImportError:
+        pytest.skip("deepbays (dev extra) not installed")

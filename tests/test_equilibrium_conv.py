@@ -22,16 +22,6 @@ TEMPS = np.array([0.05, 1.0])
 
 
 @pytest.fixture(scope="module")
-def deepbays():
-    from deepbays_stub import import_deepbays
-
-    try:
-        return import_deepbays()
-    except ImportError:
-        pytest.skip("deepbays (dev extra) not installed")
-
-
-@pytest.fixture(scope="module")
 def mnist():
     from gdeq.gd_dynamics.data import load_task
 

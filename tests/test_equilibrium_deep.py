@@ -21,16 +21,6 @@ TEMPS = np.array([1e-2, 0.1, 1.0])
 
 
 @pytest.fixture(scope="module")
-def deepbays():
-    from deepbays_stub import import_deepbays
-
-    try:
-        return import_deepbays()
-    except ImportError:
-        pytest.skip("deepbays (dev extra) not installed")
-
-
-@pytest.fixture(scope="module")
 def task():
     from gdeq.gd_dynamics.data import load_task
 

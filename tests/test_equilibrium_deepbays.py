@@ -18,17 +18,6 @@ TEMPS = np.logspace(-3, 1, 9)
 QUICK_TEMPS = np.array([1e-3, 0.1, 10.0])
 
 
-@pytest.fixture(scope="module")
-def deepbays():
-    pytest.importorskip("scipy")
-    from deepbays_stub import import_deepbays
-
-    try:
-        return import_deepbays()
-    except ImportError:
-        pytest.skip("deepbays (dev extra) not installed")
-
-
 def _task(n_train):
     from gdeq.gd_dynamics.data import load_task
 
