@@ -8,7 +8,7 @@ Grid (MNIST 3 vs 5, ``load_task("mnist", (3, 5), n_train=P, n_test=100, seed=0)`
 α = 0.5 (P = 100, N1 = 200), α = 2 (P = 200, N1 = 100), α = 5 (P = 250, N1 = 50), each at
 T ∈ {1, 0.1, 0.01, 0.003}. α = 20 needs P = 1000 at N1 = 50: beyond the CPU budget of this
 session (a GPU run); the demo's own α = 20 point (P = 400, N1 = 20) is sampled last when time allows.
-Ground truth: ``gd_dynamics.langevin.sample_posterior`` (collapsed-readout HMC), 24 chains, burn-in 20
+Ground truth: ``equilibrium.sampling.sample_posterior`` (collapsed-readout HMC; the cached rows were made when it lived in gd_dynamics.langevin), 24 chains, burn-in 20
 time units (the issue's long burn-in), 10 measured trajectories; ± is one s.e. over chains.
 The table also uses the erf points of docs/validation.md's cache (3 vs 5 and 4 vs 9, P = 200,
 N1 = 100, T = 3 ... 0.03; 3 vs 5, P = 100, N1 = 50, T = 1 ... 0.01; same sampler, burn-in 5).
@@ -53,7 +53,7 @@ def task(P: int):
 
 
 def cmd_sample(args) -> None:
-    from gdeq.gd_dynamics.langevin import sample_posterior
+    from gdeq.equilibrium.sampling import sample_posterior
 
     torch.set_num_threads(args.threads)
     RESULTS.mkdir(exist_ok=True)
