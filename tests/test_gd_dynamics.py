@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import pytorch_lightning as pl
 import torch
 from scipy.special import erf
+from training_helpers import Interrupt
 
 from gdeq import geometry
 from gdeq.gd_dynamics import load_task, train
@@ -168,21 +168,12 @@ def test_langevin_samples_exact_gaussian_posterior_of_readout(pair, tmp_path):
     assert s_se < 0.05  # the test has power
 
 
-class _Interrupt(pl.Callback):
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def on_train_batch_end(self, trainer, *args) -> None:
-        if trainer.global_step == self.at:
-            raise RuntimeError("simulated interruption")
-
-
 def test_resume_reproduces_metric_trajectory(pair, tmp_path):
     kw = dict(width=10, optimizer="langevin", temperature=0.02, lr=0.01, steps=30, replicas=2, log_points=30,
               checkpoint_every=1, **QUIET)
     full = train(pair, output_dir=tmp_path, run_name="full", **kw)
     with pytest.raises(RuntimeError, match="simulated"):
-        train(pair, output_dir=tmp_path, run_name="cut", callbacks=[_Interrupt(17)], **kw)
+        train(pair, output_dir=tmp_path, run_name="cut", callbacks=[Interrupt(17)], **kw)
     resumed = train(pair, output_dir=tmp_path, run_name="cut", resume=True, **kw)
     np.testing.assert_array_equal(resumed.step, full.step)
     for name in ("train_loss", "test_loss", "centroid_distance", "unit_centroid_distance", "train_predictions"):

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pytorch_lightning as pl
+from training_helpers import Interrupt
 import torch
 
 from gdeq.gd_dynamics import load_task, train
@@ -273,15 +274,6 @@ def test_train_accepts_a_config_and_it_is_the_same_run(pair, tmp_path):
         train(pair, config=dataclasses.replace(cfg, optimizer="sgd", batch_size=41), output_dir=tmp_path, **QUIET)
 
 
-class _Interrupt(pl.Callback):
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def on_train_batch_end(self, trainer, *args) -> None:
-        if trainer.global_step == self.at:
-            raise RuntimeError("simulated interruption")
-
-
 def test_sgd_resume_mid_epoch_is_bit_exact(pair, tmp_path):
     """Per-replica batch orders depend on (replica seed, epoch) only, so a resumed SGD run replays them."""
     kw = dict(width=6, optimizer="sgd", batch_size=10, lr=1e-3, steps=12, replicas=2, log_points=13,
@@ -289,7 +281,7 @@ def test_sgd_resume_mid_epoch_is_bit_exact(pair, tmp_path):
     full = train(pair, output_dir=tmp_path, run_name="full", **kw)
     with pytest.raises(RuntimeError, match="simulated"):
         # the last checkpoint is at step 7: mid-way through the second epoch of 4 batches
-        train(pair, output_dir=tmp_path, run_name="cut", callbacks=[_Interrupt(8)], **kw)
+        train(pair, output_dir=tmp_path, run_name="cut", callbacks=[Interrupt(8)], **kw)
     resumed = train(pair, output_dir=tmp_path, run_name="cut", resume=True, **kw)
     np.testing.assert_array_equal(resumed.step, full.step)
     np.testing.assert_array_equal(resumed.train_predictions, full.train_predictions)
