@@ -250,6 +250,10 @@ class DeepSaddlePoint:
     minima: np.ndarray
     n_evaluations: int = 0
     curvature_exact: np.ndarray | None = None
+    n_eigendecompositions: int = 0
+    n_hessians: int = 0
+    method: str = ""
+    profile_nodes: np.ndarray | None = None
 
 
 def _fd_hessian(pb, T, u, h=1e-5):
@@ -455,23 +459,370 @@ def _solve_homogeneous(pb: DeepProblem, T_all: np.ndarray, *, grid: int = 64, xt
                            minima=minima, n_evaluations=0, curvature_exact=ok.copy())
 
 
+# ------------------------------------------------------------------------------------------
+# two hidden layers, general activation: profile over Q1 (docs/architectures.md "Speed")
+# ------------------------------------------------------------------------------------------
+def _layer2_gram(G1: torch.Tensor, u1: float, prior1: float, activation: str, order: int) -> list[torch.Tensor]:
+    """[M, dM/du1, cache][:order + 1] with M = κ((Q1/λ1) G1), u1 = log Q1 (cache: for d²M/du1²).
+
+    erf: M = (2/π) asin r, r = 2c g_μν/√(s_μ s_ν), s_μ = 1 + 2c g_μμ, c = Q1/λ1; with
+    a_μ = c g_μμ/s_μ, dr/du1 = r (1 − a_μ − a_ν) and da_μ/du1 = a_μ/s_μ. In-place: every
+    elementwise pass over P² numbers counts at P = 1000."""
+    if activation != "erf":
+        raise ValueError(f"activation: the profile solver has the closed-form kernel derivatives of erf only, "
+                         f"got {activation!r}")
+    c = math.exp(u1) / prior1
+    g = torch.diagonal(G1)
+    s = 1.0 + 2.0 * c * g
+    w = torch.rsqrt(s)
+    r = G1 * (2.0 * c * w)[:, None]
+    r.mul_(w[None, :])
+    r.diagonal().copy_(2.0 * c * g / s)  # exact diagonal (kernel_diagonal)
+    M = torch.asin(r).mul_(2.0 / math.pi)
+    if order == 0:
+        return [M]
+    a = c * g / s
+    inv = torch.rsqrt(torch.addcmul(torch.ones_like(r), r, r, value=-1.0))   # (1 − r²)^(-1/2)
+    r1 = r * (1.0 - a)[:, None]
+    r1.sub_(r * a[None, :])                                                   # r (1 − a_μ − a_ν)
+    D = (r1 * inv).mul_(2.0 / math.pi)
+    return [M, D, (r, r1, inv, a, a / s)]
+
+
+def _layer2_d2(cache: tuple) -> torch.Tensor:
+    """d²M/du1² = (2/π)(1 − r²)^(-1/2)[r'' + r r'²/(1 − r²)], r'' = r'(1 − a_μ − a_ν) − r(b_μ + b_ν),
+    b = a/s (the cache of :func:`_layer2_gram`)."""
+    r, r1, inv, a, b = cache
+    r2 = r1 * ((1.0 - a)[:, None] - a[None, :])
+    r2.sub_(r * b[:, None]).sub_(r * b[None, :])
+    out = (r * r1).mul_(r1).mul_(inv).mul_(inv)
+    return out.add_(r2).mul_(inv).mul_(2.0 / math.pi)
+
+
+@dataclass
+class _Exact:
+    """One exact evaluation of the L = 2 action at u = (log Q1, log Q2): Cholesky and inverse of A."""
+
+    u: np.ndarray
+    T: float
+    S: float
+    g: np.ndarray
+    scale: np.ndarray
+    chol: torch.Tensor
+    Ainv: torch.Tensor
+    a: torch.Tensor
+    M: torch.Tensor
+    D: torch.Tensor
+    c2: float
+    t: tuple[float, float, float, float]  # Σ A⁻¹∘M, Σ A⁻¹∘D, aᵀMa, aᵀDa
+    cache: tuple = ()
+
+
+def _exact_l2(pb: DeepProblem, G1: torch.Tensor, T: float, u: np.ndarray) -> _Exact | None:
+    """S, dS/du at u (one Cholesky + one inverse of A = T + (Q2/λ2) M(Q1)); None outside the domain."""
+    M, D, cache = _layer2_gram(G1, float(u[0]), pb.priors[0], pb.activation, 1)
+    c2 = math.exp(float(u[1])) / pb.priors[1]
+    A = c2 * M
+    A.diagonal().add_(T)
+    chol, info = torch.linalg.cholesky_ex(A)
+    if int(info) != 0:
+        return None
+    a = torch.cholesky_solve(pb.y[:, None], chol)[:, 0]
+    Ainv = torch.cholesky_inverse(chol)
+    tM, tD = float((Ainv * M).sum()), float((Ainv * D).sum())
+    aMa, aDa = float(a @ (M @ a)), float(a @ (D @ a))
+    logdet = 2.0 * float(torch.log(torch.diagonal(chol)).sum())
+    Q = np.exp(u)
+    N1 = pb.widths[0]
+    S = float(np.sum(pb.coef * (Q - u)) + (logdet + float(pb.y @ a)) / N1)
+    g = pb.coef * (Q - 1.0) + c2 * np.array([tD - aDa, tM - aMa]) / N1
+    scale = pb.coef * (Q + 1.0) + c2 * np.array([abs(tD) + abs(aDa), abs(tM) + abs(aMa)]) / N1
+    return _Exact(u=u.copy(), T=T, S=S, g=g, scale=scale, chol=chol, Ainv=Ainv, a=a, M=M, D=D, c2=c2,
+                  t=(tM, tD, aMa, aDa), cache=cache)
+
+
+def _exact_l2_hessian(pb: DeepProblem, G1: torch.Tensor, ev: _Exact) -> np.ndarray:
+    """d²S/du² at ev.u: with A_i = ∂A/∂u_i, a = A⁻¹y,
+    φ_ij = Tr(A⁻¹A_ij) − Tr(A⁻¹A_iA⁻¹A_j) − aᵀA_ij a + 2(A_i a)ᵀA⁻¹(A_j a); A_2 = A_22 = c2 M,
+    A_1 = A_12 = c2 D, A_11 = c2 d²M/du1². One extra product X = A⁻¹D; A⁻¹M = (I − T A⁻¹)/c2."""
+    D2 = _layer2_d2(ev.cache)
+    Ai, c2, T, P = ev.Ainv, ev.c2, ev.T, pb.P
+    tM, tD, aMa, aDa = ev.t
+    X = Ai @ ev.D
+    trAi = float(torch.diagonal(Ai).sum())
+    pM, pD = c2 * (ev.M @ ev.a), c2 * (ev.D @ ev.a)
+    qM, qD = Ai @ pM, Ai @ pD
+    trMM = P - 2.0 * T * trAi + T * T * float((Ai * Ai).sum())   # Tr(A⁻¹A_2A⁻¹A_2)
+    trDD = c2 * c2 * float((X * X.T).sum())                      # Tr(A⁻¹A_1A⁻¹A_1)
+    trDM = c2 * (float(torch.diagonal(X).sum()) - T * float((X * Ai).sum()))
+    h22 = c2 * tM - trMM - c2 * aMa + 2.0 * float(pM @ qM)
+    h11 = c2 * float((Ai * D2).sum()) - trDD - c2 * float(ev.a @ (D2 @ ev.a)) + 2.0 * float(pD @ qD)
+    h12 = c2 * tD - trDM - c2 * aDa + 2.0 * float(pD @ qM)
+    H = np.array([[h11, h12], [h12, h22]]) / pb.widths[0]
+    return H + np.diag(pb.coef * np.exp(ev.u))
+
+
+@dataclass
+class _Node:
+    """Exact profile S*(u1; T) = min_{u2} S(u1, u2; T) at one u1 for every temperature (one eigh)."""
+
+    u1: float
+    S: np.ndarray   # (nT,)
+    g: np.ndarray   # dS*/du1 (envelope theorem: ∂S/∂u1 at u2*)
+    u2: np.ndarray  # argmin u2
+    n_inner: np.ndarray  # minima in u2 at this u1
+
+
+def _profile_node(pb: DeepProblem, G1: torch.Tensor, u1: float, T_all: np.ndarray, *, grid: int = 40) -> _Node:
+    """In M's eigenbasis (M = Σ m_k v_k v_kᵀ, ỹ = Vᵀy) the data term at (u1, u2) is
+    Σ_k log(T + c2 m_k) + ỹ_k² z_k, z_k = 1/(T + c2 m_k), c2 = Q2/λ2: the minimum over u2 is the
+    one-hidden-layer scalar problem, dS/du2 = coef2 (Q2 − 1) + (1/N1) Σ_k w_k (1 − ỹ_k² z_k),
+    w_k = c2 m_k z_k, bracketed by Q2 ∈ [1/(1 + tr M/(λ2 T N2)), 1 + |y|²/(4 T N2)] (docs/theory.md
+    §2.3 with N2). dS*/du1 = coef1 (Q1 − 1) + (c2/N1)[Σ_k z_k (VᵀDV)_kk − aᵀDa], a = V(z ỹ)."""
+    M, D, _ = _layer2_gram(G1, u1, pb.priors[0], pb.activation, 1)
+    m_t, V = eigh(M)
+    m = m_t.clamp_min(0.0).cpu().numpy()
+    yt = (V.T @ pb.y).cpu().numpy()
+    yt2 = yt * yt
+    dk = (V * (D @ V)).sum(0).cpu().numpy()
+    lam2, N1, N2 = pb.priors[1], pb.widths[0], pb.widths[1]
+    coef1, coef2 = pb.coef
+    Q1 = math.exp(u1)
+    y2, trM = float(yt2.sum()), float(m.sum())
+    nT = len(T_all)
+    S_out, u2_out, nin = np.full(nT, np.inf), np.full(nT, np.nan), np.zeros(nT, np.int64)
+
+    def F(v, T):  # dS/du2 at fixed u1
+        c2 = math.exp(v) / lam2
+        z = 1.0 / (T + c2 * m)
+        w = c2 * m * z
+        return coef2 * (math.exp(v) - 1.0) + float(np.sum(w * (1.0 - yt2 * z))) / N1
+
+    def S_of(v, T):
+        c2 = math.exp(v) / lam2
+        den = T + c2 * m
+        return (coef1 * (Q1 - u1) + coef2 * (math.exp(v) - v)
+                + (float(np.sum(np.log(den))) + float(np.sum(yt2 / den))) / N1)
+
+    for i, T in enumerate(T_all):
+        lo = -math.log1p(trM / (lam2 * T * N2)) - 1e-3
+        hi = math.log1p(y2 / (4.0 * T * N2)) + 1e-3
+        vs = np.linspace(lo, hi, grid)
+        c2 = np.exp(vs)[:, None] / lam2
+        z = 1.0 / (T + c2 * m[None])
+        f = coef2 * (np.exp(vs) - 1.0) + (c2 * m * z * (1.0 - yt2 * z)).sum(1) / N1
+        roots = []
+        for k in np.nonzero((f[:-1] < 0) & (f[1:] >= 0))[0]:
+            roots.append(brentq(F, vs[k], vs[k + 1], args=(T,), xtol=1e-14, rtol=1e-15, maxiter=200))
+        nin[i] = len(roots)
+        if roots:
+            S_out[i], u2_out[i] = min((S_of(v, T), v) for v in roots)
+    c2 = np.exp(u2_out) / lam2
+    z = 1.0 / (T_all[:, None] + c2[:, None] * m[None])                       # (nT, P)
+    Av = V @ torch.as_tensor((z * yt[None]).T, dtype=V.dtype, device=V.device)  # a = V(z ỹ), (P, nT)
+    aDa = (Av * (D @ Av)).sum(0).cpu().numpy()
+    g = coef1 * (Q1 - 1.0) + c2 * ((z * dk[None]).sum(1) - aDa) / N1
+    return _Node(u1=u1, S=S_out, g=g, u2=u2_out, n_inner=nin)
+
+
+def _hermite_minima(n0: _Node, n1: _Node, i: int) -> list[tuple[float, float]]:
+    """Local minima (u1, u2 guess) of the cubic Hermite interpolant of S*(u1; T_i) on [n0.u1, n1.u1]."""
+    h = n1.u1 - n0.u1
+    p0, p1, m0, m1 = n0.S[i], n1.S[i], h * n0.g[i], h * n1.g[i]
+    if not (np.isfinite(p0) and np.isfinite(p1) and np.isfinite(m0) and np.isfinite(m1)):
+        return []
+    qa, qb, qc = 6 * p0 + 3 * m0 - 6 * p1 + 3 * m1, -6 * p0 - 4 * m0 + 6 * p1 - 2 * m1, m0  # dS/dt
+    ts = []
+    if abs(qa) < 1e-14 * (abs(qb) + abs(qc) + 1e-300):
+        if qb > 0:
+            ts = [-qc / qb]
+    else:
+        disc = qb * qb - 4 * qa * qc
+        if disc >= 0:
+            sq = math.sqrt(disc)
+            ts = [t for t in ((-qb - sq) / (2 * qa), (-qb + sq) / (2 * qa)) if 2 * qa * t + qb > 0]
+    out = []
+    for t in ts:
+        if -1e-12 <= t <= 1.0 + 1e-12:
+            t = min(max(t, 0.0), 1.0)
+            out.append((n0.u1 + t * h, (1 - t) * n0.u2[i] + t * n1.u2[i]))
+    return out
+
+
+def _polish_l2(pb, G1, T, u0, *, tol, step_tol, max_iter):
+    """Newton from u0 with exact gradient and Hessian (quadratic convergence). Converged when
+    |dS/du| ≤ tol × the size of its largest term, or when the Newton step from the exact gradient
+    with a positive-definite Hessian (fresh, or from the previous iterate: O(step) accurate) is
+    below step_tol. Returns (ev, converged, H, evaluations, hessians)."""
+    ev = _exact_l2(pb, G1, T, np.asarray(u0, dtype=np.float64))
+    n_ev, n_h = 1, 0
+    if ev is None:
+        return None, False, None, n_ev, n_h
+    H = None
+    for _ in range(max_iter):
+        if np.all(np.abs(ev.g) <= tol * ev.scale):
+            if H is None:
+                H, n_h = _exact_l2_hessian(pb, G1, ev), n_h + 1
+            return ev, bool(np.linalg.eigvalsh(H).min() > 0), H, n_ev, n_h
+        if H is not None and np.linalg.eigvalsh(H).min() > 0:
+            if np.abs(np.linalg.solve(H, ev.g)).max() <= step_tol:  # certified with the carried H
+                return ev, True, H, n_ev, n_h
+        H, n_h = _exact_l2_hessian(pb, G1, ev), n_h + 1
+        pd = np.linalg.eigvalsh(H).min() > 0
+        step = -np.linalg.solve(H, ev.g) if pd else -ev.g / max(1.0, float(np.abs(ev.g).max()))
+        if pd and np.abs(step).max() <= step_tol:
+            return ev, True, H, n_ev, n_h
+        if step @ ev.g >= 0:
+            step = -ev.g / max(1.0, float(np.abs(ev.g).max()))
+        step *= min(1.0, 0.5 / max(float(np.abs(step).max()), 1e-300))  # |Δ log Q| ≤ 0.5 per step
+        alpha, new = 1.0, None
+        while alpha > 1e-8:
+            cand = _exact_l2(pb, G1, T, ev.u + alpha * step)
+            n_ev += 1
+            if cand is not None and (cand.S <= ev.S + 1e-4 * alpha * (step @ ev.g)
+                                     or (alpha == 1.0 and np.abs(cand.g).max() < 0.5 * np.abs(ev.g).max())):
+                new = cand
+                break
+            alpha *= 0.5
+        if new is None:
+            return ev, False, H, n_ev, n_h
+        if alpha < 1.0:
+            H = None  # the carried Hessian is only trusted after a full Newton step
+        ev = new
+    return ev, False, H, n_ev, n_h
+
+
+def _solve_profile(pb: DeepProblem, T_all: np.ndarray, *, tol: float, max_iter: int, step_tol: float = 1e-10,
+                   h_max: float = 0.25, max_nodes: int = 24, on_solution=None) -> DeepSaddlePoint:
+    """L = 2, general activation (module docstring): exact profile on adaptive u1 nodes, every local
+    minimum of its cubic Hermite interpolant for every T, each polished by exact Newton."""
+    G1 = deep_kernels(pb.C, np.ones(2), pb.priors, pb.activation)[0][0]
+    coef1 = float(pb.coef[0])
+    nodes: dict[float, _Node] = {}
+
+    def add(u: float) -> None:
+        nodes[float(u)] = _profile_node(pb, G1, float(u), T_all)
+
+    add(0.0)
+    # 1. bracket: extend until every temperature's profile rises at the right end and falls at the left
+    for _ in range(max_nodes):
+        us = sorted(nodes)
+        moved = False
+        for side in (1, -1):
+            end = nodes[us[-1] if side == 1 else us[0]]
+            need = (end.g < 0) if side == 1 else (end.g > 0)
+            need &= np.isfinite(end.g)
+            if not need.any() or len(nodes) >= max_nodes:
+                continue
+            curv = coef1 * math.exp(end.u1)  # prior curvature; a secant through the last two nodes if it is larger
+            if len(us) >= 2:
+                other = nodes[us[-2] if side == 1 else us[1]]
+                sec = (end.g - other.g) / (end.u1 - other.u1)
+                curv = np.where(np.isfinite(sec) & (sec > curv), sec, curv)
+            step = float(np.clip(1.2 * np.max(np.abs(end.g[need] / np.broadcast_to(curv, end.g.shape)[need])),
+                                 0.02, 0.5))
+            add(end.u1 + side * step)
+            moved = True
+        if not moved:
+            break
+    # 2. refine: halve every interval wider than h_max in which some temperature has a minimum
+    while len(nodes) < max_nodes:
+        us = sorted(nodes)
+        wide = [(us[j], us[j + 1]) for j in range(len(us) - 1) if us[j + 1] - us[j] > h_max
+                and any(_hermite_minima(nodes[us[j]], nodes[us[j + 1]], i) for i in range(len(T_all)))]
+        if not wide:
+            break
+        for lo, hi in wide[: max_nodes - len(nodes)]:
+            add(0.5 * (lo + hi))
+    us = sorted(nodes)
+    # 3. candidates per temperature, polished from the highest temperature down; the model's error
+    #    at the previous temperature (exact − interpolated) corrects the next starting point
+    order = np.argsort(-T_all)
+    nT = len(T_all)
+    Qo, So, Go = np.full((nT, 2), np.nan), np.full(nT, np.inf), np.full((nT, 2), np.nan)
+    ok, nmin = np.zeros(nT, bool), np.zeros(nT, np.int64)
+    minima_all: list[list[np.ndarray]] = [[] for _ in range(nT)]
+    n_ev = n_h = 0
+    hist: list[tuple[float, np.ndarray, np.ndarray]] = []  # (log T, model, exact) of the lowest minimum
+    for i in order:
+        cands = [c for j in range(len(us) - 1) for c in _hermite_minima(nodes[us[j]], nodes[us[j + 1]], i)]
+        first, last = nodes[us[0]], nodes[us[-1]]
+        if first.g[i] > 0:
+            cands.append((first.u1, first.u2[i]))
+        if last.g[i] < 0:
+            cands.append((last.u1, last.u2[i]))
+        if not cands:  # no interior minimum seen: start from the lowest node
+            k = int(np.argmin([nodes[u].S[i] for u in us]))
+            cands = [(us[k], nodes[us[k]].u2[i])]
+        found: list[tuple[float, _Exact, np.ndarray]] = []
+        for c in cands:
+            model = np.array(c, dtype=np.float64)
+            u0 = model.copy()
+            if hist and np.abs(hist[-1][1] - model).max() < 0.1:
+                corr = hist[-1][2] - hist[-1][1]
+                if len(hist) >= 2 and np.abs(hist[-2][1] - model).max() < 0.2:
+                    lt, lt1, lt2 = math.log(T_all[i]), hist[-1][0], hist[-2][0]
+                    corr = corr + (corr - (hist[-2][2] - hist[-2][1])) * (lt - lt1) / (lt1 - lt2)
+                u0 = model + corr
+            ev, conv, H, ne, nh = _polish_l2(pb, G1, float(T_all[i]), u0, tol=tol, step_tol=step_tol,
+                                             max_iter=max_iter)
+            n_ev, n_h = n_ev + ne, n_h + nh
+            if ev is None or not conv:
+                continue
+            if any(np.abs(ev.u - f[1].u).max() <= 1e-6 for f in found):
+                continue
+            found.append((ev.S, ev, model))
+        found.sort(key=lambda f: f[0])
+        nmin[i] = len(found)
+        minima_all[i] = [np.exp(f[1].u) for f in found]
+        if found:
+            S, ev, model = found[0]
+            Qo[i], So[i], Go[i], ok[i] = np.exp(ev.u), S, ev.g / np.exp(ev.u), True
+            hist.append((math.log(T_all[i]), model, ev.u.copy()))
+            if on_solution is not None:
+                on_solution(int(i), ev)
+    kmax = max(1, max(len(m) for m in minima_all))
+    minima = np.full((nT, kmax, 2), np.nan)
+    for i, ms in enumerate(minima_all):
+        for k, q in enumerate(ms):
+            minima[i, k] = q
+    return DeepSaddlePoint(temperature=T_all, Q=Qo, action=So, gradient=Go, converged=ok, n_minima=nmin,
+                           minima=minima, n_evaluations=n_ev, curvature_exact=ok.copy(),
+                           n_eigendecompositions=len(nodes), n_hessians=n_h, method="profile",
+                           profile_nodes=np.asarray(us))
+
+
+def _resolve_method(pb: DeepProblem, method: str) -> str:
+    if method not in ("auto", "newton", "homogeneous", "profile"):
+        raise ValueError(f"method: must be 'auto', 'newton', 'homogeneous' or 'profile', got {method!r}")
+    if method == "homogeneous" and pb.activation not in HOMOGENEOUS:
+        raise ValueError(f"method: 'homogeneous' needs an activation in {HOMOGENEOUS}, got {pb.activation!r}")
+    if method == "profile" and (pb.L != 2 or pb.activation != "erf"):
+        raise ValueError(f"method: 'profile' solves two hidden layers with erf, got L={pb.L}, {pb.activation!r}")
+    if method != "auto":
+        return method
+    if pb.activation in HOMOGENEOUS:
+        return "homogeneous"
+    return "profile" if (pb.L == 2 and pb.activation == "erf") else "newton"
+
+
 def solve_deep_saddle(pb: DeepProblem, temperatures, *, tol: float = 1e-11, max_iter: int = 60,
-                      both_directions: bool = True, method: str = "auto", raise_on_failure: bool = True
-                      ) -> DeepSaddlePoint:
+                      both_directions: bool = True, method: str = "auto", raise_on_failure: bool = True,
+                      _on_solution=None) -> DeepSaddlePoint:
     """Q*(T) for every temperature (module docstring). ``method`` "auto" takes the exact one-
-    eigendecomposition path for homogeneous activations and Newton continuation otherwise
-    ("newton" forces the general path). Converged = |dS/dlog Q_ℓ| ≤ ``tol`` × the size of its
-    largest term, with a positive-definite Hessian. Raises ValueError at non-convergence unless
-    ``raise_on_failure=False``."""
+    eigendecomposition path for homogeneous activations, the profile over Q1 for two hidden layers
+    (erf) and Newton continuation otherwise ("newton" forces the general path, "profile" the
+    L = 2 one). Converged = |dS/dlog Q_ℓ| ≤ ``tol`` × the size of its largest term (profile: or an
+    exact Newton step below 1e-10 in log Q), with a positive-definite Hessian. Raises ValueError at
+    non-convergence unless ``raise_on_failure=False``."""
     T_all = np.asarray(temperatures, dtype=np.float64).reshape(-1)
     if T_all.size == 0 or not np.all(np.isfinite(T_all)) or np.any(T_all <= 0):
         raise ValueError(f"temperatures: must be a non-empty array of finite values > 0, got {T_all[:5]}")
-    if method not in ("auto", "newton", "homogeneous"):
-        raise ValueError(f"method: must be 'auto', 'newton' or 'homogeneous', got {method!r}")
-    if method == "homogeneous" and pb.activation not in HOMOGENEOUS:
-        raise ValueError(f"method: 'homogeneous' needs an activation in {HOMOGENEOUS}, got {pb.activation!r}")
-    if method == "homogeneous" or (method == "auto" and pb.activation in HOMOGENEOUS):
+    how = _resolve_method(pb, method)
+    if how == "homogeneous":
         sad = _solve_homogeneous(pb, T_all)
+    elif how == "profile":
+        sad = _solve_profile(pb, T_all, tol=tol, max_iter=max_iter, on_solution=_on_solution)
     else:
         sad = _solve_general(pb, T_all, tol=tol, max_iter=max_iter, both_directions=both_directions)
     if raise_on_failure and not sad.converged.all():
@@ -552,10 +903,8 @@ def deep_temperature_curve(
         Yt = np.asarray(y_test, dtype=np.float64).reshape(-1)
         if Yt.shape[0] != Xt.shape[0] or not np.all(np.abs(Yt) == 1):
             raise ValueError(f"y_test: must be ±1 of shape ({Xt.shape[0]},), got shape {np.shape(y_test)}")
-    sad = solve_deep_saddle(pb, T, **solver)
     labels = pb.y.cpu().numpy()
     nT, L, P = len(T), pb.L, pb.P
-    eye = torch.eye(P, dtype=torch.float64, device=dev)
     train_err, train_var = np.empty(nT), np.empty(nT)
     test_mean = test_var = None
     if Xt is not None:
@@ -570,27 +919,40 @@ def deep_temperature_curve(
     # G_1 = κ(C) does not depend on Q: measure it once
     G1, _ = deep_kernels(pb.C, np.ones(L), pb.priors, activation)
     g1 = _geometry(G1[0], labels) if geometry_measures else None
-    for i in range(nT):
-        G, K = deep_kernels(pb.C, sad.Q[i], pb.priors, activation)
-        chol = torch.linalg.cholesky(K[-1] + T[i] * eye)
+
+    def observe(i: int, Q: np.ndarray, G: list[torch.Tensor], chol: torch.Tensor, Ainv: torch.Tensor | None):
+        """Predictor and layer geometry at temperature i from the factorisation of A = T + K_L(Q*)."""
         a = torch.cholesky_solve(pb.y[:, None], chol)[:, 0]
         train_err[i] = float((T[i] * a).pow(2).mean())
-        train_var[i] = float(T[i] - T[i] ** 2 * torch.cholesky_inverse(chol).diagonal().mean())
+        dAinv = torch.cholesky_inverse(chol).diagonal() if Ainv is None else Ainv.diagonal()
+        train_var[i] = float(T[i] - T[i] ** 2 * dAinv.mean())
         if geometry_measures:
             for l in range(L):
                 m = g1 if l == 0 else _geometry(G[l], labels)
                 for k in GEOMETRY_MEASURES:
                     geo[k][i][l] = m[k]
         if Xt is not None:
-            K0X, k0, G0X, G00 = _cross_kernels(C00, c00, C0X, cX, sad.Q[i], pb.priors, activation, full_test)
+            K0X, k0, G0X, G00 = _cross_kernels(C00, c00, C0X, cX, Q, pb.priors, activation, full_test)
             test_mean[i] = (K0X @ a).cpu().numpy()
-            B = torch.cholesky_solve(K0X.T, chol)
+            B = torch.cholesky_solve(K0X.T, chol) if Ainv is None else Ainv @ K0X.T
             test_var[i] = (k0 - (K0X * B.T).sum(1)).cpu().numpy()
             if full_test:
                 for l in range(L):
                     m = _geometry(G00[l], Yt)
                     for k in GEOMETRY_MEASURES:
                         tgeo[k][i][l] = m[k]
+
+    done = np.zeros(nT, bool)
+
+    def on_solution(i: int, ev: _Exact) -> None:  # profile path: reuse the polish's last factorisation
+        observe(i, np.exp(ev.u), [G1[0], ev.M], ev.chol, ev.Ainv)
+        done[i] = True
+
+    sad = solve_deep_saddle(pb, T, _on_solution=on_solution, **solver)
+    eye = torch.eye(P, dtype=torch.float64, device=dev)
+    for i in np.nonzero(~done)[0]:
+        G, K = deep_kernels(pb.C, sad.Q[i], pb.priors, activation)
+        observe(int(i), sad.Q[i], G, torch.linalg.cholesky(K[-1] + T[i] * eye), None)
     nan = np.full(nT, np.nan)
     bias2 = var_mean = err = nan
     if Yt is not None:
