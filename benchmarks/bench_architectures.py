@@ -7,8 +7,11 @@ Measured in one run (MNIST 3 vs 5, float64, one process, wall-clock):
 
 deep (L = 2, widths [N, N], erf; P = --deep-P, default 1000)
   floor     kernel recursion at Q = 1 and one float64 eigh of the final kernel K_L
-  ours      equilibrium.deep.deep_temperature_curve for all --temps temperatures (saddle points by
-            Newton continuation down and up in T, predictor, per-layer geometry)
+  ours      equilibrium.deep.deep_temperature_curve for all --temps temperatures, the outputs deepbays
+            gives (saddle points by the profile over Q1, predictor and test error; no layer geometry);
+            also timed with the per-layer geometry (ours_with_layer_geometry_s)
+  newton    the previous general solver (Newton continuation) on --newton-temps temperatures: time per
+            temperature and the largest relative difference in Q*
   ours-relu the same with ReLU (exact one-eigendecomposition path)
   deepbays  rkgp.FC_deep (preprocess, optimize, predict, averageLoss) timed on --deepbays-temps
             temperatures spread over the range and extrapolated per temperature to all of them
@@ -22,7 +25,8 @@ cnn (one hidden layer, mask --mask, default 7 → 16 patches, Nc = --channels, e
             reports (Np² + 1) × that per temperature as a LOWER BOUND (a full deepbays solve at
             this size takes tens of minutes per temperature on one core)
 
-Results are printed and written to benchmarks/results/bench_architectures.json.
+Results are printed and written to benchmarks/results/bench_architectures.json; with --only, the
+other architecture's previous numbers are kept there with their own config ("cnn_config"/"deep_config").
 """
 
 from __future__ import annotations
@@ -60,15 +64,29 @@ def bench_deep(args, temps) -> dict:
     _, K = deep.deep_kernels(pb.C, np.ones(2), pb.priors, "erf")
     torch.linalg.eigh(K[-1])
     out["floor_s"] = time.perf_counter() - t0
+    # what deepbays computes (Q*, predictor on the test points, test loss): no layer geometry
     t0 = time.perf_counter()
     cur = deep.deep_temperature_curve(t.x_train, t.y_train, temps, width=widths, activation="erf",
-                                      x_test=t.x_test, y_test=t.y_test)
+                                      x_test=t.x_test, y_test=t.y_test, geometry_measures=False)
     out["ours_s"] = time.perf_counter() - t0
-    out["ours_evaluations"] = int(cur.saddle.n_evaluations)
-    out["ours_converged"] = bool(cur.converged.all())
+    sad = cur.saddle
+    out.update(ours_method=sad.method, ours_evaluations=int(sad.n_evaluations), ours_hessians=int(sad.n_hessians),
+               ours_eigendecompositions=int(sad.n_eigendecompositions), ours_converged=bool(cur.converged.all()),
+               ours_max_minima=int(cur.n_minima.max()))
+    t0 = time.perf_counter()
+    deep.deep_temperature_curve(t.x_train, t.y_train, temps, width=widths, activation="erf", x_test=t.x_test,
+                                y_test=t.y_test)
+    out["ours_with_layer_geometry_s"] = time.perf_counter() - t0
+    if args.newton_temps > 0:  # the previous general solver (Newton continuation) on a few temperatures
+        pick = temps[np.linspace(0, len(temps) - 1, args.newton_temps).round().astype(int)]
+        idx = [int(np.argmin(np.abs(temps - T))) for T in pick]
+        t0 = time.perf_counter()
+        old = deep.solve_deep_saddle(pb, pick, method="newton", both_directions=False)
+        out["newton_per_T_s"] = (time.perf_counter() - t0) / len(pick)
+        out["newton_max_rel_Q_difference"] = float(np.max(np.abs(old.Q / cur.Q[idx] - 1)))
     t0 = time.perf_counter()
     cur_r = deep.deep_temperature_curve(t.x_train, t.y_train, temps, width=widths, activation="relu",
-                                        x_test=t.x_test, y_test=t.y_test)
+                                        x_test=t.x_test, y_test=t.y_test, geometry_measures=False)
     out["ours_relu_s"] = time.perf_counter() - t0
     out["ours_relu_converged"] = bool(cur_r.converged.all())
     if args.deepbays_temps > 0:
@@ -150,6 +168,7 @@ def main() -> None:
     p.add_argument("--n-test", type=int, default=200)
     p.add_argument("--deepbays-temps", type=int, default=3)
     p.add_argument("--deepbays-evals", type=int, default=2)
+    p.add_argument("--newton-temps", type=int, default=3, help="temperatures for the previous Newton solver (0: skip)")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "bench_architectures.json"))
     args = p.parse_args()
     temps = np.logspace(-3, 1, args.temps)
@@ -165,8 +184,16 @@ def main() -> None:
     if args.only in ("cnn", "both"):
         result["cnn"] = bench_cnn(args, temps)
         print(json.dumps({"cnn": result["cnn"]}, indent=1), flush=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    result["config"]["load_average_end"] = os.getloadavg()
+    out = Path(args.out)
+    if out.exists() and args.only != "both":  # keep the other architecture's last numbers (and say so)
+        previous = json.loads(out.read_text())
+        other = "cnn" if args.only == "deep" else "deep"
+        if other in previous:
+            result[other] = previous[other]
+            result[f"{other}_config"] = previous.get(f"{other}_config", previous["config"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
