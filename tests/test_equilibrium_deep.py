@@ -167,3 +167,77 @@ def test_multi_output_is_refused(task):
     Y = np.stack([(task.y_train > 0), (task.y_train < 0)], 1).astype(float)
     with pytest.raises(ValueError, match="y_train"):
         deep.deep_temperature_curve(task.x_train, Y, TEMPS, width=[30, 30])
+
+
+# ------------------------------------------------------------------------------------------
+# two hidden layers (erf): the profile solver over Q1
+# ------------------------------------------------------------------------------------------
+def test_profile_solver_matches_newton_continuation(task):
+    """The profile path (one eigh per Q1 node, exact Newton polish) and the previous Newton
+    continuation find the same saddle, unequal widths and priors, over four decades of T."""
+    pb = deep.deep_problem(task.x_train, task.y_train, width=[20, 45], activation="erf", prior_w=1.3,
+                           prior_v=[0.8, 1.7])
+    T = np.logspace(-3, 1, 9)
+    a = deep.solve_deep_saddle(pb, T)
+    b = deep.solve_deep_saddle(pb, T, method="newton")
+    assert a.method == "profile" and a.converged.all() and b.converged.all()
+    np.testing.assert_allclose(a.Q, b.Q, rtol=1e-8)
+    np.testing.assert_allclose(a.action, b.action, rtol=1e-10)
+    # certified: the exact gradient at the returned point is at round-off level or the Newton step was
+    assert np.all(np.abs(a.gradient) < 1e-7)
+    assert a.n_eigendecompositions >= 2 and a.n_evaluations >= len(T)
+
+
+def test_profile_hessian_matches_finite_differences(task):
+    pb = deep.deep_problem(task.x_train, task.y_train, width=[25, 40], activation="erf", prior_v=[1.3, 0.7])
+    G1 = deep.deep_kernels(pb.C, np.ones(2), pb.priors, "erf")[0][0]
+    u, T, h = np.array([0.3, -0.2]), 0.05, 1e-5
+    ev = deep._exact_l2(pb, G1, T, u)
+    assert ev.S == pytest.approx(deep.deep_effective_action(pb, T, np.exp(u)), rel=1e-13)
+    fd_g = [(deep._exact_l2(pb, G1, T, u + h * e).S - deep._exact_l2(pb, G1, T, u - h * e).S) / (2 * h)
+            for e in np.eye(2)]
+    fd_H = np.array([(deep._exact_l2(pb, G1, T, u + h * e).g - deep._exact_l2(pb, G1, T, u - h * e).g) / (2 * h)
+                     for e in np.eye(2)])
+    np.testing.assert_allclose(ev.g, fd_g, rtol=1e-7)
+    np.testing.assert_allclose(deep._exact_l2_hessian(pb, G1, ev), fd_H, rtol=1e-6)
+
+
+def test_profile_counts_the_minima_of_a_dense_profile(task):
+    """n_minima against the exact profile S*(Q1) = min_Q2 S on a dense grid of 241 nodes (each one
+    eigendecomposition; the grid's local minima are counted independently of the solver)."""
+    pb = deep.deep_problem(task.x_train, task.y_train, width=[15, 15], activation="erf")
+    T = np.array([2e-3, 0.03, 0.5, 5.0])
+    sad = deep.solve_deep_saddle(pb, T)
+    G1 = deep.deep_kernels(pb.C, np.ones(2), pb.priors, "erf")[0][0]
+    grid = np.linspace(-0.6, 1.8, 241)
+    S = np.array([deep._profile_node(pb, G1, float(u), T).S for u in grid])  # (241, nT)
+    for i in range(len(T)):
+        s = S[:, i]
+        k = np.nonzero((s[1:-1] < s[:-2]) & (s[1:-1] < s[2:]))[0] + 1
+        assert len(k) == sad.n_minima[i]
+        best = k[np.argmin(s[k])]
+        assert abs(np.log(sad.Q[i, 0]) - grid[best]) <= grid[1] - grid[0]
+        assert sad.action[i] <= s[best] + 1e-12
+
+
+def test_profile_failure_is_reported(task):
+    pb = deep.deep_problem(task.x_train, task.y_train, width=[20, 20], activation="erf")
+    with pytest.raises(ValueError, match="did not converge at T"):
+        deep.solve_deep_saddle(pb, [1e-3, 0.5], max_iter=0)
+    sad = deep.solve_deep_saddle(pb, [1e-3, 0.5], max_iter=0, raise_on_failure=False)
+    assert not sad.converged.any() and np.all(sad.n_minima == 0)
+    with pytest.raises(ValueError, match="method"):
+        deep.solve_deep_saddle(deep.deep_problem(task.x_train, task.y_train, width=[20, 20, 20]), [0.1],
+                               method="profile")
+
+
+def test_profile_curve_reuses_the_factorisation_exactly(task):
+    """The curve takes the predictor from the polish's last Cholesky/inverse; the general path
+    refactorises at Q*: same numbers."""
+    kw = dict(width=[30, 40], activation="erf", prior_v=[1.2, 0.9], x_test=task.x_test, y_test=task.y_test)
+    a = deep.deep_temperature_curve(task.x_train, task.y_train, TEMPS, **kw)
+    b = deep.deep_temperature_curve(task.x_train, task.y_train, TEMPS, method="newton", **kw)
+    for k in ("Q", "train_error", "train_variance", "test_error", "test_prediction", "test_prediction_variance"):
+        np.testing.assert_allclose(getattr(a, k), getattr(b, k), rtol=1e-7, atol=1e-12, err_msg=k)
+    np.testing.assert_allclose(a.layer_geometry["centroid_distance"], b.layer_geometry["centroid_distance"],
+                               rtol=1e-7)
