@@ -94,6 +94,17 @@ class DeepProblem:
         return self.C.shape[0]
 
     @property
+    def D(self) -> int:
+        """Number of outputs (1: ±1 labels, scalar Q_L; D ≥ 2: (P, D) targets, D×D Q_L)."""
+        return 1 if self.y.ndim == 1 else int(self.y.shape[1])
+
+    @property
+    def n_params(self) -> int:
+        """Unknowns: log Q_1..log Q_L (D = 1), or log Q_1..log Q_{L−1} and the D(D+1)/2 entries of
+        Σ = log Q_L (D ≥ 2)."""
+        return self.L if self.D == 1 else self.L - 1 + self.D * (self.D + 1) // 2
+
+    @property
     def coef(self) -> np.ndarray:
         """N_ℓ/N_1: weight of (Q_ℓ − log Q_ℓ) in S."""
         return np.asarray(self.widths, dtype=np.float64) / self.widths[0]
@@ -129,9 +140,12 @@ def deep_problem(x_train, y_train, *, width: Sequence[float], activation: str = 
     if X.ndim != 2 or X.shape[0] < 2 or not np.all(np.isfinite(X)):
         raise ValueError(f"x_train: must be a finite array of shape (P, N0) with P ≥ 2, got shape {X.shape}")
     Y = Y.reshape(-1) if (Y.ndim == 2 and Y.shape[1] == 1) else Y
-    if Y.ndim != 1 or Y.shape[0] != X.shape[0] or not np.all(np.abs(Y) == 1):
-        raise ValueError(f"y_train: the deep FC theory takes ±1 labels of shape ({X.shape[0]},) (single output), "
-                         f"got shape {Y.shape}")
+    if Y.ndim == 2 and Y.shape[0] == X.shape[0] and Y.shape[1] >= 2:
+        if not np.all(np.isfinite(Y)):
+            raise ValueError("y_train: (P, D) targets must be finite")
+    elif Y.ndim != 1 or Y.shape[0] != X.shape[0] or not np.all(np.abs(Y) == 1):
+        raise ValueError(f"y_train: the deep FC theory takes ±1 labels of shape ({X.shape[0]},) or (P, D) targets "
+                         f"with D ≥ 2 (e.g. one-hot), got shape {Y.shape}")
     dev = torch.device(device) if device is not None else torch.device("cpu")
     Xd = torch.as_tensor(X, device=dev)
     return DeepProblem(C=input_covariance(Xd, Xd, pw), y=torch.as_tensor(Y, device=dev), widths=widths,
@@ -194,6 +208,8 @@ def _KL_graph(pb: DeepProblem, u: torch.Tensor) -> torch.Tensor:
 
 def _evaluate(pb: DeepProblem, T: float, u: np.ndarray, *, gradient: bool = True):
     """S, dS/du (u = log Q) and the size of the largest gradient term, at one temperature."""
+    if pb.D > 1:
+        return _evaluate_multi(pb, T, u, gradient=gradient)
     ut = torch.as_tensor(u, dtype=torch.float64, device=pb.C.device).clone().requires_grad_(gradient)
     KL = _KL_graph(pb, ut)
     A = KL.detach() + T * torch.eye(pb.P, dtype=torch.float64, device=pb.C.device)
@@ -217,9 +233,113 @@ def _evaluate(pb: DeepProblem, T: float, u: np.ndarray, *, gradient: bool = True
     return S, grad, scale, chol
 
 
-def deep_effective_action(pb: DeepProblem, T: float, Q) -> float:
-    """S(Q) at one temperature (see the module docstring); +inf where A is not positive definite."""
-    return _evaluate(pb, float(T), np.log(np.asarray(Q, dtype=np.float64)), gradient=False)[0]
+# ------------------------------------------------------------------------------------------
+# D outputs: a D×D readout order parameter (docs/architectures.md "D outputs")
+# ------------------------------------------------------------------------------------------
+def _GL_graph(pb: DeepProblem, u_inner: torch.Tensor) -> torch.Tensor:
+    """Activation Gram of the last hidden layer, G_L = κ(K_{L−1}(Q_1..Q_{L−1})) (G_1 = κ(C))."""
+    K = pb.C
+    for l in range(pb.L - 1):
+        K = (torch.exp(u_inner[l]) / pb.priors[l]) * _kappa(K, pb.activation)
+    G = _kappa(K, pb.activation)
+    return 0.5 * (G + G.T)
+
+
+def _readout(pb: DeepProblem, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Σ = log Q_L from the last D(D+1)/2 parameters (upper triangle, row-major): (Σ, σ, U, Q_L) with
+    Σ = U diag(σ) Uᵀ and Q_L = U diag(e^σ) Uᵀ."""
+    D = pb.D
+    Sig = np.zeros((D, D))
+    Sig[np.triu_indices(D)] = u[pb.L - 1:]
+    Sig = Sig + np.triu(Sig, 1).T
+    sig, U = np.linalg.eigh(Sig)
+    return Sig, sig, U, (U * np.exp(sig)) @ U.T
+
+
+def _q_vector(pb: DeepProblem, u: np.ndarray) -> np.ndarray:
+    """Q_1..Q_L (D ≥ 2: the last entry is tr Q_L / D, the mean readout second moment × λ_L)."""
+    if pb.D == 1:
+        return np.exp(u)
+    return np.concatenate([np.exp(u[: pb.L - 1]), [np.trace(_readout(pb, u)[3]) / pb.D]])
+
+
+def _evaluate_multi(pb: DeepProblem, T: float, u: np.ndarray, *, gradient: bool = True):
+    """D outputs: S = Σ_{ℓ<L} (N_ℓ/N_1)(Q_ℓ − log Q_ℓ) + (N_L/N_1)(tr Q_L − log det Q_L)
+    + (1/N_1)[log det A + yᵀA⁻¹y], A = T + Q_L ⊗ G_L/λ_L (as docs/theory.md §2.4 for L = 1). With
+    Q_L = Σ_d q_d u_d u_dᵀ, A = ⊕_d (T + q_d G_L/λ_L) on the rotated targets y u_d: D Choleskys of P × P.
+    dS/dQ_L (data) = (U diag(t) Uᵀ − αᵀG_Lα)/λ_L, t_d = Tr(A_d⁻¹G_L), α = A⁻¹y (P × D); chained to
+    Σ = log Q_L by the Daleckii–Krein formula, F_ij = (e^σ_i − e^σ_j)/(σ_i − σ_j); the inner layers
+    through one vector-Jacobian product of G_L with Σ_d (q_d/λ_L) A_d⁻¹ − αQ_Lαᵀ/λ_L."""
+    L, D, P = pb.L, pb.D, pb.P
+    dev = pb.C.device
+    Sig, sig, U, QL = _readout(pb, u)
+    q = np.exp(sig)
+    ut = torch.as_tensor(u[: L - 1], dtype=torch.float64, device=dev).clone().requires_grad_(gradient and L > 1)
+    GLg = _GL_graph(pb, ut)
+    GL = GLg.detach()
+    lam, N1 = pb.priors[-1], pb.widths[0]
+    Ut = torch.as_tensor(U, device=dev)
+    Yr = pb.y @ Ut
+    eye = torch.eye(P, dtype=torch.float64, device=dev)
+    logdet = quad = 0.0
+    alpha_r, invs = [], []
+    for d in range(D):
+        chol, info = torch.linalg.cholesky_ex((q[d] / lam) * GL + T * eye)
+        if int(info) != 0:
+            return math.inf, None, None, None
+        a = torch.cholesky_solve(Yr[:, d:d + 1], chol)[:, 0]
+        logdet += 2.0 * float(torch.log(torch.diagonal(chol)).sum())
+        quad += float(Yr[:, d] @ a)
+        alpha_r.append(a)
+        if gradient:
+            invs.append(torch.cholesky_inverse(chol))
+    Qi = np.exp(u[: L - 1])
+    cL = float(pb.coef[-1])
+    S = float(np.sum(pb.coef[:-1] * (Qi - u[: L - 1])) + cL * (np.trace(QL) - np.trace(Sig)) + (logdet + quad) / N1)
+    if not gradient:
+        return S, None, None, None
+    alpha = torch.stack(alpha_r, 1) @ Ut.T  # (P, D), original output basis
+    t = np.array([float((inv * GL).sum()) for inv in invs])
+    GQ_tr = (U * t) @ U.T / lam
+    GQ_q = (alpha.T @ GL @ alpha).cpu().numpy() / lam
+    diff = sig[:, None] - sig[None, :]
+    same = np.abs(diff) < 1e-12
+    F = np.where(same, np.exp(sig)[:, None], (np.exp(sig)[:, None] - np.exp(sig)[None, :]) / np.where(same, 1.0, diff))
+
+    def chain(X):  # d/dΣ of ⟨X, Q_L(Σ)⟩
+        return U @ (F * (U.T @ X @ U)) @ U.T
+
+    c_tr, c_q = chain(GQ_tr), chain(GQ_q)
+    iu = np.triu_indices(D)
+    mult = np.where(iu[0] == iu[1], 1.0, 2.0)  # Σ_ij = Σ_ji share one parameter
+    g_th = (cL * (QL - np.eye(D)) + (c_tr - c_q) / N1)[iu] * mult
+    s_th = (cL * (np.abs(QL) + np.eye(D)) + (np.abs(c_tr) + np.abs(c_q)) / N1)[iu] * mult
+    if L > 1:
+        W_tr = sum((q[d] / lam) * invs[d] for d in range(D))
+        W_q = alpha @ torch.as_tensor(QL, device=dev) @ alpha.T / lam
+        g_tr, = torch.autograd.grad(GLg, ut, grad_outputs=W_tr, retain_graph=True)
+        g_q, = torch.autograd.grad(GLg, ut, grad_outputs=W_q)
+        g_tr, g_q = g_tr.cpu().numpy(), g_q.cpu().numpy()
+        g_in = pb.coef[:-1] * (Qi - 1.0) + (g_tr - g_q) / N1
+        s_in = pb.coef[:-1] * (Qi + 1.0) + (np.abs(g_tr) + np.abs(g_q)) / N1
+    else:
+        g_in = s_in = np.zeros(0)
+    return S, np.concatenate([g_in, g_th]), np.concatenate([s_in, s_th]), None
+
+
+def _params(pb: DeepProblem, Q, Q_readout=None) -> np.ndarray:
+    """u from Q_1..Q_L (D = 1) or from Q_1..Q_{L−1} and the D×D Q_L (D ≥ 2; Σ = log Q_L)."""
+    if pb.D == 1:
+        return np.log(np.asarray(Q, dtype=np.float64))
+    w, V = np.linalg.eigh(np.asarray(Q_readout, dtype=np.float64))
+    Sig = (V * np.log(w)) @ V.T
+    return np.concatenate([np.log(np.asarray(Q, dtype=np.float64)[: pb.L - 1]), Sig[np.triu_indices(pb.D)]])
+
+
+def deep_effective_action(pb: DeepProblem, T: float, Q, Q_readout=None) -> float:
+    """S(Q) at one temperature (see the module docstring); +inf where A is not positive definite.
+    D outputs: ``Q`` = Q_1..Q_{L−1} (or L values, the last ignored) and ``Q_readout`` the D×D Q_L."""
+    return _evaluate(pb, float(T), _params(pb, Q, Q_readout), gradient=False)[0]
 
 
 def deep_action_gradient(pb: DeepProblem, T: float, Q) -> np.ndarray:
@@ -254,6 +374,7 @@ class DeepSaddlePoint:
     n_hessians: int = 0
     method: str = ""
     profile_nodes: np.ndarray | None = None
+    Q_readout: np.ndarray | None = None
 
 
 def _fd_hessian(pb, T, u, h=1e-5):
@@ -324,7 +445,7 @@ def _newton(pb: DeepProblem, T: float, u0: np.ndarray, H0: np.ndarray | None, *,
 
 def _continuation(pb, temps, u_start, *, tol, max_iter):
     n = len(temps)
-    L = pb.L
+    L = pb.n_params
     U = np.full((n, L), np.nan)
     S = np.full(n, np.inf)
     Gd = np.full((n, L), np.nan)
@@ -357,21 +478,31 @@ def _continuation(pb, temps, u_start, *, tol, max_iter):
 def _solve_general(pb, T_all, *, tol, max_iter, both_directions):
     order = np.argsort(-T_all)
     temps = T_all[order]
-    U1, S1, G1, ok1, ex1, ne = _continuation(pb, temps, np.zeros(pb.L), tol=tol, max_iter=max_iter)
+    npar = pb.n_params
+    U1, S1, G1, ok1, ex1, ne = _continuation(pb, temps, np.zeros(npar), tol=tol, max_iter=max_iter)
     branches = [(U1, S1, G1, ok1, ex1)]
     if both_directions and len(temps) > 1:
-        start = U1[-1] if ok1[-1] else np.zeros(pb.L)
+        start = U1[-1] if ok1[-1] else np.zeros(npar)
         U2, S2, G2, ok2, ex2, ne2 = _continuation(pb, temps[::-1], start, tol=tol, max_iter=max_iter)
         ne += ne2
         branches.append((U2[::-1], S2[::-1], G2[::-1], ok2[::-1], ex2[::-1]))
     n = len(temps)
+    D = pb.D
     Qo = np.full((n, pb.L), np.nan)
     So = np.full(n, np.inf)
-    Go = np.full((n, pb.L), np.nan)
+    Go = np.full((n, npar), np.nan)
+    QR = np.full((n, D, D), np.nan) if D > 1 else None
     ok = np.zeros(n, bool)
     cexact = np.zeros(n, bool)
     nmin = np.zeros(n, np.int64)
     minima = np.full((n, len(branches), pb.L), np.nan)
+
+    def put(i, u, g):  # D = 1: dS/dQ; D ≥ 2: dS/du (u = log Q_1..log Q_{L−1}, Σ = log Q_L)
+        Qo[i] = _q_vector(pb, u)
+        Go[i] = g / np.exp(u) if D == 1 else g
+        if D > 1:
+            QR[i] = _readout(pb, u)[3]
+
     for i in range(n):
         found: list[tuple[float, np.ndarray, np.ndarray, bool]] = []
         for U, S, G, okb, exb in branches:
@@ -380,16 +511,18 @@ def _solve_general(pb, T_all, *, tol, max_iter, both_directions):
         nmin[i] = len(found)
         if found:
             found.sort(key=lambda f: f[0])
-            So[i], Qo[i], ok[i], cexact[i] = found[0][0], np.exp(found[0][1]), True, found[0][3]
-            Go[i] = found[0][2] / Qo[i]
+            So[i], ok[i], cexact[i] = found[0][0], True, found[0][3]
+            put(i, found[0][1], found[0][2])
             for k, f in enumerate(found):
-                minima[i, k] = np.exp(f[1])
+                minima[i, k] = _q_vector(pb, f[1])
         else:  # report the first branch's (unconverged) point
-            Qo[i], So[i], Go[i] = np.exp(U1[i]), S1[i], G1[i] / np.exp(U1[i])
+            So[i] = S1[i]
+            put(i, U1[i], G1[i])
     inv = np.empty_like(order)
     inv[order] = np.arange(len(order))
     return DeepSaddlePoint(temperature=T_all, Q=Qo[inv], action=So[inv], gradient=Go[inv], converged=ok[inv],
-                           n_minima=nmin[inv], minima=minima[inv], n_evaluations=ne, curvature_exact=cexact[inv])
+                           n_minima=nmin[inv], minima=minima[inv], n_evaluations=ne, curvature_exact=cexact[inv],
+                           method="newton", Q_readout=None if QR is None else QR[inv])
 
 
 def _homogeneous_base(pb: DeepProblem) -> torch.Tensor:
@@ -797,8 +930,13 @@ def _resolve_method(pb: DeepProblem, method: str) -> str:
         raise ValueError(f"method: must be 'auto', 'newton', 'homogeneous' or 'profile', got {method!r}")
     if method == "homogeneous" and pb.activation not in HOMOGENEOUS:
         raise ValueError(f"method: 'homogeneous' needs an activation in {HOMOGENEOUS}, got {pb.activation!r}")
-    if method == "profile" and (pb.L != 2 or pb.activation != "erf"):
-        raise ValueError(f"method: 'profile' solves two hidden layers with erf, got L={pb.L}, {pb.activation!r}")
+    if method == "profile" and (pb.L != 2 or pb.activation != "erf" or pb.D != 1):
+        raise ValueError(f"method: 'profile' solves two hidden layers with erf and one output, got L={pb.L}, "
+                         f"{pb.activation!r}, D={pb.D}")
+    if method == "homogeneous" and pb.D != 1:
+        raise ValueError(f"method: 'homogeneous' has one output only, got D={pb.D}")
+    if pb.D > 1:
+        return "newton"
     if method != "auto":
         return method
     if pb.activation in HOMOGENEOUS:
@@ -869,6 +1007,7 @@ class DeepCurve:
     reference: dict[str, np.ndarray] = field(default_factory=dict)
     test_prediction: np.ndarray | None = None
     test_prediction_variance: np.ndarray | None = None
+    Q_readout: np.ndarray | None = None
 
 
 def _geometry(G: torch.Tensor, labels: np.ndarray) -> dict[str, np.ndarray]:
@@ -900,10 +1039,20 @@ def deep_temperature_curve(
     if y_test is not None:
         if Xt is None:
             raise ValueError("y_test: given without x_test")
-        Yt = np.asarray(y_test, dtype=np.float64).reshape(-1)
-        if Yt.shape[0] != Xt.shape[0] or not np.all(np.abs(Yt) == 1):
-            raise ValueError(f"y_test: must be ±1 of shape ({Xt.shape[0]},), got shape {np.shape(y_test)}")
-    labels = pb.y.cpu().numpy()
+        Yt = np.asarray(y_test, dtype=np.float64)
+        if pb.D == 1:
+            Yt = Yt.reshape(-1)
+            if Yt.shape[0] != Xt.shape[0] or not np.all(np.abs(Yt) == 1):
+                raise ValueError(f"y_test: must be ±1 of shape ({Xt.shape[0]},), got shape {np.shape(y_test)}")
+        elif Yt.shape != (Xt.shape[0], pb.D) or not np.all(np.isfinite(Yt)):
+            raise ValueError(f"y_test: must be finite of shape ({Xt.shape[0]}, {pb.D}), got shape {np.shape(y_test)}")
+    D = pb.D
+    Ynp = pb.y.cpu().numpy()
+    onehot = D > 1 and bool(np.all((Ynp == 0) | (Ynp == 1)) and np.all(Ynp.sum(1) == 1))
+    if D > 1 and not onehot:
+        geometry_measures = False  # class geometry needs class labels: one-hot targets only
+    labels = Ynp if D == 1 else Ynp.argmax(1)
+    test_labels = None if Yt is None else (Yt if D == 1 else Yt.argmax(1))
     nT, L, P = len(T), pb.L, pb.P
     train_err, train_var = np.empty(nT), np.empty(nT)
     test_mean = test_var = None
@@ -911,9 +1060,9 @@ def deep_temperature_curve(
         C0X = input_covariance(Xt, X, pb.prior_w)
         C00 = input_covariance(Xt, Xt, pb.prior_w)
         c00, cX = torch.diagonal(C00).clone(), torch.diagonal(pb.C).clone()
-        test_mean = np.empty((nT, Xt.shape[0]))
-        test_var = np.empty((nT, Xt.shape[0]))
-    full_test = Yt is not None and len(np.unique(Yt)) >= 2 and geometry_measures
+        test_mean = np.empty((nT, Xt.shape[0]) + ((D,) if D > 1 else ()))
+        test_var = np.empty_like(test_mean)
+    full_test = Yt is not None and len(np.unique(test_labels)) >= 2 and geometry_measures
     geo: dict[str, list] = {k: [[None] * L for _ in range(nT)] for k in GEOMETRY_MEASURES}
     tgeo: dict[str, list] = {k: [[None] * L for _ in range(nT)] for k in GEOMETRY_MEASURES}
     # G_1 = κ(C) does not depend on Q: measure it once
@@ -938,7 +1087,46 @@ def deep_temperature_curve(
             test_var[i] = (k0 - (K0X * B.T).sum(1)).cpu().numpy()
             if full_test:
                 for l in range(L):
-                    m = _geometry(G00[l], Yt)
+                    m = _geometry(G00[l], test_labels)
+                    for k in GEOMETRY_MEASURES:
+                        tgeo[k][i][l] = m[k]
+
+    def observe_multi(i: int, Q: np.ndarray, QL: np.ndarray) -> None:
+        """D outputs (docs/theory.md §3 conventions): in Q_L's eigenbasis A = ⊕_d (T + q_d G_L/λ_L);
+        f̄ = G_L(x0, X) α Q_L/λ_L, Σ_a = Q_L,aa g00/λ_L − Σ_d U_ad² (q_d/λ_L)² g0ᵀA_d⁻¹g0; errors
+        and variances summed over outputs."""
+        Qs = np.r_[Q[: L - 1], 1.0]
+        G, _ = deep_kernels(pb.C, Qs, pb.priors, activation)
+        GL, lam = G[-1], pb.priors[-1]
+        q, U = np.linalg.eigh(QL)
+        Ut = torch.as_tensor(U, device=dev)
+        Yr = pb.y @ Ut
+        eye = torch.eye(P, dtype=torch.float64, device=dev)
+        chols, cols, trinv = [], [], 0.0
+        for d in range(D):
+            chol = torch.linalg.cholesky((q[d] / lam) * GL + T[i] * eye)
+            cols.append(torch.cholesky_solve(Yr[:, d:d + 1], chol)[:, 0])
+            trinv += float(torch.cholesky_inverse(chol).diagonal().sum())
+            chols.append(chol)
+        alpha = torch.stack(cols, 1) @ Ut.T
+        train_err[i] = float(T[i] ** 2 * (alpha**2).sum() / P)
+        train_var[i] = D * T[i] - T[i] ** 2 * trinv / P
+        if geometry_measures:
+            for l in range(L):
+                m = g1 if l == 0 else _geometry(G[l], labels)
+                for k in GEOMETRY_MEASURES:
+                    geo[k][i][l] = m[k]
+        if Xt is not None:
+            K0X, k0, G0X, G00 = _cross_kernels(C00, c00, C0X, cX, Qs, pb.priors, activation, full_test)
+            g0X, g00 = G0X[-1], k0 * lam  # Q_L = 1 above: k0 = g00/λ_L
+            test_mean[i] = (g0X @ alpha @ torch.as_tensor(QL, device=dev) / lam).cpu().numpy()
+            red = torch.stack([(g0X * torch.cholesky_solve(g0X.T, c).T).sum(1) for c in chols], 1)  # (Pt, D)
+            var = torch.diagonal(torch.as_tensor(QL, device=dev))[None, :] * g00[:, None] / lam \
+                - red @ torch.as_tensor(((q / lam) ** 2)[:, None] * (U**2).T, device=dev)
+            test_var[i] = var.cpu().numpy()
+            if full_test:
+                for l in range(L):
+                    m = _geometry(G00[l], test_labels)
                     for k in GEOMETRY_MEASURES:
                         tgeo[k][i][l] = m[k]
 
@@ -951,13 +1139,18 @@ def deep_temperature_curve(
     sad = solve_deep_saddle(pb, T, _on_solution=on_solution, **solver)
     eye = torch.eye(P, dtype=torch.float64, device=dev)
     for i in np.nonzero(~done)[0]:
+        if D > 1:
+            observe_multi(int(i), sad.Q[i], sad.Q_readout[i])
+            continue
         G, K = deep_kernels(pb.C, sad.Q[i], pb.priors, activation)
         observe(int(i), sad.Q[i], G, torch.linalg.cholesky(K[-1] + T[i] * eye), None)
     nan = np.full(nT, np.nan)
     bias2 = var_mean = err = nan
-    if Yt is not None:
-        bias2 = ((Yt[None] - test_mean) ** 2).mean(1)
-        var_mean = test_var.mean(1)
+    if Yt is not None:  # D outputs: summed over outputs, mean over points
+        sq, tv = (Yt[None] - test_mean) ** 2, test_var
+        if D > 1:
+            sq, tv = sq.sum(-1), tv.sum(-1)
+        bias2, var_mean = sq.mean(1), tv.mean(1)
         err = bias2 + var_mean
     stack = lambda d: {k: np.asarray([[np.asarray(v) for v in row] for row in d[k]]) for k in d}  # noqa: E731
     reference = {}
@@ -971,6 +1164,6 @@ def deep_temperature_curve(
         widths=pb.widths, priors=pb.priors, prior_w=pb.prior_w, activation=activation, saddle=sad,
         data_fingerprint=geometry.data_fingerprint(X.cpu().numpy(), labels),
         test_layer_geometry=stack(tgeo) if full_test else {}, reference=reference,
-        test_prediction=test_mean, test_prediction_variance=test_var,
+        test_prediction=test_mean, test_prediction_variance=test_var, Q_readout=sad.Q_readout,
     )
 

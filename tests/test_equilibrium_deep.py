@@ -163,10 +163,82 @@ def test_bad_input_names_the_parameter(task, kwargs, match):
         deep.deep_temperature_curve(task.x_train, task.y_train, TEMPS, **kwargs)
 
 
-def test_multi_output_is_refused(task):
-    Y = np.stack([(task.y_train > 0), (task.y_train < 0)], 1).astype(float)
-    with pytest.raises(ValueError, match="y_train"):
-        deep.deep_temperature_curve(task.x_train, Y, TEMPS, width=[30, 30])
+def _one_hot(task, D=3):
+    """D classes from the MNIST 3-vs-5 pixels: class = (label > 0) + (mean intensity above its median)
+    (any fixed assignment serves; one-hot targets as the one-hidden-layer D-output theory takes them)."""
+    def enc(x, y):
+        c = (np.asarray(y) > 0).astype(int) + (np.asarray(x).mean(1) > np.median(np.asarray(task.x_train).mean(1)))
+        return np.eye(D)[np.minimum(c, D - 1)]
+    return enc(task.x_train, task.y_train), enc(task.x_test, task.y_test)
+
+
+def test_multi_output_one_layer_is_the_one_hidden_layer_theory(task):
+    """L = 1 with one-hot targets: the D×D Q and the summed errors of the one-hidden-layer D-output
+    theory (equilibrium.action §2.4, an independent eigenbasis implementation)."""
+    Y, Yt = _one_hot(task)
+    T = np.array([0.01, 0.2, 2.0])
+    ours = deep.deep_temperature_curve(task.x_train, Y, T, width=[40], activation="erf", prior_w=1.5, prior_v=0.7,
+                                       x_test=task.x_test, y_test=Yt)
+    ref = eq.temperature_curve(task.x_train, Y, T, width=40, activation="erf", prior_w=1.5, prior_v=0.7,
+                               x_test=task.x_test, y_test=Yt)
+    assert ours.converged.all() and ours.Q_readout.shape == (3, 3, 3)
+    np.testing.assert_allclose(ours.Q_readout, ref.Q, rtol=1e-7, atol=1e-9)
+    for k in ("test_error", "train_error", "train_variance", "test_bias2", "test_variance"):
+        np.testing.assert_allclose(getattr(ours, k), getattr(ref, k), rtol=1e-7, err_msg=k)
+    np.testing.assert_allclose(ours.test_prediction, ref.test_prediction, rtol=1e-6, atol=1e-9)
+
+
+def test_multi_output_evaluator_reduces_to_one_output_and_to_the_dense_kronecker_action(task):
+    """(i) the D-output evaluator run on (P, 1) targets is the scalar action and gradient; (ii) for
+    D = 3 its S equals log det and quadratic form of the dense (P·D)² matrix T + Q_L ⊗ G_L/λ_L;
+    (iii) its gradient matches finite differences."""
+    from dataclasses import replace
+
+    pb = deep.deep_problem(task.x_train, task.y_train, width=[20, 35], activation="erf", prior_v=[1.3, 0.8])
+    u = np.array([0.2, -0.3])
+    pb1 = replace(pb, y=pb.y[:, None])
+    S1, g1, _, _ = deep._evaluate_multi(pb1, 0.05, u)
+    S0, g0, _, _ = deep._evaluate(pb, 0.05, u)
+    assert S1 == pytest.approx(S0, rel=1e-13)
+    np.testing.assert_allclose(g1, g0, rtol=1e-10)
+    Y, _ = _one_hot(task)
+    pbD = deep.deep_problem(task.x_train, Y, width=[20, 35], activation="erf", prior_v=[1.3, 0.8])
+    uD = np.array([0.2, 0.1, 0.05, -0.1, -0.2, 0.03, 0.3])  # log Q1, Σ upper triangle (3×3)
+    S, g, _, _ = deep._evaluate_multi(pbD, 0.05, uD)
+    _, _, _, QL = deep._readout(pbD, uD)
+    GL = deep.deep_kernels(pbD.C, [np.exp(0.2), 1.0], pbD.priors, "erf")[0][1]
+    A = 0.05 * torch.eye(3 * pbD.P, dtype=torch.float64) + torch.kron(torch.as_tensor(QL), GL) / 0.8
+    yv = pbD.y.T.reshape(-1)  # output-major, as kron(Q_L, G_L)
+    dense = (20 / 20) * (np.exp(0.2) - 0.2) + (35 / 20) * (np.trace(QL) - np.log(np.linalg.det(QL))) \
+        + (float(torch.logdet(A)) + float(yv @ torch.linalg.solve(A, yv))) / 20
+    assert S == pytest.approx(dense, rel=1e-11)
+    h = 1e-6
+    fd = [(deep._evaluate_multi(pbD, 0.05, uD + h * e, gradient=False)[0]
+           - deep._evaluate_multi(pbD, 0.05, uD - h * e, gradient=False)[0]) / (2 * h) for e in np.eye(len(uD))]
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_multi_output_two_layers_saddle(task):
+    """L = 2, D = 3: converged minimum (the Newton certificate: round-off gradient, positive Hessian),
+    symmetric positive-definite Q_L, and S there below S on a ring of nearby points."""
+    Y, Yt = _one_hot(task)
+    cur = deep.deep_temperature_curve(task.x_train, Y, [0.02, 0.5], width=[25, 30], activation="erf",
+                                      x_test=task.x_test, y_test=Yt)
+    sad = cur.saddle
+    assert cur.converged.all() and sad.method == "newton"
+    assert np.all(np.linalg.eigvalsh(cur.Q_readout) > 0)
+    np.testing.assert_allclose(cur.Q[:, 1], np.trace(cur.Q_readout, axis1=1, axis2=2) / 3, rtol=1e-12)
+    pb = deep.deep_problem(task.x_train, Y, width=[25, 30], activation="erf")
+    rng = np.random.default_rng(0)
+    for i, T in enumerate([0.02, 0.5]):
+        u = deep._params(pb, cur.Q[i], cur.Q_readout[i])
+        S0 = deep._evaluate(pb, T, u, gradient=False)[0]
+        assert S0 == pytest.approx(sad.action[i], rel=1e-12)
+        for _ in range(6):
+            d = rng.normal(size=u.size)
+            assert deep._evaluate(pb, T, u + 1e-3 * d / np.linalg.norm(d), gradient=False)[0] > S0
+    assert np.all(np.isfinite(cur.test_error)) and cur.test_prediction.shape == (2, len(Yt), 3)
+    assert cur.layer_geometry["centroid_distance_matrix"].shape == (2, 2, 3, 3)
 
 
 # ------------------------------------------------------------------------------------------
