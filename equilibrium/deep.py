@@ -531,9 +531,12 @@ def _homogeneous_base(pb: DeepProblem) -> torch.Tensor:
     return K[-1]
 
 
-def _solve_homogeneous(pb: DeepProblem, T_all: np.ndarray, *, grid: int = 64, xtol: float = 1e-15):
+def _solve_homogeneous(pb: DeepProblem, T_all: np.ndarray, *, grid: int = 64, xtol: float = 1e-15,
+                       on_spectrum=None):
     Kh = _homogeneous_base(pb)
     kappa, U = eigh(Kh)
+    if on_spectrum is not None:  # the curve's predictor works in the same eigenbasis
+        on_spectrum(Kh, kappa, U)
     a = kappa.clamp_min(0.0).cpu().numpy()
     yt2 = ((U.T @ pb.y) ** 2).cpu().numpy()
     Nl = np.asarray(pb.widths)
@@ -946,7 +949,7 @@ def _resolve_method(pb: DeepProblem, method: str) -> str:
 
 def solve_deep_saddle(pb: DeepProblem, temperatures, *, tol: float = 1e-11, max_iter: int = 60,
                       both_directions: bool = True, method: str = "auto", raise_on_failure: bool = True,
-                      _on_solution=None) -> DeepSaddlePoint:
+                      _on_solution=None, _on_spectrum=None) -> DeepSaddlePoint:
     """Q*(T) for every temperature (module docstring). ``method`` "auto" takes the exact one-
     eigendecomposition path for homogeneous activations, the profile over Q1 for two hidden layers
     (erf) and Newton continuation otherwise ("newton" forces the general path, "profile" the
@@ -958,7 +961,7 @@ def solve_deep_saddle(pb: DeepProblem, temperatures, *, tol: float = 1e-11, max_
         raise ValueError(f"temperatures: must be a non-empty array of finite values > 0, got {T_all[:5]}")
     how = _resolve_method(pb, method)
     if how == "homogeneous":
-        sad = _solve_homogeneous(pb, T_all)
+        sad = _solve_homogeneous(pb, T_all, on_spectrum=_on_spectrum)
     elif how == "profile":
         sad = _solve_profile(pb, T_all, tol=tol, max_iter=max_iter, on_solution=_on_solution)
     else:
@@ -1136,7 +1139,36 @@ def deep_temperature_curve(
         observe(i, np.exp(ev.u), [G1[0], ev.M], ev.chol, ev.Ainv)
         done[i] = True
 
-    sad = solve_deep_saddle(pb, T, _on_solution=on_solution, **solver)
+    spectrum: list = []
+    sad = solve_deep_saddle(pb, T, _on_solution=on_solution, _on_spectrum=lambda *s: spectrum.extend(s), **solver)
+    if spectrum:  # homogeneous: K_L = q K̂ with q = Π Q_ℓ, the eigenbasis of K̂ serves every T (docs/theory.md §3)
+        Kh, kap, Uk = spectrum
+        kap = kap.clamp_min(0.0)
+        yt = Uk.T @ pb.y
+        if Xt is not None:
+            K0h, k0h, _, _ = _cross_kernels(C00, c00, C0X, cX, np.ones(L), pb.priors, activation, False)
+            F0 = K0h @ Uk
+        for i in range(nT):
+            q, Ti = float(np.prod(sad.Q[i])), float(T[i])
+            z = 1.0 / (Ti + q * kap)
+            train_err[i] = float(Ti**2 * (z**2 * yt**2).sum() / P)
+            train_var[i] = float(Ti - Ti**2 * z.sum() / P)
+            if Xt is not None:
+                test_mean[i] = (q * (F0 @ (z * yt))).cpu().numpy()
+                test_var[i] = (q * k0h - q * q * (F0**2 @ z)).cpu().numpy()
+            if geometry_measures or full_test:
+                G, _ = deep_kernels(pb.C, sad.Q[i], pb.priors, activation)
+                for l in range(L) if geometry_measures else ():
+                    m = g1 if l == 0 else _geometry(G[l], labels)
+                    for k in GEOMETRY_MEASURES:
+                        geo[k][i][l] = m[k]
+                if full_test:
+                    G00 = _cross_kernels(C00, c00, C0X, cX, sad.Q[i], pb.priors, activation, True)[3]
+                    for l in range(L):
+                        m = _geometry(G00[l], test_labels)
+                        for k in GEOMETRY_MEASURES:
+                            tgeo[k][i][l] = m[k]
+        done[:] = True
     eye = torch.eye(P, dtype=torch.float64, device=dev)
     for i in np.nonzero(~done)[0]:
         if D > 1:

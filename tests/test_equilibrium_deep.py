@@ -313,3 +313,28 @@ def test_profile_curve_reuses_the_factorisation_exactly(task):
         np.testing.assert_allclose(getattr(a, k), getattr(b, k), rtol=1e-7, atol=1e-12, err_msg=k)
     np.testing.assert_allclose(a.layer_geometry["centroid_distance"], b.layer_geometry["centroid_distance"],
                                rtol=1e-7)
+
+
+def test_homogeneous_curve_predictor_is_the_dense_gp(task):
+    """ReLU, L = 3: the predictor from the one eigendecomposition of K̂ (K_L = Π Q_ℓ K̂) equals the
+    dense GP with kernel K_L(Q*) and noise T (Cholesky at every temperature)."""
+    cur = deep.deep_temperature_curve(task.x_train, task.y_train, TEMPS, width=[30, 50, 40], activation="relu",
+                                      prior_v=[1.2, 0.9, 1.5], x_test=task.x_test, y_test=task.y_test,
+                                      geometry_measures=False)
+    X = torch.as_tensor(np.asarray(task.x_train, dtype=np.float64))
+    Xt = torch.as_tensor(np.asarray(task.x_test, dtype=np.float64))
+    Xa = torch.cat([X, Xt])
+    y = torch.as_tensor(np.asarray(task.y_train, dtype=np.float64))
+    P = X.shape[0]
+    for i, T in enumerate(TEMPS):
+        _, K = deep.deep_kernels(eq.kernels.input_covariance(Xa, Xa, 1.0), cur.Q[i], [1.2, 0.9, 1.5], "relu")
+        K = K[-1]
+        A = K[:P, :P] + T * torch.eye(P, dtype=torch.float64)
+        mean = K[P:, :P] @ torch.linalg.solve(A, y)
+        var = torch.diagonal(K[P:, P:]) - (K[P:, :P] * torch.linalg.solve(A, K[:P, P:]).T).sum(1)
+        np.testing.assert_allclose(cur.test_prediction[i], mean.numpy(), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(cur.test_prediction_variance[i], var.numpy(), rtol=1e-8, atol=1e-12)
+        r = y - K[:P, :P] @ torch.linalg.solve(A, y)
+        assert cur.train_error[i] == pytest.approx(float((r**2).mean()), rel=1e-9)
+        tv = T - T**2 * float(torch.linalg.inv(A).diagonal().mean())
+        assert cur.train_variance[i] == pytest.approx(tv, rel=1e-9)
