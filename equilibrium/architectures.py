@@ -8,7 +8,7 @@ a :class:`~equilibrium.TemperatureCurve` whose top-level fields describe the LAS
 with ``architecture`` set and the per-layer / per-patch arrays in ``layer_fields``:
 
 - deep: ``widths`` (L,), ``priors`` (L,) λ_1..λ_L, ``Q`` (nT, L), ``weight_second_moment``
-  (nT, L) = Q_ℓ/λ_ℓ, every geometry measure per layer (nT, L[, C[, C]]) and its infinite-width
+  (nT, L) = Q_ℓ/λ_ℓ (D outputs: the last column is tr Q_L/D, and ``Q_readout`` (nT, D, D) is Q_L), every geometry measure per layer (nT, L[, C[, C]]) and its infinite-width
   value ``reference_<measure>`` (L[, C[, C]]), ``test_<measure>`` on the test blocks;
 - cnn: ``Q`` (nT, Np, Np), ``patch_<measure>`` (Np[, C[, C]]) of every patch's NNGP kernel K_ii,
   ``patch_size``, ``image_shape``.
@@ -83,9 +83,14 @@ def architecture_curve(curve_cls, x_train, y_train, temperatures, *, width, arch
                                          device=device)
         geo = {k: v[:, -1] for k, v in dc.layer_geometry.items()}
         ref = {k: v[-1] for k, v in dc.reference.items()}
+        if not geo:  # (P, D) targets that are not one-hot: no class labels, no class geometry
+            geo = {k: _nan(nT) for k in deep.GEOMETRY_MEASURES}
+            ref = {k: np.nan for k in deep.GEOMETRY_MEASURES}
         test_geo = {k: v[:, -1] for k, v in dc.test_layer_geometry.items()}
         layer_fields = {"widths": np.asarray(dc.widths), "priors": np.asarray(dc.priors), "Q": dc.Q,
                         "weight_second_moment": dc.weight_second_moment}
+        if dc.Q_readout is not None:  # D outputs: the D×D readout order parameter Q_L
+            layer_fields["Q_readout"] = dc.Q_readout
         layer_fields.update(dc.layer_geometry)
         layer_fields.update({f"reference_{k}": v for k, v in dc.reference.items()})
         layer_fields.update({f"test_{k}": v for k, v in dc.test_layer_geometry.items()})
@@ -101,7 +106,8 @@ def architecture_curve(curve_cls, x_train, y_train, temperatures, *, width, arch
         **{k: geo[k] for k in deep.GEOMETRY_MEASURES},
         weight_moments=_nan(nT, r, r), weight_label_moment=_nan(nT), weight_directions=E,
         converged=src.converged, n_minima=src.n_minima, activation=activation, prior_w=float(prior_w),
-        level="renormalised", data_fingerprint=src.data_fingerprint, n_outputs=1,
+        level="renormalised", data_fingerprint=src.data_fingerprint,
+        n_outputs=1 if getattr(src, "Q_readout", None) is None else int(src.Q_readout.shape[-1]),
         test_prediction=src.test_prediction, test_prediction_variance=src.test_prediction_variance,
         architecture=architecture, layer_fields=layer_fields, **common,
     )

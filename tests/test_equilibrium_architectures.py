@@ -62,3 +62,16 @@ def test_cnn_architecture_is_the_conv_theory(task):
 def test_bad_architecture_arguments(task, kwargs, match):
     with pytest.raises(ValueError, match=match):
         eq.temperature_curve(task.x_train, task.y_train, TEMPS, **kwargs)
+
+
+def test_deep_multi_output_through_temperature_curve(task):
+    """One-hot targets with a list of widths: the deep D-output theory, Q_L in layer_fields."""
+    Y = np.eye(3)[np.arange(len(task.y_train)) % 3]
+    cur = eq.temperature_curve(task.x_train, Y, TEMPS, width=[20, 30])
+    ref = deep.deep_temperature_curve(task.x_train, Y, TEMPS, width=[20, 30])
+    assert cur.n_outputs == 3 and cur.layer_fields["Q_readout"].shape == (2, 3, 3)
+    np.testing.assert_array_equal(cur.layer_fields["Q_readout"], ref.Q_readout)
+    np.testing.assert_array_equal(cur.train_error, ref.train_error)
+    # targets that are not one-hot: theory runs, class geometry is absent (NaN)
+    cur2 = eq.temperature_curve(task.x_train, Y * 0.5 - 0.1, TEMPS, width=[20, 30])
+    assert cur2.converged.all() and np.isnan(cur2.class_radius).all()
