@@ -6,7 +6,7 @@
 Measured in one run (MNIST 3 vs 5, float64, one process, wall-clock):
 
 deep (L = 2, widths [N, N], erf; P = --deep-P, default 1000)
-  floor     kernel recursion at Q = 1 and one float64 eigh of the final kernel K_L
+  floor     kernel recursion at Q = 1 and one float64 eigh of the final kernel K_L (second of two runs)
   ours      equilibrium.deep.deep_temperature_curve for all --temps temperatures, the outputs deepbays
             gives (saddle points by the profile over Q1, predictor and test error; no layer geometry);
             also timed with the per-layer geometry (ours_with_layer_geometry_s)
@@ -59,11 +59,16 @@ def bench_deep(args, temps) -> dict:
     t = _task(args.deep_P, args.n_test)
     widths = [args.deep_width] * 2
     out: dict = {"P": args.deep_P, "widths": widths, "temperatures": len(temps)}
-    t0 = time.perf_counter()
+    from gdeq.equilibrium.linalg import eigh
+
     pb = deep.deep_problem(t.x_train, t.y_train, width=widths, activation="erf")
-    _, K = deep.deep_kernels(pb.C, np.ones(2), pb.priors, "erf")
-    torch.linalg.eigh(K[-1])
-    out["floor_s"] = time.perf_counter() - t0
+    floor = []
+    for _ in range(2):  # the second run: imports and first-call set-up excluded
+        t0 = time.perf_counter()
+        _, K = deep.deep_kernels(pb.C, np.ones(2), pb.priors, "erf")
+        eigh(K[-1])  # the eigendecomposition the solvers use (LAPACK divide and conquer on CPU)
+        floor.append(time.perf_counter() - t0)
+    out["floor_s"] = floor[-1]
     # what deepbays computes (Q*, predictor on the test points, test loss): no layer geometry
     t0 = time.perf_counter()
     cur = deep.deep_temperature_curve(t.x_train, t.y_train, temps, width=widths, activation="erf",
