@@ -14,11 +14,33 @@ equilibrium.action and equal widths give deepbays' action exactly):
 
     S(Q) = Σ_ℓ (N_ℓ/N_1)(Q_ℓ − log Q_ℓ) + (1/N_1)[log det A + yᵀA⁻¹y],   A = T·I + K_L(Q).
 
-Saddle point. General activations (erf): damped Newton in u = log Q with the analytic gradient
-(one Cholesky and one inverse of A per evaluation; the gradient through the kernel recursion by
-reverse-mode autodiff contracted with A⁻¹ − aaᵀ, a = A⁻¹y), a finite-difference Hessian carried
-along T with BFGS updates, continued down in T from the prior Q = 1 and back up again; the lowest
-of the distinct minima found by the two continuations is returned and their number reported.
+Saddle point, two hidden layers (erf; "profile"): K_2 = (Q2/λ2) M(Q1), M(Q1) = κ((Q1/λ1) G1) with
+G1 = κ(C) fixed. At fixed Q1 the data term depends on T and Q2 only through M's spectrum, so ONE
+eigendecomposition of M(Q1) gives the exact profile S*(Q1; T) = min_{Q2} S for every temperature
+(a scalar one-hidden-layer problem in Q2, scanned and refined by Brent per T) and, by the envelope
+theorem, dS*/dlog Q1 = (Q1 − 1) + (Q2/(λ2 N1))[Σ_k z_k (VᵀDV)_kk − aᵀDa], D = dM/dlog Q1.
+The profile is computed on a few log Q1 nodes (extended until every temperature's minimum is
+bracketed, halved where a minimum lies in an interval wider than 0.25); every local minimum of its
+cubic Hermite interpolant is a candidate for every T, and each candidate is polished by exact
+Newton with the analytic gradient and Hessian (one Cholesky + inverse of A per evaluation, one
+extra product A⁻¹D for the Hessian), the starting point corrected by the interpolation error seen
+at the previous temperature. Converged = |dS/dlog Q| ≤ tol × its largest term, or an exact Newton
+step below 1e-10 with a positive-definite Hessian. Distinct minima are counted (``n_minima``), the
+lowest kept; the curve reuses the last factorisation for the predictor.
+
+Other depths (L = 1, L ≥ 3) with erf, and D outputs: damped Newton in u = log Q with the analytic
+gradient (one Cholesky and one inverse of A per evaluation; the gradient through the kernel
+recursion by reverse-mode autodiff contracted with A⁻¹ − aaᵀ, a = A⁻¹y), a finite-difference
+Hessian carried along T with BFGS updates, continued down in T from the prior Q = 1 and back up
+again; the lowest of the distinct minima found by the two continuations is returned and their
+number reported.
+
+D outputs ((P, D) targets, D ≥ 2): the readout order parameter is a D×D matrix Q_L (as for one
+hidden layer, docs/theory.md §2.4), the inner Q_ℓ stay scalars (the hidden units of a layer are
+exchangeable whatever the number of outputs):
+S = Σ_{ℓ<L} (N_ℓ/N_1)(Q_ℓ − log Q_ℓ) + (N_L/N_1)(tr Q_L − log det Q_L)
++ (1/N_1)[log det(T + Q_L ⊗ G_L/λ_L) + yᵀ(T + Q_L ⊗ G_L/λ_L)⁻¹y], G_L = κ(K_{L−1}); unknowns
+log Q_ℓ and Σ = log Q_L (its upper triangle), Newton as above.
 
 Homogeneous activations (relu, identity: κ(cK) = cκ(K)): K_L = q·K̂ with q = Π Q_ℓ and
 K̂ = κ^{(L)}(C)/Π λ_ℓ, so ONE eigendecomposition serves all temperatures. For fixed q the first
@@ -27,7 +49,9 @@ has dS/dc ∝ F(c) = c + Σ_k q a_k z_k (1 − ỹ_k² z_k), z_k = 1/(T + q a_k)
 K̂. Every minimum is a sign change − → + of F, bracketed by F ∈ [c − |y|²/(4T), c + P]; the
 scan + Brent refinement is exhaustive up to the grid resolution, as for one hidden layer.
 
-Predictor: GP with kernel K_L(Q*) and noise T (docs/conventions.md §3), test variance without T.
+Predictor: GP with kernel K_L(Q*) and noise T (docs/conventions.md §3), test variance without T
+(homogeneous: in the eigenbasis of K̂, no factorisation per T; D outputs: errors and variances
+summed over outputs, as for one hidden layer).
 Posterior kernels per layer at the saddle (kernel-renormalisation level): the activation Gram
 G_ℓ = κ(K_{ℓ−1}) of hidden layer ℓ (G_1 is the NNGP kernel, independent of T) and the
 pre-activation kernel K_ℓ; class geometry of G_ℓ through gdeq.geometry.
@@ -359,7 +383,11 @@ class DeepSaddlePoint:
     finite-difference one (else the BFGS matrix carried along T; the homogeneous path checks the
     sign change of dS/dc exactly), ``n_minima`` distinct minima found, ``minima`` (nT, k, L)
     NaN-padded, ``n_evaluations`` action/gradient evaluations (each one P³ factorisation; 0 for
-    the homogeneous path, which needs one eigendecomposition in all)."""
+    the homogeneous path, which needs one eigendecomposition in all), ``n_eigendecompositions``
+    (profile nodes), ``n_hessians`` analytic Hessians (each one extra P³ product), ``method`` the
+    path taken ("profile", "newton", "homogeneous"), ``profile_nodes`` the log Q1 nodes,
+    ``Q_readout`` (nT, D, D) the readout Q_L for D outputs (then ``Q[:, -1]`` = tr Q_L/D and
+    ``gradient`` is dS/du, u = (log Q_1..log Q_{L−1}, upper triangle of log Q_L))."""
 
     temperature: np.ndarray
     Q: np.ndarray
@@ -986,7 +1014,8 @@ class DeepCurve:
     ``layer_geometry[name]`` (nT, L[, C]) class geometry (gdeq.geometry.class_geometry
     definitions) of the activation Gram G_ℓ of every hidden layer; ``test_layer_geometry`` the same
     on the test×test blocks; ``reference`` the infinite-width values (Q = 1). ``saddle`` the full
-    :class:`DeepSaddlePoint`.
+    :class:`DeepSaddlePoint`. D outputs: ``Q_readout`` (nT, D, D), ``test_prediction`` (nT, P_t, D),
+    class geometry with the one-hot classes (absent for targets that are not one-hot).
     """
 
     temperature: np.ndarray
