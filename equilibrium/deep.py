@@ -919,6 +919,7 @@ def _solve_profile(pb: DeepProblem, T_all: np.ndarray, *, tol: float, max_iter: 
             k = int(np.argmin([nodes[u].S[i] for u in us]))
             cands = [(us[k], nodes[us[k]].u2[i])]
         found: list[tuple[float, _Exact, np.ndarray]] = []
+        fallback: _Exact | None = None  # reported (converged = False) when no candidate converges
         for c in cands:
             model = np.array(c, dtype=np.float64)
             u0 = model.copy()
@@ -931,6 +932,8 @@ def _solve_profile(pb: DeepProblem, T_all: np.ndarray, *, tol: float, max_iter: 
             ev, conv, H, ne, nh = _polish_l2(pb, G1, float(T_all[i]), u0, tol=tol, step_tol=step_tol,
                                              max_iter=max_iter)
             n_ev, n_h = n_ev + ne, n_h + nh
+            if ev is not None and not conv and (fallback is None or ev.S < fallback.S):
+                fallback = ev
             if ev is None or not conv:
                 continue
             if any(np.abs(ev.u - f[1].u).max() <= 1e-6 for f in found):
@@ -945,6 +948,10 @@ def _solve_profile(pb: DeepProblem, T_all: np.ndarray, *, tol: float, max_iter: 
             hist.append((math.log(T_all[i]), model, ev.u.copy()))
             if on_solution is not None:
                 on_solution(int(i), ev)
+        elif fallback is not None:
+            Qo[i], So[i], Go[i] = np.exp(fallback.u), fallback.S, fallback.g / np.exp(fallback.u)
+            if on_solution is not None:
+                on_solution(int(i), fallback)
     kmax = max(1, max(len(m) for m in minima_all))
     minima = np.full((nT, kmax, 2), np.nan)
     for i, ms in enumerate(minima_all):

@@ -298,6 +298,10 @@ def test_profile_failure_is_reported(task):
         deep.solve_deep_saddle(pb, [1e-3, 0.5], max_iter=0)
     sad = deep.solve_deep_saddle(pb, [1e-3, 0.5], max_iter=0, raise_on_failure=False)
     assert not sad.converged.any() and np.all(sad.n_minima == 0)
+    assert np.all(np.isfinite(sad.Q)) and np.all(np.abs(sad.gradient) > 1e-9)  # the unconverged point, shown
+    cur = deep.deep_temperature_curve(task.x_train, task.y_train, [1e-3, 0.5], width=[20, 20], max_iter=0,
+                                      raise_on_failure=False, x_test=task.x_test, y_test=task.y_test)
+    assert not cur.converged.any() and np.all(np.isfinite(cur.test_error))
     with pytest.raises(ValueError, match="method"):
         deep.solve_deep_saddle(deep.deep_problem(task.x_train, task.y_train, width=[20, 20, 20]), [0.1],
                                method="profile")
