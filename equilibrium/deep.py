@@ -663,6 +663,11 @@ def _layer2_d2(cache: tuple) -> torch.Tensor:
     return out.add_(r2).mul_(inv).mul_(2.0 / math.pi)
 
 
+def _fdot(A: torch.Tensor, B: torch.Tensor) -> float:
+    """Σ_ij A_ij B_ij without a P² temporary."""
+    return float(torch.dot(A.reshape(-1), B.reshape(-1)))
+
+
 @dataclass
 class _Exact:
     """One exact evaluation of the L = 2 action at u = (log Q1, log Q2): Cholesky and inverse of A."""
@@ -693,7 +698,7 @@ def _exact_l2(pb: DeepProblem, G1: torch.Tensor, T: float, u: np.ndarray) -> _Ex
         return None
     a = torch.cholesky_solve(pb.y[:, None], chol)[:, 0]
     Ainv = torch.cholesky_inverse(chol)
-    tM, tD = float((Ainv * M).sum()), float((Ainv * D).sum())
+    tM, tD = _fdot(Ainv, M), _fdot(Ainv, D)
     aMa, aDa = float(a @ (M @ a)), float(a @ (D @ a))
     logdet = 2.0 * float(torch.log(torch.diagonal(chol)).sum())
     Q = np.exp(u)
@@ -716,11 +721,11 @@ def _exact_l2_hessian(pb: DeepProblem, G1: torch.Tensor, ev: _Exact) -> np.ndarr
     trAi = float(torch.diagonal(Ai).sum())
     pM, pD = c2 * (ev.M @ ev.a), c2 * (ev.D @ ev.a)
     qM, qD = Ai @ pM, Ai @ pD
-    trMM = P - 2.0 * T * trAi + T * T * float((Ai * Ai).sum())   # Tr(A⁻¹A_2A⁻¹A_2)
-    trDD = c2 * c2 * float((X * X.T).sum())                      # Tr(A⁻¹A_1A⁻¹A_1)
-    trDM = c2 * (float(torch.diagonal(X).sum()) - T * float((X * Ai).sum()))
+    trMM = P - 2.0 * T * trAi + T * T * _fdot(Ai, Ai)            # Tr(A⁻¹A_2A⁻¹A_2)
+    trDD = c2 * c2 * _fdot(X, X.T.contiguous())                  # Tr(A⁻¹A_1A⁻¹A_1)
+    trDM = c2 * (float(torch.diagonal(X).sum()) - T * _fdot(X, Ai))
     h22 = c2 * tM - trMM - c2 * aMa + 2.0 * float(pM @ qM)
-    h11 = c2 * float((Ai * D2).sum()) - trDD - c2 * float(ev.a @ (D2 @ ev.a)) + 2.0 * float(pD @ qD)
+    h11 = c2 * _fdot(Ai, D2) - trDD - c2 * float(ev.a @ (D2 @ ev.a)) + 2.0 * float(pD @ qD)
     h12 = c2 * tD - trDM - c2 * aDa + 2.0 * float(pD @ qM)
     H = np.array([[h11, h12], [h12, h22]]) / pb.widths[0]
     return H + np.diag(pb.coef * np.exp(ev.u))
