@@ -179,8 +179,11 @@ def main() -> None:
     temps = np.logspace(-3, 1, args.temps)
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
-    result = {"config": {"git_commit": commit, "command": "python benchmarks/bench_architectures.py "
-                         + " ".join(sys.argv[1:]), "threads": os.environ.get("OMP_NUM_THREADS", "default"),
+    env = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ)
+    command = (f"{env} nice -n {os.nice(0)} " if os.nice(0) else f"{env} ").lstrip() \
+        + "python benchmarks/bench_architectures.py " + " ".join(sys.argv[1:])
+    result = {"config": {"git_commit": commit, "command": command.strip(),
+                         "threads": os.environ.get("OMP_NUM_THREADS", "default"),
                          "load_average": os.getloadavg(), "temperature_range": [1e-3, 10.0],
                          **{k: v for k, v in vars(args).items() if k != "out"}}}
     if args.only in ("deep", "both"):

@@ -25,7 +25,7 @@ cubic Hermite interpolant is a candidate for every T, and each candidate is poli
 Newton with the analytic gradient and Hessian (one Cholesky + inverse of A per evaluation, one
 extra product A⁻¹D for the Hessian), the starting point corrected by the interpolation error seen
 at the previous temperature. Converged = |dS/dlog Q| ≤ tol × its largest term, or an exact Newton
-step below 1e-10 with a positive-definite Hessian. Distinct minima are counted (``n_minima``), the
+step below 1e-9 with a positive-definite Hessian. Distinct minima are counted (``n_minima``), the
 lowest kept; the curve reuses the last factorisation for the predictor.
 
 Other depths (L = 1, L ≥ 3) with erf, and D outputs: damped Newton in u = log Q with the analytic
@@ -861,7 +861,7 @@ def _polish_l2(pb, G1, T, u0, *, tol, step_tol, max_iter):
     return ev, False, H, n_ev, n_h
 
 
-def _solve_profile(pb: DeepProblem, T_all: np.ndarray, *, tol: float, max_iter: int, step_tol: float = 1e-10,
+def _solve_profile(pb: DeepProblem, T_all: np.ndarray, *, tol: float, max_iter: int, step_tol: float = 1e-9,
                    h_max: float = 0.25, max_nodes: int = 24, on_solution=None) -> DeepSaddlePoint:
     """L = 2, general activation (module docstring): exact profile on adaptive u1 nodes, every local
     minimum of its cubic Hermite interpolant for every T, each polished by exact Newton."""
@@ -994,7 +994,7 @@ def solve_deep_saddle(pb: DeepProblem, temperatures, *, tol: float = 1e-11, max_
     eigendecomposition path for homogeneous activations, the profile over Q1 for two hidden layers
     (erf) and Newton continuation otherwise ("newton" forces the general path, "profile" the
     L = 2 one). Converged = |dS/dlog Q_ℓ| ≤ ``tol`` × the size of its largest term (profile: or an
-    exact Newton step below 1e-10 in log Q), with a positive-definite Hessian. Raises ValueError at
+    exact Newton step below 1e-9 in log Q), with a positive-definite Hessian. Raises ValueError at
     non-convergence unless ``raise_on_failure=False``."""
     T_all = np.asarray(temperatures, dtype=np.float64).reshape(-1)
     if T_all.size == 0 or not np.all(np.isfinite(T_all)) or np.any(T_all <= 0):
