@@ -25,8 +25,11 @@ cnn (one hidden layer, mask --mask, default 7 → 16 patches, Nc = --channels, e
             reports (Np² + 1) × that per temperature as a LOWER BOUND (a full deepbays solve at
             this size takes tens of minutes per temperature on one core)
 
+interp (--only interp) the error of answering from the profile nodes alone (no factorisation per
+          temperature): cubic Hermite interpolant of the exact L = 2 profile on uniform log Q1 nodes
+
 Results are printed and written to benchmarks/results/bench_architectures.json; with --only, the
-other architecture's previous numbers are kept there with their own config ("cnn_config"/"deep_config").
+other sections' previous numbers are kept there with their own config ("cnn_config", ...).
 """
 
 from __future__ import annotations
@@ -78,6 +81,17 @@ def bench_deep(args, temps) -> dict:
     out.update(ours_method=sad.method, ours_evaluations=int(sad.n_evaluations), ours_hessians=int(sad.n_hessians),
                ours_eigendecompositions=int(sad.n_eigendecompositions), ours_converged=bool(cur.converged.all()),
                ours_max_minima=int(cur.n_minima.max()))
+    # the per-temperature floor of an exact answer: one evaluation at Q* (kernel pair, Cholesky, inverse)
+    G1 = deep.deep_kernels(pb.C, np.ones(2), pb.priors, "erf")[0][0]
+    pick = np.linspace(0, len(temps) - 1, 3).round().astype(int)
+    t0 = time.perf_counter()
+    evs = [deep._exact_l2(pb, G1, float(temps[i]), np.log(cur.Q[i])) for i in pick]
+    out["exact_evaluation_s"] = (time.perf_counter() - t0) / len(pick)
+    t0 = time.perf_counter()
+    for ev in evs:
+        deep._exact_l2_hessian(pb, G1, ev)
+    out["exact_hessian_s"] = (time.perf_counter() - t0) / len(pick)
+    del evs
     t0 = time.perf_counter()
     deep.deep_temperature_curve(t.x_train, t.y_train, temps, width=widths, activation="erf", x_test=t.x_test,
                                 y_test=t.y_test)
@@ -117,6 +131,31 @@ def bench_deep(args, temps) -> dict:
         out["speedup_relu_vs_deepbays_erf"] = out["deepbays_s_extrapolated"] / out["ours_relu_s"]
     out["ours_over_floor"] = out["ours_s"] / out["floor_s"]
     out["ours_relu_over_floor"] = out["ours_relu_s"] / out["floor_s"]
+    return out
+
+
+def bench_interpolation(args) -> dict:
+    """How far the profile nodes alone (no factorisation per temperature) would get: the largest and
+    median error in log Q1* of the cubic Hermite interpolant of the exact profile on uniform nodes
+    (P = --interp-P, widths P/2, 20 temperatures in [1e-3, 10]), against the exact solver."""
+    from gdeq.equilibrium import deep
+
+    t = _task(args.interp_P, args.n_test)
+    P = args.interp_P
+    pb = deep.deep_problem(t.x_train, t.y_train, width=[P // 2, P // 2], activation="erf")
+    T = np.logspace(-3, 1, 20)
+    exact = np.log(deep.solve_deep_saddle(pb, T).Q[:, 0])
+    G1 = deep.deep_kernels(pb.C, np.ones(2), pb.priors, "erf")[0][0]
+    out: dict = {"P": P, "temperatures": 20, "rows": []}
+    for h in (0.25, 0.125, 0.0625):
+        us = np.arange(-0.0625, exact.max() + h, h)
+        nodes = [deep._profile_node(pb, G1, float(u), T) for u in us]
+        err = []
+        for i in range(len(T)):
+            c = [m[0] for j in range(len(us) - 1) for m in deep._hermite_minima(nodes[j], nodes[j + 1], i)]
+            err.append(min((abs(u - exact[i]) for u in c), default=np.inf))
+        out["rows"].append({"spacing": h, "nodes": len(us), "max_error_log_Q1": float(np.max(err)),
+                            "median_error_log_Q1": float(np.median(err))})
     return out
 
 
@@ -163,7 +202,8 @@ def bench_cnn(args, temps) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", choices=["deep", "cnn", "both"], default="both")
+    p.add_argument("--only", choices=["deep", "cnn", "both", "interp"], default="both")
+    p.add_argument("--interp-P", type=int, default=300, help="--only interp: training points")
     p.add_argument("--temps", type=int, default=50)
     p.add_argument("--deep-P", type=int, default=1000)
     p.add_argument("--deep-width", type=int, default=500)
@@ -192,14 +232,17 @@ def main() -> None:
     if args.only in ("cnn", "both"):
         result["cnn"] = bench_cnn(args, temps)
         print(json.dumps({"cnn": result["cnn"]}, indent=1), flush=True)
+    if args.only == "interp":
+        result["interp"] = bench_interpolation(args)
+        print(json.dumps({"interp": result["interp"]}, indent=1), flush=True)
     result["config"]["load_average_end"] = os.getloadavg()
     out = Path(args.out)
-    if out.exists() and args.only != "both":  # keep the other architecture's last numbers (and say so)
+    if out.exists() and args.only != "both":  # keep the other sections' last numbers (and their configs)
         previous = json.loads(out.read_text())
-        other = "cnn" if args.only == "deep" else "deep"
-        if other in previous:
-            result[other] = previous[other]
-            result[f"{other}_config"] = previous.get(f"{other}_config", previous["config"])
+        for other in ("deep", "cnn", "interp"):
+            if other not in result and other in previous:
+                result[other] = previous[other]
+                result[f"{other}_config"] = previous.get(f"{other}_config", previous["config"])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
 
