@@ -69,6 +69,7 @@ from scipy.optimize import brentq
 
 from gdeq import geometry
 
+from .action import Spectrum, solve_saddle
 from .kernels import input_covariance, kernel_diagonal, kernel_from_covariance
 from .linalg import eigh
 
@@ -744,48 +745,26 @@ class _Node:
 
 def _profile_node(pb: DeepProblem, G1: torch.Tensor, u1: float, T_all: np.ndarray, *, grid: int = 40) -> _Node:
     """In M's eigenbasis (M = Σ m_k v_k v_kᵀ, ỹ = Vᵀy) the data term at (u1, u2) is
-    Σ_k log(T + c2 m_k) + ỹ_k² z_k, z_k = 1/(T + c2 m_k), c2 = Q2/λ2: the minimum over u2 is the
-    one-hidden-layer scalar problem, dS/du2 = coef2 (Q2 − 1) + (1/N1) Σ_k w_k (1 − ỹ_k² z_k),
-    w_k = c2 m_k z_k, bracketed by Q2 ∈ [1/(1 + tr M/(λ2 T N2)), 1 + |y|²/(4 T N2)] (docs/theory.md
-    §2.3 with N2). dS*/du1 = coef1 (Q1 − 1) + (c2/N1)[Σ_k z_k (VᵀDV)_kk − aᵀDa], a = V(z ỹ)."""
+    Σ_k log(T + c2 m_k) + ỹ_k² z_k, z_k = 1/(T + c2 m_k), c2 = Q2/λ2, and
+    S = coef1 (Q1 − log Q1) + coef2 [Q2 − log Q2 + (1/N2) Σ_k ...] with coef2 = N2/N1: the minimum
+    over Q2 is the one-hidden-layer saddle point of width N2 on the kernel M/λ2
+    (equilibrium.action.solve_saddle: bracketed scan, every minimum, the lowest kept; docs/theory.md
+    §2.3). dS*/du1 = coef1 (Q1 − 1) + (c2/N1)[Σ_k z_k (VᵀDV)_kk − aᵀDa], a = V(z ỹ)."""
     M, D, _ = _layer2_gram(G1, u1, pb.priors[0], pb.activation, 1)
     m_t, V = eigh(M)
     m = m_t.clamp_min(0.0).cpu().numpy()
     yt = (V.T @ pb.y).cpu().numpy()
-    yt2 = yt * yt
     dk = (V * (D @ V)).sum(0).cpu().numpy()
     lam2, N1, N2 = pb.priors[1], pb.widths[0], pb.widths[1]
     coef1, coef2 = pb.coef
     Q1 = math.exp(u1)
-    y2, trM = float(yt2.sum()), float(m.sum())
-    nT = len(T_all)
-    S_out, u2_out, nin = np.full(nT, np.inf), np.full(nT, np.nan), np.zeros(nT, np.int64)
-
-    def F(v, T):  # dS/du2 at fixed u1
-        c2 = math.exp(v) / lam2
-        z = 1.0 / (T + c2 * m)
-        w = c2 * m * z
-        return coef2 * (math.exp(v) - 1.0) + float(np.sum(w * (1.0 - yt2 * z))) / N1
-
-    def S_of(v, T):
-        c2 = math.exp(v) / lam2
-        den = T + c2 * m
-        return (coef1 * (Q1 - u1) + coef2 * (math.exp(v) - v)
-                + (float(np.sum(np.log(den))) + float(np.sum(yt2 / den))) / N1)
-
-    for i, T in enumerate(T_all):
-        lo = -math.log1p(trM / (lam2 * T * N2)) - 1e-3
-        hi = math.log1p(y2 / (4.0 * T * N2)) + 1e-3
-        vs = np.linspace(lo, hi, grid)
-        c2 = np.exp(vs)[:, None] / lam2
-        z = 1.0 / (T + c2 * m[None])
-        f = coef2 * (np.exp(vs) - 1.0) + (c2 * m * z * (1.0 - yt2 * z)).sum(1) / N1
-        roots = []
-        for k in np.nonzero((f[:-1] < 0) & (f[1:] >= 0))[0]:
-            roots.append(brentq(F, vs[k], vs[k + 1], args=(T,), xtol=1e-14, rtol=1e-15, maxiter=200))
-        nin[i] = len(roots)
-        if roots:
-            S_out[i], u2_out[i] = min((S_of(v, T), v) for v in roots)
+    # min over Q2: S = coef1 (Q1 − log Q1) + coef2 × (the one-hidden-layer action of width N2 on M/λ2)
+    sp = Spectrum(kappa=m_t.clamp_min(0.0), U=V, y_t=V.T @ pb.y, prior_v=lam2)
+    inner = solve_saddle(sp, T_all, width=N2, grid=grid, raise_on_failure=False)
+    ok = np.asarray(inner.converged, dtype=bool)
+    u2_out = np.where(ok, np.log(np.asarray(inner.Q, dtype=np.float64)), np.nan)
+    S_out = np.where(ok, coef1 * (Q1 - u1) + coef2 * np.asarray(inner.action, dtype=np.float64), np.inf)
+    nin = np.asarray(inner.n_minima, dtype=np.int64)
     c2 = np.exp(u2_out) / lam2
     z = 1.0 / (T_all[:, None] + c2[:, None] * m[None])                       # (nT, P)
     Av = V @ torch.as_tensor((z * yt[None]).T, dtype=V.dtype, device=V.device)  # a = V(z ỹ), (P, nT)
@@ -1113,27 +1092,29 @@ def deep_temperature_curve(
     G1, _ = deep_kernels(pb.C, np.ones(L), pb.priors, activation)
     g1 = _geometry(G1[0], labels) if geometry_measures else None
 
+    def record_geometry(i: int, G: list[torch.Tensor] | None, G00: list[torch.Tensor] | None) -> None:
+        """Class geometry of every layer Gram (train: G, test×test: G00) at temperature i."""
+        for grams, lab, out in ((G if geometry_measures else None, labels, geo), (G00, test_labels, tgeo)):
+            if grams is None:
+                continue
+            for l in range(L):
+                m = g1 if (l == 0 and out is geo) else _geometry(grams[l], lab)
+                for k in GEOMETRY_MEASURES:
+                    out[k][i][l] = m[k]
+
     def observe(i: int, Q: np.ndarray, G: list[torch.Tensor], chol: torch.Tensor, Ainv: torch.Tensor | None):
         """Predictor and layer geometry at temperature i from the factorisation of A = T + K_L(Q*)."""
         a = torch.cholesky_solve(pb.y[:, None], chol)[:, 0]
         train_err[i] = float((T[i] * a).pow(2).mean())
         dAinv = torch.cholesky_inverse(chol).diagonal() if Ainv is None else Ainv.diagonal()
         train_var[i] = float(T[i] - T[i] ** 2 * dAinv.mean())
-        if geometry_measures:
-            for l in range(L):
-                m = g1 if l == 0 else _geometry(G[l], labels)
-                for k in GEOMETRY_MEASURES:
-                    geo[k][i][l] = m[k]
+        G00 = None
         if Xt is not None:
             K0X, k0, G0X, G00 = _cross_kernels(C00, c00, C0X, cX, Q, pb.priors, activation, full_test)
             test_mean[i] = (K0X @ a).cpu().numpy()
             B = torch.cholesky_solve(K0X.T, chol) if Ainv is None else Ainv @ K0X.T
             test_var[i] = (k0 - (K0X * B.T).sum(1)).cpu().numpy()
-            if full_test:
-                for l in range(L):
-                    m = _geometry(G00[l], test_labels)
-                    for k in GEOMETRY_MEASURES:
-                        tgeo[k][i][l] = m[k]
+        record_geometry(i, G, G00 if full_test else None)
 
     def observe_multi(i: int, Q: np.ndarray, QL: np.ndarray) -> None:
         """D outputs (docs/theory.md §3 conventions): in Q_L's eigenbasis A = ⊕_d (T + q_d G_L/λ_L);
@@ -1155,11 +1136,7 @@ def deep_temperature_curve(
         alpha = torch.stack(cols, 1) @ Ut.T
         train_err[i] = float(T[i] ** 2 * (alpha**2).sum() / P)
         train_var[i] = D * T[i] - T[i] ** 2 * trinv / P
-        if geometry_measures:
-            for l in range(L):
-                m = g1 if l == 0 else _geometry(G[l], labels)
-                for k in GEOMETRY_MEASURES:
-                    geo[k][i][l] = m[k]
+        G00 = None
         if Xt is not None:
             K0X, k0, G0X, G00 = _cross_kernels(C00, c00, C0X, cX, Qs, pb.priors, activation, full_test)
             g0X, g00 = G0X[-1], k0 * lam  # Q_L = 1 above: k0 = g00/λ_L
@@ -1168,11 +1145,7 @@ def deep_temperature_curve(
             var = torch.diagonal(torch.as_tensor(QL, device=dev))[None, :] * g00[:, None] / lam \
                 - red @ torch.as_tensor(((q / lam) ** 2)[:, None] * (U**2).T, device=dev)
             test_var[i] = var.cpu().numpy()
-            if full_test:
-                for l in range(L):
-                    m = _geometry(G00[l], test_labels)
-                    for k in GEOMETRY_MEASURES:
-                        tgeo[k][i][l] = m[k]
+        record_geometry(i, G, G00 if full_test else None)
 
     done = np.zeros(nT, bool)
 
@@ -1198,17 +1171,9 @@ def deep_temperature_curve(
                 test_mean[i] = (q * (F0 @ (z * yt))).cpu().numpy()
                 test_var[i] = (q * k0h - q * q * (F0**2 @ z)).cpu().numpy()
             if geometry_measures or full_test:
-                G, _ = deep_kernels(pb.C, sad.Q[i], pb.priors, activation)
-                for l in range(L) if geometry_measures else ():
-                    m = g1 if l == 0 else _geometry(G[l], labels)
-                    for k in GEOMETRY_MEASURES:
-                        geo[k][i][l] = m[k]
-                if full_test:
-                    G00 = _cross_kernels(C00, c00, C0X, cX, sad.Q[i], pb.priors, activation, True)[3]
-                    for l in range(L):
-                        m = _geometry(G00[l], test_labels)
-                        for k in GEOMETRY_MEASURES:
-                            tgeo[k][i][l] = m[k]
+                G = deep_kernels(pb.C, sad.Q[i], pb.priors, activation)[0] if geometry_measures else None
+                G00 = _cross_kernels(C00, c00, C0X, cX, sad.Q[i], pb.priors, activation, True)[3] if full_test else None
+                record_geometry(i, G, G00)
         done[:] = True
     eye = torch.eye(P, dtype=torch.float64, device=dev)
     for i in np.nonzero(~done)[0]:
