@@ -342,3 +342,18 @@ def test_homogeneous_curve_predictor_is_the_dense_gp(task):
         assert cur.train_error[i] == pytest.approx(float((r**2).mean()), rel=1e-9)
         tv = T - T**2 * float(torch.linalg.inv(A).diagonal().mean())
         assert cur.train_variance[i] == pytest.approx(tv, rel=1e-9)
+
+
+def test_hermite_candidates_find_both_wells_of_a_double_well():
+    """The candidate step of the profile solver on a known profile S(u) = (u² − 1)² + 0.1u (two
+    minima near u = ±1, the left one lower): every local minimum of the interpolant is a candidate,
+    within the interpolation error of the true minima."""
+    us = np.linspace(-2.0, 2.0, 17)
+    S = lambda u: (u * u - 1.0) ** 2 + 0.1 * u  # noqa: E731
+    g = lambda u: 4.0 * u * (u * u - 1.0) + 0.1  # noqa: E731
+    nodes = [deep._Node(u1=float(u), S=np.array([S(u)]), g=np.array([g(u)]), u2=np.zeros(1),
+                        n_inner=np.ones(1, np.int64)) for u in us]
+    cands = [c[0] for j in range(len(us) - 1) for c in deep._hermite_minima(nodes[j], nodes[j + 1], 0)]
+    true = np.sort([r.real for r in np.roots([4.0, 0.0, -4.0, 0.1]) if 4 * 3 * r.real**2 - 4 > 0])
+    assert len(cands) == 2
+    np.testing.assert_allclose(np.sort(cands), true, atol=2e-3)
