@@ -20,8 +20,13 @@ Moves
 
         U_T(W) = (λ0/2)|W|² + (D/2) log det A_W + ½ tr Yᵀ A_W⁻¹ Y,   A_W = T·I + K_W/λ1,  K_W = ΦΦᵀ/N1,
 
-    sampled with Metropolis-adjusted Hamiltonian Monte Carlo (no step-size bias; per-chain step
-    size tuned during the discarded burn-in to an acceptance near 0.8, then frozen). All
+    sampled with Metropolis-adjusted Hamiltonian Monte Carlo (no step-size bias) in Z = √λ0 W with unit
+    mass. Default integrator ``"split"``: U = ½|Z|² + U_lik(Z) is integrated by Strang splitting, the
+    prior flow exactly (a rotation of each (Z, p) pair), the likelihood by kicks, so the step size is
+    limited by the likelihood's curvature only, not by the r·N1 prior-dominated directions (with the
+    plain leapfrog those force ε ∝ (r·N1)^(−1/4)). Step size per temperature tuned during the discarded
+    burn-in to an acceptance near 0.8, then frozen; every chain integrates for the same (jittered)
+    time, taking as many steps as its temperature's step size needs. All
     readout-dependent observables are Rao–Blackwellised through v | W:
     E[v | W] = √N1 M⁻¹ΦᵀY, Cov[v | W] = T·N1·M⁻¹ per output, M = T·N1·λ1·I + ΦᵀΦ.
 ``method="langevin"``
@@ -109,8 +114,10 @@ class SamplerSettings:
     replicas: R chains per temperature. method: ``"hmc"`` (collapsed, exact) or ``"langevin"``.
     tempering: replica exchange over the ladder (hmc only); ``max_temperature_ratio`` bounds the ratio
     of neighbouring ladder temperatures (helper temperatures are inserted). trajectory_length: HMC
-    integration time per trajectory (jittered ±20 %). step_size: initial HMC leapfrog step (tuned) or
-    Langevin η. Adaptive length: ``first_round`` trajectories in the first round, stop at
+    integration time per trajectory (jittered ±20 %; in Z = √λ0 W with unit mass, so π/2 is a quarter
+    period of the prior flow: a fresh prior draw of every prior-dominated direction). step_size:
+    initial HMC step (tuned per temperature) or Langevin η. integrator: ``"split"`` (prior flow exact,
+    kicks by the likelihood; default) or ``"leapfrog"`` (plain leapfrog on the whole U). Adaptive length: ``first_round`` trajectories in the first round, stop at
     R̂ < ``rhat_max`` and ESS ≥ ``ess_min``, budget ``max_trajectories`` per chain (tuning included)
     and ``max_seconds`` (None: none). Fixed length instead: ``burn_in`` and ``sampling_time`` (time
     units, both given). ``reduce``: exact span reduction. ``n_components``: data principal directions
@@ -121,8 +128,9 @@ class SamplerSettings:
     method: Literal["hmc", "langevin"] = "hmc"
     tempering: bool = False
     max_temperature_ratio: float = 1.5
-    trajectory_length: float = 1.0
+    trajectory_length: float = math.pi / 2
     step_size: float | None = None
+    integrator: Literal["split", "leapfrog"] = "split"
     rhat_max: float = 1.01
     ess_min: float = 200.0
     first_round: int = 50
@@ -159,6 +167,8 @@ class SamplerSettings:
         positive("max_temperature_ratio", self.max_temperature_ratio, lo=1.0)
         positive("trajectory_length", self.trajectory_length)
         positive("step_size", self.step_size, allow_none=True)
+        if self.integrator not in ("split", "leapfrog"):
+            raise ValueError(f"integrator: must be 'split' or 'leapfrog', got {self.integrator!r}")
         positive("rhat_max", self.rhat_max, lo=1.0)
         positive("ess_min", self.ess_min)
         positive_int("first_round", self.first_round, 2)
@@ -526,17 +536,47 @@ class _Measure:
 # ---------------------------------------------------------------------------------------------
 # moves
 # ---------------------------------------------------------------------------------------------
-def _hmc_trajectory(prob: _Problem, W, U, grad, eps, n_leap, randn, gen):
-    """One Metropolis-adjusted leapfrog trajectory per chain (unit mass). Returns new state and acceptance prob."""
+def _hmc_trajectory(prob: _Problem, W, U, grad, eps, n_steps, randn, gen, integrator: str = "split"):
+    """One Metropolis-adjusted trajectory per chain; chain b takes ``n_steps[b]`` steps of size ``eps[b]``.
+
+    Coordinates Z = √λ0 W with unit mass (kinetic energy ½|p|², i.e. mass λ0 for W), so the prior part
+    of U is ½|Z|² whatever λ0. ``integrator="split"``: U = ½|Z|² + U_lik is split (Strang) into the
+    prior flow, integrated exactly (a rotation by angle ε in each (Z, p) plane), and kicks by −∇U_lik:
+    kick ε/2 · (rotate ε · kick ε)ⁿ⁻¹ · rotate ε · kick ε/2. The prior-dominated directions — almost all
+    of the r·N1 coordinates — then add no integration error, so the step is set by the likelihood alone
+    (dimension-robust HMC for Gaussian-prior targets, Beskos et al. 2011; "split HMC", Shahbaba et al.
+    2014). ``"leapfrog"``: the plain velocity-Verlet leapfrog on the whole U. Both maps are volume
+    preserving and reversible, so the Metropolis test with H = U + ½|p|² leaves p_T(W) exact.
+    Chains that have taken all their steps drop out of the batch (per-temperature trajectory costs differ).
+    Returns new (W, U, grad) and the acceptance probabilities.
+    """
+    sq = math.sqrt(prob.lam0)
+    Z = W * sq
     p = randn(*W.shape)
     H0 = U + 0.5 * (p * p).sum((1, 2)).to(U.dtype)
-    Wn, pn = W, p - 0.5 * eps * grad
-    for k in range(n_leap):
-        Wn = Wn + eps * pn
-        Un, gn = prob.collapsed(Wn)
-        if k < n_leap - 1:
-            pn = pn - eps * gn
-    pn = pn - 0.5 * eps * gn
+    split = integrator == "split"
+
+    def force(Zb, gWb):  # ∇_Z of U_lik (split) or of U (leapfrog), from ∇_W U
+        return gWb / sq - Zb if split else gWb / sq
+
+    e3 = eps.to(W.dtype)[:, None, None]
+    cos, sin = torch.cos(e3), torch.sin(e3)
+    Zn, Un, gn = Z.clone(), U.clone(), grad.clone()
+    pn = p - 0.5 * e3 * force(Z, grad)
+    n_max = int(n_steps.max())
+    for k in range(n_max):
+        every = bool((n_steps > k).all())
+        act = slice(None) if every else (n_steps > k).nonzero().squeeze(1)
+        Za, pa, ea = Zn[act], pn[act], e3[act]
+        if split:
+            Za, pa = Za * cos[act] + pa * sin[act], pa * cos[act] - Za * sin[act]
+        else:
+            Za = Za + ea * pa
+        sub = prob if every else prob.with_temperatures(prob.T[act])
+        Ua, ga = sub.collapsed(Za / sq)
+        last = (n_steps[act] == k + 1)[:, None, None]
+        pa = pa - torch.where(last, 0.5 * ea, ea) * force(Za, ga)
+        Zn[act], pn[act], Un[act], gn[act] = Za, pa, Ua, ga
     H1 = Un + 0.5 * (pn * pn).sum((1, 2)).to(Un.dtype)
     log_a = (H0 - H1).to(torch.float64)
     log_a = torch.where(torch.isfinite(log_a), log_a, torch.full_like(log_a, -float("inf")))
@@ -544,7 +584,7 @@ def _hmc_trajectory(prob: _Problem, W, U, grad, eps, n_leap, randn, gen):
     u = torch.rand(a.shape, generator=gen, device=a.device, dtype=torch.float64)
     take = u < a
     tw = take[:, None, None]
-    return torch.where(tw, Wn, W), torch.where(take, Un, U), torch.where(tw, gn, grad), a
+    return torch.where(tw, Zn / sq, W), torch.where(take, Un, U), torch.where(tw, gn, grad), a
 
 
 def _swap(prob: _Problem, W, U, nT: int, R: int, parity: int, gen):
@@ -685,7 +725,7 @@ class _HMCMover:
     def __init__(self, prob: _Problem, W, s: SamplerSettings, nT: int, R: int, frozen: bool, gen, randn):
         self.prob, self.s, self.nT, self.R, self.frozen, self.gen, self.randn = prob, s, nT, R, frozen, gen, randn
         B, dev = W.shape[0], W.device
-        self.eps = torch.full((B,), float(s.step_size) if s.step_size is not None else 0.1, device=dev,
+        self.eps = torch.full((B,), float(s.step_size) if s.step_size is not None else 0.2, device=dev,
                               dtype=torch.float64)
         self.W = W
         self.U, self.grad = prob.collapsed(W)
@@ -693,24 +733,27 @@ class _HMCMover:
         self.move_time = float(s.trajectory_length)
         self.uses_tuning = True
 
-    def _trajectory(self, n_leap_fixed: int | None, adapt: bool) -> torch.Tensor:
+    def _trajectory(self, max_steps: int | None, adapt: bool) -> torch.Tensor:
         L, eps, dev = self.move_time, self.eps, self.eps.device
         jitter = 0.8 + 0.4 * torch.rand((), generator=self.gen, device=dev, dtype=torch.float64)
-        if n_leap_fixed is not None:
-            n_leap, e = n_leap_fixed, eps * jitter
-        else:  # one leapfrog count for the batch: chains differ only through their step size
-            n_leap = max(1, int(math.ceil(float(L * jitter) / float(eps.median()))))
-            e = eps * (float(L * jitter) / (n_leap * float(eps.median())))
+        # every chain integrates for the same time L·jitter (jitter shared, drawn independently of the
+        # state): chain b takes n_b = ⌈L·jitter/ε_b⌉ steps of L·jitter/n_b (exact: a fixed map per chain)
+        n_steps = torch.clamp(torch.ceil(L * jitter / eps), min=1).long()
+        e = L * jitter / n_steps
+        if max_steps is not None:  # tuning: at most max_steps steps of the current size
+            n_steps = n_steps.clamp(max=max_steps)
+            e = torch.minimum(e, eps * jitter)
         if self.frozen:  # nothing to sample: v | W is integrated exactly
             return torch.ones(eps.shape, dtype=torch.float64, device=dev)
-        self.W, self.U, self.grad, a = _hmc_trajectory(self.prob, self.W, self.U, self.grad,
-                                                       e.to(self.W.dtype)[:, None, None], n_leap, self.randn, self.gen)
-        if adapt:  # towards acceptance 0.8
-            self.eps = eps * torch.exp(0.6 * (a - 0.8)).clamp(0.5, 1.5)
+        self.W, self.U, self.grad, a = _hmc_trajectory(self.prob, self.W, self.U, self.grad, e, n_steps,
+                                                       self.randn, self.gen, self.s.integrator)
+        if adapt:  # towards acceptance 0.8, pooled over the chains of one temperature (less noisy)
+            a_T = a.view(self.nT, self.R).mean(1, keepdim=True).expand(self.nT, self.R).reshape(-1)
+            self.eps = (eps * torch.exp(0.6 * (a_T - 0.8)).clamp(0.5, 1.5)).clamp(max=math.pi / 2)
         return a
 
     def tune(self) -> None:
-        for _ in range(self.s.n_tune):  # short trajectories (10 leapfrog steps) to find the step size
+        for _ in range(self.s.n_tune):  # short trajectories (≤ 10 steps) to find the step size
             self._trajectory(10, True)
 
     def move(self, adapt: bool):
@@ -926,7 +969,7 @@ def sample_posterior(
     burn_in: float | None = None,
     sampling_time: float | None = None,
     measure_every: float | None = None,
-    trajectory_length: float = 1.0,
+    trajectory_length: float = math.pi / 2,
     reduce: bool = True,
     first_layer=None,
     n_components: int = 8,

@@ -229,7 +229,7 @@ def test_diagnostics_equal_arviz_on_the_same_draws():
         assert d.converged == (all(d.rhat[k] < 1.01 and min(d.ess_bulk[k], d.ess_tail[k]) >= 200
                                    for k in DIAGNOSTIC_OBSERVABLES))
         # the traces are the draws the estimate used: their grand mean is the train-error chain average
-        assert 0 < d.acceptance <= 1 and d.burn_in == math.ceil(3 / 1.0)
+        assert 0 < d.acceptance <= 1 and d.burn_in == math.ceil(3 / SamplerSettings().trajectory_length)
 
 
 def test_chain_diagnostics_on_ar1_chains_with_known_ess():
