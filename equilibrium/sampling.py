@@ -93,7 +93,8 @@ from gdeq.geometry import Estimate
 from .weights import weight_moment_projections
 
 __all__ = ["DIAGNOSTIC_OBSERVABLES", "Estimate", "PosteriorSample", "SAMPLER_ACTIVATIONS", "SamplerDiagnostics",
-           "SamplerSettings", "SamplingConvergenceWarning", "chain_diagnostics", "ladder_temperatures",
+           "SamplerSettings", "SamplingConvergenceWarning", "chain_diagnostics", "ladder_from_energy_spread",
+           "ladder_temperatures",
            "sample_posterior", "sample_temperatures"]
 
 SAMPLER_ACTIVATIONS = ("erf", "relu", "tanh", "identity")
@@ -112,8 +113,11 @@ class SamplerSettings:
     """How to sample (see the module docstring).
 
     replicas: R chains per temperature. method: ``"hmc"`` (collapsed, exact) or ``"langevin"``.
-    tempering: replica exchange over the ladder (hmc only); ``max_temperature_ratio`` bounds the ratio
-    of neighbouring ladder temperatures (helper temperatures are inserted). trajectory_length: HMC
+    tempering: replica exchange over the ladder (hmc only); helper temperatures are inserted so that
+    neighbouring ladder temperatures differ by at most ``max_temperature_ratio`` and, with
+    ``swap_target`` (default 0.25; None: geometric helpers only), so that the predicted exchange
+    acceptance is about ``swap_target`` (spacing from the measured spread of ∂U_T/∂T, see
+    :func:`ladder_from_energy_spread`). trajectory_length: HMC
     integration time per trajectory (jittered ±20 %; in Z = √λ0 W with unit mass, so π/2 is a quarter
     period of the prior flow: a fresh prior draw of every prior-dominated direction). step_size:
     initial HMC step (tuned per temperature) or Langevin η. integrator: ``"split"`` (prior flow exact,
@@ -127,7 +131,8 @@ class SamplerSettings:
     replicas: int = 32
     method: Literal["hmc", "langevin"] = "hmc"
     tempering: bool = False
-    max_temperature_ratio: float = 1.5
+    max_temperature_ratio: float = 2.0
+    swap_target: float | None = 0.25
     trajectory_length: float = math.pi / 2
     step_size: float | None = None
     integrator: Literal["split", "leapfrog"] = "split"
@@ -165,6 +170,8 @@ class SamplerSettings:
         if self.tempering and self.method != "hmc":
             raise ValueError("tempering: replica exchange needs method='hmc' (the collapsed energy)")
         positive("max_temperature_ratio", self.max_temperature_ratio, lo=1.0)
+        if self.swap_target is not None and not (0.0 < self.swap_target < 1.0):
+            raise ValueError(f"swap_target: must be in (0, 1) or None, got {self.swap_target!r}")
         positive("trajectory_length", self.trajectory_length)
         positive("step_size", self.step_size, allow_none=True)
         if self.integrator not in ("split", "leapfrog"):
@@ -318,6 +325,56 @@ def ladder_temperatures(temperatures: Sequence[float], max_ratio: float) -> tupl
     return ladder, np.searchsorted(ladder, req)
 
 
+_PROBE_RATIO = 3.0  # coarse ladder on which the energy spread is measured before the ladder is placed
+
+
+def ladder_from_energy_spread(temperatures: Sequence[float], probe: Sequence[float], spread: Sequence[float],
+                              target: float, max_ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """Ladder (ascending) of the requested temperatures plus helpers spaced for exchange acceptance ≈ ``target``.
+
+    With E_T(W) = ∂U_T(W)/∂T (= (D/2) tr A_W⁻¹ − ½|A_W⁻¹Y|²) and U_T' ≈ U_T + (T' − T) E_T, the log
+    acceptance of an exchange between T and T + ΔT is ≈ −ΔT (E(W') − E(W)) ~ N(−m, 2m),
+    m = (ΔT σ_E)², whose mean acceptance is erfc(√m / 2). So neighbours are placed at equal steps
+    c = 2 erfc⁻¹(target) of ∫ σ_E(T) dT, σ_E measured at the ``probe`` temperatures (``spread``) and
+    interpolated log-linearly (T σ_E against log T); at least enough helpers that no ratio exceeds
+    ``max_ratio``. Returns (ladder, index of each requested temperature).
+    """
+    from scipy.special import erfcinv
+
+    req = np.asarray(temperatures, dtype=np.float64).reshape(-1)
+    uniq = np.unique(req)
+    c = 2.0 * float(erfcinv(target))
+    lt = np.log(np.asarray(probe, dtype=np.float64))
+    ls = np.log(np.maximum(np.asarray(probe, dtype=np.float64) * np.asarray(spread, dtype=np.float64), 1e-300))
+    ladder = [uniq[0]]
+    for hi in uniq[1:]:
+        lo = ladder[-1]
+        g = np.linspace(math.log(lo), math.log(hi), 513)  # log T grid
+        # steps per unit log T: exchange distance T σ_E / c, or the ratio cap, whichever is denser
+        density = np.maximum(np.exp(np.interp(g, lt, ls)) / c, 1.0 / math.log(max_ratio))
+        cum = np.concatenate([[0.0], np.cumsum(0.5 * (density[1:] + density[:-1]) * np.diff(g))])
+        n = max(1, int(math.ceil(cum[-1] - 1e-9)))
+        ladder.extend(np.exp(np.interp(cum[-1] * np.arange(1, n) / n, cum, g)))
+        ladder.append(hi)
+    ladder = np.asarray(ladder)
+    return ladder, np.searchsorted(ladder, req)
+
+
+def _probe_energy_spread(prob: "_Problem", W, s: "SamplerSettings", R: int, gen, randn):
+    """Tune HMC on the probe ladder (prob's temperatures) and return (mover, σ_E per probe temperature:
+    the within-chain standard deviation of ∂U_T/∂T over the last half of the tuning trajectories, root
+    mean square over chains — the spread between chains is mostly burn-in drift, not equilibrium spread)."""
+    nP = len(prob.T) // R
+    mover = _HMCMover(prob, W, s, nP, R, False, gen, randn)
+    E = []
+    for i in range(s.n_tune):
+        mover._trajectory(10, True)
+        if i >= s.n_tune // 2:
+            E.append(prob.temperature_derivative(mover.W).view(nP, R))
+    spread = torch.stack(E, -1).var(-1).mean(1).sqrt().cpu().numpy()
+    return mover, spread
+
+
 # ---------------------------------------------------------------------------------------------
 # validation
 # ---------------------------------------------------------------------------------------------
@@ -424,6 +481,14 @@ class _Problem:
         g_phi = D * phiMinv - Rv @ (Rv.transpose(1, 2) @ phi) / (N1 * lam1)
         grad = self.X.T @ (g_phi * dphi) + self.lam0 * W
         return U, grad
+
+    def temperature_derivative(self, W: torch.Tensor) -> torch.Tensor:
+        """E_T(W) = ∂U_T(W)/∂T = (D/2) tr A_W⁻¹ − ½|A_W⁻¹Y|², by a central difference of the exact energy
+        (relative step 10⁻⁴; it only places ladder temperatures, never enters an acceptance)."""
+        d = 1e-4 * self.T
+        up, _ = self.with_temperatures(self.T + d).collapsed(W, need_grad=False)
+        dn, _ = self.with_temperatures(self.T - d).collapsed(W, need_grad=False)
+        return (up - dn) / (2 * d)
 
     # ---- joint (W, v) potential gradient for plain Langevin ----------------------------------
     def joint_grad(self, W: torch.Tensor, v: torch.Tensor):
@@ -674,7 +739,11 @@ def sample_temperatures(
             raise ValueError(f"first_layer: expected finite weights of shape ({width}, {x.shape[1]}), "
                              f"got {first_layer.shape}")
         reduce = False
-    if s.tempering:
+    adaptive = (s.tempering and s.swap_target is not None and not frozen and s.n_tune >= 4
+                and len(np.unique(T_req)) > 1)
+    if adaptive:  # first a coarse probe ladder, on which the energy spread is measured
+        ladder, where = ladder_temperatures(T_req, _PROBE_RATIO)
+    elif s.tempering:
         ladder, where = ladder_temperatures(T_req, s.max_temperature_ratio)
     else:
         ladder, where = np.unique(T_req), np.searchsorted(np.unique(T_req), T_req)
@@ -701,7 +770,19 @@ def sample_temperatures(
     if frozen:
         W = torch.as_tensor(first_layer.T, **kw).expand(B, -1, -1).contiguous()
 
+    if adaptive:  # place the ladder from the probe's energy spread; each slot starts from the nearest probe slot
+        probe_mover, spread = _probe_energy_spread(prob, W, s, R, gen, randn)
+        probe = ladder
+        ladder, where = ladder_from_energy_spread(T_req, probe, spread, s.swap_target, s.max_temperature_ratio)
+        nearest = np.abs(np.log(ladder)[:, None] - np.log(probe)[None, :]).argmin(1)
+        src = torch.as_tensor((nearest[:, None] * R + np.arange(R)[None, :]).reshape(-1), device=device)
+        nT, B = len(ladder), len(ladder) * R
+        prob = prob.with_temperatures(torch.as_tensor(np.repeat(ladder, R), **kw))
+        measure = _Measure(prob, labels, test_labels, randn)
+        W = probe_mover.W[src]
     mover = (_LangevinMover if s.method == "langevin" else _HMCMover)(prob, W, s, nT, R, frozen, gen, randn)
+    if adaptive:
+        mover.eps = probe_mover.eps[src]
     last, diag, stop_reason = _run_rounds(mover, measure, s, ladder, R, frozen, t0)
     failed = [f"T={ladder[k]:g} ({'; '.join(diag[k].failing(s.rhat_max, s.ess_min))})"
               for k in sorted(set(where.tolist())) if not diag[k].converged]
@@ -944,6 +1025,7 @@ def _summarise(acc: _Accumulator, k: int, R: int, diag: SamplerDiagnostics, x, y
             tg["centroid_distance"] = est(m["test_centroid_distance_matrix"][:, 0, 1] if ct == 2 else np.full(R, np.nan))
             res["test_geometry"] = tg
     settings = dict(settings=s, reduce=reduce, frozen_first_layer=frozen, prior_w=prior_w, prior_v=prior_v,
+                    ladder=prob.T.view(-1, R)[:, 0].cpu().numpy().astype(np.float64),
                     data=geometry.data_fingerprint(x, y))
     return PosteriorSample(
         temperature=diag.temperature, width=prob.N1, activation=activation, method=s.method, replicas=R,
