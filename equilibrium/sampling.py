@@ -121,7 +121,9 @@ class SamplerSettings:
     integration time per trajectory (jittered ±20 %; in Z = √λ0 W with unit mass, so π/2 is a quarter
     period of the prior flow: a fresh prior draw of every prior-dominated direction). step_size:
     initial HMC step (tuned per temperature) or Langevin η. integrator: ``"split"`` (prior flow exact,
-    kicks by the likelihood; default) or ``"leapfrog"`` (plain leapfrog on the whole U). Adaptive length: ``first_round`` trajectories in the first round, stop at
+    kicks by the likelihood; default) or ``"leapfrog"`` (plain leapfrog on the whole U). force_dtype:
+    precision of the forces in the HMC kicks (default float32, ~3× cheaper on CPU; None: ``dtype``);
+    positions, momenta and the Metropolis test stay in ``dtype``, so the chain stays exact. Adaptive length: ``first_round`` trajectories in the first round, stop at
     R̂ < ``rhat_max`` and ESS ≥ ``ess_min``, budget ``max_trajectories`` per chain (tuning included)
     and ``max_seconds`` (None: none). Fixed length instead: ``burn_in`` and ``sampling_time`` (time
     units, both given). ``reduce``: exact span reduction. ``n_components``: data principal directions
@@ -136,6 +138,7 @@ class SamplerSettings:
     trajectory_length: float = math.pi / 2
     step_size: float | None = None
     integrator: Literal["split", "leapfrog"] = "split"
+    force_dtype: torch.dtype | None = torch.float32
     rhat_max: float = 1.01
     ess_min: float = 200.0
     first_round: int = 50
@@ -174,6 +177,8 @@ class SamplerSettings:
             raise ValueError(f"swap_target: must be in (0, 1) or None, got {self.swap_target!r}")
         positive("trajectory_length", self.trajectory_length)
         positive("step_size", self.step_size, allow_none=True)
+        if self.force_dtype not in (None, torch.float32, torch.float64):
+            raise ValueError(f"force_dtype: must be torch.float32, torch.float64 or None, got {self.force_dtype!r}")
         if self.integrator not in ("split", "leapfrog"):
             raise ValueError(f"integrator: must be 'split' or 'leapfrog', got {self.integrator!r}")
         positive("rhat_max", self.rhat_max, lo=1.0)
@@ -449,6 +454,24 @@ class _Problem:
         other.T = chain_temperatures
         return other
 
+    def cast(self, dtype: torch.dtype) -> "_Problem":
+        """The same problem with every tensor in ``dtype`` (for cheaper HMC forces)."""
+        other = object.__new__(_Problem)
+        other.__dict__.update({k: v.to(dtype) if torch.is_tensor(v) else v for k, v in self.__dict__.items()})
+        return other
+
+    def force(self, W: torch.Tensor, low: "_Problem | None") -> torch.Tensor:
+        """∇U_T(W), computed in ``low``'s precision (None: exactly); where that is not finite, in W's.
+
+        A deterministic function of W either way — all the HMC kicks need for reversibility."""
+        if low is None:
+            return self.collapsed(W)[1]
+        g = low.collapsed(W.to(low.X.dtype))[1].to(W.dtype)
+        bad = ~torch.isfinite(g.sum((1, 2)))  # a NaN or inf anywhere makes the sum non-finite
+        if bool(bad.any()):
+            g[bad] = self.with_temperatures(self.T[bad]).collapsed(W[bad])[1]
+        return g
+
     # ---- collapsed (readout integrated out) energy of W: value and gradient ----------------
     def collapsed(self, W: torch.Tensor, need_grad: bool = True):
         """U_T(W) = (λ0/2)|W|² + (D/2) log det A_W + ½ tr YᵀA_W⁻¹Y and ∇U, batched over chains (B, r, N1)."""
@@ -601,7 +624,8 @@ class _Measure:
 # ---------------------------------------------------------------------------------------------
 # moves
 # ---------------------------------------------------------------------------------------------
-def _hmc_trajectory(prob: _Problem, W, U, grad, eps, n_steps, randn, gen, integrator: str = "split"):
+def _hmc_trajectory(prob: _Problem, W, U, grad, eps, n_steps, randn, gen, integrator: str = "split",
+                    low: _Problem | None = None):
     """One Metropolis-adjusted trajectory per chain; chain b takes ``n_steps[b]`` steps of size ``eps[b]``.
 
     Coordinates Z = √λ0 W with unit mass (kinetic energy ½|p|², i.e. mass λ0 for W), so the prior part
@@ -613,7 +637,10 @@ def _hmc_trajectory(prob: _Problem, W, U, grad, eps, n_steps, randn, gen, integr
     2014). ``"leapfrog"``: the plain velocity-Verlet leapfrog on the whole U. Both maps are volume
     preserving and reversible, so the Metropolis test with H = U + ½|p|² leaves p_T(W) exact.
     Chains that have taken all their steps drop out of the batch (per-temperature trajectory costs differ).
-    Returns new (W, U, grad) and the acceptance probabilities.
+    ``low``: the problem in lower precision: then every kick uses :meth:`_Problem.force` (float32 forces;
+    any deterministic force keeps the kick-rotate-kick map reversible and volume preserving), positions
+    and momenta stay in W's dtype and U at the end point is evaluated exactly for the Metropolis test.
+    ``grad`` must be that same force at W. Returns new (W, U, grad) and the acceptance probabilities.
     """
     sq = math.sqrt(prob.lam0)
     Z = W * sq
@@ -638,10 +665,22 @@ def _hmc_trajectory(prob: _Problem, W, U, grad, eps, n_steps, randn, gen, integr
         else:
             Za = Za + ea * pa
         sub = prob if every else prob.with_temperatures(prob.T[act])
-        Ua, ga = sub.collapsed(Za / sq)
+        if low is None:
+            Ua, ga = sub.collapsed(Za / sq)
+            if every:
+                Un = Ua
+            else:
+                Un[act] = Ua
+        else:
+            ga = sub.force(Za / sq, low if every else low.with_temperatures(low.T[act]))
         last = (n_steps[act] == k + 1)[:, None, None]
         pa = pa - torch.where(last, 0.5 * ea, ea) * force(Za, ga)
-        Zn[act], pn[act], Un[act], gn[act] = Za, pa, Ua, ga
+        if every:  # no copies back into the batch
+            Zn, pn, gn = Za, pa, ga
+        else:
+            Zn[act], pn[act], gn[act] = Za, pa, ga
+    if low is not None:  # the exact energy at the end point, for the Metropolis test
+        Un, _ = prob.collapsed(Zn / sq, need_grad=False)
     H1 = Un + 0.5 * (pn * pn).sum((1, 2)).to(Un.dtype)
     log_a = (H0 - H1).to(torch.float64)
     log_a = torch.where(torch.isfinite(log_a), log_a, torch.full_like(log_a, -float("inf")))
@@ -809,7 +848,8 @@ class _HMCMover:
         self.eps = torch.full((B,), float(s.step_size) if s.step_size is not None else 0.2, device=dev,
                               dtype=torch.float64)
         self.W = W
-        self.U, self.grad = prob.collapsed(W)
+        self.low = prob.cast(s.force_dtype) if s.force_dtype not in (None, W.dtype) else None
+        self._energy_and_force()
         self.parity = 0
         self.move_time = float(s.trajectory_length)
         self.uses_tuning = True
@@ -827,7 +867,7 @@ class _HMCMover:
         if self.frozen:  # nothing to sample: v | W is integrated exactly
             return torch.ones(eps.shape, dtype=torch.float64, device=dev)
         self.W, self.U, self.grad, a = _hmc_trajectory(self.prob, self.W, self.U, self.grad, e, n_steps,
-                                                       self.randn, self.gen, self.s.integrator)
+                                                       self.randn, self.gen, self.s.integrator, self.low)
         if adapt:  # towards acceptance 0.8, pooled over the chains of one temperature (less noisy)
             a_T = a.view(self.nT, self.R).mean(1, keepdim=True).expand(self.nT, self.R).reshape(-1)
             self.eps = (eps * torch.exp(0.6 * (a_T - 0.8)).clamp(0.5, 1.5)).clamp(max=math.pi / 2)
@@ -843,8 +883,16 @@ class _HMCMover:
         if self.s.tempering and self.nT > 1 and not self.frozen:
             self.W, record = _swap(self.prob, self.W, self.U, self.nT, self.R, self.parity, self.gen)
             self.parity ^= 1
-            self.U, self.grad = self.prob.collapsed(self.W)
+            self._energy_and_force()
         return a, record
+
+    def _energy_and_force(self) -> None:
+        """Exact U at the current states and the force the kicks use there (low precision if set)."""
+        if self.low is None:
+            self.U, self.grad = self.prob.collapsed(self.W)
+        else:
+            self.U, _ = self.prob.collapsed(self.W, need_grad=False)
+            self.grad = self.prob.force(self.W, self.low)
 
     def step_sizes(self) -> torch.Tensor:
         return self.eps

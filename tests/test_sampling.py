@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from scipy.special import erf
 
 from gdeq.equilibrium.sampling import SamplerSettings, sample_posterior
@@ -60,16 +61,17 @@ def test_tiny_network_matches_quadrature(method):
     assert abs(ref["v2"] - 1 / LAM1) > 0.05
 
 
-@pytest.mark.parametrize("integrator", ["split", "leapfrog"])
-def test_both_hmc_integrators_match_quadrature_with_a_non_unit_prior(integrator):
-    """The split integrator (prior flow exact in Z = √λ0 W) and the plain leapfrog are both exact, also
-    for λ0 ≠ 1 (where the Z scaling matters) and at a lower temperature."""
+@pytest.mark.parametrize("integrator, force_dtype", [("split", torch.float32), ("split", None),
+                                                     ("leapfrog", torch.float32), ("leapfrog", None)])
+def test_both_hmc_integrators_match_quadrature_with_a_non_unit_prior(integrator, force_dtype):
+    """The split integrator (prior flow exact in Z = √λ0 W) and the plain leapfrog, with float32 or exact
+    forces, are all exact, also for λ0 ≠ 1 (where the Z scaling matters) and at a lower temperature."""
     x, y = _tiny_problem()
     lam0, Tq = 2.5, 0.2
     ref = _quadrature_reference(x, y, T=Tq, lam0=lam0)
     s = sample_posterior(x, y, width=2, temperature=Tq, prior_w=lam0, prior_v=LAM1,
-                         settings=SamplerSettings(replicas=96, integrator=integrator, burn_in=5, sampling_time=40,
-                                                  seed=7))
+                         settings=SamplerSettings(replicas=96, integrator=integrator, force_dtype=force_dtype,
+                                                  burn_in=5, sampling_time=40, seed=7))
     assert 0.5 < s.acceptance < 1
     for name, est in (("KW", s.hidden_gram), ("f", s.train_mean), ("v2", s.readout_second_moment)):
         ok, diff, se = _within(est, ref[name])
@@ -450,6 +452,7 @@ def test_cached_acceptance_runs_agree():
         (dict(max_temperature_ratio=1.0), "max_temperature_ratio"),
         (dict(swap_target=1.0), "swap_target"),
         (dict(integrator="verlet"), "integrator"),
+        (dict(force_dtype=torch.float16), "force_dtype"),
         (dict(burn_in=3.0), "burn_in/sampling_time"),
         (dict(replicas=True), "replicas"),
     ],
