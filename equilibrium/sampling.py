@@ -34,8 +34,12 @@ Moves
     θ ← θ − η ∇U(θ) + √(2η) ξ with U = (1/2T)Σ|y − f|² + (λ0/2)|W|² + (λ1/2)|v|²,
     default η = 0.05·T/κ_max (κ_max: top eigenvalue of the prior hidden kernel).
 
-Replica exchange (``tempering=True``): the ladder is the requested temperatures plus geometric
-helper temperatures so that neighbours differ by at most ``max_temperature_ratio``. After every
+Replica exchange (``tempering=True``): the ladder is the requested temperatures plus helper
+temperatures. Their spacing comes from a measurement (``swap_target``, default 0.25): the chains are
+first tuned on a coarse probe ladder (ratio 3), the spread σ_E of E_T(W) = ∂U_T/∂T is measured there,
+and helpers are placed at equal steps 2 erfc⁻¹(swap_target) of ∫σ_E dT (predicted exchange acceptance
+erfc(ΔT σ_E / 2), :func:`ladder_from_energy_spread`), never further apart than
+``max_temperature_ratio``; with ``swap_target=None`` the helpers are geometric at that ratio. After every
 HMC trajectory, neighbouring pairs (alternately even and odd pairs) of the same replica column
 propose to exchange their states W, accepted with probability
 min(1, exp(U_Ti(W_i) + U_Tj(W_j) − U_Ti(W_j) − U_Tj(W_i))) — U_T(W) is the collapsed energy above
