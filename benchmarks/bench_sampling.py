@@ -7,9 +7,13 @@ The JAX copy of U_T used by NumPyro is checked against the torch one before anyt
 
 Samplers, each at every temperature of ``--temperatures``:
 
-(a) ``ours-independent``: equilibrium.sample_temperatures, collapsed HMC, ``--chains`` chains per T,
-    fixed length (``--trajectories`` after 40 tuning trajectories, half burn-in);
-    ``ours-ladder``: the same with replica exchange over the ladder (helper temperatures inserted);
+(a) ``ours-independent``: equilibrium.sample_temperatures with its default settings (split HMC with
+    float32 forces, trajectory length π/2), ``--chains`` chains per T, fixed length (``--trajectories``
+    after 40 tuning trajectories, half burn-in);
+    ``ours-ladder``: the same with replica exchange over a ladder whose helper temperatures are placed
+    from the measured energy spread for a swap acceptance ≈ 0.25 (``swap_target``);
+    ``ours-leapfrog``: the previous default (plain leapfrog, float64 forces, trajectory length 1), same
+    chains and trajectories, for the before/after comparison;
 (b) ``numpyro``: NumPyro NUTS, ``--nuts-chains`` chains vectorised (``chain_method="vectorized"``);
 (c) ``pyro``: Pyro NUTS, ``--nuts-chains`` chains run one after the other in this process.
 
@@ -70,9 +74,12 @@ def _ess_rate(traces: dict[str, np.ndarray], cpu: float) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-def run_ours(task, width, temps, args, tempering: bool) -> dict:
+def run_ours(task, width, temps, args, tempering: bool, integrator: str = "split") -> dict:
+    # the previous default (plain leapfrog, trajectory length 1) is kept as "ours-leapfrog" for comparison
+    length = SamplerSettings().trajectory_length if integrator == "split" else 1.0
     st = SamplerSettings(replicas=args.chains, tempering=tempering, max_temperature_ratio=args.ladder_ratio,
-                         burn_in=args.trajectories / 2, sampling_time=args.trajectories / 2, seed=args.seed)
+                         integrator=integrator, trajectory_length=length, burn_in=length * args.trajectories / 2,
+                         sampling_time=length * args.trajectories / 2, seed=args.seed)
     t0 = time.process_time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", sampling.SamplingConvergenceWarning)
@@ -83,10 +90,10 @@ def run_ours(task, width, temps, args, tempering: bool) -> dict:
         d = s.diagnostics
         out[str(T)] = dict(_ess_rate(d.traces, cpu), acceptance=d.acceptance, swap_acceptance=d.swap_acceptance,
                            rhat=d.rhat)
-    if tempering:
-        out["ladder"] = sampling.ladder_temperatures(temps, args.ladder_ratio)[0].tolist()
+    if tempering:  # the ladder actually used (placed from the measured energy spread)
+        out["ladder"] = [float(t) for t in res[0].settings["ladder"]]
     for T in temps:
-        print(f"  ours{'-ladder' if tempering else ''} T={T:g}: {out[str(T)]['min_ess_per_cpu_s']:.3g} ESS/CPU-s", flush=True)
+        print(f"  ours{'-ladder' if tempering else ''}-{integrator} T={T:g}: {out[str(T)]['min_ess_per_cpu_s']:.3g} ESS/CPU-s", flush=True)
     return out
 
 
@@ -182,7 +189,8 @@ def main() -> None:
     ap.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 0.1, 0.01])
     ap.add_argument("--chains", type=int, default=16, help="our chains per temperature")
     ap.add_argument("--trajectories", type=int, default=200, help="our trajectories per chain (half burn-in)")
-    ap.add_argument("--ladder-ratio", type=float, default=1.5)
+    ap.add_argument("--ladder-ratio", type=float, default=SamplerSettings().max_temperature_ratio,
+                    help="cap on neighbouring ladder ratios (helpers are placed for swap_target)")
     ap.add_argument("--nuts-chains", type=int, default=4)
     ap.add_argument("--nuts-warmup", type=int, default=100)
     ap.add_argument("--nuts-draws", type=int, default=100)
@@ -195,6 +203,7 @@ def main() -> None:
     temps = list(args.temperatures)
     runners = {"ours-independent": lambda: run_ours(task, args.width, temps, args, False),
                "ours-ladder": lambda: run_ours(task, args.width, temps, args, True),
+               "ours-leapfrog": lambda: run_ours(task, args.width, temps, args, False, "leapfrog"),
                "numpyro": lambda: run_numpyro(task, args.width, temps, args),
                "pyro": lambda: run_pyro(task, args.width, temps, args)}
     results = {}
@@ -220,7 +229,7 @@ def main() -> None:
     for T in temps:
         row = {n: results[n][str(T)]["min_ess_per_cpu_s"] for n in results}
         nuts = [row[n] for n in ("numpyro", "pyro") if n in row]
-        ours = [row[n] for n in ("ours-independent", "ours-ladder") if n in row]
+        ours = [row[n] for n in ("ours-independent", "ours-ladder") if n in row]  # the current sampler
         ratio = max(ours) / max(nuts) if nuts and ours and max(nuts) > 0 else float("nan")
         ratios[str(T)] = ratio
         print(f"{T:>8g} " + " ".join(f"{row[n]:>17.4g}" for n in results) + f"  {ratio:.3g}")

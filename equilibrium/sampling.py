@@ -20,8 +20,13 @@ Moves
 
         U_T(W) = (λ0/2)|W|² + (D/2) log det A_W + ½ tr Yᵀ A_W⁻¹ Y,   A_W = T·I + K_W/λ1,  K_W = ΦΦᵀ/N1,
 
-    sampled with Metropolis-adjusted Hamiltonian Monte Carlo (no step-size bias; per-chain step
-    size tuned during the discarded burn-in to an acceptance near 0.8, then frozen). All
+    sampled with Metropolis-adjusted Hamiltonian Monte Carlo (no step-size bias) in Z = √λ0 W with unit
+    mass. Default integrator ``"split"``: U = ½|Z|² + U_lik(Z) is integrated by Strang splitting, the
+    prior flow exactly (a rotation of each (Z, p) pair), the likelihood by kicks, so the step size is
+    limited by the likelihood's curvature only, not by the r·N1 prior-dominated directions (with the
+    plain leapfrog those force ε ∝ (r·N1)^(−1/4)). Step size per temperature tuned during the discarded
+    burn-in to an acceptance near 0.8, then frozen; every chain integrates for the same (jittered)
+    time, taking as many steps as its temperature's step size needs. All
     readout-dependent observables are Rao–Blackwellised through v | W:
     E[v | W] = √N1 M⁻¹ΦᵀY, Cov[v | W] = T·N1·M⁻¹ per output, M = T·N1·λ1·I + ΦᵀΦ.
 ``method="langevin"``
@@ -29,8 +34,12 @@ Moves
     θ ← θ − η ∇U(θ) + √(2η) ξ with U = (1/2T)Σ|y − f|² + (λ0/2)|W|² + (λ1/2)|v|²,
     default η = 0.05·T/κ_max (κ_max: top eigenvalue of the prior hidden kernel).
 
-Replica exchange (``tempering=True``): the ladder is the requested temperatures plus geometric
-helper temperatures so that neighbours differ by at most ``max_temperature_ratio``. After every
+Replica exchange (``tempering=True``): the ladder is the requested temperatures plus helper
+temperatures. Their spacing comes from a measurement (``swap_target``, default 0.25): the chains are
+first tuned on a coarse probe ladder (ratio 3), the spread σ_E of E_T(W) = ∂U_T/∂T is measured there,
+and helpers are placed at equal steps 2 erfc⁻¹(swap_target) of ∫σ_E dT (predicted exchange acceptance
+erfc(ΔT σ_E / 2), :func:`ladder_from_energy_spread`), never further apart than
+``max_temperature_ratio``; with ``swap_target=None`` the helpers are geometric at that ratio. After every
 HMC trajectory, neighbouring pairs (alternately even and odd pairs) of the same replica column
 propose to exchange their states W, accepted with probability
 min(1, exp(U_Ti(W_i) + U_Tj(W_j) − U_Ti(W_j) − U_Tj(W_i))) — U_T(W) is the collapsed energy above
@@ -88,7 +97,8 @@ from gdeq.geometry import Estimate
 from .weights import weight_moment_projections
 
 __all__ = ["DIAGNOSTIC_OBSERVABLES", "Estimate", "PosteriorSample", "SAMPLER_ACTIVATIONS", "SamplerDiagnostics",
-           "SamplerSettings", "SamplingConvergenceWarning", "chain_diagnostics", "ladder_temperatures",
+           "SamplerSettings", "SamplingConvergenceWarning", "chain_diagnostics", "ladder_from_energy_spread",
+           "ladder_temperatures",
            "sample_posterior", "sample_temperatures"]
 
 SAMPLER_ACTIVATIONS = ("erf", "relu", "tanh", "identity")
@@ -107,10 +117,17 @@ class SamplerSettings:
     """How to sample (see the module docstring).
 
     replicas: R chains per temperature. method: ``"hmc"`` (collapsed, exact) or ``"langevin"``.
-    tempering: replica exchange over the ladder (hmc only); ``max_temperature_ratio`` bounds the ratio
-    of neighbouring ladder temperatures (helper temperatures are inserted). trajectory_length: HMC
-    integration time per trajectory (jittered ±20 %). step_size: initial HMC leapfrog step (tuned) or
-    Langevin η. Adaptive length: ``first_round`` trajectories in the first round, stop at
+    tempering: replica exchange over the ladder (hmc only); helper temperatures are inserted so that
+    neighbouring ladder temperatures differ by at most ``max_temperature_ratio`` and, with
+    ``swap_target`` (default 0.25; None: geometric helpers only), so that the predicted exchange
+    acceptance is about ``swap_target`` (spacing from the measured spread of ∂U_T/∂T, see
+    :func:`ladder_from_energy_spread`). trajectory_length: HMC
+    integration time per trajectory (jittered ±20 %; in Z = √λ0 W with unit mass, so π/2 is a quarter
+    period of the prior flow: a fresh prior draw of every prior-dominated direction). step_size:
+    initial HMC step (tuned per temperature) or Langevin η. integrator: ``"split"`` (prior flow exact,
+    kicks by the likelihood; default) or ``"leapfrog"`` (plain leapfrog on the whole U). force_dtype:
+    precision of the forces in the HMC kicks (default float32, ~3× cheaper on CPU; None: ``dtype``);
+    positions, momenta and the Metropolis test stay in ``dtype``, so the chain stays exact. Adaptive length: ``first_round`` trajectories in the first round, stop at
     R̂ < ``rhat_max`` and ESS ≥ ``ess_min``, budget ``max_trajectories`` per chain (tuning included)
     and ``max_seconds`` (None: none). Fixed length instead: ``burn_in`` and ``sampling_time`` (time
     units, both given). ``reduce``: exact span reduction. ``n_components``: data principal directions
@@ -120,9 +137,12 @@ class SamplerSettings:
     replicas: int = 32
     method: Literal["hmc", "langevin"] = "hmc"
     tempering: bool = False
-    max_temperature_ratio: float = 1.5
-    trajectory_length: float = 1.0
+    max_temperature_ratio: float = 2.0
+    swap_target: float | None = 0.25
+    trajectory_length: float = math.pi / 2
     step_size: float | None = None
+    integrator: Literal["split", "leapfrog"] = "split"
+    force_dtype: torch.dtype | None = torch.float32
     rhat_max: float = 1.01
     ess_min: float = 200.0
     first_round: int = 50
@@ -157,8 +177,14 @@ class SamplerSettings:
         if self.tempering and self.method != "hmc":
             raise ValueError("tempering: replica exchange needs method='hmc' (the collapsed energy)")
         positive("max_temperature_ratio", self.max_temperature_ratio, lo=1.0)
+        if self.swap_target is not None and not (0.0 < self.swap_target < 1.0):
+            raise ValueError(f"swap_target: must be in (0, 1) or None, got {self.swap_target!r}")
         positive("trajectory_length", self.trajectory_length)
         positive("step_size", self.step_size, allow_none=True)
+        if self.force_dtype not in (None, torch.float32, torch.float64):
+            raise ValueError(f"force_dtype: must be torch.float32, torch.float64 or None, got {self.force_dtype!r}")
+        if self.integrator not in ("split", "leapfrog"):
+            raise ValueError(f"integrator: must be 'split' or 'leapfrog', got {self.integrator!r}")
         positive("rhat_max", self.rhat_max, lo=1.0)
         positive("ess_min", self.ess_min)
         positive_int("first_round", self.first_round, 2)
@@ -308,6 +334,56 @@ def ladder_temperatures(temperatures: Sequence[float], max_ratio: float) -> tupl
     return ladder, np.searchsorted(ladder, req)
 
 
+_PROBE_RATIO = 3.0  # coarse ladder on which the energy spread is measured before the ladder is placed
+
+
+def ladder_from_energy_spread(temperatures: Sequence[float], probe: Sequence[float], spread: Sequence[float],
+                              target: float, max_ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """Ladder (ascending) of the requested temperatures plus helpers spaced for exchange acceptance ≈ ``target``.
+
+    With E_T(W) = ∂U_T(W)/∂T (= (D/2) tr A_W⁻¹ − ½|A_W⁻¹Y|²) and U_T' ≈ U_T + (T' − T) E_T, the log
+    acceptance of an exchange between T and T + ΔT is ≈ −ΔT (E(W') − E(W)) ~ N(−m, 2m),
+    m = (ΔT σ_E)², whose mean acceptance is erfc(√m / 2). So neighbours are placed at equal steps
+    c = 2 erfc⁻¹(target) of ∫ σ_E(T) dT, σ_E measured at the ``probe`` temperatures (``spread``) and
+    interpolated log-linearly (T σ_E against log T); at least enough helpers that no ratio exceeds
+    ``max_ratio``. Returns (ladder, index of each requested temperature).
+    """
+    from scipy.special import erfcinv
+
+    req = np.asarray(temperatures, dtype=np.float64).reshape(-1)
+    uniq = np.unique(req)
+    c = 2.0 * float(erfcinv(target))
+    lt = np.log(np.asarray(probe, dtype=np.float64))
+    ls = np.log(np.maximum(np.asarray(probe, dtype=np.float64) * np.asarray(spread, dtype=np.float64), 1e-300))
+    ladder = [uniq[0]]
+    for hi in uniq[1:]:
+        lo = ladder[-1]
+        g = np.linspace(math.log(lo), math.log(hi), 513)  # log T grid
+        # steps per unit log T: exchange distance T σ_E / c, or the ratio cap, whichever is denser
+        density = np.maximum(np.exp(np.interp(g, lt, ls)) / c, 1.0 / math.log(max_ratio))
+        cum = np.concatenate([[0.0], np.cumsum(0.5 * (density[1:] + density[:-1]) * np.diff(g))])
+        n = max(1, int(math.ceil(cum[-1] - 1e-9)))
+        ladder.extend(np.exp(np.interp(cum[-1] * np.arange(1, n) / n, cum, g)))
+        ladder.append(hi)
+    ladder = np.asarray(ladder)
+    return ladder, np.searchsorted(ladder, req)
+
+
+def _probe_energy_spread(prob: "_Problem", W, s: "SamplerSettings", R: int, gen, randn):
+    """Tune HMC on the probe ladder (prob's temperatures) and return (mover, σ_E per probe temperature:
+    the within-chain standard deviation of ∂U_T/∂T over the last half of the tuning trajectories, root
+    mean square over chains — the spread between chains is mostly burn-in drift, not equilibrium spread)."""
+    nP = len(prob.T) // R
+    mover = _HMCMover(prob, W, s, nP, R, False, gen, randn)
+    E = []
+    for i in range(s.n_tune):
+        mover._trajectory(10, True)
+        if i >= s.n_tune // 2:
+            E.append(prob.temperature_derivative(mover.W).view(nP, R))
+    spread = torch.stack(E, -1).var(-1).mean(1).sqrt().cpu().numpy()
+    return mover, spread
+
+
 # ---------------------------------------------------------------------------------------------
 # validation
 # ---------------------------------------------------------------------------------------------
@@ -382,6 +458,24 @@ class _Problem:
         other.T = chain_temperatures
         return other
 
+    def cast(self, dtype: torch.dtype) -> "_Problem":
+        """The same problem with every tensor in ``dtype`` (for cheaper HMC forces)."""
+        other = object.__new__(_Problem)
+        other.__dict__.update({k: v.to(dtype) if torch.is_tensor(v) else v for k, v in self.__dict__.items()})
+        return other
+
+    def force(self, W: torch.Tensor, low: "_Problem | None") -> torch.Tensor:
+        """∇U_T(W), computed in ``low``'s precision (None: exactly); where that is not finite, in W's.
+
+        A deterministic function of W either way — all the HMC kicks need for reversibility."""
+        if low is None:
+            return self.collapsed(W)[1]
+        g = low.collapsed(W.to(low.X.dtype))[1].to(W.dtype)
+        bad = ~torch.isfinite(g.sum((1, 2)))  # a NaN or inf anywhere makes the sum non-finite
+        if bool(bad.any()):
+            g[bad] = self.with_temperatures(self.T[bad]).collapsed(W[bad])[1]
+        return g
+
     # ---- collapsed (readout integrated out) energy of W: value and gradient ----------------
     def collapsed(self, W: torch.Tensor, need_grad: bool = True):
         """U_T(W) = (λ0/2)|W|² + (D/2) log det A_W + ½ tr YᵀA_W⁻¹Y and ∇U, batched over chains (B, r, N1)."""
@@ -414,6 +508,14 @@ class _Problem:
         g_phi = D * phiMinv - Rv @ (Rv.transpose(1, 2) @ phi) / (N1 * lam1)
         grad = self.X.T @ (g_phi * dphi) + self.lam0 * W
         return U, grad
+
+    def temperature_derivative(self, W: torch.Tensor) -> torch.Tensor:
+        """E_T(W) = ∂U_T(W)/∂T = (D/2) tr A_W⁻¹ − ½|A_W⁻¹Y|², by a central difference of the exact energy
+        (relative step 10⁻⁴; it only places ladder temperatures, never enters an acceptance)."""
+        d = 1e-4 * self.T
+        up, _ = self.with_temperatures(self.T + d).collapsed(W, need_grad=False)
+        dn, _ = self.with_temperatures(self.T - d).collapsed(W, need_grad=False)
+        return (up - dn) / (2 * d)
 
     # ---- joint (W, v) potential gradient for plain Langevin ----------------------------------
     def joint_grad(self, W: torch.Tensor, v: torch.Tensor):
@@ -526,17 +628,63 @@ class _Measure:
 # ---------------------------------------------------------------------------------------------
 # moves
 # ---------------------------------------------------------------------------------------------
-def _hmc_trajectory(prob: _Problem, W, U, grad, eps, n_leap, randn, gen):
-    """One Metropolis-adjusted leapfrog trajectory per chain (unit mass). Returns new state and acceptance prob."""
+def _hmc_trajectory(prob: _Problem, W, U, grad, eps, n_steps, randn, gen, integrator: str = "split",
+                    low: _Problem | None = None):
+    """One Metropolis-adjusted trajectory per chain; chain b takes ``n_steps[b]`` steps of size ``eps[b]``.
+
+    Coordinates Z = √λ0 W with unit mass (kinetic energy ½|p|², i.e. mass λ0 for W), so the prior part
+    of U is ½|Z|² whatever λ0. ``integrator="split"``: U = ½|Z|² + U_lik is split (Strang) into the
+    prior flow, integrated exactly (a rotation by angle ε in each (Z, p) plane), and kicks by −∇U_lik:
+    kick ε/2 · (rotate ε · kick ε)ⁿ⁻¹ · rotate ε · kick ε/2. The prior-dominated directions — almost all
+    of the r·N1 coordinates — then add no integration error, so the step is set by the likelihood alone
+    (dimension-robust HMC for Gaussian-prior targets, Beskos et al. 2011; "split HMC", Shahbaba et al.
+    2014). ``"leapfrog"``: the plain velocity-Verlet leapfrog on the whole U. Both maps are volume
+    preserving and reversible, so the Metropolis test with H = U + ½|p|² leaves p_T(W) exact.
+    Chains that have taken all their steps drop out of the batch (per-temperature trajectory costs differ).
+    ``low``: the problem in lower precision: then every kick uses :meth:`_Problem.force` (float32 forces;
+    any deterministic force keeps the kick-rotate-kick map reversible and volume preserving), positions
+    and momenta stay in W's dtype and U at the end point is evaluated exactly for the Metropolis test.
+    ``grad`` must be that same force at W. Returns new (W, U, grad) and the acceptance probabilities.
+    """
+    sq = math.sqrt(prob.lam0)
+    Z = W * sq
     p = randn(*W.shape)
     H0 = U + 0.5 * (p * p).sum((1, 2)).to(U.dtype)
-    Wn, pn = W, p - 0.5 * eps * grad
-    for k in range(n_leap):
-        Wn = Wn + eps * pn
-        Un, gn = prob.collapsed(Wn)
-        if k < n_leap - 1:
-            pn = pn - eps * gn
-    pn = pn - 0.5 * eps * gn
+    split = integrator == "split"
+
+    def force(Zb, gWb):  # ∇_Z of U_lik (split) or of U (leapfrog), from ∇_W U
+        return gWb / sq - Zb if split else gWb / sq
+
+    e3 = eps.to(W.dtype)[:, None, None]
+    cos, sin = torch.cos(e3), torch.sin(e3)
+    Zn, Un, gn = Z.clone(), U.clone(), grad.clone()
+    pn = p - 0.5 * e3 * force(Z, grad)
+    n_max = int(n_steps.max())
+    for k in range(n_max):
+        every = bool((n_steps > k).all())
+        act = slice(None) if every else (n_steps > k).nonzero().squeeze(1)
+        Za, pa, ea = Zn[act], pn[act], e3[act]
+        if split:
+            Za, pa = Za * cos[act] + pa * sin[act], pa * cos[act] - Za * sin[act]
+        else:
+            Za = Za + ea * pa
+        sub = prob if every else prob.with_temperatures(prob.T[act])
+        if low is None:
+            Ua, ga = sub.collapsed(Za / sq)
+            if every:
+                Un = Ua
+            else:
+                Un[act] = Ua
+        else:
+            ga = sub.force(Za / sq, low if every else low.with_temperatures(low.T[act]))
+        last = (n_steps[act] == k + 1)[:, None, None]
+        pa = pa - torch.where(last, 0.5 * ea, ea) * force(Za, ga)
+        if every:  # no copies back into the batch
+            Zn, pn, gn = Za, pa, ga
+        else:
+            Zn[act], pn[act], gn[act] = Za, pa, ga
+    if low is not None:  # the exact energy at the end point, for the Metropolis test
+        Un, _ = prob.collapsed(Zn / sq, need_grad=False)
     H1 = Un + 0.5 * (pn * pn).sum((1, 2)).to(Un.dtype)
     log_a = (H0 - H1).to(torch.float64)
     log_a = torch.where(torch.isfinite(log_a), log_a, torch.full_like(log_a, -float("inf")))
@@ -544,7 +692,7 @@ def _hmc_trajectory(prob: _Problem, W, U, grad, eps, n_leap, randn, gen):
     u = torch.rand(a.shape, generator=gen, device=a.device, dtype=torch.float64)
     take = u < a
     tw = take[:, None, None]
-    return torch.where(tw, Wn, W), torch.where(take, Un, U), torch.where(tw, gn, grad), a
+    return torch.where(tw, Zn / sq, W), torch.where(take, Un, U), torch.where(tw, gn, grad), a
 
 
 def _swap(prob: _Problem, W, U, nT: int, R: int, parity: int, gen):
@@ -634,7 +782,11 @@ def sample_temperatures(
             raise ValueError(f"first_layer: expected finite weights of shape ({width}, {x.shape[1]}), "
                              f"got {first_layer.shape}")
         reduce = False
-    if s.tempering:
+    adaptive = (s.tempering and s.swap_target is not None and not frozen and s.n_tune >= 4
+                and len(np.unique(T_req)) > 1)
+    if adaptive:  # first a coarse probe ladder, on which the energy spread is measured
+        ladder, where = ladder_temperatures(T_req, _PROBE_RATIO)
+    elif s.tempering:
         ladder, where = ladder_temperatures(T_req, s.max_temperature_ratio)
     else:
         ladder, where = np.unique(T_req), np.searchsorted(np.unique(T_req), T_req)
@@ -661,7 +813,19 @@ def sample_temperatures(
     if frozen:
         W = torch.as_tensor(first_layer.T, **kw).expand(B, -1, -1).contiguous()
 
+    if adaptive:  # place the ladder from the probe's energy spread; each slot starts from the nearest probe slot
+        probe_mover, spread = _probe_energy_spread(prob, W, s, R, gen, randn)
+        probe = ladder
+        ladder, where = ladder_from_energy_spread(T_req, probe, spread, s.swap_target, s.max_temperature_ratio)
+        nearest = np.abs(np.log(ladder)[:, None] - np.log(probe)[None, :]).argmin(1)
+        src = torch.as_tensor((nearest[:, None] * R + np.arange(R)[None, :]).reshape(-1), device=device)
+        nT, B = len(ladder), len(ladder) * R
+        prob = prob.with_temperatures(torch.as_tensor(np.repeat(ladder, R), **kw))
+        measure = _Measure(prob, labels, test_labels, randn)
+        W = probe_mover.W[src]
     mover = (_LangevinMover if s.method == "langevin" else _HMCMover)(prob, W, s, nT, R, frozen, gen, randn)
+    if adaptive:
+        mover.eps = probe_mover.eps[src]
     last, diag, stop_reason = _run_rounds(mover, measure, s, ladder, R, frozen, t0)
     failed = [f"T={ladder[k]:g} ({'; '.join(diag[k].failing(s.rhat_max, s.ess_min))})"
               for k in sorted(set(where.tolist())) if not diag[k].converged]
@@ -685,32 +849,36 @@ class _HMCMover:
     def __init__(self, prob: _Problem, W, s: SamplerSettings, nT: int, R: int, frozen: bool, gen, randn):
         self.prob, self.s, self.nT, self.R, self.frozen, self.gen, self.randn = prob, s, nT, R, frozen, gen, randn
         B, dev = W.shape[0], W.device
-        self.eps = torch.full((B,), float(s.step_size) if s.step_size is not None else 0.1, device=dev,
+        self.eps = torch.full((B,), float(s.step_size) if s.step_size is not None else 0.2, device=dev,
                               dtype=torch.float64)
         self.W = W
-        self.U, self.grad = prob.collapsed(W)
+        self.low = prob.cast(s.force_dtype) if s.force_dtype not in (None, W.dtype) else None
+        self._energy_and_force()
         self.parity = 0
         self.move_time = float(s.trajectory_length)
         self.uses_tuning = True
 
-    def _trajectory(self, n_leap_fixed: int | None, adapt: bool) -> torch.Tensor:
+    def _trajectory(self, max_steps: int | None, adapt: bool) -> torch.Tensor:
         L, eps, dev = self.move_time, self.eps, self.eps.device
         jitter = 0.8 + 0.4 * torch.rand((), generator=self.gen, device=dev, dtype=torch.float64)
-        if n_leap_fixed is not None:
-            n_leap, e = n_leap_fixed, eps * jitter
-        else:  # one leapfrog count for the batch: chains differ only through their step size
-            n_leap = max(1, int(math.ceil(float(L * jitter) / float(eps.median()))))
-            e = eps * (float(L * jitter) / (n_leap * float(eps.median())))
+        # every chain integrates for the same time L·jitter (jitter shared, drawn independently of the
+        # state): chain b takes n_b = ⌈L·jitter/ε_b⌉ steps of L·jitter/n_b (exact: a fixed map per chain)
+        n_steps = torch.clamp(torch.ceil(L * jitter / eps), min=1).long()
+        e = L * jitter / n_steps
+        if max_steps is not None:  # tuning: at most max_steps steps of the current size
+            n_steps = n_steps.clamp(max=max_steps)
+            e = torch.minimum(e, eps * jitter)
         if self.frozen:  # nothing to sample: v | W is integrated exactly
             return torch.ones(eps.shape, dtype=torch.float64, device=dev)
-        self.W, self.U, self.grad, a = _hmc_trajectory(self.prob, self.W, self.U, self.grad,
-                                                       e.to(self.W.dtype)[:, None, None], n_leap, self.randn, self.gen)
-        if adapt:  # towards acceptance 0.8
-            self.eps = eps * torch.exp(0.6 * (a - 0.8)).clamp(0.5, 1.5)
+        self.W, self.U, self.grad, a = _hmc_trajectory(self.prob, self.W, self.U, self.grad, e, n_steps,
+                                                       self.randn, self.gen, self.s.integrator, self.low)
+        if adapt:  # towards acceptance 0.8, pooled over the chains of one temperature (less noisy)
+            a_T = a.view(self.nT, self.R).mean(1, keepdim=True).expand(self.nT, self.R).reshape(-1)
+            self.eps = (eps * torch.exp(0.6 * (a_T - 0.8)).clamp(0.5, 1.5)).clamp(max=math.pi / 2)
         return a
 
     def tune(self) -> None:
-        for _ in range(self.s.n_tune):  # short trajectories (10 leapfrog steps) to find the step size
+        for _ in range(self.s.n_tune):  # short trajectories (≤ 10 steps) to find the step size
             self._trajectory(10, True)
 
     def move(self, adapt: bool):
@@ -719,8 +887,16 @@ class _HMCMover:
         if self.s.tempering and self.nT > 1 and not self.frozen:
             self.W, record = _swap(self.prob, self.W, self.U, self.nT, self.R, self.parity, self.gen)
             self.parity ^= 1
-            self.U, self.grad = self.prob.collapsed(self.W)
+            self._energy_and_force()
         return a, record
+
+    def _energy_and_force(self) -> None:
+        """Exact U at the current states and the force the kicks use there (low precision if set)."""
+        if self.low is None:
+            self.U, self.grad = self.prob.collapsed(self.W)
+        else:
+            self.U, _ = self.prob.collapsed(self.W, need_grad=False)
+            self.grad = self.prob.force(self.W, self.low)
 
     def step_sizes(self) -> torch.Tensor:
         return self.eps
@@ -901,6 +1077,7 @@ def _summarise(acc: _Accumulator, k: int, R: int, diag: SamplerDiagnostics, x, y
             tg["centroid_distance"] = est(m["test_centroid_distance_matrix"][:, 0, 1] if ct == 2 else np.full(R, np.nan))
             res["test_geometry"] = tg
     settings = dict(settings=s, reduce=reduce, frozen_first_layer=frozen, prior_w=prior_w, prior_v=prior_v,
+                    ladder=prob.T.view(-1, R)[:, 0].cpu().numpy().astype(np.float64),
                     data=geometry.data_fingerprint(x, y))
     return PosteriorSample(
         temperature=diag.temperature, width=prob.N1, activation=activation, method=s.method, replicas=R,
@@ -926,7 +1103,7 @@ def sample_posterior(
     burn_in: float | None = None,
     sampling_time: float | None = None,
     measure_every: float | None = None,
-    trajectory_length: float = 1.0,
+    trajectory_length: float = math.pi / 2,
     reduce: bool = True,
     first_layer=None,
     n_components: int = 8,

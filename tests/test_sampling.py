@@ -7,9 +7,10 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from scipy.special import erf
 
-from gdeq.equilibrium.sampling import sample_posterior
+from gdeq.equilibrium.sampling import SamplerSettings, sample_posterior
 
 T, LAM0, LAM1 = 0.5, 1.0, 1.5
 
@@ -20,7 +21,7 @@ def _tiny_problem():
     return x, y
 
 
-def _quadrature_reference(x, y, n1=2, T=T, grid=241, lim=6.0):
+def _quadrature_reference(x, y, n1=2, T=T, grid=241, lim=6.0, lam0=LAM0):
     """Exact posterior averages of a width-2, N0 = 1 erf network: v integrated in closed form (Bayesian
     linear regression in weight space), the two scalar first-layer weights on a 2-d grid."""
     w = np.linspace(-lim, lim, grid)
@@ -32,7 +33,7 @@ def _quadrature_reference(x, y, n1=2, T=T, grid=241, lim=6.0):
     vbar = np.einsum("gij,gpj,p->gi", cov, phi, y) / (T * math.sqrt(n1))
     # log evidence of v given W: Gaussian integral of exp(-|y - Φv/√N1|²/2T - λ1|v|²/2)
     quad = np.einsum("gi,gij,gj->g", vbar, prec, vbar)
-    logp = -0.5 * LAM0 * (W**2).sum(1) - 0.5 * np.linalg.slogdet(prec)[1] + 0.5 * quad
+    logp = -0.5 * lam0 * (W**2).sum(1) - 0.5 * np.linalg.slogdet(prec)[1] + 0.5 * quad
     p = np.exp(logp - logp.max())
     p /= p.sum()
     KW = np.einsum("gpi,gqi->gpq", phi, phi) / n1
@@ -58,6 +59,23 @@ def test_tiny_network_matches_quadrature(method):
         assert ok, f"{method} {name}: |sample - exact| = {diff} vs s.e. {se}"
     # the reference itself is not trivial: the posterior kernel differs from the prior one
     assert abs(ref["v2"] - 1 / LAM1) > 0.05
+
+
+@pytest.mark.parametrize("integrator, force_dtype", [("split", torch.float32), ("split", None),
+                                                     ("leapfrog", torch.float32), ("leapfrog", None)])
+def test_both_hmc_integrators_match_quadrature_with_a_non_unit_prior(integrator, force_dtype):
+    """The split integrator (prior flow exact in Z = √λ0 W) and the plain leapfrog, with float32 or exact
+    forces, are all exact, also for λ0 ≠ 1 (where the Z scaling matters) and at a lower temperature."""
+    x, y = _tiny_problem()
+    lam0, Tq = 2.5, 0.2
+    ref = _quadrature_reference(x, y, T=Tq, lam0=lam0)
+    s = sample_posterior(x, y, width=2, temperature=Tq, prior_w=lam0, prior_v=LAM1,
+                         settings=SamplerSettings(replicas=96, integrator=integrator, force_dtype=force_dtype,
+                                                  burn_in=5, sampling_time=40, seed=7))
+    assert 0.5 < s.acceptance < 1
+    for name, est in (("KW", s.hidden_gram), ("f", s.train_mean), ("v2", s.readout_second_moment)):
+        ok, diff, se = _within(est, ref[name])
+        assert ok, f"{integrator} {name}: |sample - exact| = {diff} vs s.e. {se}"
 
 
 def test_frozen_features_give_bayesian_linear_regression():
@@ -196,7 +214,8 @@ def test_collapsed_hmc_matches_plain_langevin_at_low_temperature():
 # diagnostics, adaptive length, replica exchange
 # ---------------------------------------------------------------------------------------------
 from gdeq.equilibrium.sampling import (DIAGNOSTIC_OBSERVABLES, SamplerSettings,  # noqa: E402
-                                       SamplingConvergenceWarning, chain_diagnostics, ladder_temperatures,
+                                       SamplingConvergenceWarning, chain_diagnostics, ladder_from_energy_spread,
+                                       ladder_temperatures,
                                        sample_temperatures)
 
 
@@ -229,7 +248,7 @@ def test_diagnostics_equal_arviz_on_the_same_draws():
         assert d.converged == (all(d.rhat[k] < 1.01 and min(d.ess_bulk[k], d.ess_tail[k]) >= 200
                                    for k in DIAGNOSTIC_OBSERVABLES))
         # the traces are the draws the estimate used: their grand mean is the train-error chain average
-        assert 0 < d.acceptance <= 1 and d.burn_in == math.ceil(3 / 1.0)
+        assert 0 < d.acceptance <= 1 and d.burn_in == math.ceil(3 / SamplerSettings().trajectory_length)
 
 
 def test_chain_diagnostics_on_ar1_chains_with_known_ess():
@@ -284,6 +303,25 @@ def test_ladder_temperatures_insert_geometric_helpers():
     ratios = ladder[1:] / ladder[:-1]
     assert np.all(ratios <= 2.0 + 1e-12) and np.all(ratios > 1)
     assert len(ladder) == 1 + 2 * math.ceil(math.log(10) / math.log(2))
+
+
+def test_ladder_from_energy_spread_places_helpers_for_the_target_acceptance():
+    """Constant T·σ_E = k: geometric helpers with log-ratio c/k, c = 2 erfc⁻¹(target), so that the predicted
+    acceptance erfc(ΔT σ_E / 2) is the target; the ratio cap adds helpers where σ_E is small."""
+    from scipy.special import erfc, erfcinv
+
+    probe = np.array([0.01, 0.1, 1.0])
+    k = 8.0
+    ladder, where = ladder_from_energy_spread([1.0, 0.01], probe, k / probe, 0.25, 100.0)
+    np.testing.assert_allclose(ladder[where], [1.0, 0.01])
+    n = math.ceil(math.log(100) * k / (2 * erfcinv(0.25)))
+    assert len(ladder) == n + 1
+    np.testing.assert_allclose(np.diff(np.log(ladder)), math.log(100) / n, rtol=1e-6)
+    predicted = erfc(np.diff(ladder) * k / ladder[:-1] / 2)  # ΔT σ_E(T) at the lower end
+    assert np.all(predicted > 0.15) and np.all(predicted < 0.4)
+    # where the spread is tiny the ratio cap decides
+    capped, _ = ladder_from_energy_spread([1.0, 0.01], probe, 1e-6 / probe, 0.25, 2.0)
+    assert np.all(capped[1:] / capped[:-1] <= 2.0 + 1e-9) and len(capped) == 1 + math.ceil(math.log(100) / math.log(2))
 
 
 def test_tempering_keeps_the_frozen_first_layer_posterior_exact_at_every_temperature():
@@ -412,6 +450,9 @@ def test_cached_acceptance_runs_agree():
         (dict(max_seconds=-1.0), "max_seconds"),
         (dict(tempering=True, method="langevin"), "tempering"),
         (dict(max_temperature_ratio=1.0), "max_temperature_ratio"),
+        (dict(swap_target=1.0), "swap_target"),
+        (dict(integrator="verlet"), "integrator"),
+        (dict(force_dtype=torch.float16), "force_dtype"),
         (dict(burn_in=3.0), "burn_in/sampling_time"),
         (dict(replicas=True), "replicas"),
     ],
