@@ -226,8 +226,9 @@ class _ConvTarget(_Target):
         self.norm = self.Nc * self.Np * self.lam1
         self.r = self.d
 
-    def _phi(self, Xp, w):  # (B, P, Np, Nc)
-        return self.act(torch.einsum("pid,bdc->bpic", Xp, w))
+    def _phi(self, Xp, w):  # (B, P, Np, Nc); one batched matmul (P·Np, d) @ (d, Nc)
+        P, Np, d = Xp.shape
+        return self.act(Xp.reshape(P * Np, d) @ w).reshape(w.shape[0], P, Np, self.Nc)
 
     def features(self, u: torch.Tensor, test: bool = False, randn=None):
         B = u.shape[0]
