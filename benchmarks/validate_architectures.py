@@ -59,6 +59,7 @@ def _f(e):
 
 
 def run_cell(cell: str, args) -> dict:
+    commit = _commit()  # the code this cell runs with (taken before the work)
     ds, arch, alpha = _parse(cell)
     geo = DATASETS[ds]
     pre = Preprocessing(grayscale=True) if ds == "cifar10" else None
@@ -125,7 +126,7 @@ def run_cell(cell: str, args) -> dict:
                                max_trajectories=args.max_trajectories, rhat_max=s.rhat_max, ess_min=s.ess_min),
         command=" ".join(["GDEQ_DATA_DIR=<directory of the MNIST/CIFAR-10 .npz files>", "OMP_NUM_THREADS=1", "nice -n 10", "python", "benchmarks/validate_architectures.py",
                           *sys.argv[1:]]),
-        commit=_commit(), machine="2-core CPU shared with other jobs (wall times are inflated)", wall_theory_s=t_theory,
+        commit=commit, machine="2-core CPU shared with other jobs (wall times are inflated)", wall_theory_s=t_theory,
         wall_sampling_s=t_sample, stop_reason=samples[0].settings["stop_reason"],
         warnings=[str(w.message) for w in caught],
         theory={k: _f(v) for k, v in theory.items()}, sampled=sampled, diagnostics=diag)
@@ -142,7 +143,7 @@ def _stack2(samples, names):
 
 
 def _fmt(theory, mean, se, conv=True):
-    txt = f"{theory:.4g} | {mean:.4g} ± {se:.2g}" if se is not None else f"{theory:.4g} | {mean:.4g}"
+    txt = f"{theory:.4g} / {mean:.4g} ± {se:.2g}" if se is not None else f"{theory:.4g} / {mean:.4g}"
     z = abs(mean - theory) / se if se else float("nan")
     flag = "" if conv else " †"
     return txt + flag + (f" ({z:.1f}σ)" if np.isfinite(z) else "")
@@ -174,13 +175,14 @@ def table(out: Path) -> str:
                           _fmt(th["centroid_distance"][k], *st("centroid_distance"), conv)]
             cells.append(f"{dg['max_rhat']:.3f} / {dg['min_ess']:.0f}{'' if conv else ' (not converged)'}")
             rows.append("| " + " | ".join(cells) + " |")
-    head = ("| data | network | α | width | T | test error: theory \\| sampled | train error: theory \\| sampled "
-            "| FC: Q_1 / CNN: mean off-diag. Q_ij | FC: Q_2 / CNN: tr Q/Np | FC: layer-1 centroid / CNN: hidden-Gram centroid "
-            "| FC: layer-2 centroid / CNN: K_R vs K_v centroid | max R̂ / min ESS |\n" + "|---" * 12 + "|")
+    head = ("| data | network | α | width | T | test error | train error "
+            "| FC: Q_1 / CNN: mean off-diagonal Q_ij | FC: Q_2 (readout) / CNN: tr Q/Np (readout) "
+            "| FC: layer-1 centroid / CNN: hidden-Gram centroid | FC: layer-2 centroid / CNN: K_R (theory) vs K_v "
+            "centroid | max R̂ / min ESS |\n" + "|---" * 12 + "|")
     return head + "\n" + "\n".join(rows) + "\n"
 
 
-def main(argv=None) -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", nargs="*", default=[], help=f"cells to run ('all' = {CELLS})")
     ap.add_argument("--table", action="store_true", help="write table.md from the cached cells")
@@ -192,6 +194,11 @@ def main(argv=None) -> None:
     ap.add_argument("--max-seconds", type=float, default=900.0)
     ap.add_argument("--max-trajectories", type=int, default=3200)
     ap.add_argument("--out", type=Path, default=OUT)
+    return ap
+
+
+def main(argv=None) -> None:
+    ap = parser()
     args = ap.parse_args(argv)
     cells = CELLS if args.run == ["all"] else args.run
     args.out.mkdir(parents=True, exist_ok=True)
