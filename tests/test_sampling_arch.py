@@ -196,3 +196,51 @@ def test_bad_input_is_refused_before_sampling(kwargs, match):
     x, y = _small_task()
     with pytest.raises(ValueError, match=match):
         sample_architecture(x, y, [1.0], **kwargs)
+
+
+# ---- the cached validation cells (benchmarks/validate_architectures.py) -------------------------
+_REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+_CELLS = sorted((_REPO / "benchmarks" / "results" / "architectures_validation").glob("*.json"))
+
+
+def _validation_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("validate_architectures",
+                                                  _REPO / "benchmarks" / "validate_architectures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("path", _CELLS, ids=[p.stem for p in _CELLS])
+def test_cached_validation_cell_carries_config_command_and_commit(path):
+    import json
+    import shlex
+
+    script = _validation_script()
+    r = json.loads(path.read_text())
+    assert r["cell"] == path.stem and len(r["commit"]) >= 40
+    argv = shlex.split(r["command"])
+    i = argv.index("benchmarks/validate_architectures.py")
+    args = script.parser().parse_args(argv[i + 1:])
+    assert path.stem in args.run
+    c = r["config"]
+    for field in ("P", "n_test", "seed", "replicas", "max_seconds", "max_trajectories"):
+        assert getattr(args, field) == c[field], f"{path.stem}: the command gives {field} = {getattr(args, field)}"
+    ds, arch, alpha = script._parse(path.stem)
+    assert (c["dataset"], c["architecture"], c["alpha"]) == (ds, arch, alpha)
+    assert c["width"] == round(c["P"] / alpha)
+    # every temperature's convergence verdict is in the cache, and the table flags the failures
+    rows = [line for line in script.table(path.parent).splitlines() if line.startswith(f"| {ds} |")]
+    for d in r["diagnostics"]:
+        assert d["converged"] == (d["max_rhat"] < c["rhat_max"] and d["min_ess"] >= c["ess_min"])
+    assert sum("not converged" in line for line in rows) >= sum(not d["converged"] for d in r["diagnostics"])
+
+
+def test_cached_validation_table_is_the_cache():
+    if not _CELLS:
+        pytest.skip("no cached cells")
+    script = _validation_script()
+    folder = _CELLS[0].parent
+    assert (folder / "table.md").read_text() == script.table(folder)
