@@ -126,6 +126,9 @@ class _Target:
     norm: float  # N · λ_out
     T: torch.Tensor
     Y: torch.Tensor
+    # the prior precision of the HMC state as equilibrium.sampling's movers see it: the state u is
+    # already whitened (prior ½|u|²), so 1 (the network's λ0 is ``prior_w``)
+    lam0: float = 1.0
 
     def collapsed(self, W: torch.Tensor, need_grad: bool = True):
         """U_T(W) = ½|u|² + ½ log det A + ½ yᵀA⁻¹y and its gradient (autograd), batched over chains."""
@@ -152,7 +155,7 @@ class _DeepTarget(_Target):
     def __init__(self, x, y, x_test, widths, activation, prior_w, priors, chain_T, reduce, kw):
         P, n0 = x.shape
         self.P, self.widths, self.L = P, tuple(int(n) for n in widths), len(widths)
-        self.lam0, self.priors = float(prior_w), tuple(float(p) for p in priors)
+        self.prior_w, self.priors = float(prior_w), tuple(float(p) for p in priors)
         self.act = geometry.activation(activation)
         self.T = torch.as_tensor(chain_T, **kw)
         if reduce:
@@ -162,9 +165,9 @@ class _DeepTarget(_Target):
             z, zt, rem = x, x_test, None
         self.r = z.shape[1]
         # h¹ = X u¹/√(N0 λ0): the prior scale folded into the inputs
-        self.X = torch.as_tensor(z / math.sqrt(n0 * self.lam0), **kw)
-        self.Xt = None if zt is None else torch.as_tensor(zt / math.sqrt(n0 * self.lam0), **kw)
-        self.Xt_perp = (torch.as_tensor(rem / math.sqrt(n0 * self.lam0), **kw)
+        self.X = torch.as_tensor(z / math.sqrt(n0 * self.prior_w), **kw)
+        self.Xt = None if zt is None else torch.as_tensor(zt / math.sqrt(n0 * self.prior_w), **kw)
+        self.Xt_perp = (torch.as_tensor(rem / math.sqrt(n0 * self.prior_w), **kw)
                         if rem is not None and rem.shape[1] else None)
         self.Y = torch.as_tensor(y.reshape(P, 1), **kw)
         shapes = [(self.r, self.widths[0])] + [(self.widths[l], self.widths[l + 1]) for l in range(self.L - 1)]
@@ -218,7 +221,7 @@ class _ConvTarget(_Target):
         self.Xpt = None if x_test is None else extract_patches(torch.as_tensor(x_test, **kw), shape, m) * scale
         self.P, self.Np, self.d = self.Xp.shape
         self.Nc = int(channels)
-        self.lam0, self.lam1 = float(prior_w), float(prior_v)
+        self.prior_w, self.lam1 = float(prior_w), float(prior_v)
         self.act = geometry.activation(activation)
         self.T = torch.as_tensor(chain_T, **kw)
         self.Y = torch.as_tensor(y.reshape(self.P, 1), **kw)
