@@ -244,3 +244,23 @@ def test_cached_validation_table_is_the_cache():
     script = _validation_script()
     folder = _CELLS[0].parent
     assert (folder / "table.md").read_text() == script.table(folder)
+
+
+@pytest.mark.slow
+def test_deep_linear_readout_order_parameter_matches_theory_inner_weight_norm_does_not():
+    """Deep linear network, widths [32, 32], α = P/N = 0.5, T = 0.05: the sampled readout order
+    parameter λ_L⟨|v|²⟩/N_L agrees with the theory's Q_L (to 2 %), while the inner layer's sampled
+    λ_1⟨|W²|²⟩/(N1 N2) stays at its prior value 1 + O(1/N) although the theory's Q_1 = Q_2 ≈ 1.16:
+    the inner order parameter renormalises the kernel, it is not the mean squared weight (which
+    equilibrium.deep's ``weight_second_moment`` = Q_ℓ/λ_ℓ suggests for ℓ < L)."""
+    rng = np.random.default_rng(0)
+    P, N0, N, T = 16, 30, 32, 0.05
+    x = rng.normal(size=(P, N0))
+    y = np.sign(x[:, 0] + 0.3 * rng.normal(size=P))
+    s = sample_architecture(x, y, [T], width=[N, N], activation="identity",
+                            settings=SamplerSettings(replicas=16, burn_in=20, sampling_time=100, seed=0))[0]
+    th = deep_temperature_curve(x, y, [T], width=[N, N], activation="identity")
+    assert th.Q[0, 0] > 1.12 and np.isclose(th.Q[0, 0], th.Q[0, 1])
+    q, se = np.asarray(s["Q"].mean), np.asarray(s["Q"].se)
+    assert abs(q[1] - th.Q[0, 1]) < 0.02 * th.Q[0, 1] + 3 * se[1], (q, se, th.Q)
+    assert abs(q[0] - 1.0) < 0.03 and q[0] < th.Q[0, 0] - 0.1, (q, se, th.Q)
