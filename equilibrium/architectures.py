@@ -48,13 +48,22 @@ def _nan(*shape) -> np.ndarray:
 def architecture_curve(curve_cls, x_train, y_train, temperatures, *, width, architecture: str = "fc",
                        patch_size: int | None = None, image_shape=None, activation: str = "erf",
                        prior_w: float = 1.0, prior_v=1.0, x_test=None, y_test=None, level: str = "gaussian",
-                       device=None):
-    """Run the deep-FC or CNN theory and pack it into ``curve_cls`` (TemperatureCurve)."""
+                       device=None, sampler=None):
+    """Run the deep-FC or CNN theory and pack it into ``curve_cls`` (TemperatureCurve);
+    ``level="sampled"``: the exact posterior sampled instead (equilibrium.sampling_arch, ``sampler``
+    settings), in the same layout with standard errors and diagnostics."""
     from .weights import weight_directions
 
+    if level == "sampled":
+        from .sampling_arch import sampled_architecture_curve
+
+        return sampled_architecture_curve(curve_cls, x_train, y_train, temperatures, width=width,
+                                          architecture=architecture, patch_size=patch_size, image_shape=image_shape,
+                                          activation=activation, prior_w=prior_w, prior_v=prior_v, x_test=x_test,
+                                          y_test=y_test, sampler=sampler, device=device)
     if level != "gaussian":
         raise ValueError(f"level: the deep-FC and CNN theories have the saddle-point level only (pass "
-                         f"level='gaussian', the default), got {level!r}")
+                         f"level='gaussian', the default) and the exact sampler (level='sampled'), got {level!r}")
     T = np.asarray(temperatures, dtype=np.float64).reshape(-1)
     if T.size == 0 or not np.all(np.isfinite(T)) or np.any(T <= 0):
         raise ValueError(f"temperatures: must be a non-empty array of finite values > 0, got {T[:5]}")

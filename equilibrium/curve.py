@@ -260,7 +260,7 @@ def temperature_curve(
         return architecture_curve(TemperatureCurve, x_train, y_train, temperatures, width=width,
                                   architecture=architecture, patch_size=patch_size, image_shape=image_shape,
                                   activation=activation, prior_w=prior_w, prior_v=prior_v, x_test=x_test,
-                                  y_test=y_test, level=level, device=device)
+                                  y_test=y_test, level=level, device=device, sampler=sampler)
     if patch_size is not None or image_shape is not None:
         raise ValueError("patch_size/image_shape: only for architecture='cnn'")
     if np.ndim(width) == 1 and len(width) == 1:  # [N1]: one hidden layer

@@ -1015,7 +1015,9 @@ def _diagnose(acc: _Accumulator, ladder, R, s: SamplerSettings, eps, *, burn_in,
     out = []
     for k, T in enumerate(ladder):
         sl = slice(k * R, (k + 1) * R)
-        tr = {name: traces[name][sl] for name in DIAGNOSTIC_OBSERVABLES}
+        # every scalar the measurement traces (the four DIAGNOSTIC_OBSERVABLES, plus per-layer ones of
+        # equilibrium.sampling_arch)
+        tr = {name: traces[name][sl] for name in traces}
         rhat, bulk, tail = chain_diagnostics(tr)
         ok = frozen or all(rhat[n] < s.rhat_max and min(bulk[n], tail[n]) >= s.ess_min for n in tr)
         out.append(SamplerDiagnostics(
