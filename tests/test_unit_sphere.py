@@ -105,3 +105,27 @@ def test_test_set_unit_sphere_measures_are_corrected_too():
     got = np.concatenate([[curve.test_geometry["unit_centroid_distance"][0]],
                           curve.test_geometry["unit_class_radius"][0]])
     assert np.all(np.abs(got - mean) <= 3 * se), (got, mean, se)
+
+
+def test_cached_unit_sphere_validation():
+    """benchmarks/results/unit_sphere.json (benchmarks/validate_unit_sphere.py): at the prior the delta
+    method is within 3 s.e. of the exact Monte Carlo where the mean-kernel centroid distance is > 8 s.e.
+    off; at finite T (N1 = 20, converged sampler) the delta method on the sampled ⟨K_W⟩ is within 2.5 s.e.
+    of the per-sample averages, closer than the mean kernel on the centroid distance."""
+    import json
+    from pathlib import Path
+
+    doc = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "unit_sphere.json").read_text())
+    assert doc["command"].endswith("benchmarks/validate_unit_sphere.py") and doc["commit"]
+    for r in doc["prior"]:
+        exact, se = np.array(r["exact"]), np.array(r["exact_se"])
+        assert np.all(np.abs(np.array(r["delta"]) - exact) <= 3 * se), r
+        assert (r["mean_kernel"][0] - exact[0]) / se[0] > 8, r
+    rows = [r for r in doc["finite_temperature"] if r["width"] == 20]
+    assert len(rows) == 2 and all(r["converged"] for r in rows)
+    for r in rows:
+        s, se = np.array(r["sampled"]), np.array(r["sampled_se"])
+        z_delta = (np.array(r["delta_on_sampled_kernel"]) - s) / se
+        z_mean = (np.array(r["mean_kernel_of_sampled_kernel"]) - s) / se
+        assert np.all(np.abs(z_delta) <= 2.5), (r["temperature"], z_delta)
+        assert abs(z_delta[0]) < abs(z_mean[0]), (r["temperature"], z_delta, z_mean)
