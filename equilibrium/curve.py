@@ -24,6 +24,7 @@ from .posterior import MEASURES, Tilt, TiltedKernel, class_measures, class_measu
 from .predictor import gp_predictor
 from .architectures import architecture_curve, is_other_architecture
 from .sampling import SamplerDiagnostics, SamplerSettings, sampled_curve_fields
+from .unit_sphere import prior_neuron_samples, unit_sphere_measures
 from .weights import tilted_weight_moments, weight_directions
 
 __all__ = ["TemperatureCurve", "temperature_curve"]
@@ -303,6 +304,7 @@ def temperature_curve(
     if post.test is not None and Yt is not None and len(np.unique(Yt if D == 1 else Yt.argmax(1))) >= 2:
         test_geo = _geometry(post.test, Yt)
         reference.update({f"test_{k}": v[0] for k, v in _reference(kb.test, Yt).items()})
+    approximations = _correct_unit_sphere(geo, test_geo, post, Xd, Y, Xtd, Yt, activation, prior_w, width, lev)
     E = weight_directions(Xd)
     if post.tilt is None:  # levels without a spectral tilt carry no closed-form weight moments
         wm, wl = np.full((nT, E.shape[0], E.shape[0]), np.nan), np.full(nT, np.nan)
@@ -330,8 +332,30 @@ def temperature_curve(
         data_fingerprint=geometry.data_fingerprint(X, Y), n_outputs=D,
         test_geometry=test_geo, reference=reference,
         test_prediction=pred.test_mean, test_prediction_variance=pred.test_variance,
-        in_regime=in_regime, regime_reason=regime_reason,
+        in_regime=in_regime, regime_reason=regime_reason, mean_kernel_approximations=approximations,
     )
+
+
+def _correct_unit_sphere(geo, test_geo, post, X, Y, Xt, Yt, activation, prior_w, width, lev) -> tuple[str, ...]:
+    """Replace the mean-kernel unit-sphere measures by their delta-method posterior averages
+    (equilibrium.unit_sphere, docs/theory.md §4.3), in place; returns the fields still computed from
+    the mean kernel: all of them for a callable activation, the infinite-width level (no 1/N1
+    fluctuations to correct: its K_W is deterministic) or where the expansion is not trusted."""
+    names = ("unit_centroid_distance", "unit_class_radius")
+    if not isinstance(activation, str):
+        return names
+    if not lev.uses_saddle:  # nngp: K_W = K exactly at infinite width, nothing to correct
+        return ()
+    trusted = True
+    for g, x, y, block in ((geo, X, Y, post.train), (test_geo, Xt, Yt, post.test)):
+        if not g or block is None:
+            continue
+        ns = prior_neuron_samples(x, activation=activation, prior_w=float(prior_w))
+        corrected, ok = unit_sphere_measures(block, y, ns, width=float(width))
+        for k in names:  # keep the mean-kernel value where the expansion is not trusted
+            g[k] = np.where(ok.reshape((-1,) + (1,) * (corrected[k].ndim - 1)), corrected[k], g[k])
+        trusted = trusted and bool(ok.all())
+    return () if trusted else names
 
 
 def _regime(post: PosteriorKernels, T, Q, sp, n_train: int, width: float, prior_v: float):
