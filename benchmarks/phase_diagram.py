@@ -234,6 +234,8 @@ def run(args) -> None:
                     continue
                 task = task or _task(spec, args.n_train, args.n_test, args.data_dir)
                 row = sample_slice(task, spec, alpha, args)
+                if path.exists():  # re-sampled: the theory levels do not depend on the sampler, keep them
+                    row["theory"] = json.loads(path.read_text()).get("theory", {})
                 _write(path, row)
                 print(f"{path.name}: sampled in {row['seconds']:.0f} s, converged {sum(row['converged'])}/"
                       f"{len(row['converged'])}", flush=True)
