@@ -246,12 +246,20 @@ def run(args) -> None:
                 if "provenance" in row["theory"].get(level, {}):
                     continue
                 task = task or _task(spec, args.n_train, args.n_test, args.data_dir)
-                row["theory"][level] = theory_level(row, task, level)
+                part = theory_level(row, task, level)
+                row = json.loads(path.read_text())  # another process may have written meanwhile: merge
+                row["theory"][level] = part
                 _write(path, row)
                 print(f"{path.name}: level {level} in {row['theory'][level]['provenance']['seconds']:.0f} s", flush=True)
             if args.gd and "gd" not in row:
                 task = task or _task(spec, args.n_train, args.n_test, args.data_dir)
-                row["gd"] = gd_end_point(row, task, args)
+                part = gd_end_point(row, task, args)
+                fresh = json.loads(path.read_text())
+                if fresh["commit"] != row["commit"] or fresh["seconds"] != row["seconds"]:
+                    print(f"{path.name}: re-sampled meanwhile; GD end point left for the next pass", flush=True)
+                    continue
+                row = fresh
+                row["gd"] = part
                 _write(path, row)
                 g = row["gd"]
                 print(f"{path.name}: GD end point in {g['seconds']:.0f} s: centroid "
