@@ -416,22 +416,32 @@ def plot(rows: list[dict], path: str, measure: str) -> None:
                         label="sampled, R̂/ESS failed")
         for lv, (ls, col) in styles.items():
             if lv in r["theory"] and measure in r["theory"][lv]:
-                ax.plot(T, r["theory"][lv][measure], ls=ls, color=col, lw=1.2, label=lv)
+                th = r["theory"][lv]
+                v = np.asarray(th[measure], dtype=np.float64)
+                ax.plot(T, v, ls=ls, color=col, lw=1.0, alpha=0.35)  # the whole curve, faint
+                inside = np.asarray(th.get("in_regime") or np.ones(len(T), bool), bool)
+                ax.plot(T, np.where(inside, v, np.nan), ls=ls, color=col, lw=1.6, label=f"{lv} (bold: in its regime)")
         g = r.get("gd")
         if g is not None:
             e = g["end"][measure]
             te = g["T_eff"]["mean_predictor_train_error"]
             x = te["T"] if te["status"] == "ok" else (T.min() / 1.8 if te["status"] == "colder" else T.max() * 1.8)
             ax.errorbar([x], [e["mean"]], yerr=[e["se"]], fmt="*", ms=11, color="C4",
-                        label=f"GD end (at T_eff by train error{'' if te['status'] == 'ok' else ': ' + te['status']})")
+                        label=f"GD end point ({g['config']['replicas']} nets, ± s.e.)")
         ax.set_xscale("log")
         ax.set_xlabel("T")
         ax.set_title(_title(c), fontsize=8)
         ax.set_ylabel(measure.replace("_", " "), fontsize=8)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=6)
-    fig.tight_layout()
+    handles = {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab.split(" (at T_eff")[0] if lab.startswith("GD end") else lab, h)
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=4, fontsize=7, frameon=False)
+    fig.suptitle(f"{measure.replace('_', ' ')}: exact posterior (sampled ± s.e.; open = diagnostics failed, not a "
+                 "result), theory levels, GD end point (★ at its T_eff by train error, off-grid if outside)", fontsize=8)
+    fig.tight_layout(rect=(0, 0.07, 1, 0.96))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     print("wrote", path)
