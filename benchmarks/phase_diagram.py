@@ -319,6 +319,12 @@ def _title(c: dict) -> str:
     return f"{names.get(c['task'], c['task'])}, P = {c['n_train']}, α = {c['alpha']:g} (N1 = {c['width']})"
 
 
+def _out_of_regime(part: dict, i: int) -> str:
+    """'†' where the level is outside the regime where it was validated (TemperatureCurve.in_regime)."""
+    flags = part.get("in_regime")
+    return "" if flags is None or flags[i] else " †"
+
+
 def slice_table(r: dict) -> list[str]:
     """The markdown table of one (task, α): sampled measures per temperature, theory levels' centroid distance."""
     c = r["config"]
@@ -341,7 +347,7 @@ def slice_table(r: dict) -> list[str]:
                  radii("class_radius"), radii("unit_class_radius"),
                  _fmt(s["readout_second_moment"]["mean"][i], s["readout_second_moment"]["se"][i], 3),
                  _fmt(s["train_error"]["mean"][i], None, 2), _fmt(s["test_error"]["mean"][i], None, 3)]
-        cells += [_fmt(r["theory"][lv]["centroid_distance"][i]) for lv in levels]
+        cells += [_fmt(r["theory"][lv]["centroid_distance"][i]) + _out_of_regime(r["theory"][lv], i) for lv in levels]
         out.append("| " + " | ".join(cells) + " |")
     g = r.get("gd")
     if g is not None:
@@ -360,6 +366,7 @@ def slice_table(r: dict) -> list[str]:
                    f"{_fmt(e['test_error']['mean'], None, 3)} (mean predictor {_fmt(e['mean_predictor_test_error']['mean'], None, 3)}) | "
                    + " | ".join("" for _ in levels) + " |")
     out.append("")
+    out.append("(theory columns: cᵀ⟨K_W⟩c of each level; † = outside the level's validated regime.)")
     out.append(f"(sampled: {c['sampler']['replicas']} chains per temperature, budget "
                f"{c['sampler']['max_trajectories']} trajectories / {c['sampler']['max_seconds']} s, "
                f"{r['seconds']:.0f} s wall; `{r['command']}` at {r['commit'][:7]})")
