@@ -299,7 +299,8 @@ def theory_peak(row: dict, level: str, measure: str = "centroid_distance") -> di
     if not np.all(np.isfinite(v)):
         return dict(T_peak=None, rel=None)
     top = int(np.argmax(v))
-    return dict(T_peak=float(T[top]), rel=float(v[top] / v[-1] - 1.0), interior=bool(0 < top < len(T) - 1))
+    rel = float(v[top] / v[-1] - 1.0) if v[-1] > 0 else float("nan")
+    return dict(T_peak=float(T[top]), rel=rel, interior=bool(0 < top < len(T) - 1))
 
 
 def _fmt(m, se=None, digits=4):
@@ -375,18 +376,19 @@ def slice_table(r: dict) -> list[str]:
 
 def summary_table(rows: list[dict]) -> list[str]:
     out = ["| task | α (N1) | converged T | measure | T of max (converged) | max | value at coldest converged T "
-           "| (max − cold)/s.e. | interior max | drops > 2 s.e. as T falls | `gaussian` max: T, above its T→0 value "
+           "| (max − cold)/s.e. | interior max | drops > 2 s.e. as T falls (in s.e.) | `gaussian`: interior max at T, above its coldest value "
            "| `single_neuron` | `cavity` |",
            "|" + "---|" * 13]
     for r in rows:
         c = r["config"]
-        for measure in ("centroid_distance", "unit_centroid_distance"):
+        for measure in ("centroid_distance", "unit_centroid_distance", "readout_second_moment"):
             p = peak_summary(r, measure)
             th = []
             for lv in ("gaussian", "single_neuron", "cavity"):
                 if lv in r["theory"] and measure in r["theory"][lv]:
                     q = theory_peak(r, lv, measure)
-                    th.append("—" if q["T_peak"] is None else f"{q['T_peak']:.3g}, {100 * q['rel']:+.1f} %")
+                    th.append("—" if q["T_peak"] is None else
+                              f"{q['T_peak']:.3g}, {100 * q['rel']:+.1f} %" if q["interior"] else "none")
                 else:
                     th.append("—")
             if p["n"] == 0:
