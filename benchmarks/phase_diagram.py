@@ -388,7 +388,7 @@ def summary_table(rows: list[dict]) -> list[str]:
                 if lv in r["theory"] and measure in r["theory"][lv]:
                     q = theory_peak(r, lv, measure)
                     th.append("—" if q["T_peak"] is None else
-                              f"{q['T_peak']:.3g}, {100 * q['rel']:+.1f} %" if q["interior"] else "none")
+                              f"{q['T_peak']:.3g}, {100 * q['rel']:+.2f} %" if q["interior"] else "none")
                 else:
                     th.append("—")
             if p["n"] == 0:
