@@ -333,8 +333,8 @@ def slice_table(r: dict) -> list[str]:
     s = r["sampled"]
     out = [f"#### {_title(c)}", "",
            "| T | converged (max R̂ / min ESS) | centroid distance cᵀ⟨K_W⟩c | unit-sphere centroid distance | class radii "
-           "(raw) | unit-sphere class radii | λ1⟨v²⟩ | train error | test error | "
-           + " | ".join(f"`{lv}`" for lv in levels) + " |",
+           "(raw) | unit-sphere class radii | λ1⟨v²⟩ | train error | test error |"
+           + "".join(f" `{lv}` |" for lv in levels),
            "|" + "---|" * (9 + len(levels))]
     for i, T in enumerate(c["temperatures"]):
         d = r["diagnostics"][i]
@@ -364,8 +364,8 @@ def slice_table(r: dict) -> list[str]:
                    f"{radii('class_radius')} | {radii('unit_class_radius')} | "
                    f"{_fmt(e['readout_second_moment']['mean'], e['readout_second_moment']['se'], 3)} | "
                    f"{_fmt(e['train_error']['mean'], None, 2)} (mean predictor {_fmt(e['mean_predictor_train_error']['mean'], None, 2)}) | "
-                   f"{_fmt(e['test_error']['mean'], None, 3)} (mean predictor {_fmt(e['mean_predictor_test_error']['mean'], None, 3)}) | "
-                   + " | ".join("" for _ in levels) + " |")
+                   f"{_fmt(e['test_error']['mean'], None, 3)} (mean predictor {_fmt(e['mean_predictor_test_error']['mean'], None, 3)}) |"
+                   + "".join(" |" for _ in levels))
     out.append("")
     out.append("(theory columns: cᵀ⟨K_W⟩c of each level; † = outside the level's validated regime.)")
     out.append(f"(sampled: {c['sampler']['replicas']} chains per temperature, budget "
