@@ -191,6 +191,8 @@ def gd_end_point(row: dict, task, args) -> dict:
     # stopped moving? relative change of the replica-mean loss and centroid distance over the last
     # tenth of the steps (logged steps are log-spaced: compare the last step with the one nearest 0.9·steps)
     steps = np.asarray(traj.step, dtype=np.float64)
+    if steps[-1] < args.gd_steps:  # e.g. the trainer stopped on a signal: not an end point
+        raise RuntimeError(f"GD stopped at step {steps[-1]:.0f} of {args.gd_steps}; nothing cached")
     k = int(np.argmin(np.abs(steps - 0.9 * steps[-1])))
     loss = np.asarray(traj.train_loss).mean(1)
     cd = np.asarray(traj.centroid_distance).mean(1)
