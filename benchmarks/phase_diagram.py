@@ -302,7 +302,9 @@ def theory_peak(row: dict, level: str, measure: str = "centroid_distance") -> di
         return dict(T_peak=None, rel=None)
     top = int(np.argmax(v))
     rel = float(v[top] / v[-1] - 1.0) if v[-1] > 0 else float("nan")
-    return dict(T_peak=float(T[top]), rel=rel, interior=bool(0 < top < len(T) - 1))
+    flags = row["theory"][level].get("in_regime")
+    in_regime = True if flags is None else bool(np.asarray(flags, bool)[order][top])
+    return dict(T_peak=float(T[top]), rel=rel, interior=bool(0 < top < len(T) - 1), in_regime=in_regime)
 
 
 def _fmt(m, se=None, digits=4):
@@ -390,7 +392,7 @@ def summary_table(rows: list[dict]) -> list[str]:
                 if lv in r["theory"] and measure in r["theory"][lv]:
                     q = theory_peak(r, lv, measure)
                     th.append("—" if q["T_peak"] is None else
-                              f"{q['T_peak']:.3g}, {100 * q['rel']:+.2f} %" if q["interior"] else "none")
+                              f"{q['T_peak']:.3g}, {100 * q['rel']:+.2f} %{'' if q['in_regime'] else ' †'}" if q["interior"] else "none")
                 else:
                     th.append("—")
             if p["n"] == 0:
