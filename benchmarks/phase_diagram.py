@@ -1,15 +1,27 @@
 """Is the class-manifold distance a non-monotonic function of T in the exact posterior? (docs/findings.md)
 
-For each task and α = P/N1, the exact posterior is sampled at every temperature of one ladder
-(``equilibrium.temperature_curve(level="sampled")``, adaptive length with R̂/ESS diagnostics) and
-the theory levels (nngp, gaussian) are computed beside it. Every (task, α) is cached in its own
-JSON file under ``benchmarks/results/phase_diagram/`` with the full config, the command and the git
-commit (resumable: cached points are skipped). ``--report`` prints the table and, per (task, α),
-where the raw and unit-sphere centroid distances peak in T and how far the peak lies above the
-lowest-T value, in combined standard errors.
+For each task and α = P/N1 three things are computed and cached in one JSON file per (task, α) under
+``benchmarks/results/phase_diagram/`` (resumable: a file's parts that exist are skipped; every part
+carries the command and the git commit that made it, written as soon as it is done):
 
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/phase_diagram.py --tasks mnist:3,5 --alphas 2 20 --n-train 60
-    python benchmarks/phase_diagram.py --report
+1. ``sampled``: the exact posterior at every temperature of one ladder
+   (``equilibrium.temperature_curve(level="sampled")``, adaptive length with split-R̂/ESS diagnostics;
+   temperatures whose diagnostics fail are ``converged=False`` and are not results).
+2. ``theory``: every theory level of ``equilibrium.temperature_curve`` on the same data and width
+   (``--levels``, default nngp, gaussian, single_neuron, cavity).
+3. ``gd``: the GD end point: the same network (erf, no biases, prior init λ0 = λ1 = 1, squared loss
+   summed over samples; the model identity ``bridge.identity`` accepts for these curves) trained with
+   full-batch GD by ``gd_dynamics.train`` (several replicas) until the training loss has stopped
+   moving; its measures at the last step and the temperature each corresponds to on the converged part
+   of the sampled curve (``bridge.maps.map_observable``: monotone inversion, no extrapolation).
+
+``--report`` prints the markdown tables of docs/findings.md and, per (task, α), where the centroid
+distances peak in T over the converged temperatures and how far the peak lies above the value at
+the coldest converged temperature, in combined standard errors; ``--plot`` draws one panel per
+(task, α).
+
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/phase_diagram.py --tasks mnist:4,9 --alphas 20 2
+    python benchmarks/phase_diagram.py --report --plot docs/phase_diagram.png
 
 Tasks: ``mnist:3,5``, ``mnist:4,9``, ``cifar10:3,5`` (CIFAR-10 cat vs dog, grey; needs ``--data-dir``
 or ``$GDEQ_DATA_DIR`` with the CIFAR-10 npz files). Inputs: centred, |x|² = N0 (load_task's default).
@@ -19,8 +31,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import asdict
@@ -29,7 +43,18 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results" / "phase_diagram"
+#: sampled scalar measures (per temperature, mean and s.e.)
 MEASURES = ("centroid_distance", "unit_centroid_distance", "readout_second_moment", "train_error", "test_error")
+#: sampled per-class measures (per temperature and class)
+CLASS_MEASURES = ("class_radius", "unit_class_radius")
+LEVELS = ("nngp", "gaussian", "single_neuron", "cavity")
+THEORY_MEASURES = (*MEASURES, "class_radius")
+#: GD end-point measures (per replica at the last logged step; class radii per class)
+GD_MEASURES = ("centroid_distance", "unit_centroid_distance", "readout_second_moment", "train_error", "test_error",
+               "train_loss")
+#: run observable -> sampled-curve field it is matched to for the GD end point's temperature
+GD_MAPS = dict(mean_predictor_train_error="train_error", centroid_distance="centroid_distance",
+               unit_centroid_distance="unit_centroid_distance", readout_second_moment="readout_second_moment")
 
 
 def _task(spec: str, n_train: int, n_test: int, data_dir):
@@ -45,105 +70,416 @@ def _key(spec: str, n_train: int, alpha: float) -> str:
     return f"{spec.replace(':', '_').replace(',', 'v')}_P{n_train}_alpha{alpha:g}"
 
 
-def run(args) -> None:
-    from gdeq.equilibrium import SamplerSettings, SamplingConvergenceWarning, temperature_curve
+def _commit() -> str:
+    return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                          cwd=Path(__file__).parent).stdout.strip()
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
+
+def _command() -> str:
+    return " ".join(["python", "benchmarks/phase_diagram.py", *sys.argv[1:]])
+
+
+def _write(path: Path, row: dict) -> None:
+    """Atomic write (a crash never leaves half a file)."""
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(row, indent=1, default=float))
+    os.replace(tmp, path)
+
+
+def _settings(args):
+    from gdeq.equilibrium import SamplerSettings
+
+    return SamplerSettings(replicas=args.replicas, tempering=args.tempering, max_trajectories=args.max_trajectories,
+                           max_seconds=args.max_seconds, seed=args.seed)
+
+
+# ------------------------------------------------------------------------------------------------
+# the three parts of a (task, α) file
+# ------------------------------------------------------------------------------------------------
+def sample_slice(task, spec: str, alpha: float, args) -> dict:
+    """The sampled curve with its diagnostics (part 1)."""
+    from gdeq.equilibrium import SamplingConvergenceWarning, temperature_curve
+
     temps = np.geomspace(args.t_max, args.t_min, args.n_temperatures)
+    width = max(1, int(round(args.n_train / alpha)))
+    st = _settings(args)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SamplingConvergenceWarning)
+        curve = temperature_curve(task.x_train, task.y_train, temps, width=width, x_test=task.x_test,
+                                  y_test=task.y_test, level="sampled", sampler=st)
+    seconds = time.perf_counter() - t0
+    return dict(
+        config=dict(task=spec, n_train=args.n_train, n_test=args.n_test, alpha=alpha, width=width,
+                    temperatures=temps.tolist(), activation="erf", prior_w=1.0, prior_v=1.0, data_seed=0,
+                    sampler={k: (v if isinstance(v, (int, float, bool, str, type(None))) else str(v))
+                             for k, v in asdict(st).items()}),
+        command=_command(), commit=_commit(), seconds=seconds, warnings=[str(w.message) for w in caught],
+        sampled={m: dict(mean=np.asarray(getattr(curve, m)).tolist(), se=np.asarray(curve.sem(m)).tolist())
+                 for m in MEASURES},
+        **{m: dict(mean=np.asarray(getattr(curve, m)).tolist(), se=np.asarray(curve.sem(m)).tolist())
+           for m in CLASS_MEASURES},
+        converged=curve.converged.tolist(),
+        diagnostics=[dict(T=d.temperature, rhat=d.rhat, ess_bulk=d.ess_bulk, ess_tail=d.ess_tail,
+                          acceptance=d.acceptance, swap_acceptance=d.swap_acceptance, burn_in=d.burn_in,
+                          n_draws=d.n_draws) for d in curve.diagnostics],
+        theory={},
+    )
+
+
+def theory_level(row: dict, task, level: str) -> dict:
+    """One theory level on the slice's data, width and temperatures (part 2)."""
+    from gdeq.equilibrium import temperature_curve
+
+    c = row["config"]
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        curve = temperature_curve(task.x_train, task.y_train, np.asarray(c["temperatures"]), width=c["width"],
+                                  x_test=task.x_test, y_test=task.y_test, level=level)
+    out = {m: np.asarray(getattr(curve, m)).tolist() for m in THEORY_MEASURES}
+    out.update(in_regime=None if curve.in_regime is None else np.asarray(curve.in_regime).tolist(),
+               regime_reason=list(curve.regime_reason), saddle_converged=np.asarray(curve.converged).tolist(),
+               mean_kernel_approximations=list(getattr(curve, "mean_kernel_approximations", ()) or ()),
+               warnings=sorted({str(w.message) for w in caught}),
+               provenance=dict(command=_command(), commit=_commit(), seconds=time.perf_counter() - t0))
+    return out
+
+
+def _converged_curve(row: dict, field: str):
+    """(T, mean, se) of a sampled field over the converged temperatures only."""
+    ok = np.asarray(row["converged"], bool)
+    T = np.asarray(row["config"]["temperatures"])[ok]
+    return T, np.asarray(row["sampled"][field]["mean"])[ok], np.asarray(row["sampled"][field]["se"])[ok]
+
+
+def gd_end_point(row: dict, task, args) -> dict:
+    """Full-batch GD of the same network to its end point, and where that lies on the sampled curve (part 3)."""
+    from gdeq import equilibrium
+    from gdeq.bridge.experiments import default_learning_rate
+    from gdeq.bridge.identity import check_compatible
+    from gdeq.bridge.maps import map_observable, mean_predictor_error
+    from gdeq.geometry import mean_se
+    from gdeq.gd_dynamics import train
+
+    c = row["config"]
+    width = int(c["width"])
+    lr = args.gd_lr_factor * default_learning_rate(task.x_train, activation="erf", prior_w=1.0, prior_v=1.0,
+                                                   seed=args.gd_seed)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        traj = train(task, width=width, activation="erf", optimizer="gd", lr=lr, steps=args.gd_steps,
+                     replicas=args.gd_replicas, prior_precisions=(1.0, 1.0), init="prior", loss="mse",
+                     reduction="sum", bias=False, seed=args.gd_seed, log_points=args.gd_log_points, output_dir=tmp,
+                     run_name="gd", wandb=None, progress_bar=False, clustering_indices=False,
+                     reduce_inputs=task.n_train < task.input_dim, probe_size=max(task.n_train, len(task.x_test)))
+    seconds = time.perf_counter() - t0
+    # the bridge's identity check: same data, width, activation, priors and model as the curves
+    check_compatible(traj, equilibrium.temperature_curve(task.x_train, task.y_train, [1.0], width=width,
+                                                         level="nngp"))
+    end = {}
+    for m in GD_MEASURES:
+        mean, se = mean_se(np.asarray(getattr(traj, m))[-1], axis=0)
+        end[m] = dict(mean=float(mean), se=float(se))
+    for m in CLASS_MEASURES:
+        mean, se = mean_se(np.asarray(getattr(traj, m))[-1], axis=0)
+        end[m] = dict(mean=np.asarray(mean).tolist(), se=np.asarray(se).tolist())
+    for split in ("train", "test"):
+        v, se = mean_predictor_error(np.asarray(getattr(traj, f"{split}_predictions"))[-1:],
+                                     np.asarray(getattr(traj, f"y_{split}")))
+        end[f"mean_predictor_{split}_error"] = dict(mean=float(v[0]), se=float(se[0]))
+    # stopped moving? relative change of the replica-mean loss and centroid distance over the last
+    # tenth of the steps (logged steps are log-spaced: compare the last step with the one nearest 0.9·steps)
+    steps = np.asarray(traj.step, dtype=np.float64)
+    if steps[-1] < args.gd_steps:  # e.g. the trainer stopped on a signal: not an end point
+        raise RuntimeError(f"GD stopped at step {steps[-1]:.0f} of {args.gd_steps}; nothing cached")
+    k = int(np.argmin(np.abs(steps - 0.9 * steps[-1])))
+    loss = np.asarray(traj.train_loss).mean(1)
+    cd = np.asarray(traj.centroid_distance).mean(1)
+    # (the loss itself decays to 0 when the nets interpolate: its change is reported absolutely)
+    drift = dict(from_step=float(steps[k]), to_step=float(steps[-1]), train_loss_from=float(loss[k]),
+                 train_loss_to=float(loss[-1]), centroid_distance=float((cd[-1] - cd[k]) / abs(cd[k])))
+    maps = {}
+    for run_name, field in GD_MAPS.items():
+        T, g, _ = _converged_curve(row, field)
+        v = end[run_name]
+        if len(T) < 2:
+            maps[run_name] = dict(curve_field=field, T=None, low=None, high=None, status="no-map",
+                                  notes=["fewer than two converged sampled temperatures"])
+            continue
+        mp = map_observable(np.array([steps[-1]]), np.array([v["mean"]]), T, g, run_value_se=np.array([v["se"]]),
+                            observable=run_name, curve_field=field, level="sampled")
+        f = lambda a: None if not np.isfinite(a[0]) else float(a[0])  # noqa: E731
+        maps[run_name] = dict(curve_field=field, T=f(mp.temperature), low=f(mp.temperature_low),
+                              high=f(mp.temperature_high), status=str(mp.status[0]), notes=list(mp.notes),
+                              converged_T_range=[float(T.min()), float(T.max())])
+    return dict(
+        config=dict(optimizer="gd", lr=lr, lr_factor=args.gd_lr_factor, steps=args.gd_steps,
+                    replicas=args.gd_replicas, seed=args.gd_seed, width=width, activation="erf", init="prior",
+                    prior_precisions=[1.0, 1.0], loss="mse", reduction="sum", bias=False,
+                    reduce_inputs=bool(task.n_train < task.input_dim), model_identity=dict(traj.model_identity)),
+        command=_command(), commit=_commit(), seconds=seconds, end=end, drift=drift, T_eff=maps,
+        final_step=float(steps[-1]),
+    )
+
+
+def run(args) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
     for spec in args.tasks:
-        task = _task(spec, args.n_train, args.n_test, args.data_dir)
+        task = None
         for alpha in args.alphas:
             path = RESULTS / f"{_key(spec, args.n_train, alpha)}.json"
-            if path.exists() and not args.force:
-                print(f"{path.name}: cached")
-                continue
-            width = max(1, int(round(args.n_train / alpha)))
-            st = SamplerSettings(replicas=args.replicas, tempering=args.tempering, max_trajectories=args.max_trajectories,
-                                 max_seconds=args.max_seconds, seed=args.seed)
-            t0 = time.perf_counter()
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", SamplingConvergenceWarning)
-                curve = temperature_curve(task.x_train, task.y_train, temps, width=width, x_test=task.x_test,
-                                          y_test=task.y_test, level="sampled", sampler=st)
-            seconds = time.perf_counter() - t0
-            theory = {lv: temperature_curve(task.x_train, task.y_train, temps, width=width, x_test=task.x_test,
-                                            y_test=task.y_test, level=lv) for lv in ("nngp", "gaussian")}
-            row = dict(
-                config=dict(task=spec, n_train=args.n_train, n_test=args.n_test, alpha=alpha, width=width,
-                            temperatures=temps.tolist(), activation="erf", prior_w=1.0, prior_v=1.0, data_seed=0,
-                            sampler={k: (v if isinstance(v, (int, float, bool, str, type(None))) else str(v))
-                                     for k, v in asdict(st).items()}),
-                command=" ".join(["python", "benchmarks/phase_diagram.py", *sys.argv[1:]]), commit=commit,
-                seconds=seconds, warnings=[str(w.message) for w in caught],
-                sampled={m: dict(mean=np.asarray(getattr(curve, m)).tolist(), se=np.asarray(curve.sem(m)).tolist())
-                         for m in MEASURES},
-                class_radius=dict(mean=curve.class_radius.tolist(), se=curve.sem("class_radius").tolist()),
-                converged=curve.converged.tolist(),
-                diagnostics=[dict(T=d.temperature, rhat=d.rhat, ess_bulk=d.ess_bulk, ess_tail=d.ess_tail,
-                                  acceptance=d.acceptance, swap_acceptance=d.swap_acceptance, burn_in=d.burn_in,
-                                  n_draws=d.n_draws) for d in curve.diagnostics],
-                theory={lv: {m: np.asarray(getattr(c, m)).tolist() for m in MEASURES} for lv, c in theory.items()},
-            )
-            path.write_text(json.dumps(row, indent=1, default=float))
-            print(f"{path.name}: {seconds:.0f} s, converged {sum(row['converged'])}/{len(temps)}", flush=True)
+            row = json.loads(path.read_text()) if path.exists() else None
+            if row is None or (args.force and not args.skip_sampling):
+                if args.skip_sampling:
+                    print(f"{path.name}: not sampled yet, skipped")
+                    continue
+                task = task or _task(spec, args.n_train, args.n_test, args.data_dir)
+                row = sample_slice(task, spec, alpha, args)
+                if path.exists():  # re-sampled: the theory levels do not depend on the sampler, keep them
+                    row["theory"] = json.loads(path.read_text()).get("theory", {})
+                _write(path, row)
+                print(f"{path.name}: sampled in {row['seconds']:.0f} s, converged {sum(row['converged'])}/"
+                      f"{len(row['converged'])}", flush=True)
+            else:
+                print(f"{path.name}: sampled part cached")
+            for level in args.levels:
+                # old files have nngp/gaussian without class radii or provenance: recompute those
+                if "provenance" in row["theory"].get(level, {}):
+                    continue
+                task = task or _task(spec, args.n_train, args.n_test, args.data_dir)
+                part = theory_level(row, task, level)
+                row = json.loads(path.read_text())  # another process may have written meanwhile: merge
+                row["theory"][level] = part
+                _write(path, row)
+                print(f"{path.name}: level {level} in {row['theory'][level]['provenance']['seconds']:.0f} s", flush=True)
+            if args.gd and "gd" not in row:
+                task = task or _task(spec, args.n_train, args.n_test, args.data_dir)
+                part = gd_end_point(row, task, args)
+                fresh = json.loads(path.read_text())
+                if fresh["commit"] != row["commit"] or fresh["seconds"] != row["seconds"]:
+                    print(f"{path.name}: re-sampled meanwhile; GD end point left for the next pass", flush=True)
+                    continue
+                row = fresh
+                row["gd"] = part
+                _write(path, row)
+                g = row["gd"]
+                print(f"{path.name}: GD end point in {g['seconds']:.0f} s: centroid "
+                      f"{g['end']['centroid_distance']['mean']:.4g}, T_eff(train error) "
+                      f"{g['T_eff']['mean_predictor_train_error']['status']}", flush=True)
 
 
+# ------------------------------------------------------------------------------------------------
+# analysis and report
+# ------------------------------------------------------------------------------------------------
 def peak_summary(row: dict, measure: str) -> dict:
-    """Where the sampled measure peaks in T and the peak's height above the lowest-T value in combined s.e."""
+    """Where the sampled measure peaks in T over the CONVERGED temperatures, and the peak's height above the
+    value at the coldest converged temperature in combined standard errors (z = (max − low)/√(se_max² + se_low²)).
+
+    ``reversals``: steps between neighbouring converged temperatures (hot to cold) where the measure
+    falls by more than 2 combined s.e. as T decreases — evidence of non-monotonicity anywhere on the curve.
+    """
+    T, m, se = _converged_curve(row, measure)
+    if len(T) == 0:
+        return dict(n=0, T_peak=None, peak=None, low_T=None, low=None, z=None, interior=False, reversals=[])
+    order = np.argsort(-T)  # hot to cold
+    T, m, se = T[order], m[order], se[order]
+    top, low = int(np.argmax(m)), len(T) - 1
+    z = float((m[top] - m[low]) / np.hypot(se[top], se[low])) if top != low else 0.0
+    rev = [dict(T_hot=float(T[i]), T_cold=float(T[i + 1]), drop_se=float((m[i] - m[i + 1]) / np.hypot(se[i], se[i + 1])))
+           for i in range(len(T) - 1) if m[i] - m[i + 1] > 2 * np.hypot(se[i], se[i + 1])]
+    return dict(n=len(T), T_peak=float(T[top]), peak=float(m[top]), peak_se=float(se[top]), low_T=float(T[low]),
+                low=float(m[low]), low_se=float(se[low]), z=z, interior=bool(0 < top < low), reversals=rev)
+
+
+def theory_peak(row: dict, level: str, measure: str = "centroid_distance") -> dict:
+    """Where a theory level's curve peaks in T, and the peak's height above its coldest value (relative)."""
     T = np.asarray(row["config"]["temperatures"])
-    m, se = np.asarray(row["sampled"][measure]["mean"]), np.asarray(row["sampled"][measure]["se"])
-    low = int(np.argmin(T))
-    top = int(np.argmax(m))
-    z = (m[top] - m[low]) / np.hypot(se[top], se[low]) if top != low else 0.0
-    return dict(T_peak=float(T[top]), peak=float(m[top]), low_T=float(T[low]), low=float(m[low]), z=float(z),
-                interior=bool(top != low and top != int(np.argmax(T))))
+    v = np.asarray(row["theory"][level][measure], dtype=np.float64)
+    order = np.argsort(-T)
+    T, v = T[order], v[order]
+    if not np.all(np.isfinite(v)):
+        return dict(T_peak=None, rel=None)
+    top = int(np.argmax(v))
+    rel = float(v[top] / v[-1] - 1.0) if v[-1] > 0 else float("nan")
+    flags = row["theory"][level].get("in_regime")
+    in_regime = True if flags is None else bool(np.asarray(flags, bool)[order][top])
+    return dict(T_peak=float(T[top]), rel=rel, interior=bool(0 < top < len(T) - 1), in_regime=in_regime)
+
+
+def _fmt(m, se=None, digits=4):
+    if m is None or not np.isfinite(m):
+        return "—"
+    if se is None or not np.isfinite(se):
+        return f"{m:.{digits}g}"
+    return f"{m:.{digits}g} ± {se:.2g}"
+
+
+def _rows():
+    return [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
+
+
+def _title(c: dict) -> str:
+    names = {"mnist:3,5": "MNIST 3 vs 5", "mnist:4,9": "MNIST 4 vs 9", "cifar10:3,5": "CIFAR-10 grey cat vs dog"}
+    return f"{names.get(c['task'], c['task'])}, P = {c['n_train']}, α = {c['alpha']:g} (N1 = {c['width']})"
+
+
+def _out_of_regime(part: dict, i: int) -> str:
+    """'†' where the level is outside the regime where it was validated (TemperatureCurve.in_regime)."""
+    flags = part.get("in_regime")
+    return "" if flags is None or flags[i] else " †"
+
+
+def slice_table(r: dict) -> list[str]:
+    """The markdown table of one (task, α): sampled measures per temperature, theory levels' centroid distance."""
+    c = r["config"]
+    levels = [lv for lv in LEVELS if lv in r["theory"]]
+    s = r["sampled"]
+    out = [f"#### {_title(c)}", "",
+           "| T | converged (max R̂ / min ESS) | centroid distance cᵀ⟨K_W⟩c | unit-sphere centroid distance | class radii "
+           "(raw) | unit-sphere class radii | λ1⟨v²⟩ | train error | test error |"
+           + "".join(f" `{lv}` |" for lv in levels),
+           "|" + "---|" * (9 + len(levels))]
+    for i, T in enumerate(c["temperatures"]):
+        d = r["diagnostics"][i]
+        ess = min(min(d["ess_bulk"].values()), min(d["ess_tail"].values()))
+        conv = ("yes" if r["converged"][i] else "**no**") + f" ({max(d['rhat'].values()):.3f} / {ess:.0f})"
+        radii = lambda key: ("—" if key not in r else ", ".join(  # noqa: E731
+            _fmt(m, e, 3) for m, e in zip(r[key]["mean"][i], r[key]["se"][i])))
+        cells = [f"{T:.3g}", conv,
+                 _fmt(s["centroid_distance"]["mean"][i], s["centroid_distance"]["se"][i]),
+                 _fmt(s["unit_centroid_distance"]["mean"][i], s["unit_centroid_distance"]["se"][i]),
+                 radii("class_radius"), radii("unit_class_radius"),
+                 _fmt(s["readout_second_moment"]["mean"][i], s["readout_second_moment"]["se"][i], 3),
+                 _fmt(s["train_error"]["mean"][i], None, 2), _fmt(s["test_error"]["mean"][i], None, 3)]
+        cells += [_fmt(r["theory"][lv]["centroid_distance"][i]) + _out_of_regime(r["theory"][lv], i) for lv in levels]
+        out.append("| " + " | ".join(cells) + " |")
+    g = r.get("gd")
+    if g is not None:
+        e = g["end"]
+        te = g["T_eff"]
+        where = "; ".join(
+            f"{name.replace('mean_predictor_', '')}: " + (f"T ≈ {m['T']:.3g}" if m["status"] == "ok" else m["status"])
+            for name, m in te.items())
+        radii = lambda key: ", ".join(_fmt(m, s_, 3) for m, s_ in zip(e[key]["mean"], e[key]["se"]))  # noqa: E731
+        out.append(f"| GD end ({g['config']['replicas']} nets, {g['final_step']:.0f} steps) | T on the sampled curve — {where} | "
+                   f"{_fmt(e['centroid_distance']['mean'], e['centroid_distance']['se'])} | "
+                   f"{_fmt(e['unit_centroid_distance']['mean'], e['unit_centroid_distance']['se'])} | "
+                   f"{radii('class_radius')} | {radii('unit_class_radius')} | "
+                   f"{_fmt(e['readout_second_moment']['mean'], e['readout_second_moment']['se'], 3)} | "
+                   f"{_fmt(e['train_error']['mean'], None, 2)} (mean predictor {_fmt(e['mean_predictor_train_error']['mean'], None, 2)}) | "
+                   f"{_fmt(e['test_error']['mean'], None, 3)} (mean predictor {_fmt(e['mean_predictor_test_error']['mean'], None, 3)}) |"
+                   + "".join(" |" for _ in levels))
+    out.append("")
+    out.append("(theory columns: cᵀ⟨K_W⟩c of each level; † = outside the level's validated regime.)")
+    out.append(f"(sampled: {c['sampler']['replicas']} chains per temperature, budget "
+               f"{c['sampler']['max_trajectories']} trajectories / {c['sampler']['max_seconds']} s, "
+               f"{r['seconds']:.0f} s wall; `{r['command']}` at {r['commit'][:7]})")
+    return out
+
+
+def summary_table(rows: list[dict]) -> list[str]:
+    out = ["| task | α (N1) | converged T | measure | T of max (converged) | max | value at coldest converged T "
+           "| (max − cold)/s.e. | interior max | drops > 2 s.e. as T falls (in s.e.) | `gaussian`: interior max at T, above its coldest value "
+           "| `single_neuron` | `cavity` |",
+           "|" + "---|" * 13]
+    for r in rows:
+        c = r["config"]
+        for measure in ("centroid_distance", "unit_centroid_distance", "readout_second_moment"):
+            p = peak_summary(r, measure)
+            th = []
+            for lv in ("gaussian", "single_neuron", "cavity"):
+                if lv in r["theory"] and measure in r["theory"][lv]:
+                    q = theory_peak(r, lv, measure)
+                    th.append("—" if q["T_peak"] is None else
+                              f"{q['T_peak']:.3g}, {100 * q['rel']:+.2f} %{'' if q['in_regime'] else ' †'}" if q["interior"] else "none")
+                else:
+                    th.append("—")
+            if p["n"] == 0:
+                out.append(f"| {c['task']} | {c['alpha']:g} ({c['width']}) | 0/{len(r['converged'])} | {measure} "
+                           "| — | — | — | — | — | — | " + " | ".join(th) + " |")
+                continue
+            rev = ", ".join(f"{x['T_hot']:.3g}→{x['T_cold']:.3g} ({x['drop_se']:.1f})" for x in p["reversals"]) or "none"
+            out.append(f"| {c['task']} | {c['alpha']:g} ({c['width']}) | {p['n']}/{len(r['converged'])} | {measure} "
+                       f"| {p['T_peak']:.3g} | {_fmt(p['peak'], p['peak_se'])} | {_fmt(p['low'], p['low_se'])} "
+                       f"(T = {p['low_T']:.3g}) | {p['z']:.1f} | {'yes' if p['interior'] else 'no'} | {rev} | "
+                       + " | ".join(th) + " |")
+    return out
+
+
+def plot(rows: list[dict], path: str, measure: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(rows)
+    ncol = min(3, n)
+    nrow = (n + ncol - 1) // ncol
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.4 * nrow), squeeze=False)
+    styles = dict(nngp=(":", "0.5"), gaussian=("--", "C1"), single_neuron=("-.", "C2"), cavity=("-", "C3"))
+    for ax, r in zip(axes.flat, rows):
+        c = r["config"]
+        T = np.asarray(c["temperatures"])
+        m, se = np.asarray(r["sampled"][measure]["mean"]), np.asarray(r["sampled"][measure]["se"])
+        ok = np.asarray(r["converged"], bool)
+        ax.errorbar(T[ok], m[ok], yerr=se[ok], fmt="o", ms=4, capsize=2, color="k", label="sampled (converged)")
+        if (~ok).any():
+            ax.errorbar(T[~ok], m[~ok], yerr=se[~ok], fmt="o", ms=5, mfc="white", capsize=2, color="k",
+                        label="sampled, R̂/ESS failed")
+        for lv, (ls, col) in styles.items():
+            if lv in r["theory"] and measure in r["theory"][lv]:
+                th = r["theory"][lv]
+                v = np.asarray(th[measure], dtype=np.float64)
+                ax.plot(T, v, ls=ls, color=col, lw=1.0, alpha=0.35)  # the whole curve, faint
+                inside = np.asarray(th.get("in_regime") or np.ones(len(T), bool), bool)
+                ax.plot(T, np.where(inside, v, np.nan), ls=ls, color=col, lw=1.6, label=f"{lv} (bold: in its regime)")
+        g = r.get("gd")
+        if g is not None:
+            e = g["end"][measure]
+            te = g["T_eff"]["mean_predictor_train_error"]
+            x = te["T"] if te["status"] == "ok" else (T.min() / 1.8 if te["status"] == "colder" else T.max() * 1.8)
+            ax.errorbar([x], [e["mean"]], yerr=[e["se"]], fmt="*", ms=11, color="C4",
+                        label=f"GD end point ({g['config']['replicas']} nets, ± s.e.)")
+        ax.set_xscale("log")
+        ax.set_xlabel("T")
+        ax.set_title(_title(c), fontsize=8)
+        ax.set_ylabel(measure.replace("_", " "), fontsize=8)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    handles = {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab.split(" (at T_eff")[0] if lab.startswith("GD end") else lab, h)
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=4, fontsize=7, frameon=False)
+    fig.suptitle(f"{measure.replace('_', ' ')}: exact posterior (sampled ± s.e.; open = diagnostics failed, not a "
+                 "result), theory levels, GD end point (★ at its T_eff by train error, off-grid if outside)", fontsize=8)
+    fig.tight_layout(rect=(0, 0.07, 1, 0.96))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print("wrote", path)
 
 
 def report(args) -> None:
-    rows = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
+    rows = _rows()
+    if args.tasks_filter:
+        rows = [r for r in rows if r["config"]["task"] in args.tasks_filter]
     if not rows:
         print("no cached results under", RESULTS)
         return
-    print("| task | P | α | N1 | converged | measure | T of max | max | value at lowest T | (max − low)/s.e. | interior max |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    order = {t: i for i, t in enumerate(["mnist:3,5", "mnist:4,9", "cifar10:3,5"])}
+    rows.sort(key=lambda r: (order.get(r["config"]["task"], 9), r["config"]["alpha"]))
+    print("\n".join(summary_table(rows)))
+    print()
     for r in rows:
-        c = r["config"]
-        for measure in ("centroid_distance", "unit_centroid_distance"):
-            s = peak_summary(r, measure)
-            print(f"| {c['task']} | {c['n_train']} | {c['alpha']:g} | {c['width']} | {sum(r['converged'])}/{len(r['converged'])} "
-                  f"| {measure} | {s['T_peak']:.3g} | {s['peak']:.4g} | {s['low']:.4g} (T={s['low_T']:.3g}) "
-                  f"| {s['z']:.1f} | {'yes' if s['interior'] else 'no'} |")
+        print("\n".join(slice_table(r)))
     if args.plot:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        for r in rows:
-            c = r["config"]
-            T = np.asarray(c["temperatures"])
-            for ax, measure in zip(axes, ("centroid_distance", "unit_centroid_distance")):
-                m, se = np.asarray(r["sampled"][measure]["mean"]), np.asarray(r["sampled"][measure]["se"])
-                ok = np.asarray(r["converged"], bool)
-                line = ax.errorbar(T, m, yerr=se, marker="o", ms=3, capsize=2,
-                                   label=f"{c['task']} α={c['alpha']:g} (N1={c['width']})")
-                color = line[0].get_color()
-                ax.plot(T[~ok], m[~ok], "o", ms=7, mfc="white", color=color, zorder=3)  # diagnostics failed
-                ax.plot(T, r["theory"]["gaussian"][measure], ls="--", color=color, lw=1)
-                ax.set_xscale("log")
-                ax.set_xlabel("T")
-                ax.set_title(measure.replace("_", " "))
-        fig.suptitle("sampled ± s.e. (open: R̂/ESS failed); dashed: gaussian level", fontsize=9)
-        axes[0].legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=120)
-        print("wrote", args.plot)
+        plot(rows, args.plot, "centroid_distance")
+        stem = Path(args.plot)
+        plot(rows, str(stem.with_name(stem.stem + "_unit" + stem.suffix)), "unit_centroid_distance")
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", nargs="+", default=["mnist:3,5", "mnist:4,9", "cifar10:3,5"])
     ap.add_argument("--alphas", type=float, nargs="+", default=[0.5, 1, 2, 5, 20])
@@ -157,11 +493,24 @@ def main() -> None:
     ap.add_argument("--max-trajectories", type=int, default=1640)
     ap.add_argument("--max-seconds", type=float, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--levels", nargs="*", default=list(LEVELS), help="theory levels beside the sampled curve")
+    ap.add_argument("--skip-sampling", action="store_true", help="only add theory levels / GD to sampled files")
+    ap.add_argument("--gd", action=argparse.BooleanOptionalAction, default=True, help="the GD end point")
+    ap.add_argument("--gd-steps", type=int, default=3000)
+    ap.add_argument("--gd-replicas", type=int, default=4)
+    ap.add_argument("--gd-lr-factor", type=float, default=1.0, help="lr = factor / λ_max(tangent kernel at init)")
+    ap.add_argument("--gd-log-points", type=int, default=40)
+    ap.add_argument("--gd-seed", type=int, default=0)
     ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--force", action="store_true")
+    ap.add_argument("--force", action="store_true", help="re-sample cached slices")
     ap.add_argument("--report", action="store_true")
-    ap.add_argument("--plot", default=None, help="with --report: write the figure here")
-    args = ap.parse_args()
+    ap.add_argument("--tasks-filter", nargs="*", default=None, help="with --report: only these tasks")
+    ap.add_argument("--plot", default=None, help="with --report: write the figures here (and *_unit.png)")
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
     report(args) if args.report else run(args)
 
 

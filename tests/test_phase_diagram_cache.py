@@ -1,0 +1,126 @@
+"""The phase-diagram caches (benchmarks/results/phase_diagram/*.json, docs/findings.md) state what made them,
+their stated commands reproduce their configs, their convergence flags follow from their own diagnostics, and
+the analysis in the script computes what docs/findings.md says it computes."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "benchmarks" / "phase_diagram.py"
+FILES = sorted((REPO / "benchmarks" / "results" / "phase_diagram").glob("*.json"))
+
+
+@functools.lru_cache(maxsize=1)
+def _script():
+    spec = importlib.util.spec_from_file_location("phase_diagram", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_there_are_cached_slices():
+    assert len(FILES) >= 3
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_sampled_part_carries_a_command_that_reproduces_its_config(path):
+    script, row = _script(), _row(path)
+    c = row["config"]
+    assert len(row["commit"]) == 40 and row["seconds"] > 0
+    argv = shlex.split(row["command"])
+    assert argv[:2] == ["python", "benchmarks/phase_diagram.py"], row["command"]
+    args = script.parser().parse_args(argv[2:])
+    assert c["task"] in args.tasks and c["alpha"] in args.alphas
+    assert path.stem == script._key(c["task"], c["n_train"], c["alpha"])
+    assert (args.n_train, args.n_test) == (c["n_train"], c["n_test"])
+    assert c["width"] == max(1, round(c["n_train"] / c["alpha"]))
+    np.testing.assert_allclose(c["temperatures"], np.geomspace(args.t_max, args.t_min, args.n_temperatures))
+    assert len(c["temperatures"]) >= 10 and max(c["temperatures"]) >= 3 and min(c["temperatures"]) <= 0.003
+    s = c["sampler"]
+    for name in ("replicas", "max_trajectories", "max_seconds", "seed", "tempering"):
+        assert s[name] == getattr(args, name), f"{path.name}: the command gives {name} = {getattr(args, name)}, row says {s[name]}"
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_converged_flags_follow_from_the_stored_diagnostics(path):
+    """converged ⇔ every observable's R̂ < rhat_max and bulk and tail ESS ≥ ess_min (recomputed here)."""
+    row = _row(path)
+    s = row["config"]["sampler"]
+    for flag, d in zip(row["converged"], row["diagnostics"], strict=True):
+        ok = all(d["rhat"][k] < s["rhat_max"] and min(d["ess_bulk"][k], d["ess_tail"][k]) >= s["ess_min"]
+                 for k in d["rhat"])
+        assert flag == ok, f"{path.name}, T = {d['T']:.3g}: flag {flag}, diagnostics say {ok}"
+    # every unconverged temperature is named in the sampler's warning
+    if not all(row["converged"]):
+        assert any("not converged" in w for w in row["warnings"])
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_theory_levels_describe_the_same_setting(path):
+    row = _row(path)
+    T = np.asarray(row["config"]["temperatures"])
+    for level, part in row["theory"].items():
+        if "provenance" in part:
+            assert len(part["provenance"]["commit"]) == 40 and part["provenance"]["command"].startswith(
+                "python benchmarks/phase_diagram.py")
+        assert len(part["centroid_distance"]) == len(T)
+    # infinite width: cᵀKc does not depend on T
+    nngp = np.asarray(row["theory"]["nngp"]["centroid_distance"])
+    np.testing.assert_allclose(nngp, nngp[0], rtol=1e-10)
+    # at the hottest temperature the prior dominates: the leading-order level and the sample agree to a few %
+    hot = int(np.argmax(T))
+    sampled = row["sampled"]["centroid_distance"]["mean"][hot]
+    assert abs(row["theory"]["gaussian"]["centroid_distance"][hot] / sampled - 1) < 0.05
+
+
+@pytest.mark.parametrize("path", [p for p in FILES if "gd" in _row(p)], ids=lambda p: p.stem)
+def test_gd_end_point_is_the_theory_model_and_its_temperatures_invert_the_sampled_curve(path):
+    from gdeq.bridge.maps import interpolate_curve
+
+    script, row = _script(), _row(path)
+    g = row["gd"]
+    cfg = g["config"]
+    assert (cfg["optimizer"], cfg["activation"], cfg["init"], cfg["loss"], cfg["reduction"], cfg["bias"]) == (
+        "gd", "erf", "prior", "mse", "sum", False)
+    assert cfg["width"] == row["config"]["width"] and cfg["prior_precisions"] == [1.0, 1.0]
+    assert g["command"].startswith("python benchmarks/phase_diagram.py") and len(g["commit"]) == 40
+    for run_name, m in g["T_eff"].items():
+        field = script.GD_MAPS[run_name]
+        T, values, _ = script._converged_curve(row, field)
+        value = g["end"][run_name]["mean"]
+        if m["status"] == "ok":  # the mapped temperature gives back the GD value on the sampled curve
+            assert T.min() <= m["T"] <= T.max()
+            assert interpolate_curve(T, values, np.array([m["T"]]))[0] == pytest.approx(value, rel=1e-6, abs=1e-12)
+        elif m["status"] in ("colder", "hotter"):  # outside the converged range of the curve
+            assert value < values.min() or value > values.max()
+
+
+def test_peak_summary_on_a_constructed_curve():
+    """A curve with a known interior maximum: T of the max, its height over the coldest value in s.e.,
+    unconverged temperatures ignored, drops counted."""
+    script = _script()
+    T = [3.0, 1.0, 0.3, 0.1, 0.03]
+    mean = [1.0, 2.0, 3.0, 2.5, 9.0]  # the last (coldest) is unconverged and must not count
+    se = [0.1, 0.1, 0.1, 0.2, 0.1]
+    row = dict(config=dict(temperatures=T), converged=[True, True, True, True, False],
+               sampled=dict(centroid_distance=dict(mean=mean, se=se)))
+    p = script.peak_summary(row, "centroid_distance")
+    assert p["n"] == 4 and p["T_peak"] == 0.3 and p["low_T"] == 0.1 and p["interior"]
+    assert p["z"] == pytest.approx(0.5 / np.hypot(0.1, 0.2))
+    assert [(r["T_hot"], r["T_cold"]) for r in p["reversals"]] == [(0.3, 0.1)]
+    # monotone rise as T falls: the max is at the coldest converged temperature, z = 0, no interior max
+    row["sampled"]["centroid_distance"]["mean"] = [1.0, 2.0, 3.0, 4.0, 0.0]
+    p = script.peak_summary(row, "centroid_distance")
+    assert p["T_peak"] == 0.1 and p["z"] == 0.0 and not p["interior"] and p["reversals"] == []
