@@ -3,6 +3,8 @@
     python benchmarks/validate_cavity.py sample   # ground truth, cached point by point (resumable)
     python benchmarks/validate_cavity.py table    # every level next to it, max/median deviation per observable
     python benchmarks/validate_cavity.py single-neuron-flags   # the P = 400 single_neuron breakdown, flagged
+    python benchmarks/validate_cavity.py closures   # docs/theory.md B.9: rank-bound closure vs default vs sampling
+    python benchmarks/validate_cavity.py linear     # B.9: identity activation sampled at α = 2 vs the Q* theory
 
 Grid (MNIST 3 vs 5, ``load_task("mnist", (3, 5), n_train=P, n_test=100, seed=0)``, erf, λ0 = λ1 = 1):
 α = 0.5 (P = 100, N1 = 200), α = 2 (P = 200, N1 = 100), α = 5 (P = 250, N1 = 50), each at
@@ -100,6 +102,89 @@ def cmd_single_neuron_flags(args) -> None:
               f"gaussian level's curve flag: {g.regime_reason[i] or 'in regime'}")
 
 
+def cmd_closures(args) -> None:
+    """docs/theory.md B.9: the rank-bound ("trace") closure next to the default ("shape") one and sampling.
+
+    MNIST 3 vs 5, P = 200, N1 = 100 (α = 2), erf, T = 1, 0.3, 0.1, 0.03, against the cached sampled rows of
+    validation_samples.json (3v5_N100_T*_erf); then the identity activation at the same point, where φ is
+    Gaussian and the Q* theory (``gaussian`` level) is exact to O(1/N1), with T·TrΣ/P of each closure."""
+    from gdeq.equilibrium import nngp_kernels, temperature_curve
+    from gdeq.equilibrium.cavity import cavity_curve, gaussian_sigma_trace
+    from gdeq import geometry
+
+    torch.set_num_threads(args.threads)
+    P, n1, Pt = 200, 100, 200
+    from gdeq.gd_dynamics import load_task
+
+    t = load_task("mnist", (3, 5), n_train=P, n_test=Pt, seed=0)
+    old = json.loads(OLD_SAMPLES.read_text())
+    temps = np.array([1.0, 0.3, 0.1, 0.03])
+    c = geometry.centroid_vector(t.y_train)
+    obs = ("train_error", "test_error", "readout_second_moment")
+    for act in ("erf", "identity"):
+        g = temperature_curve(t.x_train, t.y_train, temps, width=n1, activation=act, x_test=t.x_test, y_test=t.y_test)
+        base = float(c @ nngp_kernels(t.x_train, activation=act).train.numpy() @ c)
+        kap = torch.linalg.eigvalsh(nngp_kernels(t.x_train, activation=act).train)
+        rows = {"gaussian (Q*)": (g, gaussian_sigma_trace(temps, g.Q, kap, prior_v=1.0, width=n1),
+                                  n1 * (g.centroid_distance - base))}
+        for cl in ("shape", "trace"):
+            r = cavity_curve(t.x_train, t.y_train, temps, g.Q, width=n1, activation=act, x_test=t.x_test,
+                             y_test=t.y_test, closure=cl)
+            rows[f"cavity/{cl}"] = (r, r.sigma_trace, n1 * (np.einsum("i,tij,j->t", c, r.hidden_gram, c) - base))
+        print(f"\n{act}, MNIST 3 v 5, P = {P}, N1 = {n1}; rank bound T·TrΣ/P ≥ {1 - (n1 - 1) / P:.3f}")
+        for i, T in enumerate(temps):
+            e = old.get(f"3v5_N100_T{T:g}_erf") if act == "erf" else None
+            if e is not None:
+                print(f"T = {T:g} sampled: " + ", ".join(f"{o} {e[o][0]:.4g} ± {e[o][1]:.1g}" for o in obs)
+                      + f", N1·shift {n1 * (e['centroid_distance'][0] - base):.3f} ± {n1 * e['centroid_distance'][1]:.2f}")
+            for name, (r, trS, shift) in rows.items():
+                conv = "" if not hasattr(r, "converged") or r.converged[i] else " (not converged)"
+                print(f"T = {T:g} {name:14s}: " + ", ".join(f"{o} {getattr(r, o)[i]:.4g}" for o in obs)
+                      + f", N1·shift {shift[i]:.3f}, T·TrΣ/P {trS[i]:.3f}{conv}")
+
+
+LINEAR = RESULTS / "cavity_linear_check.json"
+
+
+def cmd_linear(args) -> None:
+    """docs/theory.md B.9: the identity activation at α = 2 (P = 100, N1 = 50, MNIST 3 v 5) sampled with the
+    adaptive sampler, next to the Q* theory (exact to O(1/N1) for a linear network) and the rank bound that
+    its Σ breaks at low T. Cached in benchmarks/results/cavity_linear_check.json with config, command, commit."""
+    import subprocess
+
+    from gdeq.equilibrium import nngp_kernels, temperature_curve
+    from gdeq.equilibrium.cavity import gaussian_sigma_trace
+    from gdeq.equilibrium.sampling import SamplerSettings, sample_temperatures
+    from gdeq.gd_dynamics import load_task
+
+    torch.set_num_threads(args.threads)
+    P, n1, temps = 100, 50, [0.1, 0.01, 0.003]
+    t = task(P)
+    g = temperature_curve(t.x_train, t.y_train, temps, width=n1, activation="identity", x_test=t.x_test,
+                          y_test=t.y_test)
+    kap = torch.linalg.eigvalsh(nngp_kernels(t.x_train, activation="identity").train)
+    trS = gaussian_sigma_trace(temps, g.Q, kap, prior_v=1.0, width=n1)
+    settings = SamplerSettings(replicas=16, max_trajectories=1600, max_seconds=1500, seed=1)
+    ss = sample_temperatures(t.x_train, t.y_train, temps, width=n1, activation="identity", x_test=t.x_test,
+                             y_test=t.y_test, settings=settings)
+    rows = {}
+    for i, (T, s) in enumerate(zip(temps, ss)):
+        rows[f"T{T:g}"] = dict(
+            temperature=T, converged=bool(s.diagnostics.converged) if s.diagnostics is not None else None,
+            sigma_trace_qstar=float(trS[i]), rank_bound=1 - (n1 - 1) / P,
+            **{o: dict(sampled=[float(np.asarray(getattr(s, o).mean)), float(np.asarray(getattr(s, o).se))],
+                       gaussian=float(getattr(g, o)[i]))
+               for o in ("readout_second_moment", "train_error", "test_error", "test_variance")})
+        print(f"T = {T:g}: " + json.dumps(rows[f"T{T:g}"]), flush=True)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent).stdout.strip()
+    LINEAR.write_text(json.dumps(dict(
+        config=dict(task="mnist 3 v 5", n_train=P, n_test=N_TEST, data_seed=0, width=n1, activation="identity",
+                    prior_w=1.0, prior_v=1.0, temperatures=temps, sampler=dict(replicas=16, max_trajectories=1600,
+                                                                               max_seconds=1500, seed=1)),
+        command="python benchmarks/validate_cavity.py linear", commit=commit, rows=rows), indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -109,8 +194,13 @@ def main() -> None:
     t.add_argument("--threads", type=int, default=1)
     f = sub.add_parser("single-neuron-flags")
     f.add_argument("--threads", type=int, default=1)
+    c = sub.add_parser("closures")
+    c.add_argument("--threads", type=int, default=1)
+    li = sub.add_parser("linear")
+    li.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    {"sample": cmd_sample, "table": cmd_table, "single-neuron-flags": cmd_single_neuron_flags}[args.cmd](args)
+    {"sample": cmd_sample, "table": cmd_table, "single-neuron-flags": cmd_single_neuron_flags,
+     "closures": cmd_closures, "linear": cmd_linear}[args.cmd](args)
 
 
 OLD_SAMPLES = RESULTS / "validation_samples.json"  # docs/validation.md's grid (same sampler, erf points used)

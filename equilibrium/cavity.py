@@ -250,6 +250,7 @@ def cavity_curve(
     min_ess: float = DEFAULT_MIN_ESS,
     seed: int = 0,
     device: str | torch.device | None = None,
+    closure: str = "shape",
 ) -> CavityResult:
     """Every observable of the ``cavity`` level over temperatures (module docstring, docs/theory.md B.5).
 
@@ -259,6 +260,11 @@ def cavity_curve(
     stretched by ``stretches`` along the tilt directions; ``rank`` leading eigen-directions of K in
     the low-rank kernel corrections; fixed point to relative change ``tol`` in (m, q, D) within
     ``max_iter`` Anderson/damped steps; ``min_ess`` for the regime indicator.
+
+    ``closure``: "shape" (default, B.5: Σ = (T + c·K_Σ/λ1)⁻¹ with the Gaussian-equivalent scale q) or
+    "trace" (B.9: Σ = (T + c·K_m/λ1)⁻¹, the same kernel as the mean field, from averaging the exact
+    identity T·A_W⁻¹ + Σ_j φ_jφ_jᵀA_∖j⁻¹/(λ1N1(1 + a_j)) = I; it satisfies the rank bound by construction
+    but misses the cavity mean's fluctuations and is measured to be worse — kept to reproduce B.9).
     """
     x = np.asarray(x_train, dtype=np.float64)
     y = np.asarray(y_train, dtype=np.float64).reshape(-1)
@@ -277,6 +283,8 @@ def cavity_curve(
     Qa = np.asarray(Q, dtype=np.float64).reshape(-1)
     if Qa.shape != T_all.shape or not np.all(np.isfinite(Qa)) or np.any(Qa <= 0):
         raise ValueError(f"Q: expected finite positive saddle-point values of shape {T_all.shape}, got {np.shape(Q)}")
+    if closure not in ("shape", "trace"):
+        raise ValueError(f"closure: must be 'shape' or 'trace', got {closure!r}")
     if not (len(stretches) >= 1 and all(s >= 1 for s in stretches)):
         raise ValueError(f"stretches: must be a non-empty tuple of factors >= 1, got {stretches!r}")
     if y_test is not None and x_test is None:
@@ -362,8 +370,9 @@ def cavity_curve(
         small = torch.eye(Vt.shape[1], **kw) + (c / lam1) * D @ (Vt.T @ (Li[:, None] * Vt))
         return x0 - Li[:, None] * (Vt @ torch.linalg.solve(small, (c / lam1) * D @ (Vt.T @ x0)))
 
-    def quad_all(T: float, c: float, scale: float, D: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def quad_all(T: float, c: float, scale: float, D: torch.Tensor, Bst=Bst) -> tuple[torch.Tensor, torch.Tensor]:
         """a_s·λ1N1 = φ_sᵀ(T + c(scale K + Bs D Bsᵀ)/λ1)⁻¹φ_s for all samples, and Tr of that inverse."""
+        ns = Bst.shape[1]
         lam = T + c * scale * kappa / lam1
         Li = 1.0 / lam
         base = Li @ phr2
@@ -388,6 +397,24 @@ def cavity_curve(
         Dm = kernel_parts(w / (1.0 + a), rho)
         m_new = U @ solve_eig(T, cav, rho, Dm, yr[:, None])[:, 0]
         return (m_new, q_new, Dp_new), dict(w=w, a=a, g=g, omega=omega, rho=rho, Dm=Dm, logw=logw)
+
+    def measure_trace(T: float, state: tuple):
+        """One pass of the "trace" closure (B.9): Σ = (T + c·K_m/λ1)⁻¹, m = Σy, K_m = ρK + B D_m Bᵀ."""
+        m, rho, Dm = state
+        qa, _ = quad_all(T, cav, rho, Dm, Bt)
+        a = qa / (lam1 * N1)
+        g = (m @ phi) / math.sqrt(lam1 * N1)
+        logw = log_p0_q - 0.5 * torch.log1p(a) + 0.5 * g * g / (1.0 + a)
+        w = torch.softmax(logw, 0)
+        omega = 1.0 / (1.0 + a) + g * g / (1.0 + a) ** 2
+        rho_new = float((w / (1.0 + a)).sum())
+        Dm_new = kernel_parts(w / (1.0 + a), rho_new)
+        m_new = U @ solve_eig(T, cav, rho_new, Dm_new, yr[:, None])[:, 0]
+        return (m_new, rho_new, Dm_new), dict(w=w, a=a, g=g, omega=omega, rho=rho_new, Dm=Dm_new, logw=logw)
+
+    if closure == "trace":  # state (m, ρ, D_m) on the full basis B instead of (m, q, D_post) on Bs
+        measure = measure_trace  # noqa: F811
+        ns = nb
 
     def pack(state):
         m, q, Dp = state
@@ -442,7 +469,7 @@ def cavity_curve(
         resid_train = T * m_hat
         out["train_mean"].append((yv - resid_train).cpu().numpy())
         out["train_error"].append(float((resid_train ** 2).mean()))
-        _, tr_cav = quad_all(T, cav, q, Dp)
+        _, tr_cav = quad_all(T, cav, rho, Dm, Bt) if closure == "trace" else quad_all(T, cav, q, Dp)
         trS = T * float(tr_cav) / P  # T·TrΣ/P of the cavity field (regime indicator)
         out["trS"].append(trS)
         # train posterior variance T − T²·Tr Σ̂/P with Σ̂ = (T + qK/λ1)⁻¹ (same kernel as the test variance)
@@ -502,7 +529,8 @@ def cavity_curve(
     trS = np.array(out["trS"])
     khat = np.array(out["khat"])
     ok, why = regime_flags(ess, conv, pareto=khat, min_ess=min_ess,
-                           extra=[rank_bound(trS, P, N1), width_check(N1, nT)])
+                           extra=([] if activation == "identity" else [rank_bound(trS, P, N1)])  # B.9
+                           + [width_check(N1, nT)])
     return CavityResult(
         temperature=T_all, train_mean=np.stack(out["train_mean"]), train_error=np.array(out["train_error"]),
         train_variance=np.array(out["train_variance"]), test_mean=test_mean, test_point_variance=test_var,

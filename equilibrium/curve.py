@@ -296,7 +296,8 @@ def temperature_curve(
                        width=float(width), activation=activation, prior_w=float(prior_w), prior_v=float(prior_v),
                        test_rotated=F0, y_test=Ytd)
     post = lev.posterior(ctx)
-    in_regime, regime_reason = _regime(post, T, Q, sp, X.shape[0], float(width), float(prior_v))
+    in_regime, regime_reason = _regime(post, T, Q, sp, X.shape[0], float(width), float(prior_v),
+                                       linear=isinstance(activation, str) and activation == "identity")
     geo = _geometry(post.train, Y)
     reference = {k: v[0] for k, v in _reference(kb.train, Y).items()}
     test_geo: dict[str, np.ndarray] = {}
@@ -334,21 +335,23 @@ def temperature_curve(
     )
 
 
-def _regime(post: PosteriorKernels, T, Q, sp, n_train: int, width: float, prior_v: float):
+def _regime(post: PosteriorKernels, T, Q, sp, n_train: int, width: float, prior_v: float, *, linear: bool = False):
     """Regime indicator per temperature (docs/theory.md B.6): the level's own checks (importance-weight
-    degeneracy, convergence, its cavity rank bound) when it has them; otherwise the exact rank bound
-    T·TrΣ/P ≥ 1 − (N1 − 1)/P on the Gaussian-equivalent cavity field Σ = (T + Q K/λ1)⁻¹; and N1 ≥ 50."""
+    degeneracy, convergence, its cavity rank bound) when it has them; otherwise the rank bound
+    T·TrΣ/P ≥ 1 − (N1 − 1)/P on the Gaussian-equivalent cavity field Σ = (T + Q K/λ1)⁻¹; and N1 ≥ 50.
+    ``linear`` (identity activation): no rank-bound check — the Q* theory is exact there to O(1/N1) although
+    its Σ breaks the bound (docs/theory.md B.9: the bound constrains E[A_∖i⁻¹], not the Σ of the measure)."""
     if post.regime is not None:
         ok, why = post.regime
-        extra = [] if post.observables else [rank_bound(gaussian_sigma_trace(T, Q, sp.kappa, prior_v=prior_v,
+        extra = [] if (post.observables or linear) else [rank_bound(gaussian_sigma_trace(T, Q, sp.kappa, prior_v=prior_v,
                                                                              width=width), n_train, width)]
         if not extra:
             return np.asarray(ok, dtype=bool), tuple(why)
         ok2, why2 = regime_flags(np.full(len(T), np.inf), np.ones(len(T), bool), extra=extra)
         return (np.asarray(ok, bool) & ok2,
                 tuple("; ".join(r for r in (a, b) if r) for a, b in zip(why, why2)))
-    checks = [rank_bound(gaussian_sigma_trace(T, Q, sp.kappa, prior_v=prior_v, width=width), n_train, width),
-              width_check(width, len(T))]
+    checks = ([] if linear else [rank_bound(gaussian_sigma_trace(T, Q, sp.kappa, prior_v=prior_v, width=width),
+                                             n_train, width)]) + [width_check(width, len(T))]
     return regime_flags(np.full(len(T), np.inf), np.ones(len(T), bool), extra=checks)
 
 
