@@ -351,12 +351,17 @@ def cavity_curve(
     # shape basis of Σ: the leading eigen-directions of K with the label directions (y, the fields m,
     # K m) projected out — along those the Gaussian-equivalent scale q·K is kept (B.5: the label part
     # of K_post is a fluctuation term that feeds back on m and runs away)
+    # Σ's shape basis lies inside the top-`rank` eigenspace of K (coordinates idx of K's eigenbasis), so
+    # that a = φᵀΣφ/(λ1N1) costs O(rank²·S) per evaluation, not O(P·rank·S) (B.5 "Numerics")
     L = _orth(torch.cat([yv[:, None], fields, K @ fields], 1))
-    top = U[:, -min(rank, P):]
-    Bs = _orth(top - L @ (L.T @ top))
-    ns = Bs.shape[1]
-    Bst = U.T @ Bs
-    pBs = Bs.T @ phi
+    idx = torch.arange(P - min(rank, P), P, device=dev)
+    Lr = _orth((U.T @ L)[idx])  # the label directions' components in the top eigenspace
+    Cr = _orth(torch.eye(len(idx), **kw) - Lr @ Lr.T)  # their complement there
+    ns = Cr.shape[1]
+    Bst = torch.zeros(P, ns, **kw)
+    Bst[idx] = Cr
+    phr_top = phr[idx].contiguous()
+    pBs = Cr.T @ phr_top
 
     def kernel_parts(weights: torch.Tensor, scale: float, p: torch.Tensor = pB) -> torch.Tensor:
         """D of E_w[fφφᵀ] ≈ scale·K + B D Bᵀ, with weights = w·f (control variate scale·w0)."""
@@ -370,13 +375,18 @@ def cavity_curve(
         small = torch.eye(Vt.shape[1], **kw) + (c / lam1) * D @ (Vt.T @ (Li[:, None] * Vt))
         return x0 - Li[:, None] * (Vt @ torch.linalg.solve(small, (c / lam1) * D @ (Vt.T @ x0)))
 
+    Bst_shape = Bst
+
     def quad_all(T: float, c: float, scale: float, D: torch.Tensor, Bst=Bst) -> tuple[torch.Tensor, torch.Tensor]:
         """a_s·λ1N1 = φ_sᵀ(T + c(scale K + Bs D Bsᵀ)/λ1)⁻¹φ_s for all samples, and Tr of that inverse."""
         ns = Bst.shape[1]
         lam = T + c * scale * kappa / lam1
         Li = 1.0 / lam
         base = Li @ phr2
-        BL = Bst.T @ (Li[:, None] * phr)  # (ns, S)
+        if Bst is Bst_shape:  # supported on the top eigenspace only
+            BL = Cr.T @ (Li[idx, None] * phr_top)  # (ns, S)
+        else:
+            BL = Bst.T @ (Li[:, None] * phr)
         small = torch.eye(ns, **kw) + (c / lam1) * D @ (Bst.T @ (Li[:, None] * Bst))
         corr = ((c / lam1) * (torch.linalg.solve(small, D @ BL)) * BL).sum(0)
         trace = Li.sum() - (c / lam1) * torch.trace(torch.linalg.solve(small, D @ (Bst.T @ (Li[:, None] ** 2 * Bst))))

@@ -311,11 +311,13 @@ def temperature_curve(
         wm, wl = tilted_weight_moments(post.tilt, sp.U, kb.slope_train, Xd, Yd, E, prior_w=float(prior_w))
     nan = np.full(nT, np.nan)
     own = post.observables or {}  # a level with its own predictor (cavity) replaces the Q* GP's
-    if own:
+    if "train_error" in own:
         pred = replace(pred, **{k: own[k] for k in ("train_error", "train_variance", "test_error", "test_bias2")},
                        test_variance_mean=own["test_variance"], test_mean=own["test_prediction"],
                        test_variance=own["test_prediction_variance"])
-        readout, wm, wl = own["readout_second_moment"], own["weight_moments"], own["weight_label_moment"]
+        readout = own["readout_second_moment"]
+    if "weight_moments" in own:  # levels without a spectral tilt that measure the weights (single_neuron, cavity)
+        wm, wl = own["weight_moments"], own["weight_label_moment"]
     return TemperatureCurve(
         temperature=T, Q=np.asarray(Q), train_error=pred.train_error, train_variance=pred.train_variance,
         test_error=pred.test_error if pred.test_error is not None else nan,
@@ -343,7 +345,8 @@ def _regime(post: PosteriorKernels, T, Q, sp, n_train: int, width: float, prior_
     its Σ breaks the bound (docs/theory.md B.9: the bound constrains E[A_∖i⁻¹], not the Σ of the measure)."""
     if post.regime is not None:
         ok, why = post.regime
-        extra = [] if (post.observables or linear) else [rank_bound(gaussian_sigma_trace(T, Q, sp.kappa, prior_v=prior_v,
+        own_sigma = post.observables is not None and "train_error" in post.observables  # cavity: its own Σ
+        extra = [] if (own_sigma or linear) else [rank_bound(gaussian_sigma_trace(T, Q, sp.kappa, prior_v=prior_v,
                                                                              width=width), n_train, width)]
         if not extra:
             return np.asarray(ok, dtype=bool), tuple(why)
