@@ -201,13 +201,17 @@ def _solve_fixed_point(residual, pack, state, cold, unpack, *, tol: float, max_i
         pass  # Anderson diverged or stalled: damped iteration from the warm start (cold if that is not finite)
     v = v0 if np.all(np.isfinite(residual(v0))) else cold
     best, best_r = v, np.inf  # not converged: return the iterate closest to a fixed point, never a runaway
+    since = 0  # damped steps since the residual last fell by 5 %: a stalled iteration stops early (cost)
     for _ in range(2 * budget):  # damped iteration: slow but monotone where Anderson overshoots
         r = residual(v)
         if not np.all(np.isfinite(r)):
             break
         size = float(np.max(np.abs(r / scale)))
+        since = 0 if size < 0.95 * best_r else since + 1
         if size < best_r:
             best, best_r = v, size
+        if since >= 8:
+            break
         v = v + 0.3 * r
         if size <= tol:
             return unpack(v), ok(v)
