@@ -290,6 +290,8 @@ def _entries() -> list[dict]:
             e = dict(e, n_train=e.get("n_train", 200), source=path.name)
             e["n_test"] = e.get("n_test", n_test_default)
             out.append(e)
+    if EXTRA.exists():  # sample-extra rows (adaptive sampler, convergence recorded)
+        out += [dict(e, source=EXTRA.name) for e in json.loads(EXTRA.read_text()).values()]
     # phase-diagram curves (adaptive sampler with R̂/ESS diagnostics; 5 observables): one entry per temperature,
     # rows whose diagnostics failed are shown with ‡ and left out of the deviation statistics
     for path in sorted(PHASE.glob("mnist_*.json")):
@@ -307,11 +309,10 @@ def _entries() -> list[dict]:
     return out
 
 
-def _theory(es: list[dict], pair, P: int, Pt: int, n1: int) -> dict[str, object]:
+def _theory(es: list[dict], dataset: str, pair, P: int, Pt: int, n1: int) -> dict[str, object]:
     from gdeq.equilibrium import temperature_curve
-    from gdeq.gd_dynamics import load_task
 
-    t = load_task("mnist", tuple(pair), n_train=P, n_test=Pt, seed=0)
+    t = load(dataset, pair, P, Pt)
     temps = np.array(sorted({e["temperature"] for e in es}, reverse=True))
     out = {}
     for lev in LEVELS:
@@ -329,13 +330,14 @@ def cmd_table(args) -> None:
     entries = _entries()
     groups: dict[tuple, list[dict]] = {}
     for e in entries:
-        groups.setdefault((tuple(e["pair"]), e["n_train"], e["n_test"], e["width"]), []).append(e)
+        groups.setdefault((e.get("dataset", "mnist"), tuple(e["pair"]), e["n_train"], e["n_test"], e["width"]),
+                          []).append(e)
     head = ["pair", "P", "N1", "α", "T"] + [f"{o}: sampled / " + " / ".join(LEVELS) for o in OBSERVABLES] + ["in regime"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     dev: dict[tuple[str, str], list[tuple[float, bool, bool]]] = {}
     cost = []
-    for (pair, P, Pt, n1), es in sorted(groups.items(), key=lambda kv: (kv[0][1] / kv[0][3], kv[0])):
-        th = _theory(es, pair, P, Pt, n1)
+    for (dataset, pair, P, Pt, n1), es in sorted(groups.items(), key=lambda kv: (kv[0][2] / kv[0][4], kv[0])):
+        th = _theory(es, dataset, pair, P, Pt, n1)
         cost.append((P, n1, len(es), th["cavity_seconds"], th["gaussian_seconds"]))
         base = th["gaussian"].reference["centroid_distance"]
         for e in sorted(es, key=lambda e: -e["temperature"]):
@@ -345,7 +347,7 @@ def cmd_table(args) -> None:
                 "weight_label_moment": e.get("weight_moment_label"),  # λ0 = 1
             }
             conv = e.get("converged", True)  # False: the sampler's R̂/ESS checks failed (‡, not in the statistics)
-            cells = [f"{pair[0]} v {pair[1]}", str(P), str(n1), f"{P / n1:g}",
+            cells = [("CIFAR " if dataset == "cifar10" else "") + f"{pair[0]} v {pair[1]}", str(P), str(n1), f"{P / n1:g}",
                      f"{e['temperature']:.3g}" + ("" if conv else " ‡")]
             for o in OBSERVABLES:
                 sv = sampled.get(o, e.get(o))
@@ -390,7 +392,8 @@ def cmd_table(args) -> None:
         notes.append(f"cost P = {P}, N1 = {n1}: cavity {tc:.1f} s, gaussian {tg:.2f} s for {n} temperatures (shared CPU)")
     notes.append("in regime: y/n per level (gaussian / single_neuron / cavity), TemperatureCurve.in_regime")
     notes.append("‡: sampled row whose convergence diagnostics failed (phase_diagram curves); shown, not in the statistics")
-    notes.append("sources: cavity_validation_samples.json, validation_samples.json (erf rows), phase_diagram/mnist_*.json")
+    notes.append("sources: cavity_validation_samples.json, validation_samples.json (erf rows), "
+                 "cavity_validation_extra.json, phase_diagram/mnist_*.json")
     text = "\n".join(rows + notes) + "\n"
     print(text)
     (RESULTS / "cavity_validation_table.md").write_text(text)
