@@ -174,3 +174,21 @@ def test_exact_cavity_identities_at_width_two_by_quadrature(T):
         assert eff < bound  # measured: 0.61 at T = 0.1, −0.79 at T = 0.02 (bound 0.75)
     if T <= 0.02:
         assert eff < 0
+
+
+def test_trace_closure_obeys_the_rank_bound_at_its_fixed_point():
+    """closure="trace" (docs/theory.md B.9): Σ⁻¹ = T + c·K_m/λ1 with K_m = E_p[φφᵀ/(1 + a)], so at the fixed point
+    T·TrΣ/P = 1 − (N1 − 1)·E_p[a/(1 + a)]/P ≥ 1 − (N1 − 1)/P at every T, while the default closure's Σ (like the
+    Q* theory's) falls below the bound at low T."""
+    x, y, _, _ = _data(P=40, N0=30)
+    temps = np.array([1.0, 0.3, 0.1])  # measured: the trace closure converges at 1 and 0.3 only (0.825, 0.721)
+    g = temperature_curve(x, y, temps, width=20, level="gaussian")
+    bound = 1 - 19 / 40
+    tr = cavity_curve(x, y, temps, g.Q, width=20, closure="trace", samples=8192)
+    ok = tr.converged
+    assert ok[:2].all()
+    assert np.all(tr.sigma_trace[ok] >= bound - 1e-6), tr.sigma_trace
+    sh = cavity_curve(x, y, temps, g.Q, width=20, samples=8192)
+    assert sh.converged[-1] and sh.sigma_trace[-1] < bound  # measured 0.344 against 0.525
+    with pytest.raises(ValueError, match="closure"):
+        cavity_curve(x, y, [1.0], [1.0], width=20, closure="ep")
