@@ -92,12 +92,15 @@ EXTRA_GROUPS = (  # (dataset, pair, P, N1, temperatures): more of issue 11's gri
 )
 
 
+DATA_DIR: str | None = None  # --data-dir (else load_task's own search, e.g. GDEQ_DATA_DIR)
+
+
 def load(dataset: str, pair, P: int, Pt: int = N_TEST):
     """The validation task: ``load_task(dataset, pair, n_train=P, n_test=Pt, seed=0)``, CIFAR-10 in greyscale."""
     from gdeq.gd_dynamics import Preprocessing, load_task
 
     pre = Preprocessing(grayscale=True) if dataset == "cifar10" else None
-    return load_task(dataset, tuple(pair), n_train=P, n_test=Pt, seed=0, preprocessing=pre)
+    return load_task(dataset, tuple(pair), n_train=P, n_test=Pt, seed=0, preprocessing=pre, data_dir=DATA_DIR)
 
 
 def cmd_sample_extra(args) -> None:
@@ -131,8 +134,8 @@ def cmd_sample_extra(args) -> None:
                 config=dict(data="load_task(dataset, pair, n_train=P, n_test=100, seed=0), CIFAR greyscale",
                             prior_w=1.0, prior_v=1.0, replicas=16, max_trajectories=args.max_trajectories,
                             max_seconds=args.max_seconds, seed=1),
-                command=f"python benchmarks/validate_cavity.py sample-extra --max-seconds {args.max_seconds:g} "
-                        f"--max-trajectories {args.max_trajectories}",
+                command="python benchmarks/validate_cavity.py --data-dir DATA sample-extra "
+                        f"--max-seconds {args.max_seconds:g} --max-trajectories {args.max_trajectories}",
                 commit=commit, converged=bool(d.converged) if d is not None else False,
                 rhat_max=float(max(d.rhat.values())) if d is not None and d.rhat else None,
                 wall_time_s=time.perf_counter() - t0,
@@ -251,6 +254,7 @@ def cmd_linear(args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", default=None, help="directory with the dataset files (CIFAR-10), see load_task")
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("sample")
     s.add_argument("--threads", type=int, default=1)
@@ -267,6 +271,8 @@ def main() -> None:
     se.add_argument("--max-seconds", type=float, default=900.0)
     se.add_argument("--max-trajectories", type=int, default=1600)
     args = ap.parse_args()
+    global DATA_DIR
+    DATA_DIR = args.data_dir
     {"sample": cmd_sample, "table": cmd_table, "single-neuron-flags": cmd_single_neuron_flags,
      "closures": cmd_closures, "linear": cmd_linear, "sample-extra": cmd_sample_extra}[args.cmd](args)
 
