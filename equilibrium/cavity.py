@@ -201,13 +201,17 @@ def _solve_fixed_point(residual, pack, state, cold, unpack, *, tol: float, max_i
         pass  # Anderson diverged or stalled: damped iteration from the warm start (cold if that is not finite)
     v = v0 if np.all(np.isfinite(residual(v0))) else cold
     best, best_r = v, np.inf  # not converged: return the iterate closest to a fixed point, never a runaway
+    since = 0  # damped steps since the residual last fell by 5 %: a stalled iteration stops early (cost)
     for _ in range(2 * budget):  # damped iteration: slow but monotone where Anderson overshoots
         r = residual(v)
         if not np.all(np.isfinite(r)):
             break
         size = float(np.max(np.abs(r / scale)))
+        since = 0 if size < 0.95 * best_r else since + 1
         if size < best_r:
             best, best_r = v, size
+        if since >= 8:
+            break
         v = v + 0.3 * r
         if size <= tol:
             return unpack(v), ok(v)
@@ -250,6 +254,7 @@ def cavity_curve(
     min_ess: float = DEFAULT_MIN_ESS,
     seed: int = 0,
     device: str | torch.device | None = None,
+    closure: str = "shape",
 ) -> CavityResult:
     """Every observable of the ``cavity`` level over temperatures (module docstring, docs/theory.md B.5).
 
@@ -259,6 +264,11 @@ def cavity_curve(
     stretched by ``stretches`` along the tilt directions; ``rank`` leading eigen-directions of K in
     the low-rank kernel corrections; fixed point to relative change ``tol`` in (m, q, D) within
     ``max_iter`` Anderson/damped steps; ``min_ess`` for the regime indicator.
+
+    ``closure``: "shape" (default, B.5: Σ = (T + c·K_Σ/λ1)⁻¹ with the Gaussian-equivalent scale q) or
+    "trace" (B.9: Σ = (T + c·K_m/λ1)⁻¹, the same kernel as the mean field, from averaging the exact
+    identity T·A_W⁻¹ + Σ_j φ_jφ_jᵀA_∖j⁻¹/(λ1N1(1 + a_j)) = I; it satisfies the rank bound by construction
+    but misses the cavity mean's fluctuations and is measured to be worse — kept to reproduce B.9).
     """
     x = np.asarray(x_train, dtype=np.float64)
     y = np.asarray(y_train, dtype=np.float64).reshape(-1)
@@ -277,6 +287,8 @@ def cavity_curve(
     Qa = np.asarray(Q, dtype=np.float64).reshape(-1)
     if Qa.shape != T_all.shape or not np.all(np.isfinite(Qa)) or np.any(Qa <= 0):
         raise ValueError(f"Q: expected finite positive saddle-point values of shape {T_all.shape}, got {np.shape(Q)}")
+    if closure not in ("shape", "trace"):
+        raise ValueError(f"closure: must be 'shape' or 'trace', got {closure!r}")
     if not (len(stretches) >= 1 and all(s >= 1 for s in stretches)):
         raise ValueError(f"stretches: must be a non-empty tuple of factors >= 1, got {stretches!r}")
     if y_test is not None and x_test is None:
@@ -343,12 +355,17 @@ def cavity_curve(
     # shape basis of Σ: the leading eigen-directions of K with the label directions (y, the fields m,
     # K m) projected out — along those the Gaussian-equivalent scale q·K is kept (B.5: the label part
     # of K_post is a fluctuation term that feeds back on m and runs away)
+    # Σ's shape basis lies inside the top-`rank` eigenspace of K (coordinates idx of K's eigenbasis), so
+    # that a = φᵀΣφ/(λ1N1) costs O(rank²·S) per evaluation, not O(P·rank·S) (B.5 "Numerics")
     L = _orth(torch.cat([yv[:, None], fields, K @ fields], 1))
-    top = U[:, -min(rank, P):]
-    Bs = _orth(top - L @ (L.T @ top))
-    ns = Bs.shape[1]
-    Bst = U.T @ Bs
-    pBs = Bs.T @ phi
+    idx = torch.arange(P - min(rank, P), P, device=dev)
+    Lr = _orth((U.T @ L)[idx])  # the label directions' components in the top eigenspace
+    Cr = _orth(torch.eye(len(idx), **kw) - Lr @ Lr.T)  # their complement there
+    ns = Cr.shape[1]
+    Bst = torch.zeros(P, ns, **kw)
+    Bst[idx] = Cr
+    phr_top = phr[idx].contiguous()
+    pBs = Cr.T @ phr_top
 
     def kernel_parts(weights: torch.Tensor, scale: float, p: torch.Tensor = pB) -> torch.Tensor:
         """D of E_w[fφφᵀ] ≈ scale·K + B D Bᵀ, with weights = w·f (control variate scale·w0)."""
@@ -362,12 +379,18 @@ def cavity_curve(
         small = torch.eye(Vt.shape[1], **kw) + (c / lam1) * D @ (Vt.T @ (Li[:, None] * Vt))
         return x0 - Li[:, None] * (Vt @ torch.linalg.solve(small, (c / lam1) * D @ (Vt.T @ x0)))
 
-    def quad_all(T: float, c: float, scale: float, D: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    Bst_shape = Bst
+
+    def quad_all(T: float, c: float, scale: float, D: torch.Tensor, Bst=Bst) -> tuple[torch.Tensor, torch.Tensor]:
         """a_s·λ1N1 = φ_sᵀ(T + c(scale K + Bs D Bsᵀ)/λ1)⁻¹φ_s for all samples, and Tr of that inverse."""
+        ns = Bst.shape[1]
         lam = T + c * scale * kappa / lam1
         Li = 1.0 / lam
         base = Li @ phr2
-        BL = Bst.T @ (Li[:, None] * phr)  # (ns, S)
+        if Bst is Bst_shape:  # supported on the top eigenspace only
+            BL = Cr.T @ (Li[idx, None] * phr_top)  # (ns, S)
+        else:
+            BL = Bst.T @ (Li[:, None] * phr)
         small = torch.eye(ns, **kw) + (c / lam1) * D @ (Bst.T @ (Li[:, None] * Bst))
         corr = ((c / lam1) * (torch.linalg.solve(small, D @ BL)) * BL).sum(0)
         trace = Li.sum() - (c / lam1) * torch.trace(torch.linalg.solve(small, D @ (Bst.T @ (Li[:, None] ** 2 * Bst))))
@@ -388,6 +411,24 @@ def cavity_curve(
         Dm = kernel_parts(w / (1.0 + a), rho)
         m_new = U @ solve_eig(T, cav, rho, Dm, yr[:, None])[:, 0]
         return (m_new, q_new, Dp_new), dict(w=w, a=a, g=g, omega=omega, rho=rho, Dm=Dm, logw=logw)
+
+    def measure_trace(T: float, state: tuple):
+        """One pass of the "trace" closure (B.9): Σ = (T + c·K_m/λ1)⁻¹, m = Σy, K_m = ρK + B D_m Bᵀ."""
+        m, rho, Dm = state
+        qa, _ = quad_all(T, cav, rho, Dm, Bt)
+        a = qa / (lam1 * N1)
+        g = (m @ phi) / math.sqrt(lam1 * N1)
+        logw = log_p0_q - 0.5 * torch.log1p(a) + 0.5 * g * g / (1.0 + a)
+        w = torch.softmax(logw, 0)
+        omega = 1.0 / (1.0 + a) + g * g / (1.0 + a) ** 2
+        rho_new = float((w / (1.0 + a)).sum())
+        Dm_new = kernel_parts(w / (1.0 + a), rho_new)
+        m_new = U @ solve_eig(T, cav, rho_new, Dm_new, yr[:, None])[:, 0]
+        return (m_new, rho_new, Dm_new), dict(w=w, a=a, g=g, omega=omega, rho=rho_new, Dm=Dm_new, logw=logw)
+
+    if closure == "trace":  # state (m, ρ, D_m) on the full basis B instead of (m, q, D_post) on Bs
+        measure = measure_trace  # noqa: F811
+        ns = nb
 
     def pack(state):
         m, q, Dp = state
@@ -442,7 +483,7 @@ def cavity_curve(
         resid_train = T * m_hat
         out["train_mean"].append((yv - resid_train).cpu().numpy())
         out["train_error"].append(float((resid_train ** 2).mean()))
-        _, tr_cav = quad_all(T, cav, q, Dp)
+        _, tr_cav = quad_all(T, cav, rho, Dm, Bt) if closure == "trace" else quad_all(T, cav, q, Dp)
         trS = T * float(tr_cav) / P  # T·TrΣ/P of the cavity field (regime indicator)
         out["trS"].append(trS)
         # train posterior variance T − T²·Tr Σ̂/P with Σ̂ = (T + qK/λ1)⁻¹ (same kernel as the test variance)
@@ -502,7 +543,8 @@ def cavity_curve(
     trS = np.array(out["trS"])
     khat = np.array(out["khat"])
     ok, why = regime_flags(ess, conv, pareto=khat, min_ess=min_ess,
-                           extra=[rank_bound(trS, P, N1), width_check(N1, nT)])
+                           extra=([] if activation == "identity" else [rank_bound(trS, P, N1)])  # B.9
+                           + [width_check(N1, nT)])
     return CavityResult(
         temperature=T_all, train_mean=np.stack(out["train_mean"]), train_error=np.array(out["train_error"]),
         train_variance=np.array(out["train_variance"]), test_mean=test_mean, test_point_variance=test_var,

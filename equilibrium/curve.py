@@ -297,7 +297,8 @@ def temperature_curve(
                        width=float(width), activation=activation, prior_w=float(prior_w), prior_v=float(prior_v),
                        test_rotated=F0, y_test=Ytd)
     post = lev.posterior(ctx)
-    in_regime, regime_reason = _regime(post, T, Q, sp, X.shape[0], float(width), float(prior_v))
+    in_regime, regime_reason = _regime(post, T, Q, sp, X.shape[0], float(width), float(prior_v),
+                                       linear=isinstance(activation, str) and activation == "identity")
     geo = _geometry(post.train, Y)
     reference = {k: v[0] for k, v in _reference(kb.train, Y).items()}
     test_geo: dict[str, np.ndarray] = {}
@@ -312,11 +313,13 @@ def temperature_curve(
         wm, wl = tilted_weight_moments(post.tilt, sp.U, kb.slope_train, Xd, Yd, E, prior_w=float(prior_w))
     nan = np.full(nT, np.nan)
     own = post.observables or {}  # a level with its own predictor (cavity) replaces the Q* GP's
-    if own:
+    if "train_error" in own:
         pred = replace(pred, **{k: own[k] for k in ("train_error", "train_variance", "test_error", "test_bias2")},
                        test_variance_mean=own["test_variance"], test_mean=own["test_prediction"],
                        test_variance=own["test_prediction_variance"])
-        readout, wm, wl = own["readout_second_moment"], own["weight_moments"], own["weight_label_moment"]
+        readout = own["readout_second_moment"]
+    if "weight_moments" in own:  # levels without a spectral tilt that measure the weights (single_neuron, cavity)
+        wm, wl = own["weight_moments"], own["weight_label_moment"]
     return TemperatureCurve(
         temperature=T, Q=np.asarray(Q), train_error=pred.train_error, train_variance=pred.train_variance,
         test_error=pred.test_error if pred.test_error is not None else nan,
@@ -358,21 +361,24 @@ def _correct_unit_sphere(geo, test_geo, post, X, Y, Xt, Yt, activation, prior_w,
     return () if trusted else names
 
 
-def _regime(post: PosteriorKernels, T, Q, sp, n_train: int, width: float, prior_v: float):
+def _regime(post: PosteriorKernels, T, Q, sp, n_train: int, width: float, prior_v: float, *, linear: bool = False):
     """Regime indicator per temperature (docs/theory.md B.6): the level's own checks (importance-weight
-    degeneracy, convergence, its cavity rank bound) when it has them; otherwise the exact rank bound
-    T·TrΣ/P ≥ 1 − (N1 − 1)/P on the Gaussian-equivalent cavity field Σ = (T + Q K/λ1)⁻¹; and N1 ≥ 50."""
+    degeneracy, convergence, its cavity rank bound) when it has them; otherwise the rank bound
+    T·TrΣ/P ≥ 1 − (N1 − 1)/P on the Gaussian-equivalent cavity field Σ = (T + Q K/λ1)⁻¹; and N1 ≥ 50.
+    ``linear`` (identity activation): no rank-bound check — the Q* theory is exact there to O(1/N1) although
+    its Σ breaks the bound (docs/theory.md B.9: the bound constrains E[A_∖i⁻¹], not the Σ of the measure)."""
     if post.regime is not None:
         ok, why = post.regime
-        extra = [] if post.observables else [rank_bound(gaussian_sigma_trace(T, Q, sp.kappa, prior_v=prior_v,
+        own_sigma = post.observables is not None and "train_error" in post.observables  # cavity: its own Σ
+        extra = [] if (own_sigma or linear) else [rank_bound(gaussian_sigma_trace(T, Q, sp.kappa, prior_v=prior_v,
                                                                              width=width), n_train, width)]
         if not extra:
             return np.asarray(ok, dtype=bool), tuple(why)
         ok2, why2 = regime_flags(np.full(len(T), np.inf), np.ones(len(T), bool), extra=extra)
         return (np.asarray(ok, bool) & ok2,
                 tuple("; ".join(r for r in (a, b) if r) for a, b in zip(why, why2)))
-    checks = [rank_bound(gaussian_sigma_trace(T, Q, sp.kappa, prior_v=prior_v, width=width), n_train, width),
-              width_check(width, len(T))]
+    checks = ([] if linear else [rank_bound(gaussian_sigma_trace(T, Q, sp.kappa, prior_v=prior_v, width=width),
+                                             n_train, width)]) + [width_check(width, len(T))]
     return regime_flags(np.full(len(T), np.inf), np.ones(len(T), bool), extra=checks)
 
 

@@ -68,7 +68,8 @@ class PosteriorKernels:
     tilt: Tilt | None
     # a level with its own predictor (``cavity``) returns it here, by TemperatureCurve field name
     # (train_error, train_variance, test_error, test_bias2, test_variance, test_prediction,
-    # test_prediction_variance, readout_second_moment, weight_moments, weight_label_moment)
+    # test_prediction_variance, readout_second_moment, weight_moments, weight_label_moment); a level that
+    # keeps the Q* predictor but measures the weights (``single_neuron``) returns only the last two
     observables: dict[str, np.ndarray] | None = None
     # the level's own regime indicator: (in_regime (nT,) bool, reasons per temperature)
     regime: tuple[np.ndarray, tuple[str, ...]] | None = None
@@ -116,7 +117,9 @@ def _single_neuron(ctx: LevelContext) -> PosteriorKernels:
         x_test=None if ctx.x_test is None else ctx.x_test.cpu().numpy(),
         width=ctx.width, activation=ctx.activation, prior_w=ctx.prior_w, prior_v=ctx.prior_v,
     )
+    # its predictor and λ1⟨v²⟩ are the Q* GP's (the level's definition); the weights come from its measure
     return PosteriorKernels(train=to(r.hidden_gram), test=to(r.hidden_gram_test), tilt=None,
+                            observables=dict(weight_moments=r.weight_moments, weight_label_moment=r.weight_label_moment),
                             regime=(r.in_regime, r.regime_reason))
 
 

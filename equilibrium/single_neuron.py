@@ -247,12 +247,13 @@ def _fixed_point_update(sample: _Sample, fields: _Fields, K_m: torch.Tensor, qb:
     return (1 - damping) * K_m + damping * K_new, (1 - damping) * qb + damping * q_new, done
 
 
-def _observables(sample: _Sample, kb, directions: torch.Tensor, n_dir: int, lam1: float) -> dict:
-    """⟨K_W⟩ blocks (prior part exact, control variate p0/q), λ1⟨v²⟩/λ1, weight moments, ESS."""
+def _observables(sample: _Sample, kb, directions: torch.Tensor, n_dir: int, lam1: float, lam0: float) -> dict:
+    """⟨K_W⟩ blocks and weight moments (prior part exact, control variate p0/q), λ1⟨v²⟩/λ1, ESS."""
     w = torch.softmax(sample.log_weight, 0)  # p / q, normalised
     w0 = torch.softmax(sample.log_prior_weight, 0)  # p0 / q: the control variate with the exact prior average K
     dw = w - w0
-    mom = _weighted_gram(directions @ sample.w, w)
+    # the directions lie in the span of the inputs, so their exact prior moment is E Eᵀ/λ0
+    mom = directions @ directions.T / lam0 + _weighted_gram(directions @ sample.w, dw)
     out = {"KW": (kb.train + _weighted_gram(sample.phi, dw)).cpu().numpy(),
            "v2": float((w * sample.omega).sum()) / lam1,
            "wm": mom[:n_dir, :n_dir].cpu().numpy(),
@@ -376,7 +377,7 @@ def single_neuron_curve(
                 break
         q_prev = q[0]
         iterations.append(it + 1)
-        rows.append(_observables(sample, kb, E_dir, E.shape[0], lam1))
+        rows.append(_observables(sample, kb, E_dir, E.shape[0], lam1, lam0))
     inv = np.argsort(order)
     rows = [rows[i] for i in inv]
     its = np.array(iterations)[inv]

@@ -65,6 +65,12 @@ def test_rank_bound_flags_the_low_temperature_corner():
     assert "rank bound" in g.regime_reason[1]
     g = temperature_curve(x, y, temps, width=100, level="gaussian")  # α < 1: the bound is vacuous
     assert g.in_regime.all()
+    # identity activation: the Q* theory is exact to O(1/N1) although its Σ breaks the bound (B.9): no flag
+    x, y, _, _ = _data(P=120, N0=150)  # α = 2.4 at N1 = 50; N0 > P so that K = C has full rank
+    g = temperature_curve(x, y, temps, width=50, activation="identity", level="gaussian")
+    assert gaussian_sigma_trace(temps[1:], g.Q[1:], np.linalg.eigvalsh(x @ x.T / x.shape[1]), prior_v=1.0,
+                                width=50)[0] < 1 - 49 / 120
+    assert g.in_regime.all(), g.regime_reason
     # the helper against a direct evaluation
     K = np.cov(np.random.default_rng(2).standard_normal((5, 8)), rowvar=False)
     kap = np.linalg.eigvalsh(K)
@@ -110,3 +116,79 @@ def test_bad_input_raises_before_work():
         cavity_curve(x, y, [-1.0], [1.0], width=10)
     with pytest.raises(ValueError, match="level"):
         temperature_curve(x, np.eye(2)[(y > 0).astype(int)], [1.0], width=10, level="cavity")
+
+
+def _width_two_posterior(T, lam0=1.0, lam1=1.0, grid=201, lim=6.0):
+    """Exact posterior of a width-2, N0 = 1 erf network on 4 points by brute-force quadrature over the two
+    first-layer weights (v integrated in closed form). Returns the grid weights p and, per grid point, the
+    full A_W, the cavity A_∖0 (unit 1 only) and unit 0's features."""
+    from scipy.special import erf
+
+    x = np.array([-1.6, -0.5, 0.4, 1.3])
+    y = np.array([-1.0, 1.0, -1.0, 1.0])
+    w = np.linspace(-lim, lim, grid)
+    W = np.stack(np.meshgrid(w, w, indexing="ij"), -1).reshape(-1, 2)
+    phi = erf(W[:, None, :] * x[None, :, None])  # (G, P, 2)
+    n1, P = 2, len(y)
+    A = T * np.eye(P) + np.einsum("gpi,gqi->gpq", phi, phi) / (lam1 * n1)
+    A_cav = T * np.eye(P) + np.einsum("gp,gq->gpq", phi[:, :, 1], phi[:, :, 1]) / (lam1 * n1)
+    logp = -0.5 * lam0 * (W**2).sum(1) - 0.5 * np.linalg.slogdet(A)[1] - 0.5 * np.einsum("p,gpq,q->g", y, np.linalg.inv(A), y)
+    p = np.exp(logp - logp.max())
+    return p / p.sum(), y, phi, A, A_cav
+
+
+@pytest.mark.parametrize("T", [0.5, 0.1, 0.02])
+def test_exact_cavity_identities_at_width_two_by_quadrature(T):
+    """The exact identities the cavity levels are built on (docs/theory.md B.5, B.9), at N1 = 2 where the
+    posterior is a 2-d integral: λ1⟨v_i²⟩ = E[1/(1+a_i) + g_i²/(1+a_i)²] with the cavity of the other unit;
+    train residual y − f̄ = T·E[A_W⁻¹y]; the Stein identity for the mean field; the trace identity and the
+    rank bound on E[A_∖i⁻¹]. And the finding that sinks the rank-bound closure: the covariance that enters
+    the single-unit measure after averaging over the cavity mean, E[A_∖i⁻¹] − Cov(A_∖i⁻¹y), is not bound
+    (it is not even positive at low T)."""
+    lam1, n1 = 1.0, 2
+    p, y, phi, A, A_cav = _width_two_posterior(T)
+    P = len(y)
+    E = lambda a: np.tensordot(p, a, axes=(0, 0))  # noqa: E731
+    Ai, Aci = np.linalg.inv(A), np.linalg.inv(A_cav)
+    f0 = phi[:, :, 0]
+    a = np.einsum("gp,gpq,gq->g", f0, Aci, f0) / (lam1 * n1)
+    g = np.einsum("gp,gpq,q->g", f0, Aci, y) / np.sqrt(lam1 * n1)
+    # readout second moment of unit 0 directly from v | W (Bayesian linear regression)
+    prec = lam1 * np.eye(n1) + np.einsum("gpi,gpj->gij", phi, phi) / (T * n1)
+    cov = np.linalg.inv(prec)
+    vbar = np.einsum("gij,gpj,p->gi", cov, phi, y) / (T * np.sqrt(n1))
+    np.testing.assert_allclose(lam1 * E(vbar[:, 0] ** 2 + cov[:, 0, 0]), E(1 / (1 + a) + g**2 / (1 + a) ** 2), rtol=1e-9)
+    f = np.einsum("gpi,gi->gp", phi, vbar) / np.sqrt(n1)
+    r, rc = Ai @ y, Aci @ y
+    np.testing.assert_allclose(y - E(f), T * E(r), atol=1e-9)
+    # Stein: y = T·E[A⁻¹y] + (1/λ1N1) Σ_j E[φ_jφ_jᵀ A_∖j⁻¹y/(1 + a_j)]  (units exchangeable: N1 × unit 0)
+    stein = T * E(r) + n1 * E(f0 * (np.einsum("gp,gp->g", f0, rc) / (1 + a))[:, None]) / (lam1 * n1)
+    np.testing.assert_allclose(stein, y, atol=1e-9)
+    # trace identity T·Tr E[A_W⁻¹] + N1·E[a/(1 + a)] = P, and the rank bound on the cavity mean E[A_∖i⁻¹]
+    np.testing.assert_allclose(T * np.trace(E(Ai)) + n1 * E(a / (1 + a)), P, rtol=1e-9)
+    bound = 1 - (n1 - 1) / P
+    assert T * np.trace(E(Aci)) / P >= bound - 1e-12
+    sigma_eff = E(Aci) - (E(np.einsum("gp,gq->gpq", rc, rc)) - np.outer(E(rc), E(rc)))
+    eff = T * np.trace(sigma_eff) / P
+    if T <= 0.1:
+        assert eff < bound  # measured: 0.61 at T = 0.1, −0.79 at T = 0.02 (bound 0.75)
+    if T <= 0.02:
+        assert eff < 0
+
+
+def test_trace_closure_obeys_the_rank_bound_at_its_fixed_point():
+    """closure="trace" (docs/theory.md B.9): Σ⁻¹ = T + c·K_m/λ1 with K_m = E_p[φφᵀ/(1 + a)], so at the fixed point
+    T·TrΣ/P = 1 − (N1 − 1)·E_p[a/(1 + a)]/P ≥ 1 − (N1 − 1)/P at every T, while the default closure's Σ (like the
+    Q* theory's) falls below the bound at low T."""
+    x, y, _, _ = _data(P=40, N0=30)
+    temps = np.array([1.0, 0.3, 0.1])  # measured: the trace closure converges at 1 and 0.3 only (0.825, 0.721)
+    g = temperature_curve(x, y, temps, width=20, level="gaussian")
+    bound = 1 - 19 / 40
+    tr = cavity_curve(x, y, temps, g.Q, width=20, closure="trace", samples=8192)
+    ok = tr.converged
+    assert ok[:2].all()
+    assert np.all(tr.sigma_trace[ok] >= bound - 1e-6), tr.sigma_trace
+    sh = cavity_curve(x, y, temps, g.Q, width=20, samples=8192)
+    assert sh.converged[-1] and sh.sigma_trace[-1] < bound  # measured 0.344 against 0.525
+    with pytest.raises(ValueError, match="closure"):
+        cavity_curve(x, y, [1.0], [1.0], width=20, closure="ep")

@@ -124,3 +124,20 @@ def test_against_sampling_small_case():
     c = geometry.centroid_vector(task.y_train)
     shift, se = n1 * (s.centroid_distance.mean - c @ K @ c), n1 * s.centroid_distance.se
     assert abs(curve.centroid_shift[0] - shift) < 0.12 * abs(shift) + 3 * se, (curve.centroid_shift, shift, se)
+
+
+def test_curve_reports_the_measures_weight_moments_identity_limit():
+    """temperature_curve(level="single_neuron") reports the first-layer weight moments of its measure (prior part
+    exact, control variate), and for the identity activation their O(1/N1) shift is the gaussian level's closed
+    form (exact to O(1/N1) for a linear network, docs/theory.md §5)."""
+    rng = np.random.default_rng(0)
+    P, n0, n1 = 24, 40, 1e4
+    x = rng.normal(size=(P, n0))
+    y = np.sign(x[:, 0] + 0.3 * rng.normal(size=P))
+    temps = [0.05, 0.5]
+    g = temperature_curve(x, y, temps, width=n1, activation="identity", level="gaussian")
+    s = temperature_curve(x, y, temps, width=n1, activation="identity", level="single_neuron")
+    # measured: N1·(⟨(e_y·w)²⟩ − 1/λ0) = 22.6 / 8.87 against 22.2 / 8.75
+    np.testing.assert_allclose(n1 * (s.weight_label_moment - 1), n1 * (g.weight_label_moment - 1), rtol=0.04)
+    diag = lambda c: n1 * (np.diagonal(c.weight_moments, axis1=1, axis2=2) - 1)  # noqa: E731
+    np.testing.assert_allclose(diag(s), diag(g), atol=0.3)
