@@ -685,9 +685,13 @@ def sweep_figures(rows: list[dict], out_dir: str | Path, *, prefix: str = "sweep
                 continue
             ax.errorbar(x[ok], y[ok], yerr=None if err is None else np.nan_to_num(err[ok]), marker="o", capsize=3,
                         label=name)
-        ax.set_xscale("log")
-        if key in ("inversion_step", "T_eff_at_inversion", "theory_peak_T"):
+        finite = [_float(r.get(key)) for r in rows if np.isfinite(_float(r.get(key)))]
+        if finite:
+            ax.set_xscale("log")
+        if finite and min(finite) > 0 and key in ("inversion_step", "T_eff_at_inversion", "theory_peak_T"):
             ax.set_yscale("log")
+        if not finite:
+            ax.text(0.5, 0.5, "no cell has this measure (no turning point)", ha="center", transform=ax.transAxes)
         ax.set_xlabel("width N (hidden units per layer; CNN: channels)")
         ax.set_ylabel(key)
         ax.set_title(label, fontsize=8)
