@@ -58,6 +58,7 @@ def sweep(
     mem_gb: float = 4.0,
     array_parallelism: int = 64,
     wait: bool = True,
+    figures_dir: str | None = None,
     wandb: str = "offline",
     wandb_project: str = "gdeq",
     progress: bool = True,
@@ -103,7 +104,9 @@ def sweep(
         array_parallelism: submitit only: at most this many cell jobs at once.
         wait: submitit only: wait for the jobs and assemble the table (false: submit and return; rerun
             the same command to assemble).
+        figures_dir: where the figures go (default output_dir/figures).
     """
+    options = dict(locals())  # every option, for the provenance record
     from pathlib import Path
 
     from gdeq.bridge.experiments import expand_grid, make_executor, sweep_figures, sweep_markdown, sweep_status
@@ -134,7 +137,8 @@ def sweep(
         print(" | ".join(f"{r.get(k):.4g}" if isinstance(r.get(k), float) else str(r.get(k)) for k in cols))
     if rows:
         Path(output_dir, "sweep.md").write_text(sweep_markdown(rows))
-        sweep_figures(rows, Path(output_dir) / "figures")
+        sweep_figures(rows, Path(figures_dir) if figures_dir else Path(output_dir) / "figures")
+        _provenance(options, Path(output_dir), len(rows), len(cells))
     print(f"table: {output_dir}/sweep.csv ({len(rows)} of {len(cells)} cells finished)")
     if status.pending:
         print(f"sweep: {len(status.pending)} cell(s) still queued or running; rerun the same command to assemble")
@@ -162,3 +166,33 @@ def _log(rows: list[dict], mode: str, project: str, output_dir: str) -> None:
     info = log_to_wandb(mode, log, project=project, dir=output_dir, job_type="sweep")
     if "id" not in info:  # never fail the sweep because of wandb
         print(f"wandb: not logged ({'; '.join(f'{k}: {v}' for k, v in info.items() if k != 'mode')})")
+
+
+def _provenance(options: dict, output_dir, finished: int, total: int) -> None:
+    """``output_dir/provenance.json``: the command that reproduces the table (every option spelled out),
+    the commit of the code that ran it (when run from a git checkout) and how many cells had finished."""
+    import datetime
+    import json
+    import shlex
+    import subprocess
+    from pathlib import Path
+
+    skip = {"progress", "wandb", "wandb_project", "wait"}
+    if options.get("engine") == "local":  # the job options mean nothing without submitit
+        skip |= {"cluster", "slurm_partition", "timeout_min", "cpus_per_task", "mem_gb", "array_parallelism"}
+    args = []
+    for k, v in options.items():
+        if k in skip or v is None:
+            continue
+        args.append(f"--{k} {shlex.quote(json.dumps(v) if isinstance(v, (list, tuple)) else str(v))}")
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                                cwd=Path(__file__).parent).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                    text=True, cwd=Path(__file__).parent).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        commit, dirty = None, None
+    record = dict(command="gdeq sweep " + " ".join(args), options=options, commit=commit, uncommitted_changes=dirty,
+                  cells_finished=finished, cells_total=total,
+                  written=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    (Path(output_dir) / "provenance.json").write_text(json.dumps(record, indent=2, default=str))
