@@ -167,7 +167,7 @@ def cnn_theory_problems(arch: Mapping[str, Any], patch_size: int | None = None,
     if s is None:
         problems.append("stride: the run does not record it, cannot check that the patches do not overlap")
     elif k is not None and s != k:
-        problems.append(f"stride: run stride {s} with kernel_size {k} (overlapping or gapped patches; "
+        problems.append(f"stride: run stride {s} with kernel_size {k} (overlapping or gapped patches: "
                         f"the theory needs stride = kernel_size)")
     if arch.get("padding") not in (0, None):
         problems.append(f"padding: run {arch['padding']} (the theory has no padding)")
