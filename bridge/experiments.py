@@ -587,17 +587,29 @@ def sweep_status(cells: Sequence[dict], *, output_dir: str | Path, cell_fn: Call
                   f"logs in {executor.folder}); {len(pending)} still queued/running from an earlier run")
             if wait:
                 for c, j in zip(tqdm(todo, desc="sweep jobs", disable=not progress), jobs):
-                    try:
-                        j.result()
-                    except Exception as err:  # noqa: BLE001 - a dead job leaves its cell missing, reported
-                        failed[cell_id(c)] = " ".join(str(err).split())[:500]
-                    else:
-                        if on_cell is not None:
-                            on_cell(json.loads(path[cell_id(c)].read_text()))
+                    error = _job_outcome(j, path[cell_id(c)])
+                    if error:  # a dead job leaves its cell missing: reported, and resubmitted by the next run
+                        failed[cell_id(c)] = error
+                    elif on_cell is not None:
+                        on_cell(json.loads(path[cell_id(c)].read_text()))
     rows = [json.loads(path[cell_id(c)].read_text()) for c in cells if path[cell_id(c)].is_file()]
     if rows:
         write_table(rows, out / "sweep")
     return SweepStatus(rows=rows, submitted=submitted, pending=pending, failed=failed)
+
+
+def _job_outcome(job: Any, row: Path) -> str:
+    """Wait for a submitit job; '' if its cell's row was written, else why not (the job's own error when
+    it raised one, else its state and where its log is: a killed job writes neither row nor result)."""
+    job.wait()
+    if row.is_file():
+        return ""
+    if job.paths.result_pickle.exists():
+        try:
+            job.result()
+        except Exception as err:  # noqa: BLE001 - the job's exception, as text
+            return " ".join(str(err).split())[-500:]
+    return f"job {job.job_id} ended in state {job.state} without a result; log: {job.paths.stdout}"
 
 
 def _recorded_job_state(executor: Any, record: Path) -> str | None:
