@@ -308,9 +308,18 @@ def parse_architecture(name: str) -> tuple[str, int]:
 
 def expand_grid(architectures: Sequence[str], widths: Sequence[int], activations: Sequence[str],
                 datasets: Sequence[str], class_pairs: Sequence[Sequence]) -> list[dict]:
-    """The Cartesian product of the sweep axes, one dict per cell (architecture names checked first)."""
+    """The Cartesian product of the sweep axes, one dict per cell (architecture names, and that each
+    architecture's theory has each activation, checked first: no cell trains without its theory)."""
+    from gdeq.equilibrium import ACTIVATIONS
+    from gdeq.equilibrium.conv import CONV_ACTIVATIONS
+    from gdeq.equilibrium.deep import DEEP_ACTIVATIONS
+
     for a in architectures:
-        parse_architecture(a)
+        kind, depth = parse_architecture(a)
+        allowed = CONV_ACTIVATIONS if kind == "cnn" else ACTIVATIONS if depth == 1 else DEEP_ACTIVATIONS
+        bad = [act for act in activations if act not in allowed]
+        if bad:
+            raise ValueError(f"activations: the {a} theory has {list(allowed)}, got {bad}")
     bad = [w for w in widths if isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w < 1]
     if bad:
         raise ValueError(f"widths: must be positive integers, got {bad}")

@@ -101,3 +101,7 @@ def test_bad_engine_options_are_refused_before_any_work(tmp_path):
     assert parse_architecture("cnn") == ("cnn", 1)
     with pytest.raises(ValueError, match="architectures"):
         parse_architecture("fc0")
+    from gdeq.bridge.experiments import expand_grid
+
+    with pytest.raises(ValueError, match="activations: the cnn theory has"):
+        expand_grid(["fc1", "cnn"], [4], ["tanh"], ["mnist"], [[3, 5]])  # before any cell trains
