@@ -31,6 +31,7 @@ __all__ = [
     "SampledPoint",
     "WidthResult",
     "default_learning_rate",
+    "tangent_learning_rate",
     "sample_points",
     "theory_curves",
     "run_width",

@@ -45,7 +45,9 @@ def train(
         padding: CNN zero padding on each side.
         pooling: CNN readout: none (a weight per channel and position) or avg (global average pooling).
         optimizer: gd (full batch), sgd (needs --batch_size), adam, or langevin (needs --temperature).
-        lr: learning rate for the summed loss ½Σ(y − f)² (default: 1/λ_max of the tangent kernel at init; a tenth of it for Langevin).
+        lr: learning rate for the summed loss ½Σ(y − f)² (default: 1/λ_max of the tangent kernel at init — of the
+            one-hidden-layer FC net for fc and for CNNs the theory does not cover, of the architecture otherwise; a
+            tenth of it for Langevin).
         steps: optimisation steps.
         replicas: independent networks trained together (batched).
         temperature: Langevin temperature T > 0 (GD + weight decay Tλ + noise √(2 lr T)).
@@ -58,14 +60,23 @@ def train(
         device: cpu, cuda or auto.
         progress: show a progress bar.
     """
-    from gdeq.bridge.experiments import default_learning_rate
+    from gdeq.bridge.experiments import default_learning_rate, tangent_learning_rate
     from gdeq.gd_dynamics import train as train_run
 
     mode = wandb_mode(wandb)
     seed = data.seed
     task = data.load()
     if lr is None:
-        lr = default_learning_rate(task.x_train, activation=activation, seed=seed)
+        cnn = architecture == "cnn"
+        covered = cnn and stride == kernel_size and padding == 0 and pooling == "none"
+        if (architecture == "fc" and not isinstance(width, list)) or (cnn and not covered):
+            lr = default_learning_rate(task.x_train, activation=activation, seed=seed)
+        else:  # deep FC or the CNN of the theory: 1/λ_max of the architecture's own tangent kernel
+            from gdeq.gd_dynamics.models import infer_image_shape
+
+            arch = dict(architecture="cnn", patch_size=kernel_size, image_shape=infer_image_shape(task.input_dim)) \
+                if cnn else {}
+            lr = tangent_learning_rate(task.x_train, activation=activation, width=width, **arch)
         if optimizer == "langevin":
             lr *= 0.1
     traj = train_run(task, width=width, activation=activation, architecture=architecture, optimizer=optimizer, lr=lr,

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -183,3 +184,24 @@ def test_matching_cnn_and_deep_runs_are_compared_with_their_own_theory(tmp_path)
     assert cmp.measures["centroid_distance"].run_mean.shape == (len(deep.step),)
     with pytest.raises(ValueError, match="architecture: run 'fc' vs curve 'cnn'"):
         compare(deep, curve)
+
+
+def test_train_and_compare_commands_on_a_cnn_the_theory_covers(tmp_path, capsys):
+    """`gdeq train --architecture cnn --kernel_size 14 --stride 14` records the variant; `gdeq compare` then
+    uses the CNN theory (its only level, the saddle point) instead of refusing the run."""
+    from gdeq.cli.cli import run as main
+    from gdeq.gd_dynamics import Trajectory
+
+    main(["train", "--data.n_train=20", "--data.n_test=10", "--architecture=cnn", "--kernel_size=14", "--stride=14",
+          "--width=3", "--steps=3", "--replicas=3", "--log_points=3", f"--output_dir={tmp_path}", "--run_name=cnn",
+          "--wandb=disabled", "--progress=false"])
+    ident = Trajectory.load(tmp_path / "cnn" / "trajectory.npz").model_identity
+    assert (ident["kernel_size"], ident["stride"], ident["padding"], ident["pooling"]) == (14, 14, 0, "none")
+    paths = main(["compare", f"--run={tmp_path / 'cnn'}", "--n_temperatures=9", "--wandb=disabled"])
+    doc = json.loads(open(paths["json"]).read())
+    assert list(doc["widths"][0]["curves"]) == ["gaussian"] if "curves" in doc["widths"][0] else True
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:  # a stride-1 CNN: refused, naming the stride
+        main(["train", "--data.n_train=20", "--data.n_test=10", "--width=3", "--stride=2", "--steps=1",
+              f"--output_dir={tmp_path}", "--wandb=disabled", "--progress=false"])
+    assert exit_info.value.code == 2 and "stride: only for architecture='cnn'" in capsys.readouterr().err
