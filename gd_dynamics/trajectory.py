@@ -34,10 +34,10 @@ MODEL_IDENTITY_KEYS: tuple[str, ...] = (
     "frozen_layers",           # layers kept at their initial values (1 = first hidden, L+1 = readout)
     "batch_size",              # None = full batch
     "kernel_size",             # CNN only (None for fc)
+    "image_shape",             # CNN only, (C, H, W) (None for fc)
     "stride",                  # CNN only (None for fc)
     "padding",                 # CNN only, zero padding on each side (None for fc)
     "pooling",                 # CNN only, "none" | "avg" (None for fc)
-    "image_shape",             # CNN only, (C, H, W) (None for fc)
 )
 
 #: The values the documented posterior requires (the keys not listed here may take any value).
