@@ -288,6 +288,7 @@ SWEEP_FIGURES: dict[str, str] = {
     "inversion_step": "GD inversion step t* (unit-sphere radius of class 0 dips; mean ± s.e. over turning replicas)",
     "inversion_relative_excursion": "size of the GD inversion (relative depth of the replica-mean dip)",
     "replicas_turning_fraction": "fraction of replicas whose own radius dips",
+    "centroid_peak_step": "GD step where the unit-sphere centroid distance peaks (segregation, then re-entangling)",
     "T_eff_at_inversion": "T_eff(t*) on the theory curve",
     "theory_peak_T": "equilibrium T* (peak of the centroid distance)",
     "final_test_error": "GD test error at the last step (mean over replicas)",
@@ -440,6 +441,7 @@ def sweep_cell(cell: dict, *, output_dir: str | Path, progress: bool = False) ->
     row["peak_distance"] = float(np.nanmax(dist))
     row["peak_distance_step"] = float(steps[int(np.nanargmax(dist))])
     row["distance_shape"] = turning_point(steps, dist).kind
+    row["centroid_peak_step"] = row["peak_distance_step"] if row["distance_shape"] == "peak" else nan
     row["final_test_error"] = float(np.asarray(traj.test_error)[-1].mean())
     row["final_train_error"] = float(np.asarray(traj.train_error)[-1].mean())
     t0 = time.perf_counter()
@@ -658,7 +660,7 @@ def sweep_markdown(rows: list[dict]) -> str:
     """One markdown table of a sweep: a row per cell, the GD inversion signatures, the theory's T*,
     T_eff at the inversion and the test errors (— where a side has no turning point)."""
     head = ["architecture", "N", "activation", "data", "GD inversion step t*", "size (rel.)", "replicas turning",
-            "T_eff(t*)", "theory T* (centroid peak)", "theory radius dip T*", "GD test error",
+            "T_eff(t*)", "GD centroid-distance peak step", "theory T* (centroid peak)", "theory radius dip T*", "GD test error",
             "theory test error at T_eff(final)", "theory"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -670,6 +672,7 @@ def sweep_markdown(rows: list[dict]) -> str:
             str(r.get("architecture")), str(r.get("width")), str(r.get("activation")), data, inv,
             _fmt(r.get("inversion_relative_excursion")), f"{r.get('replicas_turning')}/{r.get('replicas')}",
             _fmt(r.get("T_eff_at_inversion")),
+            _fmt(r.get("peak_distance_step")) if r.get("distance_shape") == "peak" else f"none ({r.get('distance_shape')})",
             _fmt(r.get("theory_peak_T")) if r.get("theory_shape") == "peak" else f"none ({r.get('theory_shape')})",
             _fmt(r.get("theory_radius_T")) if r.get("theory_radius_shape") == "dip"
             else f"none ({r.get('theory_radius_shape')})",
@@ -699,7 +702,7 @@ def sweep_figures(rows: list[dict], out_dir: str | Path, *, prefix: str = "sweep
         for name, rs in sorted(groups.items()):
             rs = sorted(rs, key=lambda r: r["width"])
             x = np.array([r["width"] for r in rs], dtype=float)
-            y = np.array([_float(r.get(key)) for r in rs])
+            y = np.array([_float(_row_value(r, key)) for r in rs])
             err = np.array([_float(r.get("inversion_step_se")) for r in rs]) if key == "inversion_step" else None
             ok = np.isfinite(y)
             if not ok.any():
@@ -707,10 +710,11 @@ def sweep_figures(rows: list[dict], out_dir: str | Path, *, prefix: str = "sweep
                 continue
             ax.errorbar(x[ok], y[ok], yerr=None if err is None else np.nan_to_num(err[ok]), marker="o", capsize=3,
                         label=name)
-        finite = [_float(r.get(key)) for r in rows if np.isfinite(_float(r.get(key)))]
+        finite = [_float(_row_value(r, key)) for r in rows if np.isfinite(_float(_row_value(r, key)))]
         if finite:
             ax.set_xscale("log")
-        if finite and min(finite) > 0 and key in ("inversion_step", "T_eff_at_inversion", "theory_peak_T"):
+        if finite and min(finite) > 0 and key in ("inversion_step", "T_eff_at_inversion", "theory_peak_T",
+                                                  "centroid_peak_step"):
             ax.set_yscale("log")
         if not finite:
             ax.text(0.5, 0.5, "no cell has this measure (no turning point)", ha="center", transform=ax.transAxes)
@@ -723,6 +727,13 @@ def sweep_figures(rows: list[dict], out_dir: str | Path, *, prefix: str = "sweep
         fig.savefig(paths[key], dpi=110)
         plt.close(fig)
     return paths
+
+
+def _row_value(r: dict, key: str) -> Any:
+    """A row's value, also for rows cached before ``centroid_peak_step`` was a column (derived the same way)."""
+    if key == "centroid_peak_step" and key not in r:
+        return r.get("peak_distance_step") if r.get("distance_shape") == "peak" else float("nan")
+    return r.get(key)
 
 
 def _float(v: Any) -> float:

@@ -210,7 +210,7 @@ def test_sweep_command_compares_architectures_each_with_its_own_theory(tmp_path,
         expected = np.interp(np.log(r["T_eff_final"]), np.log(T), curve.test_error)
         assert r["theory_test_error_at_T_eff"] == pytest.approx(expected, rel=0.02)
     assert (tmp_path / "sweep.md").read_text().count("| renormalised |") == 2
-    assert len(list((tmp_path / "figures").glob("sweep_*.png"))) == 6
+    assert len(list((tmp_path / "figures").glob("sweep_*.png"))) == 7
     prov = json.loads((tmp_path / "provenance.json").read_text())
     assert prov["command"].startswith("gdeq sweep --architectures") and prov["cells_finished"] == 2
     assert "2 of 2 cells finished" in capsys.readouterr().out

@@ -105,3 +105,28 @@ def test_bad_engine_options_are_refused_before_any_work(tmp_path):
 
     with pytest.raises(ValueError, match="activations: the cnn theory has"):
         expand_grid(["fc1", "cnn"], [4], ["tanh"], ["mnist"], [[3, 5]])  # before any cell trains
+
+
+def test_one_table_and_one_figure_per_measure_across_architectures(tmp_path):
+    """Rows of two architectures: the table says 'none (<shape>)' where a side has no turning point (never
+    a made-up number), and every measure gets its own figure."""
+    from gdeq.bridge.experiments import SWEEP_FIGURES, sweep_figures, sweep_markdown
+
+    base = dict(activation="erf", dataset="mnist", classes=[3, 5], replicas=4, theory_converged=True)
+    rows = [dict(base, architecture="fc1", width=20, inversion="dip", inversion_step=120.0, inversion_step_se=8.0,
+                 inversion_relative_excursion=0.05, replicas_turning=3, replicas_turning_fraction=0.75,
+                 T_eff_at_inversion=0.2, distance_shape="peak", peak_distance_step=49.0, theory_shape="peak",
+                 theory_peak_T=0.17, theory_radius_shape="dip", theory_radius_T=0.13, final_test_error=0.58,
+                 theory_test_error_at_T_eff=0.7, theory_level="gaussian"),
+            dict(base, architecture="cnn", width=20, inversion="decreasing", inversion_step=float("nan"),
+                 replicas_turning=0, replicas_turning_fraction=0.0, distance_shape="increasing",
+                 peak_distance_step=2000.0, theory_shape="dip", theory_peak_T=float("nan"),
+                 theory_radius_shape="increasing", final_test_error=0.57, theory_test_error_at_T_eff=0.62,
+                 theory_level="renormalised", theory_converged=False)]
+    table = sweep_markdown(rows).splitlines()
+    assert len(table) == 4
+    assert "| 120 ± 8 |" in table[2] and "| 3/4 |" in table[2] and "| 49 |" in table[2] and "| 0.17 |" in table[2]
+    assert "none (decreasing)" in table[3] and "none (increasing)" in table[3] and "none (dip)" in table[3]
+    assert "NOT converged" in table[3] and "2e+03" not in table[3]  # a monotone run has no peak step
+    paths = sweep_figures(rows, tmp_path)
+    assert set(paths) == set(SWEEP_FIGURES) and all(p.stat().st_size > 1000 for p in paths.values())
