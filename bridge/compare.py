@@ -21,7 +21,7 @@ from gdeq.geometry import jackknife, mean_se
 
 from .identity import check_compatible
 from .identity import field_of as _get
-from .identity import single_width
+from .identity import run_identity, single_width
 from .maps import (OBSERVABLES, TemperatureMap, effective_temperature, interpolate_curve, invert_monotone,
                    mean_predictor_error, run_observable)
 
@@ -184,9 +184,31 @@ _CURVE_SKIP = {
 }
 
 
+#: the hidden-layer geometry measures (the run's Trajectory fields describe the first hidden layer)
+GEOMETRY_FIELDS = ("centroid_distance", "unit_centroid_distance", "distance_ratio", "class_radius", "unit_class_radius")
+
+
+def _last_layer_geometry(trajectory: Any, layer: int) -> dict[str, np.ndarray]:
+    """Layer ``layer``'s geometry measures from the run's logged ``measures`` (whole set if logged, else
+    the probe set), named as :func:`run_measures` names the first layer's; empty when not logged."""
+    logged = _get(trajectory, "measures") or {}
+    out: dict[str, np.ndarray] = {}
+    for split in ("train_full", "train"):
+        prefix = f"{split}/L{layer}/"
+        for key, value in logged.items():
+            if key.startswith(prefix):
+                name = key[len(prefix):]
+                base = name.rsplit("_", 1)[0] if name.rsplit("_", 1)[-1].isdigit() else name
+                if base in GEOMETRY_FIELDS and name not in out:
+                    out[name] = np.asarray(value, dtype=np.float64)
+    return out
+
+
 def run_measures(trajectory: Any) -> dict[str, np.ndarray]:
     """The run's scalar measures as (n, R) arrays, per-class and per-layer arrays split by suffix.
 
+    Geometry is the LAST hidden layer's, the layer a theory curve's geometry describes: for a deep
+    FC run (L hidden layers) it is read from the logged ``train[_full]/L<L>/...`` measures.
     Also ``train_mean_predictor_error``/``test_mean_predictor_error`` are added by :func:`compare`.
     """
     out: dict[str, np.ndarray] = {}
@@ -207,6 +229,11 @@ def run_measures(trajectory: Any) -> dict[str, np.ndarray]:
     if "weights/weight_moment_label" in logged:
         # aᵀΩa / aᵀCa with a = y: λ0 × the second moment of the first-layer weights along Xᵀy/|Xᵀy|
         out["weight_moment_label"] = np.asarray(logged["weights/weight_moment_label"], dtype=np.float64)
+    layers = run_identity(trajectory)["hidden_layers"] or 1
+    if layers > 1:
+        out = {k: v for k, v in out.items() if not any(k == g or k.startswith(g + "_") for g in GEOMETRY_FIELDS)}
+        out.update(_last_layer_geometry(trajectory, layers))
+        out.pop("weight_moment_label", None)  # first-layer weights: not a measure of the deep curves
     return out
 
 
@@ -407,7 +434,7 @@ def compare(
         check_compatible(trajectory, curve)
     steps = np.asarray(trajectory.step, dtype=np.float64)
     maps = {lv: effective_temperature(trajectory, c, observable, check=False) for lv, c in curves.items()}
-    width = single_width(_get(trajectory, "width"), "run")
+    width = single_width(_get(next(iter(curves.values())), "width"), "curve")  # N1, N_L (deep) or Nc (CNN)
     items = _run_side(trajectory, curves, measures, width)
     theory = {lv: (curve_measures(c), curve_measure_errors(c)) for lv, c in curves.items()}
     R = int(trajectory.train_predictions.shape[1])
@@ -436,6 +463,11 @@ def _run_side(trajectory: Any, curves: Mapping[str, Any], measures: list[str] | 
     """The run's measures, (n, R) per replica, plus the scaled centroid shift and the mean-predictor
     training error as ``(mean, se)`` (a function of all replicas, not a per-replica array)."""
     run = run_measures(trajectory)
+    if str(_get(next(iter(curves.values())), "architecture") or "fc") == "cnn":
+        # the CNN curve's geometry is that of the renormalised kernel Σ_ij Q_ij K_ij/(λ1 Np) (patch pairs
+        # mixed by Q), not of the hidden features' Gram the run logs: not the same quantity, not compared
+        run = {k: v for k, v in run.items() if not any(k == g or k.startswith(g + "_") for g in GEOMETRY_FIELDS)}
+        run.pop("weight_moment_label", None)
     # the scaled centroid shift N1·(D − cᵀKc) needs the infinite-width value; every curve has it
     first = next(iter(curves.values()))
     if "centroid_distance" in run and _get(first, "centroid_shift") is not None:
@@ -480,7 +512,7 @@ def _compare_measure(name: str, values: Any, steps: np.ndarray, curves: Mapping[
         src = table.get(curve_name)
         if name == "mean_predictor_train_error":
             src = np.asarray(curves[lv].train_error, dtype=np.float64)
-        if src is None:
+        if src is None or np.isfinite(src).sum() < 2:  # the level does not give this measure (e.g. NaN)
             continue
         th_T[lv], th_v[lv] = T, src
         at_T[lv] = interpolate_curve(T, src, maps[lv].temperature)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,23 +21,31 @@ from gdeq.gd_dynamics.trajectory import jsonable
 from gdeq.geometry import activation as activation_fn
 from gdeq.geometry import activation_derivative, mean_se
 
-from .compare import Comparison, compare, infinite_width_centroid, replica_turning_steps, turning_point
-from .identity import check_theory_model
+from .compare import Comparison, Turning, compare, infinite_width_centroid, replica_turning_steps, turning_point
 from .identity import field_of as _get
-from .identity import single_width
+from .identity import theory_request
+from .maps import interpolate_curve
 from .report import write_csv, write_report
 
 __all__ = [
     "SampledPoint",
     "WidthResult",
     "default_learning_rate",
+    "tangent_learning_rate",
     "sample_points",
     "theory_curves",
     "run_width",
     "run_demo",
     "cell_id",
+    "cell_model",
+    "parse_architecture",
     "sweep_cell",
     "run_sweep",
+    "sweep_status",
+    "SweepStatus",
+    "make_executor",
+    "sweep_markdown",
+    "sweep_figures",
     "expand_grid",
     "validation_table",
 ]
@@ -69,10 +78,14 @@ def default_learning_rate(x_train: np.ndarray, *, activation: str = "erf", prior
     return float(1.0 / torch.linalg.eigvalsh(theta)[-1])
 
 
-def theory_curves(task: Any, *, width: int, activation: str = "erf", prior_w: float = 1.0, prior_v: float = 1.0,
-                  temperatures: Sequence[float] = DEFAULT_TEMPERATURES, levels: Sequence[str] = ("nngp", "gaussian"),
-                  sampler: Any = None) -> dict[str, Any]:
+def theory_curves(task: Any, *, width: int | Sequence[int], activation: str = "erf", prior_w: float = 1.0,
+                  prior_v: float | Sequence[float] = 1.0, temperatures: Sequence[float] = DEFAULT_TEMPERATURES,
+                  levels: Sequence[str] = ("nngp", "gaussian"), sampler: Any = None, architecture: str = "fc",
+                  patch_size: int | None = None, image_shape: Sequence[int] | None = None) -> dict[str, Any]:
     """``equilibrium.temperature_curve`` for each level, on the task's train (and test) set.
+
+    ``width=[N1, ..., NL]`` is the deep FC theory, ``architecture="cnn"`` (with ``patch_size`` and
+    ``image_shape``) the CNN's; both have the saddle-point level ``gaussian`` only.
 
     ``"sampled"`` is accepted like any level (the exact posterior at every temperature, with standard
     errors and diagnostics; ``sampler``: its ``equilibrium.SamplerSettings``) — sampling a long temperature
@@ -89,6 +102,8 @@ def theory_curves(task: Any, *, width: int, activation: str = "erf", prior_w: fl
             task.x_train, task.y_train, np.asarray(temperatures, dtype=np.float64), width=width,
             activation=activation, prior_w=prior_w, prior_v=prior_v, x_test=task.x_test, y_test=task.y_test, level=lv,
             **({"sampler": sampler} if lv == "sampled" else {}),
+            **(dict(architecture="cnn", patch_size=patch_size, image_shape=tuple(image_shape or ()) or None)
+               if architecture == "cnn" else {}),
         )
         for lv in levels
     }
@@ -268,10 +283,48 @@ def run_demo(name: str = "demo", *, dataset: str = "mnist", classes: Sequence = 
 # ------------------------------------------------------------------------------------------------
 SWEEP_KEYS = ("architecture", "width", "activation", "dataset", "classes")
 
+#: the per-cell measures that get a figure across architectures (row key -> axis label)
+SWEEP_FIGURES: dict[str, str] = {
+    "inversion_step": "GD inversion step t* (unit-sphere radius of class 0 dips; mean ± s.e. over turning replicas)",
+    "inversion_relative_excursion": "size of the GD inversion (relative depth of the replica-mean dip)",
+    "replicas_turning_fraction": "fraction of replicas whose own radius dips",
+    "centroid_peak_step": "GD step where the unit-sphere centroid distance peaks (segregation, then re-entangling)",
+    "T_eff_at_inversion": "T_eff(t*) on the theory curve",
+    "theory_peak_T": "equilibrium T* (peak of the centroid distance)",
+    "final_test_error": "GD test error at the last step (mean over replicas)",
+}
+
+
+def parse_architecture(name: str) -> tuple[str, int]:
+    """A sweep architecture name -> (architecture, hidden layers): ``fc`` or ``fc1`` one hidden layer,
+    ``fcL`` L hidden layers of the cell's width each (deep FC), ``cnn`` the one-hidden-layer CNN on
+    non-overlapping patches (the model of ``equilibrium.conv``; the cell's width is its channel count)."""
+    n = str(name).strip().lower()
+    if n == "cnn":
+        return "cnn", 1
+    m = re.fullmatch(r"fc(\d*)", n)
+    if m and (not m.group(1) or int(m.group(1)) >= 1):
+        return "fc", int(m.group(1) or 1)
+    raise ValueError(f"architectures: each must be 'fc', 'fcL' (L ≥ 1 hidden layers, e.g. 'fc2') or 'cnn', got {name!r}")
+
 
 def expand_grid(architectures: Sequence[str], widths: Sequence[int], activations: Sequence[str],
                 datasets: Sequence[str], class_pairs: Sequence[Sequence]) -> list[dict]:
-    """The Cartesian product of the sweep axes, one dict per cell."""
+    """The Cartesian product of the sweep axes, one dict per cell (architecture names, and that each
+    architecture's theory has each activation, checked first: no cell trains without its theory)."""
+    from gdeq.equilibrium import ACTIVATIONS
+    from gdeq.equilibrium.conv import CONV_ACTIVATIONS
+    from gdeq.equilibrium.deep import DEEP_ACTIVATIONS
+
+    for a in architectures:
+        kind, depth = parse_architecture(a)
+        allowed = CONV_ACTIVATIONS if kind == "cnn" else ACTIVATIONS if depth == 1 else DEEP_ACTIVATIONS
+        bad = [act for act in activations if act not in allowed]
+        if bad:
+            raise ValueError(f"activations: the {a} theory has {list(allowed)}, got {bad}")
+    bad = [w for w in widths if isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w < 1]
+    if bad:
+        raise ValueError(f"widths: must be positive integers, got {bad}")
     return [dict(architecture=a, width=int(w), activation=act, dataset=d, classes=list(c))
             for a in architectures for w in widths for act in activations for d in datasets for c in class_pairs]
 
@@ -283,93 +336,303 @@ def cell_id(cell: dict) -> str:
     return f"{cell.get('architecture')}-{cell.get('activation')}-N{cell.get('width')}-{cell.get('dataset')}-{cls}-{digest}"
 
 
-def sweep_cell(cell: dict, *, output_dir: str | Path, progress: bool = False) -> dict:
-    """Run one sweep cell and return its table row.
+def cell_model(cell: dict, input_dim: int) -> dict:
+    """The ``gd_dynamics.train`` model keywords of a cell: ``fcL`` gives ``width=[N]*L``; ``cnn`` gives
+    ``kernel_size = stride = patch_size`` (the cell's ``patch_size``, default half the image side: 4
+    patches), no padding, no pooling — the CNN the theory describes."""
+    from gdeq.gd_dynamics.models import infer_image_shape
 
-    Row: inversion step (the unit-sphere radius of the first class stops falling, mean ± s.e. over
-    replicas with a turning point), peak centroid distance (unit sphere) and its step, final test
-    error, T_eff at the inversion, and the theory's peak temperature T* of the centroid distance (for
-    one-hidden-layer FC networks; NaN with a note for other architectures).
+    kind, depth = parse_architecture(cell["architecture"])
+    n = int(cell["width"])
+    if kind == "fc":
+        return dict(architecture="fc", width=n if depth == 1 else [n] * depth)
+    shape = tuple(cell["image_shape"]) if cell.get("image_shape") else infer_image_shape(input_dim)
+    m = int(cell.get("patch_size") or shape[1] // 2)
+    return dict(architecture="cnn", width=n, kernel_size=m, stride=m, image_shape=shape)
+
+
+def tangent_learning_rate(x_train: np.ndarray, *, activation: str, width: int | Sequence[int], prior_w: float = 1.0,
+                          prior_v: float = 1.0, architecture: str = "fc", patch_size: int | None = None,
+                          image_shape=None) -> float:
+    """lr = 1/λ_max of the infinite-width tangent kernel Θ of the architecture (``equilibrium.tangent_kernels``;
+    full-batch GD on ½Σ(y − f)² is stable for lr < 2/λ_max): one rule for every architecture of a sweep."""
+    import torch
+
+    from gdeq.equilibrium import tangent_kernels
+
+    arch = dict(architecture="cnn", patch_size=patch_size, image_shape=image_shape) if architecture == "cnn" else {}
+    k = tangent_kernels(x_train, activation=activation, prior_w=prior_w, prior_v=prior_v, width=width, **arch)
+    return float(1.0 / torch.linalg.eigvalsh(k.ntk_train)[-1])
+
+
+def _theory_turning(curve: Any, name: str) -> Turning:
+    """Where a theory curve's measure turns, on its own temperature axis (refined in log T)."""
+    T = np.asarray(curve.temperature, dtype=np.float64)
+    v = np.asarray(_get(curve, name), dtype=np.float64)
+    v = v[:, 0] if v.ndim == 2 else v
+    order = np.argsort(T)
+    return turning_point(T[order], v[order], refine=True, log_x=True)
+
+
+def sweep_cell(cell: dict, *, output_dir: str | Path, progress: bool = False) -> dict:
+    """Run one sweep cell (train, then the theory of the same architecture) and return its table row.
+
+    GD inversion signatures, on the LAST hidden layer (the layer the theory's geometry describes): the
+    unit-sphere radius of class 0 stops falling — ``inversion`` (the replica-mean curve's shape),
+    ``inversion_step`` ± ``inversion_step_se`` (mean over replicas that dip on their own),
+    ``inversion_excursion`` / ``inversion_relative_excursion`` / ``inversion_significance_se`` (its
+    size), ``replicas_turning`` of ``replicas``; ``peak_distance`` (unit-sphere centroid distance) and
+    its step; ``final_test_error``/``final_train_error``.
+
+    Theory (``equilibrium.temperature_curve`` with the run's own architecture, from
+    :func:`bridge.identity.theory_request`: ``width=N`` (fc1), ``width=[N]*L`` (fcL) or
+    ``architecture="cnn"``), per level ``lv`` of ``cell["levels"]``: ``theory_peak_T[lv]`` (T* of the
+    centroid distance, NaN unless a peak), ``theory_radius_T[lv]`` (T* of the class-0 unit-sphere radius,
+    NaN unless a dip), ``T_eff_at_inversion[lv]``, ``T_eff_final[lv]``, ``theory_test_error_at_T_eff[lv]``
+    and ``theory_converged[lv]``; the unsuffixed keys repeat the last level. Deep FC and CNN have one
+    level, the saddle point (``gaussian``, recorded as ``renormalised``). The CNN theory's geometry is
+    that of its renormalised kernel Σ_ij Q_ij K_ij/(λ1 Np), not of the hidden features' Gram.
     """
     from gdeq.gd_dynamics import load_task, train
+
+    from .compare import run_measures
+    from .identity import theory_request
 
     c = dict(cell)
     task = load_task(c["dataset"], c["classes"], c.get("n_train", 200), c.get("n_test", 200), c.get("seed", 0),
                      c.get("data_dir"))
-    fc = c["architecture"] == "fc"
-    levels = tuple(c.get("levels", ("gaussian",)))
-    curves = theory_curves(task, width=c["width"], activation=c["activation"], levels=levels) if fc else {}
-    lr = c.get("lr") or default_learning_rate(task.x_train, activation=c["activation"], seed=c.get("seed", 0))
-    traj = train(task, width=c["width"], activation=c["activation"], architecture=c["architecture"], lr=lr,
-                 steps=c.get("steps", 1000), replicas=c.get("replicas", 4), seed=c.get("seed", 0),
-                 log_points=c.get("log_points", 50), output_dir=Path(output_dir) / "runs", run_name=cell_id(c),
-                 wandb=None, progress_bar=progress, clustering_indices=False,
-                 reduce_inputs=fc and task.n_train < task.input_dim, probe_size=max(task.n_train, len(task.x_test)))
+    model = cell_model(c, task.input_dim)
+    kind, depth = parse_architecture(c["architecture"])
+    levels = tuple(c.get("levels", ("gaussian",))) if (kind, depth) == ("fc", 1) else ("gaussian",)
+    arch = dict(architecture="cnn", patch_size=model["kernel_size"], image_shape=model["image_shape"]) \
+        if kind == "cnn" else {}
+    lr = c.get("lr") or tangent_learning_rate(task.x_train, activation=c["activation"], width=model["width"], **arch)
+    t0 = time.perf_counter()
+    traj = train(task, activation=c["activation"], lr=lr, steps=c.get("steps", 1000), replicas=c.get("replicas", 4),
+                 seed=c.get("seed", 0), log_points=c.get("log_points", 50), output_dir=Path(output_dir) / "runs",
+                 run_name=cell_id(c), wandb=None, progress_bar=progress, clustering_indices=False,
+                 reduce_inputs=(kind, depth) == ("fc", 1) and task.n_train < task.input_dim,
+                 probe_size=max(task.n_train, len(task.x_test)), **model)
+    seconds_train = time.perf_counter() - t0
     steps = np.asarray(traj.step, dtype=float)
     row: dict[str, Any] = {k: c[k] for k in SWEEP_KEYS}
-    row["lr"] = float(lr)
-    radius = np.asarray(traj.unit_class_radius)[:, :, 0]
+    row.update(hidden_layers=depth, lr=float(lr))
+    if kind == "cnn":
+        row.update(patch_size=model["kernel_size"], image_shape=list(model["image_shape"]))
+    measures = run_measures(traj)  # geometry of the last hidden layer
+    radius = measures["unit_class_radius_0"]
+    R = radius.shape[1]
     t_rad = turning_point(steps, *mean_se(radius, axis=1))  # significance: replica s.e. of the mean curve
     rep = replica_turning_steps(steps, radius, "dip")
     rep = rep[np.isfinite(rep)]
     dip = t_rad.kind == "dip"
+    nan = float("nan")
     row["inversion"] = t_rad.kind
-    row["inversion_step"] = float(rep.mean()) if dip and len(rep) else float("nan")
-    row["inversion_step_se"] = float(mean_se(rep)[1]) if dip and len(rep) > 1 else float("nan")
+    row["inversion_step"] = float(rep.mean()) if dip and len(rep) else nan
+    row["inversion_step_se"] = float(mean_se(rep)[1]) if dip and len(rep) > 1 else nan
     # effect size and significance of the replica-mean dip (reports give both)
-    row["inversion_excursion"] = t_rad.excursion if dip else float("nan")
-    row["inversion_relative_excursion"] = t_rad.relative_excursion if dip else float("nan")
-    row["inversion_significance_se"] = t_rad.significance if dip else float("nan")
-    dist = np.asarray(traj.unit_centroid_distance).mean(1)
+    row["inversion_excursion"] = t_rad.excursion if dip else nan
+    row["inversion_relative_excursion"] = t_rad.relative_excursion if dip else nan
+    row["inversion_significance_se"] = t_rad.significance if dip else nan
+    row["replicas_turning"] = int(len(rep))
+    row["replicas"] = int(R)
+    row["replicas_turning_fraction"] = len(rep) / R
+    dist = measures["unit_centroid_distance"].mean(1)
     row["peak_distance"] = float(np.nanmax(dist))
     row["peak_distance_step"] = float(steps[int(np.nanargmax(dist))])
     row["distance_shape"] = turning_point(steps, dist).kind
+    row["centroid_peak_step"] = row["peak_distance_step"] if row["distance_shape"] == "peak" else nan
     row["final_test_error"] = float(np.asarray(traj.test_error)[-1].mean())
     row["final_train_error"] = float(np.asarray(traj.train_error)[-1].mean())
-    if fc:
-        cmp = compare(traj, curves)
-        lv = levels[-1]
+    t0 = time.perf_counter()
+    request = theory_request(traj)  # the theory of exactly this model, or one clear refusal
+    if request.get("architecture") == "cnn" and request.get("image_shape") is None:
+        request["image_shape"] = model["image_shape"]
+    temps = c.get("temperatures") or DEFAULT_TEMPERATURES
+    curves = theory_curves(task, temperatures=temps, levels=levels, **request)
+    cmp = compare(traj, curves)
+    row["seconds_theory"] = time.perf_counter() - t0
+    row["seconds_train"] = seconds_train
+    for lv, curve in curves.items():
         m = cmp.maps[lv]
-        row["T_eff_at_inversion"] = m.at_step(row["inversion_step"]) if np.isfinite(row["inversion_step"]) else float("nan")
-        row["T_eff_final"] = float(m.temperature[m.ok][-1]) if m.ok.any() else float("nan")
-        tt = cmp.measures["centroid_distance"].theory_turning.get(lv) if "centroid_distance" in cmp.measures else None
-        row["theory_level"] = lv
-        row["theory_shape"] = tt.kind if tt else "absent"
-        row["theory_peak_T"] = tt.location if tt is not None and tt.kind == "peak" else float("nan")
-    else:
-        row.update(T_eff_at_inversion=float("nan"), T_eff_final=float("nan"), theory_level="",
-                   theory_shape="no theory for this architecture", theory_peak_T=float("nan"))
+        peak, rad = _theory_turning(curve, "centroid_distance"), _theory_turning(curve, "unit_class_radius")
+        t_final = float(m.temperature[m.ok][-1]) if m.ok.any() else nan
+        values = {
+            "theory_level": str(curve.level),
+            "theory_shape": peak.kind,
+            "theory_peak_T": peak.location if peak.kind == "peak" else nan,
+            "theory_radius_shape": rad.kind,
+            "theory_radius_T": rad.location if rad.kind == "dip" else nan,
+            "T_eff_at_inversion": m.at_step(row["inversion_step"]) if np.isfinite(row["inversion_step"]) else nan,
+            "T_eff_final": t_final,
+            "theory_test_error_at_T_eff": float(interpolate_curve(curve.temperature, curve.test_error,
+                                                                  np.array([t_final]))[0]) if np.isfinite(t_final) else nan,
+            "theory_converged": bool(np.all(curve.converged)),
+        }
+        row.update({f"{k}[{lv}]": v for k, v in values.items()})
+        row.update(values)  # the unsuffixed keys: the last level
     row["run_dir"] = traj.run_dir
     return row
 
 
-def run_sweep(cells: Sequence[dict], *, output_dir: str | Path, cell_fn: Callable[..., dict] = sweep_cell,
-              progress: bool = True, on_cell: Callable[[dict], None] | None = None) -> list[dict]:
-    """Run every cell not already done (``output_dir/cells/<cell_id>.json`` exists) and return all rows.
+def _cell_job(cell_fn: Callable[..., dict]) -> Callable[[dict, str, str], str]:
+    """The function that runs one cell and writes its row atomically (temp file + rename).
 
-    A finished cell is written atomically (temp file + rename), so an interruption never leaves a
-    half-written result; rerunning the same sweep skips the finished cells. The combined table is
-    written to ``output_dir/sweep.csv`` and ``sweep.json``.
+    Built as a nested function so that cloudpickle sends it to a submitit job BY VALUE: the job process
+    imports only what ``cell_fn`` itself needs (for ``sweep_cell``: the toolkit), nothing for the writing."""
+
+    def job(cell: dict, path: str, output_dir: str) -> str:
+        import json as _json
+        import os as _os
+
+        def plain(o):  # numpy scalars and arrays -> Python
+            return o.tolist() if hasattr(o, "tolist") else str(o)
+
+        row = dict(cell_fn(cell, output_dir=output_dir), cell_id=_os.path.basename(path)[:-5], config=cell)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as fh:
+            _json.dump(row, fh, indent=2, default=plain)
+        _os.replace(tmp, path)  # an interruption never leaves a half-written row
+        return path
+
+    return job
+
+
+#: submitit/SLURM job states in which a cell's job may still deliver: not resubmitted on a rerun
+ACTIVE_JOB_STATES = frozenset({"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING"})
+
+
+@dataclass(frozen=True)
+class SweepStatus:
+    """What a sweep invocation found and did: ``rows`` of the finished cells (in grid order),
+    ``submitted`` cell ids sent to the engine now, ``pending`` cell ids whose earlier jobs are still
+    queued or running, ``failed`` cell id -> error of cells whose job ended without a row."""
+
+    rows: list[dict]
+    submitted: list[str]
+    pending: list[str]
+    failed: dict[str, str]
+
+    @property
+    def complete(self) -> bool:
+        return not self.pending and not self.failed
+
+
+def make_executor(folder: str | Path, *, cluster: str | None = None, timeout_min: int = 60, cpus_per_task: int = 1,
+                  mem_gb: float = 4.0, slurm_partition: str | None = None, array_parallelism: int = 64,
+                  slurm_kwargs: dict | None = None) -> Any:
+    """A ``submitit.AutoExecutor`` (``cluster``: None = SLURM when ``sbatch`` is available, else local
+    processes; or ``"slurm"``, ``"local"``, ``"debug"`` (in-process)) with one CPU job per cell."""
+    import submitit
+
+    if cluster not in (None, "slurm", "local", "debug"):
+        raise ValueError(f"cluster: must be None (auto), 'slurm', 'local' or 'debug', got {cluster!r}")
+    if timeout_min < 1 or cpus_per_task < 1 or mem_gb <= 0 or array_parallelism < 1:
+        raise ValueError(f"timeout_min, cpus_per_task, array_parallelism: must be ≥ 1 and mem_gb > 0, got "
+                         f"{timeout_min}, {cpus_per_task}, {array_parallelism}, {mem_gb}")
+    ex = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+    params: dict[str, Any] = dict(timeout_min=int(timeout_min), cpus_per_task=int(cpus_per_task), mem_gb=float(mem_gb),
+                                  slurm_array_parallelism=int(array_parallelism))
+    if slurm_partition:
+        params["slurm_partition"] = slurm_partition
+    params.update({k if k.startswith("slurm_") else f"slurm_{k}": v for k, v in (slurm_kwargs or {}).items()})
+    ex.update_parameters(**params)
+    return ex
+
+
+def run_sweep(cells: Sequence[dict], *, output_dir: str | Path, cell_fn: Callable[..., dict] = sweep_cell,
+              progress: bool = True, on_cell: Callable[[dict], None] | None = None, executor: Any = None,
+              wait: bool = True) -> list[dict]:
+    """Run every cell not already done (``output_dir/cells/<cell_id>.json`` exists) and return the
+    finished rows (grid order); :func:`sweep_status` says more (what was submitted, pending, failed).
+
+    ``executor=None`` runs the cells one after the other in this process; a ``submitit`` executor
+    (:func:`make_executor`) sends one job per missing cell as one job array. Either way a finished
+    cell is written atomically, so an interruption never leaves a half-written result, and rerunning
+    the same sweep skips the finished cells and assembles the table: ``output_dir/sweep.csv`` and
+    ``sweep.json`` (the finished cells; the table is complete once every cell has finished).
+    """
+    return sweep_status(cells, output_dir=output_dir, cell_fn=cell_fn, progress=progress, on_cell=on_cell,
+                        executor=executor, wait=wait).rows
+
+
+def sweep_status(cells: Sequence[dict], *, output_dir: str | Path, cell_fn: Callable[..., dict] = sweep_cell,
+                 progress: bool = True, on_cell: Callable[[dict], None] | None = None, executor: Any = None,
+                 wait: bool = True) -> SweepStatus:
+    """:func:`run_sweep`, returning a :class:`SweepStatus`.
+
+    With an executor: cells whose recorded job (``output_dir/jobs/<cell_id>.json``) is still queued
+    or running (:data:`ACTIVE_JOB_STATES`) are not submitted again; the others are submitted as one
+    array; with ``wait`` the call waits for them (a job that dies — killed, out of time, an error —
+    leaves its cell missing, reported in ``failed``, and the next run submits that cell alone).
     """
     from tqdm.auto import tqdm
 
     out = Path(output_dir)
     (out / "cells").mkdir(parents=True, exist_ok=True)
-    rows = []
-    for cell in tqdm(list(cells), desc="sweep cells", disable=not progress):
-        path = out / "cells" / f"{cell_id(cell)}.json"
-        if path.is_file():
-            rows.append(json.loads(path.read_text()))
-            continue
-        row = dict(cell_fn(cell, output_dir=out), cell_id=cell_id(cell), config=cell)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(row, indent=2, default=jsonable))
-        tmp.replace(path)
-        rows.append(json.loads(path.read_text()))
-        if on_cell is not None:
-            on_cell(row)
-    write_table(rows, out / "sweep")
-    return rows
+    cells = list(cells)
+    path = {cell_id(c): out / "cells" / f"{cell_id(c)}.json" for c in cells}
+    job = _cell_job(cell_fn)
+    missing = [c for c in cells if not path[cell_id(c)].is_file()]
+    submitted, pending, failed = [], [], {}
+    if executor is None:
+        for c in tqdm(missing, desc="sweep cells", disable=not progress):
+            job(c, str(path[cell_id(c)]), str(out))
+            submitted.append(cell_id(c))
+            if on_cell is not None:
+                on_cell(json.loads(path[cell_id(c)].read_text()))
+    elif missing:
+        jobs_dir = out / "jobs"
+        jobs_dir.mkdir(exist_ok=True)
+        todo = []
+        for c in missing:
+            state = _recorded_job_state(executor, jobs_dir / f"{cell_id(c)}.json")
+            (pending if state in ACTIVE_JOB_STATES else todo).append(c)
+        pending = [cell_id(c) for c in pending]
+        if todo:
+            jobs = executor.map_array(job, todo, [str(path[cell_id(c)]) for c in todo], [str(out)] * len(todo))
+            for c, j in zip(todo, jobs):
+                (jobs_dir / f"{cell_id(c)}.json").write_text(json.dumps(dict(job_id=str(j.job_id),
+                                                                             folder=str(executor.folder))))
+                submitted.append(cell_id(c))
+            print(f"sweep: submitted {len(todo)} cell(s) as one job array ({type(executor).__name__}, "
+                  f"logs in {executor.folder}); {len(pending)} still queued/running from an earlier run")
+            if wait:
+                for c, j in zip(tqdm(todo, desc="sweep jobs", disable=not progress), jobs):
+                    error = _job_outcome(j, path[cell_id(c)])
+                    if error:  # a dead job leaves its cell missing: reported, and resubmitted by the next run
+                        failed[cell_id(c)] = error
+                    elif on_cell is not None:
+                        on_cell(json.loads(path[cell_id(c)].read_text()))
+    rows = [json.loads(path[cell_id(c)].read_text()) for c in cells if path[cell_id(c)].is_file()]
+    if rows:
+        write_table(rows, out / "sweep")
+    return SweepStatus(rows=rows, submitted=submitted, pending=pending, failed=failed)
+
+
+def _job_outcome(job: Any, row: Path) -> str:
+    """Wait for a submitit job; '' if its cell's row was written, else why not (the job's own error when
+    it raised one, else its state and where its log is: a killed job writes neither row nor result)."""
+    job.wait()
+    if row.is_file():
+        return ""
+    if job.paths.result_pickle.exists():
+        try:
+            job.result()
+        except Exception as err:  # noqa: BLE001 - the job's exception, as text
+            return " ".join(str(err).split())[-500:]
+    return f"job {job.job_id} ended in state {job.state} without a result; log: {job.paths.stdout}"
+
+
+def _recorded_job_state(executor: Any, record: Path) -> str | None:
+    """State of the job recorded for a cell (None without a record or when it cannot be read)."""
+    if not record.is_file():
+        return None
+    try:
+        info = json.loads(record.read_text())
+        return str(executor.job_class(Path(info["folder"]), info["job_id"]).state).upper()
+    except Exception:  # noqa: BLE001 - an unreadable record or state: resubmit rather than wait forever
+        return None
 
 
 def write_table(rows: list[dict], stem: Path) -> None:
@@ -377,6 +640,107 @@ def write_table(rows: list[dict], stem: Path) -> None:
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(rows, indent=2, default=jsonable))
     write_csv(rows, stem.with_suffix(".csv"))
+
+
+def _fmt(v: Any, se: Any = None) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, (float, int, np.floating, np.integer)) and not isinstance(v, bool):
+        v = float(v)
+        if not np.isfinite(v):
+            return "—"
+        text = f"{v:.3g}"
+        if se is not None and np.isfinite(float(se)):
+            text += f" ± {float(se):.2g}"
+        return text
+    return str(v)
+
+
+def sweep_markdown(rows: list[dict]) -> str:
+    """One markdown table of a sweep: a row per cell, the GD inversion signatures, the theory's T*,
+    T_eff at the inversion and the test errors (— where a side has no turning point)."""
+    head = ["architecture", "N", "activation", "data", "GD inversion step t*", "size (rel.)", "replicas turning",
+            "T_eff(t*)", "GD centroid-distance peak step", "theory T* (centroid peak)", "theory radius dip T*", "GD test error",
+            "theory test error at T_eff(final)", "theory"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        data = f"{r.get('dataset')} {'v'.join(str(c) for c in r.get('classes', []))}"
+        inv = _fmt(r.get("inversion_step"), r.get("inversion_step_se")) if r.get("inversion") == "dip" \
+            else f"none ({r.get('inversion')})"
+        theory = f"{r.get('theory_level')}" + ("" if r.get("theory_converged", True) else ", NOT converged")
+        lines.append("| " + " | ".join([
+            str(r.get("architecture")), str(r.get("width")), str(r.get("activation")), data, inv,
+            _fmt(r.get("inversion_relative_excursion")), f"{r.get('replicas_turning')}/{r.get('replicas')}",
+            _fmt(r.get("T_eff_at_inversion")),
+            _fmt(r.get("peak_distance_step")) if r.get("distance_shape") == "peak" else f"none ({r.get('distance_shape')})",
+            _fmt(r.get("theory_peak_T")) if r.get("theory_shape") == "peak" else f"none ({r.get('theory_shape')})",
+            _fmt(r.get("theory_radius_T")) if r.get("theory_radius_shape") == "dip"
+            else f"none ({r.get('theory_radius_shape')})",
+            _fmt(r.get("final_test_error")), _fmt(r.get("theory_test_error_at_T_eff")), theory]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def sweep_figures(rows: list[dict], out_dir: str | Path, *, prefix: str = "sweep_") -> dict[str, Path]:
+    """One PNG per measure of :data:`SWEEP_FIGURES`: the measure against the width, one line per
+    architecture (and activation/dataset/class pair when those vary); cells without the measure (no
+    turning point) are left out, so a line may have gaps. Returns measure -> path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    vary = [k for k in ("activation", "dataset", "classes") if len({json.dumps(r.get(k)) for r in rows}) > 1]
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        label = " ".join([str(r["architecture"])] + [str(r.get(k)) for k in vary])
+        groups.setdefault(label, []).append(r)
+    paths = {}
+    for key, label in SWEEP_FIGURES.items():
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name, rs in sorted(groups.items()):
+            rs = sorted(rs, key=lambda r: r["width"])
+            x = np.array([r["width"] for r in rs], dtype=float)
+            y = np.array([_float(_row_value(r, key)) for r in rs])
+            err = np.array([_float(r.get("inversion_step_se")) for r in rs]) if key == "inversion_step" else None
+            ok = np.isfinite(y)
+            if not ok.any():
+                ax.plot([], [], "o-", label=f"{name} (none)")
+                continue
+            ax.errorbar(x[ok], y[ok], yerr=None if err is None else np.nan_to_num(err[ok]), marker="o", capsize=3,
+                        label=name)
+        finite = [_float(_row_value(r, key)) for r in rows if np.isfinite(_float(_row_value(r, key)))]
+        if finite:
+            ax.set_xscale("log")
+        if finite and min(finite) > 0 and key in ("inversion_step", "T_eff_at_inversion", "theory_peak_T",
+                                                  "centroid_peak_step"):
+            ax.set_yscale("log")
+        if not finite:
+            ax.text(0.5, 0.5, "no cell has this measure (no turning point)", ha="center", transform=ax.transAxes)
+        ax.set_xlabel("width N (hidden units per layer; CNN: channels)")
+        ax.set_ylabel(key)
+        ax.set_title(label, fontsize=8)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        paths[key] = out / f"{prefix}{key}.png"
+        fig.savefig(paths[key], dpi=110)
+        plt.close(fig)
+    return paths
+
+
+def _row_value(r: dict, key: str) -> Any:
+    """A row's value, also for rows cached before ``centroid_peak_step`` was a column (derived the same way)."""
+    if key == "centroid_peak_step" and key not in r:
+        return r.get("peak_distance_step") if r.get("distance_shape") == "peak" else float("nan")
+    return r.get(key)
+
+
+def _float(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -453,12 +817,23 @@ def compare_saved_run(run: str | Path, *, levels: Sequence[str] = ("nngp", "gaus
     if not path.with_suffix(".npz").is_file():
         raise ValueError(f"run: no trajectory at {path} (expected a run directory or trajectory.npz)")
     traj = Trajectory.load(path)
-    check_theory_model(traj)  # a CNN, a PyTorch-init or a mean-loss run is refused before any theory is computed
+    # a CNN the theory does not cover, a PyTorch-init or a mean-loss run is refused before any theory is computed
+    request = theory_request(traj)
     task = task_from_metadata(traj.task, data_dir)
-    width = single_width(traj.width, "run")
+    if request.get("architecture") == "cnn" and request.get("image_shape") is None:
+        from gdeq.gd_dynamics.models import infer_image_shape
+
+        request["image_shape"] = infer_image_shape(task.input_dim)
+    one_layer_fc = request.get("architecture", "fc") == "fc" and not isinstance(request["width"], list)
+    if not one_layer_fc:  # the deep FC and CNN theories have one level, the saddle point
+        if "gaussian" not in levels or sample_temperatures:
+            raise ValueError(f"levels: the deep FC and CNN theories have the saddle-point level only (include "
+                             f"gaussian; no sample_temperatures), got levels={list(levels)}, "
+                             f"sample_temperatures={list(sample_temperatures)}")
+        levels = ("gaussian",)
+    width = request["width"]
     t0 = time.perf_counter()
-    curves = theory_curves(task, width=width, activation=traj.activation, prior_w=traj.prior_w, prior_v=traj.prior_v,
-                           temperatures=temperatures, levels=levels)
+    curves = theory_curves(task, temperatures=temperatures, levels=levels, **request)
     # raises on any mismatch of data, width, priors
     cmp = compare(traj, curves, observable=observable, lazy=_lazy_for(traj, task))
     seconds = {"theory+compare": time.perf_counter() - t0}

@@ -87,7 +87,7 @@ def _plot_vs_step(res: Any, path: Path) -> None:
     cmp = res.comparison
     names = [m for m in GEOMETRY_MEASURES if m in cmp.measures]
     ncol = 3
-    nrow = int(np.ceil(len(names) / ncol))
+    nrow = max(1, int(np.ceil(len(names) / ncol)))  # a CNN run has no geometry measure to compare
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.0 * nrow), squeeze=False)
     level = list(cmp.maps)[-1]
     tmap = cmp.maps[level]
@@ -287,7 +287,8 @@ def _curve_rows(res: Any) -> list[dict]:
     for lv, c in res.curves.items():
         table = curve_measures(c)
         for k, T in enumerate(np.asarray(c.temperature)):
-            row = dict(width=res.width, level=lv, temperature=float(T), Q=float(np.asarray(c.Q)[k]),
+            q = np.asarray(c.Q)[k]  # a number; per layer (deep FC) or a patch × patch matrix (CNN)
+            row = dict(width=res.width, level=lv, temperature=float(T), Q=float(q) if q.ndim == 0 else q.tolist(),
                        train_error=float(np.asarray(c.train_error)[k]), test_error=float(np.asarray(c.test_error)[k]),
                        test_bias2=float(np.asarray(c.test_bias2)[k]))
             row.update({name: float(v[k]) for name, v in table.items()})

@@ -13,7 +13,8 @@ from gdeq import geometry
 
 from .seeds import replica_seed_sequences, seed_spec
 
-__all__ = ["TrainConfig", "OPTIMIZERS", "ACTIVATIONS", "ARCHITECTURES", "INITS", "LOSSES", "REDUCTIONS", "DTYPES"]
+__all__ = ["TrainConfig", "OPTIMIZERS", "ACTIVATIONS", "ARCHITECTURES", "INITS", "LOSSES", "REDUCTIONS", "DTYPES",
+           "POOLINGS", "CNN_DEFAULTS"]
 
 OPTIMIZERS = ("gd", "sgd", "adam", "langevin")
 ACTIVATIONS = ("erf", "relu", "tanh", "identity")
@@ -22,6 +23,11 @@ INITS = ("prior", "pytorch")
 LOSSES = ("mse", "cross_entropy")
 REDUCTIONS = ("sum", "mean")
 DTYPES = ("float64", "float32")
+#: the CNN's readout: "none" (a readout weight per channel and position, the theory's model) or "avg"
+#: (global average pooling over positions, one readout weight per channel)
+POOLINGS = ("none", "avg")
+#: the CNN-only options and their defaults (an FC run must leave them at these values)
+CNN_DEFAULTS: dict = dict(kernel_size=5, stride=1, padding=0, pooling="none", image_shape=None)
 
 
 def _is_int(v) -> bool:
@@ -60,6 +66,9 @@ class TrainConfig:
     init: Literal["prior", "pytorch"] = "prior"
     prior_precisions: tuple[float, ...] | None = None
     kernel_size: int = 5
+    stride: int = 1
+    padding: int = 0
+    pooling: Literal["none", "avg"] = "none"
     image_shape: tuple[int, int, int] | None = None
     reduce_inputs: bool | None = None
     frozen_layers: tuple[int, ...] = ()
@@ -88,6 +97,15 @@ class TrainConfig:
         _require(self.architecture in ARCHITECTURES,
                  f"architecture: must be one of {list(ARCHITECTURES)}, got {self.architecture!r}")
         _require(self.architecture == "fc" or len(widths) == 1, "width: the CNN has one hidden layer; pass one channel count")
+        _require(_is_int(self.kernel_size) and self.kernel_size >= 1,
+                 f"kernel_size: must be a positive integer, got {self.kernel_size!r}")
+        _require(_is_int(self.stride) and self.stride >= 1, f"stride: must be a positive integer, got {self.stride!r}")
+        _require(_is_int(self.padding) and self.padding >= 0,
+                 f"padding: must be a non-negative integer, got {self.padding!r}")
+        _require(self.pooling in POOLINGS, f"pooling: must be one of {list(POOLINGS)}, got {self.pooling!r}")
+        if self.architecture == "fc":  # the CNN's options mean nothing for an FC net: refuse rather than ignore
+            changed = [k for k, v in CNN_DEFAULTS.items() if getattr(self, k) != v]
+            _require(not changed, f"{', '.join(changed)}: only for architecture='cnn' (got architecture='fc')")
         _require(self.init in INITS, f"init: must be one of {list(INITS)}, got {self.init!r}")
         _require(self.loss in LOSSES, f"loss: must be one of {list(LOSSES)}, got {self.loss!r}")
         set_("reduction", self.reduction or "sum")

@@ -25,7 +25,7 @@ from torch import nn
 
 from gdeq import geometry
 
-from .config import ACTIVATIONS, ARCHITECTURES, INITS
+from .config import ACTIVATIONS, ARCHITECTURES, INITS, POOLINGS
 
 __all__ = ["ACTIVATIONS", "ARCHITECTURES", "INITS", "ReplicaFC", "ReplicaCNN", "build_model", "infer_image_shape"]
 
@@ -170,11 +170,14 @@ class ReplicaFC(_ReplicaNet):
 
 
 class ReplicaCNN(_ReplicaNet):
-    """One-hidden-layer CNN: a convolution (C channels, k×k, stride s (default 1), no padding), σ, dense readout.
+    """One-hidden-layer CNN: a convolution (C channels, k×k, stride s (default 1), zero padding p
+    (default 0)), σ, then a dense readout (``pooling="none"``) or global average pooling over positions
+    and a readout per channel (``pooling="avg"``).
 
-    Standard parameterisation: h = conv(x)/√(C_in k²), f = V·vec(σ(h))/√N1 with N1 = C·H'·W'.
-    With ``stride = kernel_size`` dividing H and W this is exactly the model of
-    ``equilibrium.conv`` / deepbays' CONV_1HL (non-overlapping patches; docs/architectures.md).
+    Standard parameterisation: h = conv(x)/√(C_in k²), f = V·vec(σ(h))/√N1 with N1 = C·H'·W'
+    (H' = (H + 2p − k)//s + 1); with average pooling f = V·mean_positions(σ(h))/√C.
+    With ``stride = kernel_size`` dividing H and W, no padding and no pooling this is exactly the
+    model of ``equilibrium.conv`` / deepbays' CONV_1HL (non-overlapping patches; docs/architectures.md).
     Replicas are batched as a grouped convolution (groups = R).
     """
 
@@ -187,6 +190,8 @@ class ReplicaCNN(_ReplicaNet):
         *,
         kernel_size: int = 5,
         stride: int = 1,
+        padding: int = 0,
+        pooling: str = "none",
         replicas: int = 1,
         seeds: Sequence[int] | None = None,
         prior_precisions: Sequence[float] | None = None,
@@ -204,7 +209,11 @@ class ReplicaCNN(_ReplicaNet):
             raise ValueError(f"kernel_size: must be in 1..{min(H, W)}, got {kernel_size}")
         if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
             raise ValueError(f"stride: must be a positive integer, got {stride!r}")
-        self.stride = stride
+        if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+            raise ValueError(f"padding: must be a non-negative integer, got {padding!r}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling: must be one of {list(POOLINGS)}, got {pooling!r}")
+        self.stride, self.padding, self.pooling = stride, padding, pooling
         lam0, lam1 = tuple(float(l) for l in (prior_precisions or (1.0, 1.0)))
         seeds = list(seeds) if seeds is not None else list(range(replicas))
         if len(seeds) != replicas:
@@ -213,8 +222,8 @@ class ReplicaCNN(_ReplicaNet):
         self.activation, self.init, self.n_outputs, self.use_bias = activation, init, n_outputs, bias
         self.sigma = _sigma(activation)
         self.lambdas = (lam0, lam1)
-        hp, wp = (H - kernel_size) // stride + 1, (W - kernel_size) // stride + 1
-        n1 = channels * hp * wp
+        hp, wp = (H + 2 * padding - kernel_size) // stride + 1, (W + 2 * padding - kernel_size) // stride + 1
+        n1 = channels * hp * wp if pooling == "none" else channels
         self.widths = (n1,)
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         fan_conv = c_in * kernel_size**2
@@ -243,10 +252,16 @@ class ReplicaCNN(_ReplicaNet):
             img = img.repeat(1, R, 1, 1)  # (P, R*c_in, H, W): replica r reads channels r*c_in..
         weight = self.conv.reshape(R * self.channels, c_in, self.k, self.k)
         bias = self.conv_bias.reshape(-1) if self.conv_bias is not None else None
-        h = torch.nn.functional.conv2d(img, weight, bias=None, stride=self.stride, groups=R) * self._s0
+        h = torch.nn.functional.conv2d(img, weight, bias=None, stride=self.stride, padding=self.padding,
+                                       groups=R) * self._s0
         if bias is not None:
             h = h + bias[None, :, None, None]
         P = h.shape[0]
+        if self.pooling == "avg":  # σ first, then the mean over positions: (R, P, C)
+            phi = self.sigma(h).reshape(P, R, self.channels, -1).mean(-1).transpose(0, 1)
+            if preact_offset is not None:
+                raise ValueError("preact_offset: not defined for a pooled CNN")
+            return [phi]
         h = h.reshape(P, R, -1).transpose(0, 1)  # (R, P, C*H'*W')
         if preact_offset is not None:
             h = h + preact_offset
@@ -274,6 +289,8 @@ def build_model(
     image_shape: tuple[int, int, int] | None = None,
     kernel_size: int = 5,
     stride: int = 1,
+    padding: int = 0,
+    pooling: str = "none",
     input_scale_dim: int | None = None,
     dtype: torch.dtype = torch.float64,
 ) -> _ReplicaNet:
@@ -287,7 +304,7 @@ def build_model(
         if image_shape is None:
             image_shape = infer_image_shape(input_dim)
         return ReplicaCNN(image_shape, int(width), n_outputs, activation, kernel_size=kernel_size, stride=stride,
-                          replicas=replicas, seeds=seeds, prior_precisions=prior_precisions, bias=bias,
+                          padding=padding, pooling=pooling, replicas=replicas, seeds=seeds, prior_precisions=prior_precisions, bias=bias,
                           init=init, dtype=dtype)
     raise ValueError(f"architecture: must be one of {list(ARCHITECTURES)}, got {architecture!r}")
 

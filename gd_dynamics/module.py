@@ -96,6 +96,7 @@ class GDModule(pl.LightningModule):
             config.architecture, input_dim, config.width, n_outputs, config.activation, replicas=config.replicas,
             seeds=[stream_seed(s, "init") for s in self.seeds], prior_precisions=config.prior_precisions,
             bias=config.bias, init=config.init, image_shape=config.image_shape, kernel_size=config.kernel_size,
+            stride=config.stride, padding=config.padding, pooling=config.pooling,
             input_scale_dim=input_scale_dim, dtype=torch_dtype,
         )
         for name, p in self.model.named_parameters():

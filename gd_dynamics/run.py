@@ -96,6 +96,9 @@ def train(
     init: Literal["prior", "pytorch"] = "prior",
     prior_precisions: Sequence[float] | None = None,
     kernel_size: int = 5,
+    stride: int = 1,
+    padding: int = 0,
+    pooling: Literal["none", "avg"] = "none",
     image_shape: tuple[int, int, int] | None = None,
     reduce_inputs: bool | None = None,
     frozen_layers: Sequence[int] = (),
@@ -150,7 +153,10 @@ def train(
         batch_size: minibatch size (None = full batch).
         bias / init / prior_precisions: biases; ``"prior"`` (standard parameterisation, variance 1/λ)
             or ``"pytorch"`` (nn.Linear's convention); (λ0, ..., λL), default all 1.
-        kernel_size / image_shape: the CNN's k and (C, H, W) (default: ``models.infer_image_shape``).
+        kernel_size / stride / padding / pooling / image_shape: the CNN's k, stride s (default 1),
+            zero padding (default 0), readout after ``"none"`` (default) or ``"avg"`` (global average)
+            pooling, and (C, H, W) (default: ``models.infer_image_shape``). The equilibrium theory
+            covers stride = kernel_size dividing H and W, no padding, no pooling (docs/architectures.md).
         frozen_layers: layers (1 = first hidden, L+1 = readout) kept at their initial values.
         reduce_inputs: docs/conventions.md §6's exact reduction (default: on for Langevin of a one-hidden-layer
             FC net with P < N0 and prior init).
@@ -176,7 +182,8 @@ def train(
             width=width, lr=lr, steps=steps, activation=activation, optimizer=optimizer, replicas=replicas,
             temperature=temperature, seed=seed, data_seed=data_seed, architecture=architecture, loss=loss,
             reduction=reduction, batch_size=batch_size, bias=bias, init=init, prior_precisions=prior_precisions,
-            kernel_size=kernel_size, image_shape=image_shape, reduce_inputs=reduce_inputs, frozen_layers=frozen_layers,
+            kernel_size=kernel_size, stride=stride, padding=padding, pooling=pooling, image_shape=image_shape,
+            reduce_inputs=reduce_inputs, frozen_layers=frozen_layers,
             dtype=dtype, log_points=log_points, log_spacing=log_spacing, log_steps=log_steps, probe_size=probe_size,
             knn=knn, layer_geometry=layer_geometry, clustering_indices=clustering_indices, stop_at_fit=stop_at_fit)
     config = config.for_task(task)
@@ -304,7 +311,9 @@ def _trajectory(cb: GeometryLogger, module: GDModule, task: Task, config: dict, 
         activation=config["activation"], init=config["init"], bias=config["bias"], prior_precisions=model.lambdas,
         loss=config["loss"], reduction=config["reduction"], optimizer=config["optimizer"],
         frozen_layers=config["frozen_layers"], batch_size=config["batch_size"],
-        kernel_size=getattr(model, "k", None), image_shape=getattr(model, "image_shape", None))
+        kernel_size=getattr(model, "k", None), image_shape=getattr(model, "image_shape", None),
+        stride=getattr(model, "stride", None), padding=getattr(model, "padding", None),
+        pooling=getattr(model, "pooling", None))
     langevin = config["optimizer"] == "langevin"
     notes = posterior_deviations(identity, task.n_train) if langevin else []
     return Trajectory(

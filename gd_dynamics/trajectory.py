@@ -35,6 +35,9 @@ MODEL_IDENTITY_KEYS: tuple[str, ...] = (
     "batch_size",              # None = full batch
     "kernel_size",             # CNN only (None for fc)
     "image_shape",             # CNN only, (C, H, W) (None for fc)
+    "stride",                  # CNN only (None for fc)
+    "padding",                 # CNN only, zero padding on each side (None for fc)
+    "pooling",                 # CNN only, "none" | "avg" (None for fc)
 )
 
 #: The values the documented posterior requires (the keys not listed here may take any value).
@@ -44,7 +47,8 @@ DOCUMENTED_POSTERIOR: dict = dict(architecture="fc", parameterisation="standard"
 
 def model_identity(*, architecture: str, widths, activation: str, init: str, bias: bool, prior_precisions,
                    loss: str, reduction: str, optimizer: str, frozen_layers=(), batch_size: int | None = None,
-                   kernel_size: int | None = None, image_shape=None) -> dict:
+                   kernel_size: int | None = None, image_shape=None, stride: int | None = None,
+                   padding: int | None = None, pooling: str | None = None) -> dict:
     """The ``MODEL_IDENTITY_KEYS`` dict of a run (plain JSON types)."""
     cnn = architecture == "cnn"
     return dict(
@@ -55,6 +59,9 @@ def model_identity(*, architecture: str, widths, activation: str, init: str, bia
         frozen_layers=sorted(int(l) for l in frozen_layers), batch_size=None if batch_size is None else int(batch_size),
         kernel_size=int(kernel_size) if cnn and kernel_size is not None else None,
         image_shape=[int(d) for d in image_shape] if cnn and image_shape is not None else None,
+        stride=int(stride) if cnn and stride is not None else None,
+        padding=int(padding) if cnn and padding is not None else None,
+        pooling=str(pooling) if cnn and pooling is not None else None,
     )
 
 

@@ -154,7 +154,8 @@ def test_compare_command_on_a_saved_langevin_run_reports_the_consistency_check(t
 
 
 def test_compare_command_refuses_a_run_of_another_model_before_computing_theory(tmp_path, capsys, monkeypatch):
-    """A CNN run (width = channels) used to get a fully connected theory curve; now one clear error."""
+    """A CNN run (width = channels) used to get a fully connected theory curve; now one clear error: the
+    default CNN (kernel 5, stride 1: overlapping patches) is not the model of the CNN theory."""
     from gdeq.bridge import experiments
     from gdeq.gd_dynamics import load_task, train
 
@@ -167,16 +168,49 @@ def test_compare_command_refuses_a_run_of_another_model_before_computing_theory(
         main(["compare", f"--run={tmp_path / 'cnn'}", "--wandb=disabled"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert "architecture: run 'cnn' vs curve 'fc'" in err and "Traceback" not in err
+    assert "stride: run stride 1 with kernel_size 5" in err and "Traceback" not in err
+    assert "kernel_size: 5 does not divide the image sides 28 × 28" in err
     assert computed == []  # refused before any theory curve
 
 
 def test_sweep_cell_trains_a_cnn_on_colour_cifar10(tmp_path, shared_data_dir):
     """The sweep used to pass its own image shape (1, 32, 32) for colour CIFAR-10 (3 × 32 × 32 inputs) and
-    crash with a tensor size mismatch; the model infers the shape from the data."""
+    crash with a tensor size mismatch; the model infers the shape from the data, and the cell gets the CNN
+    theory of that model (3 channels, 16 × 16 patches)."""
     from gdeq.bridge.experiments import sweep_cell
 
     row = sweep_cell(dict(architecture="cnn", width=4, activation="erf", dataset="cifar10", classes=[3, 5],
                           n_train=40, n_test=20, steps=5, replicas=2, log_points=4, data_dir=str(shared_data_dir)),
                      output_dir=tmp_path)
-    assert row["theory_shape"] == "no theory for this architecture" and 0 <= row["final_test_error"] < 4
+    assert row["theory_level"] == "renormalised" and row["image_shape"] == [3, 32, 32] and row["patch_size"] == 16
+    assert 0 <= row["final_test_error"] < 4
+
+
+@pytest.mark.slow
+def test_sweep_command_compares_architectures_each_with_its_own_theory(tmp_path, capsys):
+    """fc2 and cnn cells through the submitit engine (debug executor: in this process; ~1 min): each row carries
+    the theory of its own architecture; T_eff(final) and the theory's test error there are checked against
+    an independently computed curve of the same model."""
+    from gdeq import equilibrium
+    from gdeq.gd_dynamics import load_task
+
+    argv = ["sweep", "--architectures=[fc2, cnn]", "--widths=6", "--class_pairs=[3, 5]", "--n_train=30", "--n_test=20",
+            "--steps=15", "--replicas=3", "--log_points=6", f"--output_dir={tmp_path}", "--wandb=disabled",
+            "--progress=false", "--engine=submitit", "--cluster=debug"]
+    rows = main(argv)
+    assert [(r["architecture"], r["hidden_layers"]) for r in rows] == [("fc2", 2), ("cnn", 1)]
+    assert all(r["theory_level"] == "renormalised" for r in rows) and rows[1]["patch_size"] == 14
+    task = load_task("mnist", [3, 5], 30, 20, 0)
+    for r, kw in zip(rows, (dict(width=[6, 6]), dict(width=6, architecture="cnn", patch_size=14,
+                                                       image_shape=(1, 28, 28)))):
+        T = np.logspace(-4, 2, 49)
+        curve = equilibrium.temperature_curve(task.x_train, task.y_train, T, x_test=task.x_test, y_test=task.y_test,
+                                              **kw)
+        assert np.isfinite(r["T_eff_final"]) and T[0] <= r["T_eff_final"] <= T[-1]
+        expected = np.interp(np.log(r["T_eff_final"]), np.log(T), curve.test_error)
+        assert r["theory_test_error_at_T_eff"] == pytest.approx(expected, rel=0.02)
+    assert (tmp_path / "sweep.md").read_text().count("| renormalised |") == 2
+    assert len(list((tmp_path / "figures").glob("sweep_*.png"))) == 7
+    prov = json.loads((tmp_path / "provenance.json").read_text())
+    assert prov["command"].startswith("gdeq sweep --architectures") and prov["cells_finished"] == 2
+    assert "2 of 2 cells finished" in capsys.readouterr().out
