@@ -44,8 +44,9 @@ class TemperatureCurve:
     ``centroid_shift`` = N1·(centroid_distance − cᵀKc); ``class_radius`` (nT, C);
     ``inter_distance``/``intra_distance`` mean squared inter/intra-class pair distances and their
     ``distance_ratio``; ``unit_centroid_distance`` (Euclidean) and ``unit_class_radius`` (nT, C) on the
-    unit sphere, computed from the MEAN kernel ⟨K_W⟩ (mean-kernel approximation of a non-linear
-    functional; docs/theory.md §4.3). ``test_*`` the same on the test×test block. ``reference``
+    unit sphere: non-linear in K_W, so the saddle-point levels give the mean-kernel value plus the
+    delta-method correction from the O(1/N1) kernel fluctuations (equilibrium.unit_sphere,
+    docs/theory.md §4.3). ``test_*`` the same on the test×test block. ``reference``
     holds the infinite-width (NNGP) value of every measure; ``shift(name)`` = N1·(value − reference).
 
     Microscopic (docs/conventions.md §5): ``readout_second_moment`` = (1/N1) Σ_i ⟨v_i²⟩ (per output, averaged
@@ -68,9 +69,10 @@ class TemperatureCurve:
 
     Metadata: ``width``, ``activation``, ``prior_w``, ``prior_v``, ``level``, ``data_fingerprint``
     (= geometry.data_fingerprint(x_train, y_train)), ``converged``/``n_minima`` of the saddle point.
-    ``mean_kernel_approximations``: the measures this curve computes from the mean kernel ⟨K_W⟩
-    although they are non-linear in K_W (the unit-sphere measures of the theory levels; empty for
-    ``level="sampled"``, which evaluates every measure on each posterior sample).
+    ``mean_kernel_approximations``: the measures this curve computes from the mean kernel ⟨K_W⟩ alone
+    although they are non-linear in K_W: empty for ``level="sampled"`` (every measure per posterior
+    sample), for ``nngp`` (K_W = K at infinite width) and for the saddle-point levels where the delta
+    method is trusted; the unit-sphere fields otherwise (a callable activation, Var L/L̄² > 1/4).
 
     Sampled level (``level="sampled"``, equilibrium.sampling): every value is a posterior average
     over samples; ``standard_errors[name]`` (same shape; ``sem(name)``) its standard error,

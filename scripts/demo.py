@@ -80,9 +80,14 @@ def demo(
         raise ValueError(f"sample_every: must be ≥ 1, got {sample_every}")
     if sample_temperatures is None:
         sample_temperatures = sorted({*grid[::sample_every], grid[-1]})
+    if device == "auto":  # the sampler takes a concrete device
+        import torch
+
+        device_sampler = "cuda" if torch.cuda.is_available() else None
+    else:
+        device_sampler = None if device == "cpu" else device
     settings = SamplerSettings(replicas=sample_replicas, max_trajectories=sample_max_trajectories,
-                               max_seconds=sample_max_seconds, seed=data.seed,
-                               device=None if device in ("cpu", "auto") else device)
+                               max_seconds=sample_max_seconds, seed=data.seed, device=device_sampler)
     settings.check()  # one clear error before any work
     mode = wandb_mode(wandb)
     out, results, paths = run_demo(
