@@ -26,7 +26,7 @@ from .compare import (
     langevin_consistency,
     turning_point,
 )
-from .identity import THEORY_IDENTITY, check_theory_model, run_identity
+from .identity import THEORY_IDENTITY, check_theory_model, run_identity, theory_request
 from .lazy import LazyDynamics, LazyTrajectory, lazy_dynamics, lazy_trajectory
 from .maps import OBSERVABLES, TemperatureMap, effective_temperature, map_observable, mean_predictor_error
 from .thermal import ThermalCheck, thermometer_consistency
@@ -56,6 +56,7 @@ __all__ = [
     "Turning",
     "check_compatible",
     "check_theory_model",
+    "theory_request",
     "compare",
     "effective_temperature",
     "fdt_monitor",

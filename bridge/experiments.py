@@ -712,7 +712,12 @@ def sweep_figures(rows: list[dict], out_dir: str | Path, *, prefix: str = "sweep
                         label=name)
         finite = [_float(_row_value(r, key)) for r in rows if np.isfinite(_float(_row_value(r, key)))]
         if finite:
+            from matplotlib.ticker import NullFormatter, ScalarFormatter
+
             ax.set_xscale("log")
+            ax.set_xticks(sorted({float(r["width"]) for r in rows}))
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(NullFormatter())
         if finite and min(finite) > 0 and key in ("inversion_step", "T_eff_at_inversion", "theory_peak_T",
                                                   "centroid_peak_step"):
             ax.set_yscale("log")

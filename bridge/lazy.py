@@ -386,10 +386,14 @@ def lazy_not_covered(trajectory: Any) -> str | None:
     if str(identity.get("architecture") or config.get("architecture") or "fc") != "cnn":
         return None
     k = int(identity.get("kernel_size") or config.get("kernel_size") or 0)
-    stride = int(config.get("stride", 1) or 1)
+    stride = int(identity.get("stride") or config.get("stride", 1) or 1)
     if k != 1 and stride != k:
         return (f"the lazy CNN theory covers non-overlapping patches (stride = kernel_size); the run has "
                 f"kernel_size={k}, stride={stride}")
+    padding = int(identity.get("padding") or config.get("padding") or 0)
+    pooling = str(identity.get("pooling") or config.get("pooling") or "none")
+    if padding or pooling != "none":
+        return f"the lazy CNN theory has no padding and no pooling; the run has padding={padding}, pooling={pooling!r}"
     return None
 
 

@@ -188,11 +188,16 @@ def _provenance(options: dict, output_dir, finished: int, total: int) -> None:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
                                 cwd=Path(__file__).parent).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                                    text=True, cwd=Path(__file__).parent).stdout.strip())
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                text=True, cwd=Path(__file__).parent).stdout.splitlines()
+        # the sweep's own outputs (table, figures) do not make the code differ from the commit
+        outputs = [str(Path(d)).rstrip("/") + "/" for d in (options["output_dir"], options.get("figures_dir")) if d]
+        dirty = [line[3:] for line in status if not any(line[3:].startswith(o) for o in outputs)]
+
     except (OSError, subprocess.CalledProcessError):
         commit, dirty = None, None
-    record = dict(command="gdeq sweep " + " ".join(args), options=options, commit=commit, uncommitted_changes=dirty,
+    record = dict(command="gdeq sweep " + " ".join(args), options=options, commit=commit,
+                  uncommitted_changes=dirty,  # tracked files that differ from the commit (None: not a checkout)
                   cells_finished=finished, cells_total=total,
                   written=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     (Path(output_dir) / "provenance.json").write_text(json.dumps(record, indent=2, default=str))

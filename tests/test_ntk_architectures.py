@@ -184,3 +184,14 @@ def test_cnn_lazy_trajectory_with_one_patch_is_the_fully_connected_one():
     run = dict(model_identity=dict(architecture="cnn", kernel_size=2, image_shape=[1, 4, 4]), config={})
     assert "non-overlapping" in lazy_not_covered(run)
     assert lazy_not_covered(dict(model_identity=dict(architecture="cnn", kernel_size=2), config=dict(stride=2))) is None
+
+
+def test_lazy_theory_refuses_a_padded_or_pooled_cnn():
+    from gdeq.bridge.lazy import lazy_not_covered
+
+    run = dict(model_identity=dict(architecture="cnn", kernel_size=2, stride=2, padding=1, pooling="none"), config={})
+    assert "padding=1" in lazy_not_covered(run)
+    run = dict(model_identity=dict(architecture="cnn", kernel_size=2, stride=2, padding=0, pooling="avg"), config={})
+    assert "pooling='avg'" in lazy_not_covered(run)
+    assert lazy_not_covered(dict(model_identity=dict(architecture="cnn", kernel_size=2, stride=2, padding=0,
+                                                     pooling="none"), config={})) is None
