@@ -261,18 +261,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default=None, help="directory with the dataset files (CIFAR-10), see load_task")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("sample")
-    s.add_argument("--threads", type=int, default=1)
-    t = sub.add_parser("table")
-    t.add_argument("--threads", type=int, default=1)
-    f = sub.add_parser("single-neuron-flags")
-    f.add_argument("--threads", type=int, default=1)
-    c = sub.add_parser("closures")
-    c.add_argument("--threads", type=int, default=1)
-    li = sub.add_parser("linear")
-    li.add_argument("--threads", type=int, default=1)
-    se = sub.add_parser("sample-extra")
-    se.add_argument("--threads", type=int, default=1)
+    parsers = {name: sub.add_parser(name) for name in ("sample", "table", "single-neuron-flags", "closures", "linear",
+                                                       "sample-extra")}
+    for p in parsers.values():
+        p.add_argument("--threads", type=int, default=1)
+    se = parsers["sample-extra"]
     se.add_argument("--max-seconds", type=float, default=900.0)
     se.add_argument("--max-trajectories", type=int, default=1600)
     args = ap.parse_args()
