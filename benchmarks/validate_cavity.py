@@ -95,12 +95,16 @@ EXTRA_GROUPS = (  # (dataset, pair, P, N1, temperatures): more of issue 11's gri
 DATA_DIR: str | None = None  # --data-dir (else load_task's own search, e.g. GDEQ_DATA_DIR)
 
 
-def load(dataset: str, pair, P: int, Pt: int = N_TEST):
-    """The validation task: ``load_task(dataset, pair, n_train=P, n_test=Pt, seed=0)``, CIFAR-10 in greyscale."""
+def load(dataset: str, pair, P: int, Pt: int = N_TEST, source: str = "default"):
+    """The validation task: ``load_task(dataset, pair, n_train=P, n_test=Pt, seed=0)``, CIFAR-10 in greyscale from
+    ``--data-dir``. MNIST from load_task's default source (the embedded subset, as every cached MNIST row) unless
+    ``source == "data_dir"`` (two extra groups were sampled on the full MNIST files of --data-dir: a different
+    selection of examples; their rows say so in ``mnist_source`` and are evaluated on the same data)."""
     from gdeq.gd_dynamics import Preprocessing, load_task
 
     pre = Preprocessing(grayscale=True) if dataset == "cifar10" else None
-    return load_task(dataset, tuple(pair), n_train=P, n_test=Pt, seed=0, preprocessing=pre, data_dir=DATA_DIR)
+    ddir = DATA_DIR if (dataset != "mnist" or source == "data_dir") else None
+    return load_task(dataset, tuple(pair), n_train=P, n_test=Pt, seed=0, preprocessing=pre, data_dir=ddir)
 
 
 def cmd_sample_extra(args) -> None:
@@ -131,6 +135,7 @@ def cmd_sample_extra(args) -> None:
             d = s.diagnostics
             done[k] = dict(
                 dataset=dataset, pair=list(pair), n_train=P, n_test=N_TEST, width=n1, temperature=T, activation="erf",
+                mnist_source="default",
                 config=dict(data="load_task(dataset, pair, n_train=P, n_test=100, seed=0), CIFAR greyscale",
                             prior_w=1.0, prior_v=1.0, replicas=16, max_trajectories=args.max_trajectories,
                             max_seconds=args.max_seconds, seed=1),
@@ -256,18 +261,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default=None, help="directory with the dataset files (CIFAR-10), see load_task")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("sample")
-    s.add_argument("--threads", type=int, default=1)
-    t = sub.add_parser("table")
-    t.add_argument("--threads", type=int, default=1)
-    f = sub.add_parser("single-neuron-flags")
-    f.add_argument("--threads", type=int, default=1)
-    c = sub.add_parser("closures")
-    c.add_argument("--threads", type=int, default=1)
-    li = sub.add_parser("linear")
-    li.add_argument("--threads", type=int, default=1)
-    se = sub.add_parser("sample-extra")
-    se.add_argument("--threads", type=int, default=1)
+    parsers = {name: sub.add_parser(name) for name in ("sample", "table", "single-neuron-flags", "closures", "linear",
+                                                       "sample-extra")}
+    for p in parsers.values():
+        p.add_argument("--threads", type=int, default=1)
+    se = parsers["sample-extra"]
     se.add_argument("--max-seconds", type=float, default=900.0)
     se.add_argument("--max-trajectories", type=int, default=1600)
     args = ap.parse_args()
@@ -315,10 +313,10 @@ def _entries() -> list[dict]:
     return out
 
 
-def _theory(es: list[dict], dataset: str, pair, P: int, Pt: int, n1: int) -> dict[str, object]:
+def _theory(es: list[dict], dataset: str, source: str, pair, P: int, Pt: int, n1: int) -> dict[str, object]:
     from gdeq.equilibrium import temperature_curve
 
-    t = load(dataset, pair, P, Pt)
+    t = load(dataset, pair, P, Pt, source)
     temps = np.array(sorted({e["temperature"] for e in es}, reverse=True))
     out = {}
     for lev in LEVELS:
@@ -336,14 +334,14 @@ def cmd_table(args) -> None:
     entries = _entries()
     groups: dict[tuple, list[dict]] = {}
     for e in entries:
-        groups.setdefault((e.get("dataset", "mnist"), tuple(e["pair"]), e["n_train"], e["n_test"], e["width"]),
-                          []).append(e)
+        groups.setdefault((e.get("dataset", "mnist"), e.get("mnist_source", "default"), tuple(e["pair"]), e["n_train"],
+                           e["n_test"], e["width"]), []).append(e)
     head = ["pair", "P", "N1", "α", "T"] + [f"{o}: sampled / " + " / ".join(LEVELS) for o in OBSERVABLES] + ["in regime"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     dev: dict[tuple[str, str], list[tuple[float, bool, bool]]] = {}
     cost = []
-    for (dataset, pair, P, Pt, n1), es in sorted(groups.items(), key=lambda kv: (kv[0][2] / kv[0][4], kv[0])):
-        th = _theory(es, dataset, pair, P, Pt, n1)
+    for (dataset, source, pair, P, Pt, n1), es in sorted(groups.items(), key=lambda kv: (kv[0][3] / kv[0][5], kv[0])):
+        th = _theory(es, dataset, source, pair, P, Pt, n1)
         cost.append((P, n1, len(es), th["cavity_seconds"], th["gaussian_seconds"]))
         base = th["gaussian"].reference["centroid_distance"]
         for e in sorted(es, key=lambda e: -e["temperature"]):
@@ -353,7 +351,8 @@ def cmd_table(args) -> None:
                 "weight_label_moment": e.get("weight_moment_label"),  # λ0 = 1
             }
             conv = e.get("converged", True)  # False: the sampler's R̂/ESS checks failed (‡, not in the statistics)
-            cells = [("CIFAR " if dataset == "cifar10" else "") + f"{pair[0]} v {pair[1]}", str(P), str(n1), f"{P / n1:g}",
+            cells = [("CIFAR " if dataset == "cifar10" else "") + f"{pair[0]} v {pair[1]}"
+                     + (" (full MNIST)" if source == "data_dir" else ""), str(P), str(n1), f"{P / n1:g}",
                      f"{e['temperature']:.3g}" + ("" if conv else " ‡")]
             for o in OBSERVABLES:
                 sv = sampled.get(o, e.get(o))
