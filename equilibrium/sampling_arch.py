@@ -147,6 +147,31 @@ class _Target:
         other.T = chain_temperatures
         return other
 
+    # ---- the rest of the target protocol of equilibrium.sampling's movers (lower-precision forces,
+    # ∂U/∂T for ladder placement): generic, through ``collapsed`` only
+    def cast(self, dtype: torch.dtype) -> "_Target":
+        """The same target with every tensor in ``dtype``."""
+        other = object.__new__(type(self))
+        other.__dict__.update({k: v.to(dtype) if torch.is_tensor(v) else v for k, v in self.__dict__.items()})
+        return other
+
+    def force(self, W: torch.Tensor, low: "_Target | None") -> torch.Tensor:
+        """∇U_T(W) in ``low``'s precision (None: exactly), exact where that is not finite (deterministic in W)."""
+        if low is None:
+            return self.collapsed(W)[1]
+        g = low.collapsed(W.to(low.T.dtype))[1].to(W.dtype)
+        bad = ~torch.isfinite(g.reshape(g.shape[0], -1).sum(1))
+        if bool(bad.any()):
+            g[bad] = self.with_temperatures(self.T[bad]).collapsed(W[bad])[1]
+        return g
+
+    def temperature_derivative(self, W: torch.Tensor) -> torch.Tensor:
+        """∂U_T(W)/∂T by a central difference of the exact energy (relative step 10⁻⁴)."""
+        d = 1e-4 * self.T
+        up, _ = self.with_temperatures(self.T + d).collapsed(W, need_grad=False)
+        dn, _ = self.with_temperatures(self.T - d).collapsed(W, need_grad=False)
+        return (up - dn) / (2 * d)
+
 
 class _DeepTarget(_Target):
     """Deep FC: u = (√λ0·W¹ on the span (r × N1), √λ1·W² (N1 × N2), …, √λ_{L−1}·W^L), flattened."""
