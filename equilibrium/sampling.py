@@ -827,12 +827,7 @@ def sample_temperatures(
     if adaptive:
         mover.eps = probe_mover.eps[src]
     last, diag, stop_reason = _run_rounds(mover, measure, s, ladder, R, frozen, t0)
-    failed = [f"T={ladder[k]:g} ({'; '.join(diag[k].failing(s.rhat_max, s.ess_min))})"
-              for k in sorted(set(where.tolist())) if not diag[k].converged]
-    if failed:
-        warnings.warn(f"sampled posterior not converged ({stop_reason}) at " + ", ".join(failed) +
-                      "; do not use these values as results (increase max_trajectories / max_seconds)",
-                      SamplingConvergenceWarning, stacklevel=2)
+    warn_unconverged(diag, ladder, where, s, stop_reason)
     wall = time.perf_counter() - t0
     return [_summarise(last, int(k), R, diag[int(k)], x, y, yt, prob, s, frozen, reduce, activation, wall,
                        prior_w, prior_v)
@@ -1028,6 +1023,54 @@ def _diagnose(acc: _Accumulator, ladder, R, s: SamplerSettings, eps, *, burn_in,
     return out
 
 
+def predictor_estimates(m: dict[str, np.ndarray], y: np.ndarray, yt: np.ndarray | None) -> dict[str, Estimate]:
+    """Predictor estimates from per-chain averages ``m["f"]``, ``m["f2"]`` (R, P, D) of f and f² on the
+    training inputs (``m["ft"]``, ``m["ft2"]`` on the test inputs when ``yt`` is given): train_mean,
+    train_error = (1/P)|y − f̄|², train_variance, and test_mean, test_bias2, test_variance,
+    test_error = bias² + variance, test_prediction_variance. Mean ± s.e. over chains; jackknife over
+    chains for the non-linear functions of averages. Outputs squeezed to (P,) for a 1-d ``y``.
+    Shared with equilibrium.sampling_arch."""
+    P = y.shape[0]
+    D = 1 if y.ndim == 1 else y.shape[1]
+    squeeze = (lambda a: a[..., 0]) if y.ndim == 1 else (lambda a: a)  # noqa: E731
+
+    def est(a) -> Estimate:
+        return Estimate(*geometry.mean_se(a))
+
+    def jack(stat, *arrays) -> Estimate:
+        return Estimate(*geometry.jackknife(stat, *arrays))
+
+    Yn = y.reshape(P, D)
+    res = dict(
+        train_mean=est(squeeze(m["f"])),
+        train_error=jack(lambda f: float(((Yn - f.mean(0)) ** 2).sum() / P), m["f"]),
+        train_variance=jack(lambda f, f2: float((f2.mean(0) - f.mean(0) ** 2).sum() / P), m["f"], m["f2"]),
+    )
+    if yt is not None:
+        Ytn = yt.reshape(len(yt), D)
+        Pt = len(yt)
+        bias2 = lambda ft, ft2: float(((Ytn - ft.mean(0)) ** 2).sum() / Pt)  # noqa: E731
+        variance = lambda ft, ft2: float((ft2.mean(0) - ft.mean(0) ** 2).sum() / Pt)  # noqa: E731
+        res.update(
+            test_mean=est(squeeze(m["ft"])),
+            test_prediction_variance=jack(lambda ft, ft2: squeeze(ft2.mean(0) - ft.mean(0) ** 2), m["ft"], m["ft2"]),
+            test_bias2=jack(bias2, m["ft"], m["ft2"]),
+            test_variance=jack(variance, m["ft"], m["ft2"]),
+            test_error=jack(lambda a, b: bias2(a, b) + variance(a, b), m["ft"], m["ft2"]),
+        )
+    return res
+
+
+def warn_unconverged(diag, ladder, where, s: SamplerSettings, stop_reason: str) -> None:
+    """One SamplingConvergenceWarning naming every requested temperature whose diagnostics failed."""
+    failed = [f"T={ladder[k]:g} ({'; '.join(diag[k].failing(s.rhat_max, s.ess_min))})"
+              for k in sorted(set(np.asarray(where).tolist())) if not diag[k].converged]
+    if failed:
+        warnings.warn(f"sampled posterior not converged ({stop_reason}) at " + ", ".join(failed) +
+                      "; do not use these values as results (increase max_trajectories / max_seconds)",
+                      SamplingConvergenceWarning, stacklevel=3)
+
+
 def _summarise(acc: _Accumulator, k: int, R: int, diag: SamplerDiagnostics, x, y, yt, prob: _Problem,
                s: SamplerSettings, frozen: bool, reduce: bool, activation: str, wall: float, prior_w, prior_v):
     """Estimates at ladder slot k from the per-chain time averages of the measured round."""
@@ -1039,15 +1082,9 @@ def _summarise(acc: _Accumulator, k: int, R: int, diag: SamplerDiagnostics, x, y
     def est(a) -> Estimate:
         return Estimate(*geometry.mean_se(a))
 
-    def jack(stat, *arrays) -> Estimate:
-        return Estimate(*geometry.jackknife(stat, *arrays))
-
-    squeeze = (lambda a: a[..., 0]) if y.ndim == 1 else (lambda a: a)
     Yn = y.reshape(P, D)
-    res: dict = dict(
-        train_mean=est(squeeze(m["f"])),
-        train_error=jack(lambda f: float(((Yn - f.mean(0)) ** 2).sum() / P), m["f"]),
-        train_variance=jack(lambda f, f2: float((f2.mean(0) - f.mean(0) ** 2).sum() / P), m["f"], m["f2"]),
+    res: dict = predictor_estimates(m, y, yt)
+    res.update(
         readout_second_moment=est(np.trace(m["vv"], axis1=1, axis2=2) / D),
         readout_moment_matrix=est(m["vv"]),
         hidden_gram=est(m["KW"]),
@@ -1060,16 +1097,7 @@ def _summarise(acc: _Accumulator, k: int, R: int, diag: SamplerDiagnostics, x, y
     lab_proj, pcs_proj = weight_moment_projections(m["Omega"], x, Yn, prior_w=prob.lam0, n_components=s.n_components)
     res.update(weight_moment_label=est(lab_proj), weight_moment_pcs=est(pcs_proj))
     if yt is not None:
-        Ytn = yt.reshape(len(yt), D)
-        Pt = len(yt)
-        bias2 = lambda ft, ft2: float(((Ytn - ft.mean(0)) ** 2).sum() / Pt)  # noqa: E731
-        variance = lambda ft, ft2: float((ft2.mean(0) - ft.mean(0) ** 2).sum() / Pt)  # noqa: E731
         res.update(
-            test_mean=est(squeeze(m["ft"])),
-            test_prediction_variance=jack(lambda ft, ft2: squeeze(ft2.mean(0) - ft.mean(0) ** 2), m["ft"], m["ft2"]),
-            test_bias2=jack(bias2, m["ft"], m["ft2"]),
-            test_variance=jack(variance, m["ft"], m["ft2"]),
-            test_error=jack(lambda a, b: bias2(a, b) + variance(a, b), m["ft"], m["ft2"]),
             hidden_gram_test=est(m["KWt"]),
             hidden_gram_test_diag=est(m["KWt_diag"]),
         )

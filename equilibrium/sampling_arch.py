@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -60,8 +59,8 @@ import torch
 from gdeq import geometry
 from gdeq.geometry import Estimate
 
-from .sampling import (DIAGNOSTIC_OBSERVABLES, SamplerDiagnostics, SamplerSettings, SamplingConvergenceWarning,
-                       _class_labels, _HMCMover, _run_rounds, ladder_temperatures)
+from .sampling import (SamplerDiagnostics, SamplerSettings, _class_labels, _HMCMover, _run_rounds,
+                       ladder_temperatures, predictor_estimates, warn_unconverged)
 
 __all__ = ["ARCH_SAMPLER_ACTIVATIONS", "ArchitectureSample", "sample_architecture", "sampled_architecture_curve"]
 
@@ -147,6 +146,31 @@ class _Target:
         other.__dict__.update(self.__dict__)
         other.T = chain_temperatures
         return other
+
+    # ---- the rest of the target protocol of equilibrium.sampling's movers (lower-precision forces,
+    # ∂U/∂T for ladder placement): generic, through ``collapsed`` only
+    def cast(self, dtype: torch.dtype) -> "_Target":
+        """The same target with every tensor in ``dtype``."""
+        other = object.__new__(type(self))
+        other.__dict__.update({k: v.to(dtype) if torch.is_tensor(v) else v for k, v in self.__dict__.items()})
+        return other
+
+    def force(self, W: torch.Tensor, low: "_Target | None") -> torch.Tensor:
+        """∇U_T(W) in ``low``'s precision (None: exactly), exact where that is not finite (deterministic in W)."""
+        if low is None:
+            return self.collapsed(W)[1]
+        g = low.collapsed(W.to(low.T.dtype))[1].to(W.dtype)
+        bad = ~torch.isfinite(g.reshape(g.shape[0], -1).sum(1))
+        if bool(bad.any()):
+            g[bad] = self.with_temperatures(self.T[bad]).collapsed(W[bad])[1]
+        return g
+
+    def temperature_derivative(self, W: torch.Tensor) -> torch.Tensor:
+        """∂U_T(W)/∂T by a central difference of the exact energy (relative step 10⁻⁴)."""
+        d = 1e-4 * self.T
+        up, _ = self.with_temperatures(self.T + d).collapsed(W, need_grad=False)
+        dn, _ = self.with_temperatures(self.T - d).collapsed(W, need_grad=False)
+        return (up - dn) / (2 * d)
 
 
 class _DeepTarget(_Target):
@@ -371,32 +395,15 @@ class ArchitectureSample:
         return self.estimates[name]
 
 
-def _summarise(acc, k: int, R: int, diag: SamplerDiagnostics, y, yt, P: int) -> dict[str, Estimate]:
+def _summarise(acc, k: int, R: int, y, yt) -> dict[str, Estimate]:
+    """Estimates at ladder slot k (the chains k·R … k·R + R − 1) from the measured round's per-chain
+    averages: the predictor through sampling.predictor_estimates, every other measure mean ± s.e."""
     sl = slice(k * R, (k + 1) * R)
     m = {name: v[sl] for name, v in acc.means().items() if not name.startswith("_")}
-    est = lambda a: Estimate(*geometry.mean_se(a))  # noqa: E731
-    jack = lambda stat, *arrays: Estimate(*geometry.jackknife(stat, *arrays))  # noqa: E731
-    Yn = y.reshape(P, 1)
-    res = dict(
-        train_mean=est(m["f"][..., 0]),
-        train_error=jack(lambda f: float(((Yn - f.mean(0)) ** 2).sum() / P), m["f"]),
-        train_variance=jack(lambda f, f2: float((f2.mean(0) - f.mean(0) ** 2).sum() / P), m["f"], m["f2"]),
-    )
+    res = predictor_estimates(m, y, yt)
     for name, v in m.items():
         if name not in ("f", "f2", "ft", "ft2"):
-            res[name] = est(v)
-    if yt is not None:
-        Ytn = yt.reshape(-1, 1)
-        Pt = len(yt)
-        bias2 = lambda ft, ft2: float(((Ytn - ft.mean(0)) ** 2).sum() / Pt)  # noqa: E731
-        variance = lambda ft, ft2: float((ft2.mean(0) - ft.mean(0) ** 2).sum() / Pt)  # noqa: E731
-        res.update(
-            test_mean=est(m["ft"][..., 0]),
-            test_prediction_variance=jack(lambda ft, ft2: (ft2.mean(0) - ft.mean(0) ** 2)[..., 0], m["ft"], m["ft2"]),
-            test_bias2=jack(bias2, m["ft"], m["ft2"]),
-            test_variance=jack(variance, m["ft"], m["ft2"]),
-            test_error=jack(lambda a, b: bias2(a, b) + variance(a, b), m["ft"], m["ft2"]),
-        )
+            res[name] = Estimate(*geometry.mean_se(v))
     return res
 
 
@@ -518,12 +525,7 @@ def sample_architecture(
     W = tgt.initial(randn, nT * R)
     mover = _HMCMover(tgt, W, s, nT, R, False, gen, randn)
     last, diag, stop_reason = _run_rounds(mover, measure, s, ladder, R, False, t0)
-    failed = [f"T={ladder[k]:g} ({'; '.join(diag[k].failing(s.rhat_max, s.ess_min))})"
-              for k in sorted(set(where.tolist())) if not diag[k].converged]
-    if failed:
-        warnings.warn(f"sampled posterior not converged ({stop_reason}) at " + ", ".join(failed) +
-                      "; do not use these values as results (increase max_trajectories / max_seconds)",
-                      SamplingConvergenceWarning, stacklevel=2)
+    warn_unconverged(diag, ladder, where, s, stop_reason)
     wall = time.perf_counter() - t0
     info = dict(settings=s, prior_w=float(prior_w), prior_v=priors, patch_size=patch_size,
                 image_shape=None if image_shape is None else tuple(image_shape), stop_reason=stop_reason,
@@ -531,7 +533,7 @@ def sample_architecture(
     return [ArchitectureSample(
         temperature=float(ladder[k]), architecture=architecture, widths=widths, activation=activation, replicas=R,
         n_measurements=last.n, acceptance=diag[k].acceptance, step_size=diag[k].step_size, wall_time_s=wall,
-        estimates=_summarise(last, int(k), R, diag[int(k)], y, yt, x.shape[0]), diagnostics=diag[int(k)],
+        estimates=_summarise(last, int(k), R, y, yt), diagnostics=diag[int(k)],
         settings=info) for k in where]
 
 
