@@ -998,8 +998,10 @@ def solve_deep_saddle(pb: DeepProblem, temperatures, *, tol: float = 1e-11, max_
 class DeepCurve:
     """Posterior observables of a deep FC network over temperature (numpy; axis 0 = temperature).
 
-    ``Q`` (nT, L) order parameters; ``weight_second_moment`` (nT, L) = Q_ℓ/λ_ℓ, the posterior
-    mean squared weight fed by layer ℓ (×λ_ℓ: 1 in the prior); predictor fields as
+    ``Q`` (nT, L) order parameters; ``weight_second_moment`` (nT, L) = Q_ℓ/λ_ℓ. For the readout
+    (ℓ = L) this is the posterior mean squared weight (×λ_L: 1 in the prior); for an inner layer it
+    is the kernel's renormalisation factor, NOT the mean squared weight, which stays close to its
+    prior value 1/λ_ℓ (exact sampling, docs/validation.md "Deep FC and CNN"); predictor fields as
     :class:`equilibrium.TemperatureCurve` (``train_error``, ``train_variance``, ``test_error`` =
     ``test_bias2`` + ``test_variance``, ``test_prediction``, ``test_prediction_variance``).
     ``layer_geometry[name]`` (nT, L[, C]) class geometry (gdeq.geometry.class_geometry
