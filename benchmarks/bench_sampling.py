@@ -78,7 +78,9 @@ def run_ours(task, width, temps, args, tempering: bool, integrator: str = "split
     # the previous default (plain leapfrog, trajectory length 1) is kept as "ours-leapfrog" for comparison
     length = SamplerSettings().trajectory_length if integrator == "split" else 1.0
     st = SamplerSettings(replicas=args.chains, tempering=tempering, max_temperature_ratio=args.ladder_ratio,
-                         integrator=integrator, trajectory_length=length, burn_in=length * args.trajectories / 2,
+                         integrator=integrator, trajectory_length=length,
+                         force_dtype=SamplerSettings().force_dtype if integrator == "split" else None,
+                         burn_in=length * args.trajectories / 2,
                          sampling_time=length * args.trajectories / 2, seed=args.seed)
     t0 = time.process_time()
     with warnings.catch_warnings():
