@@ -463,3 +463,36 @@ def test_bad_sampler_settings_raise_before_sampling(kwargs, match):
         sample_temperatures(x, y, [0.5], width=2, settings=SamplerSettings(**kwargs))
     with pytest.raises(ValueError, match="temperature"):
         sample_temperatures(x, y, [0.5, -1.0], width=2)
+
+
+def test_energy_temperature_derivative_and_low_precision_force_against_references():
+    """∂U_T/∂T (ladder spacing) against (D/2) tr A⁻¹ − ½|A⁻¹Y|² in closed form; float32 forces against the
+    float64 gradient, and a non-finite float32 force replaced by the exact one (the kicks' fallback)."""
+    from gdeq.equilibrium import sampling
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(12, 5)), np.sign(rng.normal(size=12))
+    for n1 in (4, 20):  # N1 ≤ P (push-through form) and N1 > P
+        temps = np.array([0.05, 0.3, 2.0])
+        prob = sampling._Problem(x, y, None, n1, temps, "erf", 1.3, 0.7, True, torch.device("cpu"), torch.float64)
+        W = torch.as_tensor(rng.normal(size=(3, prob.r, n1)))
+        phi = torch.erf(prob.X @ W)
+        A = phi @ phi.transpose(1, 2) / (n1 * 0.7) + torch.as_tensor(temps)[:, None, None] * torch.eye(12)
+        Ainv = torch.linalg.inv(A)
+        exact = 0.5 * torch.diagonal(Ainv, dim1=1, dim2=2).sum(1) - 0.5 * ((Ainv @ prob.Y) ** 2).sum((1, 2))
+        np.testing.assert_allclose(prob.temperature_derivative(W).numpy(), exact.numpy(), rtol=1e-6)
+        low = prob.cast(torch.float32)
+        g = prob.collapsed(W)[1]
+        np.testing.assert_allclose(prob.force(W, low).numpy(), g.numpy(), rtol=1e-3, atol=1e-3 * float(g.abs().max()))
+
+        class Broken:  # a low-precision problem whose force is NaN for chain 1
+            X = low.X
+
+            def collapsed(self, Wl):
+                U, gl = low.collapsed(Wl)
+                gl[1] = float("nan")
+                return U, gl
+
+        f = prob.force(W, Broken())
+        np.testing.assert_array_equal(f[1].numpy(), g[1].numpy())
+        assert torch.isfinite(f).all()
