@@ -9,7 +9,10 @@ command and the git commit (resumable: cached runs are skipped).
 ``tests/test_sampling.py::test_cached_acceptance_runs_agree`` checks the cached numbers.
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/validate_sampling.py --run default_seed0 default_seed1
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/validate_sampling.py --run long --base-length 400
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/validate_sampling.py --run long
+
+The data are whatever ``load_task`` finds (the embedded MNIST subset when no data dir is set); the
+source is recorded in each file (``data_source``): another source selects other examples.
 """
 
 from __future__ import annotations
@@ -91,7 +94,7 @@ def main() -> None:
               f"draws={s.diagnostics.n_draws} {row['seconds']:.0f}s", flush=True)
         command = f"OMP_NUM_THREADS=1 python benchmarks/validate_sampling.py --run {run}" + (
             f" --factor {args.factor:g} --long-replicas {args.long_replicas}" if run == "long" else "")
-        path.write_text(json.dumps(dict(config=c, command=command, commit=commit, run=row, **extra), indent=1,
+        path.write_text(json.dumps(dict(config=c, data_source=task.source, command=command, commit=commit, run=row, **extra), indent=1,
                                    default=lambda o: np.asarray(o).tolist()))
         print("wrote", path)
 
