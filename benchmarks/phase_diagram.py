@@ -253,7 +253,8 @@ def run(args) -> None:
                 row["theory"][level] = part
                 _write(path, row)
                 print(f"{path.name}: level {level} in {row['theory'][level]['provenance']['seconds']:.0f} s", flush=True)
-            if args.gd and "gd" not in row:
+            redo = args.redo_gd and row.get("gd", {}).get("config", {}).get("steps") != args.gd_steps
+            if args.gd and ("gd" not in row or redo):
                 task = task or _task(spec, args.n_train, args.n_test, args.data_dir)
                 part = gd_end_point(row, task, args)
                 fresh = json.loads(path.read_text())
@@ -497,6 +498,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--skip-sampling", action="store_true", help="only add theory levels / GD to sampled files")
     ap.add_argument("--gd", action=argparse.BooleanOptionalAction, default=True, help="the GD end point")
     ap.add_argument("--gd-steps", type=int, default=3000)
+    ap.add_argument("--redo-gd", action="store_true", help="recompute a cached GD end point made with other --gd-steps")
     ap.add_argument("--gd-replicas", type=int, default=4)
     ap.add_argument("--gd-lr-factor", type=float, default=1.0, help="lr = factor / λ_max(tangent kernel at init)")
     ap.add_argument("--gd-log-points", type=int, default=40)
