@@ -439,7 +439,9 @@ def plot(rows: list[dict], path: str, measure: str) -> None:
         if g is not None:
             e = g["end"][measure]
             te = g["T_eff"]["mean_predictor_train_error"]
-            x = te["T"] if te["status"] == "ok" else (T.min() / 1.8 if te["status"] == "colder" else T.max() * 1.8)
+            # off the grid on the side where its training error lies ("no-map": too few converged
+            # temperatures to invert; GD interpolates, so that is the cold side too)
+            x = te["T"] if te["status"] == "ok" else (T.max() * 1.8 if te["status"] == "hotter" else T.min() / 1.8)
             ax.errorbar([x], [e["mean"]], yerr=[e["se"]], fmt="*", ms=11, color="C4",
                         label=f"GD end point ({g['config']['replicas']} nets, ± s.e.)")
         ax.set_xscale("log")
