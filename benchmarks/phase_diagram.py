@@ -189,11 +189,11 @@ def gd_end_point(row: dict, task, args) -> dict:
                                      np.asarray(getattr(traj, f"y_{split}")))
         end[f"mean_predictor_{split}_error"] = dict(mean=float(v[0]), se=float(se[0]))
     # stopped moving? relative change of the replica-mean loss and centroid distance over the last
-    # tenth of the steps (logged steps are log-spaced: compare the last step with the one nearest 0.9·steps)
+    # tenth of the steps (logged steps are log-spaced: compare the last step with the last one ≤ 0.9·steps)
     steps = np.asarray(traj.step, dtype=np.float64)
     if steps[-1] < args.gd_steps:  # e.g. the trainer stopped on a signal: not an end point
         raise RuntimeError(f"GD stopped at step {steps[-1]:.0f} of {args.gd_steps}; nothing cached")
-    k = int(np.argmin(np.abs(steps - 0.9 * steps[-1])))
+    k = int(np.flatnonzero(steps <= 0.9 * steps[-1])[-1])  # the last logged step at or before 0.9·steps
     loss = np.asarray(traj.train_loss).mean(1)
     cd = np.asarray(traj.centroid_distance).mean(1)
     # (the loss itself decays to 0 when the nets interpolate: its change is reported absolutely)
