@@ -189,11 +189,11 @@ def gd_end_point(row: dict, task, args) -> dict:
                                      np.asarray(getattr(traj, f"y_{split}")))
         end[f"mean_predictor_{split}_error"] = dict(mean=float(v[0]), se=float(se[0]))
     # stopped moving? relative change of the replica-mean loss and centroid distance over the last
-    # tenth of the steps (logged steps are log-spaced: compare the last step with the one nearest 0.9·steps)
+    # tenth of the steps (logged steps are log-spaced: compare the last step with the last one ≤ 0.9·steps)
     steps = np.asarray(traj.step, dtype=np.float64)
     if steps[-1] < args.gd_steps:  # e.g. the trainer stopped on a signal: not an end point
         raise RuntimeError(f"GD stopped at step {steps[-1]:.0f} of {args.gd_steps}; nothing cached")
-    k = int(np.argmin(np.abs(steps - 0.9 * steps[-1])))
+    k = int(np.flatnonzero(steps <= 0.9 * steps[-1])[-1])  # the last logged step at or before 0.9·steps
     loss = np.asarray(traj.train_loss).mean(1)
     cd = np.asarray(traj.centroid_distance).mean(1)
     # (the loss itself decays to 0 when the nets interpolate: its change is reported absolutely)
@@ -253,7 +253,8 @@ def run(args) -> None:
                 row["theory"][level] = part
                 _write(path, row)
                 print(f"{path.name}: level {level} in {row['theory'][level]['provenance']['seconds']:.0f} s", flush=True)
-            if args.gd and "gd" not in row:
+            redo = args.redo_gd and row.get("gd", {}).get("config", {}).get("steps") != args.gd_steps
+            if args.gd and ("gd" not in row or redo):
                 task = task or _task(spec, args.n_train, args.n_test, args.data_dir)
                 part = gd_end_point(row, task, args)
                 fresh = json.loads(path.read_text())
@@ -438,7 +439,9 @@ def plot(rows: list[dict], path: str, measure: str) -> None:
         if g is not None:
             e = g["end"][measure]
             te = g["T_eff"]["mean_predictor_train_error"]
-            x = te["T"] if te["status"] == "ok" else (T.min() / 1.8 if te["status"] == "colder" else T.max() * 1.8)
+            # off the grid on the side where its training error lies ("no-map": too few converged
+            # temperatures to invert; GD interpolates, so that is the cold side too)
+            x = te["T"] if te["status"] == "ok" else (T.max() * 1.8 if te["status"] == "hotter" else T.min() / 1.8)
             ax.errorbar([x], [e["mean"]], yerr=[e["se"]], fmt="*", ms=11, color="C4",
                         label=f"GD end point ({g['config']['replicas']} nets, ± s.e.)")
         ax.set_xscale("log")
@@ -497,6 +500,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--skip-sampling", action="store_true", help="only add theory levels / GD to sampled files")
     ap.add_argument("--gd", action=argparse.BooleanOptionalAction, default=True, help="the GD end point")
     ap.add_argument("--gd-steps", type=int, default=3000)
+    ap.add_argument("--redo-gd", action="store_true", help="recompute a cached GD end point made with other --gd-steps")
     ap.add_argument("--gd-replicas", type=int, default=4)
     ap.add_argument("--gd-lr-factor", type=float, default=1.0, help="lr = factor / λ_max(tangent kernel at init)")
     ap.add_argument("--gd-log-points", type=int, default=40)
