@@ -430,6 +430,21 @@ def _class_labels(y: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # the target
 # ---------------------------------------------------------------------------------------------
+def scaled_inputs(x, x_test, reduce: bool, scale: float, kw: dict):
+    """The first layer's inputs divided by ``scale``, on the span of the training inputs when ``reduce``
+    (``geometry.span_reduction``): (X (P, r), X_test (P_test, r) or None, the test inputs' part outside
+    the span or None). Shared by every collapsed target (one-hidden-layer, deep FC, CNN)."""
+    if reduce:
+        red = geometry.span_reduction(x, x_test)
+        z, zt, rem = red.x_train, red.x_test, red.test_remainder
+    else:
+        z, zt, rem = x, x_test, None
+    X = torch.as_tensor(z / scale, **kw)
+    Xt = None if zt is None else torch.as_tensor(zt / scale, **kw)
+    Xt_perp = torch.as_tensor(rem / scale, **kw) if rem is not None and rem.shape[1] else None
+    return X, Xt, Xt_perp
+
+
 class _Problem:
     """Tensors shared by the moves: (reduced) inputs, targets, priors; one temperature per chain."""
 
@@ -441,16 +456,9 @@ class _Problem:
         self.act = geometry.activation_and_derivative(activation)
         kw = dict(device=device, dtype=dtype)
         self.T = torch.as_tensor(chain_temperatures, **kw)  # (B,)
-        if reduce:
-            red = geometry.span_reduction(x, x_test)
-            z, zt, rem = red.x_train, red.x_test, red.test_remainder
-        else:
-            z, zt, rem = x, x_test, None
-        self.r = z.shape[1]
-        self.X = torch.as_tensor(z / math.sqrt(n0), **kw)  # h = X w, (P, r)
+        self.X, self.Xt, self.Xt_perp = scaled_inputs(x, x_test, reduce, math.sqrt(n0), kw)  # h = X w, (P, r)
+        self.r = self.X.shape[1]
         self.Y = torch.as_tensor(y.reshape(P, self.D), **kw)
-        self.Xt = None if zt is None else torch.as_tensor(zt / math.sqrt(n0), **kw)
-        self.Xt_perp = torch.as_tensor(rem / math.sqrt(n0), **kw) if rem is not None and rem.shape[1] else None
 
     def with_temperatures(self, chain_temperatures: torch.Tensor) -> "_Problem":
         other = object.__new__(_Problem)

@@ -59,7 +59,7 @@ import torch
 from gdeq import geometry
 from gdeq.geometry import Estimate
 
-from .sampling import (SamplerDiagnostics, SamplerSettings, _class_labels, _HMCMover, _run_rounds,
+from .sampling import (SamplerDiagnostics, SamplerSettings, _class_labels, _HMCMover, _run_rounds, scaled_inputs,
                        ladder_temperatures, predictor_estimates, warn_unconverged)
 
 __all__ = ["ARCH_SAMPLER_ACTIVATIONS", "ArchitectureSample", "sample_architecture", "sampled_architecture_curve"]
@@ -182,17 +182,9 @@ class _DeepTarget(_Target):
         self.prior_w, self.priors = float(prior_w), tuple(float(p) for p in priors)
         self.act = geometry.activation(activation)
         self.T = torch.as_tensor(chain_T, **kw)
-        if reduce:
-            red = geometry.span_reduction(x, x_test)
-            z, zt, rem = red.x_train, red.x_test, red.test_remainder
-        else:
-            z, zt, rem = x, x_test, None
-        self.r = z.shape[1]
         # h¹ = X u¹/√(N0 λ0): the prior scale folded into the inputs
-        self.X = torch.as_tensor(z / math.sqrt(n0 * self.prior_w), **kw)
-        self.Xt = None if zt is None else torch.as_tensor(zt / math.sqrt(n0 * self.prior_w), **kw)
-        self.Xt_perp = (torch.as_tensor(rem / math.sqrt(n0 * self.prior_w), **kw)
-                        if rem is not None and rem.shape[1] else None)
+        self.X, self.Xt, self.Xt_perp = scaled_inputs(x, x_test, reduce, math.sqrt(n0 * self.prior_w), kw)
+        self.r = self.X.shape[1]
         self.Y = torch.as_tensor(y.reshape(P, 1), **kw)
         shapes = [(self.r, self.widths[0])] + [(self.widths[l], self.widths[l + 1]) for l in range(self.L - 1)]
         self.shapes = shapes
