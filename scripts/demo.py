@@ -28,7 +28,8 @@ def demo(
     sample_every: int = 4,
     sample_replicas: int = 8,
     sample_max_trajectories: int = 400,
-    sample_max_seconds: float | None = None,
+    sample_max_seconds: float | None = 300.0,
+    sample_min_temperature: float = 0.01,
     output_dir: str = "runs",
     wandb: str = "offline",
     wandb_project: str = "gdeq",
@@ -63,7 +64,10 @@ def demo(
         sample_replicas: chains per sampled temperature.
         sample_max_trajectories: sampler budget, HMC trajectories per chain (tuning included); temperatures
             not converged within it are flagged, not shown as results.
-        sample_max_seconds: optional wall-time budget of the sampler (none: only the trajectory budget).
+        sample_max_seconds: wall-time budget of the sampler (checked before each round after the first two;
+            none: only the trajectory budget).
+        sample_min_temperature: the default sample_temperatures stop here: HMC steps per trajectory grow like
+            1/√T, so colder temperatures cost more than a demo can spend (pass sample_temperatures to go lower).
         output_dir: parent of the report directory.
         wandb: offline (default), online (falls back to offline) or disabled.
         wandb_project: wandb project name.
@@ -78,8 +82,10 @@ def demo(
     grid = temperature_grid(t_min, t_max, n_temperatures)
     if sample_every < 1:
         raise ValueError(f"sample_every: must be ≥ 1, got {sample_every}")
+    if not sample_min_temperature > 0:
+        raise ValueError(f"sample_min_temperature: must be > 0, got {sample_min_temperature}")
     if sample_temperatures is None:
-        sample_temperatures = sorted({*grid[::sample_every], grid[-1]})
+        sample_temperatures = sorted(t for t in {*grid[::sample_every], grid[-1]} if t >= sample_min_temperature)
     if device == "auto":  # the sampler takes a concrete device
         import torch
 
@@ -104,7 +110,8 @@ def demo(
         config = json.loads((out / "metrics.json").read_text())["config"]
         config.update(sample_temperatures=[float(t) for t in sample_temperatures], sample_width=int(widths[k]),
                       sampler=dict(replicas=sample_replicas, max_trajectories=sample_max_trajectories,
-                                   max_seconds=sample_max_seconds, adaptive=True))
+                                   max_seconds=sample_max_seconds, min_temperature=sample_min_temperature,
+                                   adaptive=True))
         paths = write_report(out, results, config=config, wandb_mode=mode, wandb_project=wandb_project,
                              seconds_so_far=time.perf_counter() - t0)
         flagged = _flag_unconverged(curve, Path(paths["report"]))

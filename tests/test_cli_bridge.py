@@ -34,6 +34,10 @@ def test_bad_input_is_one_clear_error_before_any_work(capsys, tmp_path):
     err = capsys.readouterr().err
     assert "replicas" in err and "Traceback" not in err
     assert not any(tmp_path.iterdir())  # nothing was started
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--sample_min_temperature", "0", "--output_dir", str(tmp_path)])
+    assert exit_info.value.code == 2 and "sample_min_temperature" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
     with pytest.raises(SystemExit):
         main(["equilibrium", "--t_min", "0", "--output", str(tmp_path / "c")])
     assert "t_min" in capsys.readouterr().err
