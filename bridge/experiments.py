@@ -763,8 +763,12 @@ def validation_table(task: Any, *, widths: Sequence[int], temperatures: Sequence
     """Each theory level against the sampled value ± s.e., per width, temperature and measure.
 
     Row: width, T, measure, sampled mean, s.e., then per level its value and its deviation in units
-    of the s.e. (``z[level]``) and relative (``rel[level]``).
+    of the s.e. (``z[level]``) and relative (``rel[level]``). The sampled reference is always the column
+    ``sampled``; listing "sampled" among ``levels`` as well is refused (it would overwrite that column).
     """
+    if "sampled" in levels:
+        raise ValueError("levels: the sampled level is this table's reference column already; "
+                         f"list theory levels only (e.g. 'nngp', 'gaussian', 'single_neuron', 'cavity'), got {list(levels)}")
     rows = []
     for width in widths:
         curves = theory_curves(task, width=width, activation=activation, prior_w=prior_w, prior_v=prior_v,

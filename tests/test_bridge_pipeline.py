@@ -212,3 +212,11 @@ def test_report_marks_a_real_narrow_network_curve_as_outside_its_regime():
     assert not curves["gaussian"].in_regime.any()  # N1 = 10 < 50: a proportional-limit theory is not validated
     (line,) = _regime_lines(curves)
     assert f"{len(TEMPS[::6])} of {len(TEMPS[::6])} temperatures" in line
+
+
+def test_validation_table_refuses_sampled_among_theory_levels():
+    """'sampled' is the table's reference column; listing it as a level would silently overwrite it."""
+    from gdeq.bridge.experiments import validation_table
+
+    with pytest.raises(ValueError, match="levels: the sampled level"):
+        validation_table(None, widths=[10], temperatures=[1.0], levels=("gaussian", "sampled"))  # before any work
