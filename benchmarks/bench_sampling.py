@@ -48,7 +48,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from gdeq.equilibrium import sampling  # noqa: E402
+from gdeq.equilibrium import inputs, sampling  # noqa: E402
 from gdeq.equilibrium.sampling import DIAGNOSTIC_OBSERVABLES, SamplerSettings, chain_diagnostics  # noqa: E402
 from gdeq.gd_dynamics import load_task  # noqa: E402
 
@@ -64,7 +64,7 @@ def _traces(task, width, T, W_draws: np.ndarray) -> dict[str, np.ndarray]:
     """Diagnostic observables of draws W (chains, draws, r, N1) with the sampler's own measurement code."""
     C, n = W_draws.shape[:2]
     prob = _problem(task, width, np.full(C * n, T))
-    labels = sampling._class_labels(task.y_train)
+    labels = inputs.class_labels(task.y_train)
     measure = sampling._Measure(prob, labels, None, None)
     _, scalars = measure(torch.as_tensor(np.array(W_draws.reshape(C * n, *W_draws.shape[2:]))), None)
     return {k: v.numpy().reshape(C, n) for k, v in scalars.items()}

@@ -28,7 +28,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from gdeq.equilibrium import sampling  # noqa: E402
+from gdeq.equilibrium import inputs, sampling  # noqa: E402
 from gdeq.equilibrium.sampling import SamplerSettings  # noqa: E402
 from gdeq.gd_dynamics import load_task  # noqa: E402
 
@@ -64,7 +64,7 @@ def main() -> None:
     nT = len(temps)
     chain_T = torch.tensor(np.repeat(temps, R), dtype=torch.float64)
     prob = problem(chain_T)
-    measure = sampling._Measure(prob, sampling._class_labels(task.y_train), None, None)
+    measure = sampling._Measure(prob, inputs.class_labels(task.y_train), None, None)
     gen = torch.Generator().manual_seed(args.seed)
 
     def randn(*shape):

@@ -45,6 +45,7 @@ import torch
 
 from gdeq import geometry
 
+from . import inputs
 from .kernels import kernel_diagonal, kernel_from_covariance
 
 __all__ = ["CONV_ACTIVATIONS", "ConvProblem", "ConvSaddlePoint", "ConvCurve", "conv_problem", "extract_patches",
@@ -135,23 +136,12 @@ def _patch_cov(Xa: torch.Tensor, Xb: torch.Tensor, i: int, j: int, norm: float) 
 def conv_problem(x_train, y_train, *, channels: float, patch_size: int, image_shape, activation: str = "erf",
                  prior_w: float = 1.0, prior_v: float = 1.0, device=None) -> ConvProblem:
     """Validate inputs and build the pair kernels (the only O(Np² P²) kernel step of a curve)."""
-    for name, v in (("width", channels), ("prior_w", prior_w), ("prior_v", prior_v)):
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
-            raise ValueError(f"{name}: must be a finite number, got {v!r}")
-    if channels < 1:
-        raise ValueError(f"width: the number of channels Nc must be ≥ 1, got {channels}")
-    if prior_w <= 0 or prior_v <= 0:
-        raise ValueError(f"prior_w/prior_v: must be > 0, got {prior_w}, {prior_v}")
+    inputs.number("width", channels, at_least=1.0)  # the number of channels Nc
+    inputs.number("prior_w", prior_w)
+    inputs.number("prior_v", prior_v)
     if activation not in CONV_ACTIVATIONS:
         raise ValueError(f"activation: the CNN theory supports {CONV_ACTIVATIONS}, got {activation!r}")
-    X = np.asarray(x_train.detach().cpu() if isinstance(x_train, torch.Tensor) else x_train, dtype=np.float64)
-    Y = np.asarray(y_train.detach().cpu() if isinstance(y_train, torch.Tensor) else y_train, dtype=np.float64)
-    if X.ndim != 2 or X.shape[0] < 2 or not np.all(np.isfinite(X)):
-        raise ValueError(f"x_train: must be a finite array of shape (P, C·H·W) with P ≥ 2, got shape {X.shape}")
-    Y = Y.reshape(-1) if (Y.ndim == 2 and Y.shape[1] == 1) else Y
-    if Y.ndim != 1 or Y.shape[0] != X.shape[0] or not np.all(np.abs(Y) == 1):
-        raise ValueError(f"y_train: the CNN theory takes ±1 labels of shape ({X.shape[0]},) (single output), "
-                         f"got shape {Y.shape}")
+    X, Y, _, _, _ = inputs.data_set(x_train, y_train, labels="pm1")
     shape, m = _check_shape(image_shape, patch_size, X.shape[1])
     dev = torch.device(device) if device is not None else torch.device("cpu")
     Xp = extract_patches(torch.as_tensor(X, device=dev), shape, m)

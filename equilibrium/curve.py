@@ -8,7 +8,6 @@ with shared code. Conventions: docs/conventions.md §1 (same as deepbays); deriv
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -16,6 +15,7 @@ import torch
 
 from gdeq import geometry
 
+from . import inputs
 from .action import factorise, solve_saddle
 from .cavity import gaussian_sigma_trace, rank_bound, regime_flags, width_check
 from .kernels import ACTIVATIONS, KernelBlocks, nngp_kernels
@@ -144,64 +144,19 @@ class TemperatureCurve:
 # ------------------------------------------------------------------------------------------
 # validation: one clear ValueError before any work
 # ------------------------------------------------------------------------------------------
-def _array(x, name: str) -> np.ndarray:
-    a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-    if not np.issubdtype(a.dtype, np.number) or np.iscomplexobj(a):
-        raise ValueError(f"{name}: must be a real numeric array, got dtype {a.dtype}")
-    a = a.astype(np.float64)
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name}: contains non-finite values (NaN or inf)")
-    return a
-
-
-def _labels(y: np.ndarray, name: str, n: int, n_in_name: str) -> int:
-    if y.shape[0] != n:
-        raise ValueError(f"{name}: has {y.shape[0]} rows but {n_in_name} has {n}")
-    if y.ndim == 1:
-        if not np.all(np.abs(y) == 1):
-            raise ValueError(f"{name}: a 1-d label array must be ±1 (binary task), got values {np.unique(y)[:5]}")
-        return 1
-    if y.ndim == 2 and y.shape[1] >= 2 and np.all((y == 0) | (y == 1)) and np.all(y.sum(1) == 1):
-        return y.shape[1]
-    raise ValueError(f"{name}: must be ±1 of shape (P,) or one-hot of shape (P, D) with D ≥ 2, got shape {y.shape}")
-
-
 def _validate(x_train, y_train, temperatures, width, activation, prior_w, prior_v, x_test, y_test, level):
-    T = _array(temperatures, "temperatures").reshape(-1)
-    if T.size == 0 or np.any(T <= 0):
-        raise ValueError(f"temperatures: must be a non-empty array of finite values > 0, got {T[:5]}")
-    for name, v, lo in (("width", width, 1.0), ("prior_w", prior_w, 0.0), ("prior_v", prior_v, 0.0)):
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
-            raise ValueError(f"{name}: must be a finite number, got {v!r}")
-        if (v < lo) if name == "width" else (v <= lo):
-            raise ValueError(f"{name}: must be {'≥ 1' if name == 'width' else '> 0'}, got {v}")
+    T = inputs.temperatures(temperatures)
+    inputs.number("width", width, at_least=1.0)
+    inputs.number("prior_w", prior_w)
+    inputs.number("prior_v", prior_v)
     if not (callable(activation) or activation in ACTIVATIONS):
         raise ValueError(f"activation: must be one of {ACTIVATIONS} or a callable, got {activation!r}")
     levels = (*available_levels(), "sampled")
     if level not in levels:
         raise ValueError(f"level: must be one of {levels}, got {level!r}")
-    X = _array(x_train, "x_train")
-    if X.ndim != 2 or X.shape[0] < 2:
-        raise ValueError(f"x_train: must have shape (P, N0) with P ≥ 2, got {X.shape}")
-    Y = _array(y_train, "y_train")
-    D = _labels(Y, "y_train", X.shape[0], "x_train")
+    X, Y, Xt, Yt, D = inputs.data_set(x_train, y_train, x_test, y_test, test_labels=False)
     if level == "cavity" and (D != 1 or width < 2):
         raise ValueError(f"level: 'cavity' needs ±1 labels of shape (P,) and width ≥ 2, got {D} outputs, width {width}")
-    classes = np.unique(Y if D == 1 else Y.argmax(1))
-    if len(classes) < 2:
-        raise ValueError("y_train: needs at least two classes present")
-    Xt = Yt = None
-    if x_test is not None:
-        Xt = _array(x_test, "x_test")
-        if Xt.ndim != 2 or Xt.shape[1] != X.shape[1]:
-            raise ValueError(f"x_test: must have shape (P_test, {X.shape[1]}), got {Xt.shape}")
-    if y_test is not None:
-        if Xt is None:
-            raise ValueError("y_test: given without x_test")
-        Yt = _array(y_test, "y_test")
-        Dt = _labels(Yt, "y_test", Xt.shape[0], "x_test")
-        if Dt != D:
-            raise ValueError(f"y_test: has {Dt} outputs but y_train has {D}")
     return T, X, Y, Xt, Yt, D
 
 

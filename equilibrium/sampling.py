@@ -94,6 +94,7 @@ import torch
 from gdeq import geometry
 from gdeq.geometry import Estimate
 
+from . import inputs
 from .weights import weight_moment_projections
 
 __all__ = ["DIAGNOSTIC_OBSERVABLES", "Estimate", "PosteriorSample", "SAMPLER_ACTIVATIONS", "SamplerDiagnostics",
@@ -388,43 +389,18 @@ def _probe_energy_spread(prob: "_Problem", W, s: "SamplerSettings", R: int, gen,
 # validation
 # ---------------------------------------------------------------------------------------------
 def _check_data(x_train, y_train, x_test, y_test, width, temperatures, activation, prior_w, prior_v):
-    x = np.asarray(x_train, dtype=np.float64)
-    y = np.asarray(y_train, dtype=np.float64)
-    if x.ndim != 2:
-        raise ValueError(f"x_train: expected shape (P, N0), got {x.shape}")
-    if y.ndim not in (1, 2) or y.shape[0] != x.shape[0]:
-        raise ValueError(f"y_train: expected shape ({x.shape[0]},) or ({x.shape[0]}, D), got {y.shape}")
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-        raise ValueError("x_train/y_train: must be finite (found NaN or inf)")
-    if (x_test is None) != (y_test is None):
-        raise ValueError("x_test/y_test: give both or neither")
-    xt = yt = None
-    if x_test is not None:
-        xt, yt = np.asarray(x_test, dtype=np.float64), np.asarray(y_test, dtype=np.float64)
-        if xt.ndim != 2 or xt.shape[1] != x.shape[1]:
-            raise ValueError(f"x_test: expected shape (Pt, {x.shape[1]}), got {xt.shape}")
-        if yt.shape[:1] != xt.shape[:1] or yt.ndim != y.ndim or (y.ndim == 2 and yt.shape[1] != y.shape[1]):
-            raise ValueError(f"y_test: expected the layout of y_train with {xt.shape[0]} rows, got {yt.shape}")
-        if not (np.all(np.isfinite(xt)) and np.all(np.isfinite(yt))):
-            raise ValueError("x_test/y_test: must be finite (found NaN or inf)")
+    # any finite targets (regression allowed); the class-manifold measures use their sign / argmax
+    x, y, xt, yt, _ = inputs.data_set(x_train, y_train, x_test, y_test, labels="real")
+    if xt is not None and yt.shape[1:] != y.shape[1:]:
+        raise ValueError(f"y_test: expected the layout of y_train with {xt.shape[0]} rows, got {yt.shape}")
     if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
         raise ValueError(f"width: must be an integer >= 1, got {width!r}")
-    T = np.asarray(temperatures, dtype=np.float64).reshape(-1)
-    if T.size == 0 or not np.all(np.isfinite(T)) or np.any(T <= 0):
-        raise ValueError(f"temperature: must be finite and > 0 for sampling, got {T[:5]}")
+    T = inputs.temperatures(temperatures, "temperature")
     if activation not in SAMPLER_ACTIVATIONS:
         raise ValueError(f"activation: must be one of {list(SAMPLER_ACTIVATIONS)}, got {activation!r}")
-    for name, value in (("prior_w", prior_w), ("prior_v", prior_v)):
-        if not np.isfinite(value) or value <= 0:
-            raise ValueError(f"{name}: must be finite and > 0, got {value!r}")
-    labels = _class_labels(y)
-    if len(np.unique(labels)) < 2:
-        raise ValueError("y_train: the class-manifold measures need at least two classes")
+    inputs.number("prior_w", prior_w)
+    inputs.number("prior_v", prior_v)
     return x, y, xt, yt, T
-
-
-def _class_labels(y: np.ndarray) -> np.ndarray:
-    return y.argmax(1) if y.ndim == 2 and y.shape[1] > 1 else (y.reshape(len(y)) > 0).astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -811,10 +787,10 @@ def sample_temperatures(
     def randn(*shape):
         return torch.randn(*shape, generator=gen, **kw)
 
-    labels = _class_labels(y)
+    labels = inputs.class_labels(y)
     test_labels = None
-    if yt is not None and len(np.unique(_class_labels(yt))) >= 2:
-        test_labels = _class_labels(yt)
+    if yt is not None and len(np.unique(inputs.class_labels(yt))) >= 2:
+        test_labels = inputs.class_labels(yt)
     measure = _Measure(prob, labels, test_labels, randn)
 
     W = randn(B, prob.r, N1) / math.sqrt(prob.lam0)

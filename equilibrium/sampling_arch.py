@@ -59,7 +59,8 @@ import torch
 from gdeq import geometry
 from gdeq.geometry import Estimate
 
-from .sampling import (SamplerDiagnostics, SamplerSettings, _class_labels, _HMCMover, _run_rounds, scaled_inputs,
+from . import inputs
+from .sampling import (SamplerDiagnostics, SamplerSettings, _HMCMover, _run_rounds, scaled_inputs,
                        ladder_temperatures, predictor_estimates, warn_unconverged)
 
 __all__ = ["ARCH_SAMPLER_ACTIVATIONS", "ArchitectureSample", "sample_architecture", "sampled_architecture_curve"]
@@ -403,32 +404,11 @@ def _summarise(acc, k: int, R: int, y, yt) -> dict[str, Estimate]:
 # validation
 # ---------------------------------------------------------------------------------------------
 def _check(x_train, y_train, x_test, y_test, temperatures, activation, prior_w):
-    x = np.asarray(x_train, dtype=np.float64)
-    y = np.asarray(y_train, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] < 2 or not np.all(np.isfinite(x)):
-        raise ValueError(f"x_train: expected a finite array of shape (P, N0) with P ≥ 2, got {x.shape}")
-    y = y.reshape(-1) if (y.ndim == 2 and y.shape[1] == 1) else y
-    if y.ndim != 1 or y.shape[0] != x.shape[0] or not np.all(np.abs(y) == 1):
-        raise ValueError(f"y_train: the deep-FC / CNN sampler takes ±1 labels of shape ({x.shape[0]},), "
-                         f"got shape {np.shape(y_train)}")
-    if len(np.unique(y)) < 2:
-        raise ValueError("y_train: the class-manifold measures need both classes present")
-    if (x_test is None) != (y_test is None):
-        raise ValueError("x_test/y_test: give both or neither")
-    xt = yt = None
-    if x_test is not None:
-        xt, yt = np.asarray(x_test, dtype=np.float64), np.asarray(y_test, dtype=np.float64).reshape(-1)
-        if xt.ndim != 2 or xt.shape[1] != x.shape[1] or not np.all(np.isfinite(xt)):
-            raise ValueError(f"x_test: expected finite values of shape (Pt, {x.shape[1]}), got {xt.shape}")
-        if yt.shape[0] != xt.shape[0] or not np.all(np.abs(yt) == 1):
-            raise ValueError(f"y_test: expected ±1 labels of shape ({xt.shape[0]},), got {np.shape(y_test)}")
-    T = np.asarray(temperatures, dtype=np.float64).reshape(-1)
-    if T.size == 0 or not np.all(np.isfinite(T)) or np.any(T <= 0):
-        raise ValueError(f"temperatures: must be finite and > 0 for sampling, got {T[:5]}")
+    x, y, xt, yt, _ = inputs.data_set(x_train, y_train, x_test, y_test, labels="pm1")
+    T = inputs.temperatures(temperatures)
     if activation not in ARCH_SAMPLER_ACTIVATIONS:
         raise ValueError(f"activation: must be one of {list(ARCH_SAMPLER_ACTIVATIONS)}, got {activation!r}")
-    if isinstance(prior_w, bool) or not np.isfinite(prior_w) or prior_w <= 0:
-        raise ValueError(f"prior_w: must be finite and > 0, got {prior_w!r}")
+    inputs.number("prior_w", prior_w)
     return x, y, xt, yt, T
 
 
@@ -507,7 +487,7 @@ def sample_architecture(
     def randn(*shape):
         return torch.randn(*shape, generator=gen, **kw)
 
-    labels = _class_labels(y)
+    labels = inputs.class_labels(y)
     if architecture == "cnn":
         tgt = _ConvTarget(x, y, xt, widths[0], patch_size, image_shape, activation, prior_w, priors[0], chain_T, kw)
         measure = _ConvMeasure(tgt, labels)

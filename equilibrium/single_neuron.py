@@ -43,6 +43,7 @@ import torch
 
 from gdeq import geometry
 
+from . import inputs
 from .cavity import pareto_k, regime_flags
 from .kernels import nngp_kernels
 from .linalg import eigh
@@ -268,19 +269,14 @@ def _observables(sample: _Sample, kb, directions: torch.Tensor, n_dir: int, lam1
 
 def _check_inputs(x_train, y_train, temperatures, Q, width, prior_w, prior_v):
     """Arrays (x, Y (P, D), T, Q (nT, D, D)); one ValueError naming the parameter before any work."""
-    x = np.asarray(x_train, dtype=np.float64)
-    y = np.asarray(y_train, dtype=np.float64)
+    x, y, _, _, _ = inputs.data_set(x_train, y_train)
     Y = y.reshape(len(y), -1)
     D = Y.shape[1]
-    T_all = np.asarray(temperatures, dtype=np.float64).reshape(-1)
+    T_all = inputs.temperatures(temperatures)
     nT = len(T_all)
-    if not np.all(np.isfinite(T_all)) or np.any(T_all <= 0):
-        raise ValueError(f"temperatures: must be finite and > 0, got {T_all.tolist()[:5]}")
-    if not width >= 1:
-        raise ValueError(f"width: must be >= 1, got {width!r}")
-    for name, value in (("prior_w", prior_w), ("prior_v", prior_v)):
-        if not (np.isfinite(value) and value > 0):
-            raise ValueError(f"{name}: must be finite and > 0, got {value!r}")
+    inputs.number("width", width, at_least=1.0)
+    inputs.number("prior_w", prior_w)
+    inputs.number("prior_v", prior_v)
     Qa = np.asarray(Q, dtype=np.float64)
     if Qa.size == nT * D * D:
         Qa = Qa.reshape(nT, D, D)
