@@ -57,13 +57,75 @@ GD_MAPS = dict(mean_predictor_train_error="train_error", centroid_distance="cent
                unit_centroid_distance="unit_centroid_distance", readout_second_moment="readout_second_moment")
 
 
-def _task(spec: str, n_train: int, n_test: int, data_dir):
+#: --source choices: where load_task takes the images from (they pick DIFFERENT examples for the same seed)
+SOURCES = ("embedded", "data-dir")
+
+
+def _task(spec: str, n_train: int, n_test: int, data_dir, source: str | None = None):
+    """load_task for a phase-diagram spec. ``source``: ``"embedded"`` (the package's MNIST subset; the data
+    dir and $GDEQ_DATA_DIR are ignored), ``"data-dir"`` (``data_dir`` or $GDEQ_DATA_DIR, required) or None
+    (load_task's own choice: the data dir when one is given or set, else the embedded subset)."""
     from gdeq.gd_dynamics import Preprocessing, load_task
 
+    if source not in (None, *SOURCES):
+        raise ValueError(f"source: must be one of {SOURCES} or None, got {source!r}")
     name, classes = spec.split(":")
     classes = tuple(int(c) for c in classes.split(","))
     pre = Preprocessing(grayscale=True) if name == "cifar10" else None
+    if source == "data-dir" and not (data_dir or os.environ.get("GDEQ_DATA_DIR")):
+        raise ValueError("source: 'data-dir' needs --data-dir or $GDEQ_DATA_DIR")
+    if source == "embedded":
+        if name != "mnist":
+            raise ValueError(f"source: 'embedded' exists for MNIST only, not {name!r}")
+        saved = {k: os.environ.pop(k, None) for k in ("GDEQ_DATA_DIR",)}
+        offline = os.environ.get("GDEQ_OFFLINE")
+        os.environ["GDEQ_OFFLINE"] = "1"  # no torchvision download attempt: the embedded subset or nothing
+        try:
+            task = load_task(name, classes, n_train=n_train, n_test=n_test, seed=0, data_dir=None, preprocessing=pre)
+        finally:
+            os.environ.update({k: v for k, v in saved.items() if v is not None})
+            if offline is None:
+                os.environ.pop("GDEQ_OFFLINE", None)
+            else:
+                os.environ["GDEQ_OFFLINE"] = offline
+        if task.source != "embedded MNIST subset":
+            raise RuntimeError(f"source 'embedded' asked for, load_task used {task.source!r}")
+        return task
     return load_task(name, classes, n_train=n_train, n_test=n_test, seed=0, data_dir=data_dir, preprocessing=pre)
+
+
+def _array_fingerprint(*arrays) -> str:
+    """Short sha256 (16 hex) of float64 arrays, rounded to 1e-9 first (so the last bits of a preprocessing
+    sum never change it; -0.0 folded into 0.0) and with their shapes, in order."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(np.round(np.asarray(a, dtype=np.float64), 9) + 0.0)
+        h.update(repr(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def data_record(task) -> dict:
+    """What a slice's numbers were computed on: load_task's source (file names only, no directories) and
+    fingerprints of the data actually used (train inputs + labels; test inputs + labels)."""
+    source = " | ".join(Path(s.strip()).name if "/" in s else s.strip() for s in str(task.source).split("|"))
+    return dict(source=source, fingerprint=_array_fingerprint(task.x_train, task.y_train),
+                test_fingerprint=_array_fingerprint(task.x_test, task.y_test))
+
+
+def check_same_data(row: dict, task, what: str) -> None:
+    """Refuse to add a part computed on other data than the slice's sampled part (e.g. resumed with another
+    $GDEQ_DATA_DIR): the data sources select different examples."""
+    want = row["config"].get("data")
+    if want is None:
+        raise RuntimeError(f"{what}: the cached slice records no data fingerprint; run --backfill-data first")
+    got = data_record(task)
+    if (got["fingerprint"], got["test_fingerprint"]) != (want["fingerprint"], want["test_fingerprint"]):
+        raise RuntimeError(f"{what}: the data loaded now ({got['source']}, {got['fingerprint']}) is not the data of "
+                           f"the cached slice ({want['source']}, {want['fingerprint']}); pass the matching --source "
+                           "/ $GDEQ_DATA_DIR")
 
 
 def _key(spec: str, n_train: int, alpha: float) -> str:
@@ -112,6 +174,7 @@ def sample_slice(task, spec: str, alpha: float, args) -> dict:
     return dict(
         config=dict(task=spec, n_train=args.n_train, n_test=args.n_test, alpha=alpha, width=width,
                     temperatures=temps.tolist(), activation="erf", prior_w=1.0, prior_v=1.0, data_seed=0,
+                    data=data_record(task),
                     sampler={k: (v if isinstance(v, (int, float, bool, str, type(None))) else str(v))
                              for k, v in asdict(st).items()}),
         command=_command(), commit=_commit(), seconds=seconds, warnings=[str(w.message) for w in caught],
@@ -142,7 +205,8 @@ def theory_level(row: dict, task, level: str) -> dict:
                regime_reason=list(curve.regime_reason), saddle_converged=np.asarray(curve.converged).tolist(),
                mean_kernel_approximations=list(getattr(curve, "mean_kernel_approximations", ()) or ()),
                warnings=sorted({str(w.message) for w in caught}),
-               provenance=dict(command=_command(), commit=_commit(), seconds=time.perf_counter() - t0))
+               provenance=dict(command=_command(), commit=_commit(), seconds=time.perf_counter() - t0),
+               data_fingerprint=data_record(task)["fingerprint"])
     return out
 
 
@@ -219,7 +283,7 @@ def gd_end_point(row: dict, task, args) -> dict:
                     prior_precisions=[1.0, 1.0], loss="mse", reduction="sum", bias=False,
                     reduce_inputs=bool(task.n_train < task.input_dim), model_identity=dict(traj.model_identity)),
         command=_command(), commit=_commit(), seconds=seconds, end=end, drift=drift, T_eff=maps,
-        final_step=float(steps[-1]),
+        final_step=float(steps[-1]), data_fingerprint=data_record(task)["fingerprint"],
     )
 
 
@@ -227,6 +291,7 @@ def run(args) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     for spec in args.tasks:
         task = None
+        load = lambda: _task(spec, args.n_train, args.n_test, args.data_dir, args.source)  # noqa: E731
         for alpha in args.alphas:
             path = RESULTS / f"{_key(spec, args.n_train, alpha)}.json"
             row = json.loads(path.read_text()) if path.exists() else None
@@ -234,10 +299,12 @@ def run(args) -> None:
                 if args.skip_sampling:
                     print(f"{path.name}: not sampled yet, skipped")
                     continue
-                task = task or _task(spec, args.n_train, args.n_test, args.data_dir)
+                task = task or load()
                 row = sample_slice(task, spec, alpha, args)
                 if path.exists():  # re-sampled: the theory levels do not depend on the sampler, keep them
-                    row["theory"] = json.loads(path.read_text()).get("theory", {})
+                    old = json.loads(path.read_text())  # (only if they were computed on the same data)
+                    if old["config"].get("data", {}).get("fingerprint") == row["config"]["data"]["fingerprint"]:
+                        row["theory"] = old.get("theory", {})
                 _write(path, row)
                 print(f"{path.name}: sampled in {row['seconds']:.0f} s, converged {sum(row['converged'])}/"
                       f"{len(row['converged'])}", flush=True)
@@ -247,7 +314,8 @@ def run(args) -> None:
                 # old files have nngp/gaussian without class radii or provenance: recompute those
                 if "provenance" in row["theory"].get(level, {}):
                     continue
-                task = task or _task(spec, args.n_train, args.n_test, args.data_dir)
+                task = task or load()
+                check_same_data(row, task, f"{path.name}: level {level}")
                 part = theory_level(row, task, level)
                 row = json.loads(path.read_text())  # another process may have written meanwhile: merge
                 row["theory"][level] = part
@@ -255,7 +323,8 @@ def run(args) -> None:
                 print(f"{path.name}: level {level} in {row['theory'][level]['provenance']['seconds']:.0f} s", flush=True)
             redo = args.redo_gd and row.get("gd", {}).get("config", {}).get("steps") != args.gd_steps
             if args.gd and ("gd" not in row or redo):
-                task = task or _task(spec, args.n_train, args.n_test, args.data_dir)
+                task = task or load()
+                check_same_data(row, task, f"{path.name}: GD end point")
                 part = gd_end_point(row, task, args)
                 fresh = json.loads(path.read_text())
                 if fresh["commit"] != row["commit"] or fresh["seconds"] != row["seconds"]:
@@ -506,6 +575,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--gd-log-points", type=int, default=40)
     ap.add_argument("--gd-seed", type=int, default=0)
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--source", choices=SOURCES, default=None,
+                    help="embedded: the package's MNIST subset (ignores the data dir); data-dir: --data-dir or "
+                         "$GDEQ_DATA_DIR (required); default: load_task's choice (data dir if set, else embedded)")
     ap.add_argument("--force", action="store_true", help="re-sample cached slices")
     ap.add_argument("--report", action="store_true")
     ap.add_argument("--tasks-filter", nargs="*", default=None, help="with --report: only these tasks")
