@@ -339,6 +339,55 @@ def run(args) -> None:
                       f"{g['T_eff']['mean_predictor_train_error']['status']}", flush=True)
 
 
+def backfill_data(args) -> None:
+    """Record the data of slices cached before the fingerprint existed, WITHOUT re-sampling: load the task
+    from ``--source`` and accept it only if it reproduces the slice's cached ``nngp`` level (cᵀKc and the
+    test error at every temperature depend on nothing but the train and test data) to 1e-9 relative;
+    otherwise refuse (that source is not the one the slice was made with)."""
+    from gdeq.equilibrium import temperature_curve
+
+    for spec in args.tasks:
+        task = None
+        for alpha in args.alphas:
+            path = RESULTS / f"{_key(spec, args.n_train, alpha)}.json"
+            if not path.exists():
+                continue
+            row = json.loads(path.read_text())
+            if "data" in row["config"] and not args.force:
+                print(f"{path.name}: data already recorded ({row['config']['data']['source']}, "
+                      f"{row['config']['data']['fingerprint']})")
+                continue
+            task = task or _task(spec, args.n_train, args.n_test, args.data_dir, args.source)
+            c, cached = row["config"], row["theory"]["nngp"]
+            curve = temperature_curve(task.x_train, task.y_train, np.asarray(c["temperatures"]), width=c["width"],
+                                      x_test=task.x_test, y_test=task.y_test, level="nngp")
+            worst = 0.0
+            for m in ("centroid_distance", "test_error"):
+                a, b = np.asarray(getattr(curve, m), dtype=np.float64), np.asarray(cached[m], dtype=np.float64)
+                worst = max(worst, float(np.max(np.abs(a - b) / np.abs(b))))
+            if not worst < 1e-9:
+                raise RuntimeError(f"{path.name}: source {args.source!r} does not reproduce the cached nngp level "
+                                   f"(relative deviation {worst:.2g}); this slice was made from other data")
+            c["data"] = data_record(task)
+            row["data_backfill"] = dict(command=_command(), commit=_commit(), check=(
+                f"nngp centroid_distance and test_error recomputed from this source equal the cached ones "
+                f"(max relative deviation {worst:.1g})"))
+            _write(path, row)
+            print(f"{path.name}: data {c['data']['source']}, {c['data']['fingerprint']} (nngp reproduced to {worst:.1g})")
+
+
+def data_mixing(rows: list[dict]) -> dict[str, list[tuple[str, str]]]:
+    """Per task, the distinct (source, train fingerprint) pairs of its slices, where there is more than one
+    (a slice without a data record counts as ('unrecorded', '?'))."""
+    seen: dict[str, list[tuple[str, str]]] = {}
+    for r in rows:
+        d = r["config"].get("data") or dict(source="unrecorded", fingerprint="?")
+        pair = (d["source"], d["fingerprint"])
+        if pair not in seen.setdefault(r["config"]["task"], []):
+            seen[r["config"]["task"]].append(pair)
+    return {t: pairs for t, pairs in seen.items() if len(pairs) > 1 or pairs[0][1] == "?"}
+
+
 # ------------------------------------------------------------------------------------------------
 # analysis and report
 # ------------------------------------------------------------------------------------------------
@@ -391,7 +440,9 @@ def _rows():
 
 def _title(c: dict) -> str:
     names = {"mnist:3,5": "MNIST 3 vs 5", "mnist:4,9": "MNIST 4 vs 9", "cifar10:3,5": "CIFAR-10 grey cat vs dog"}
-    return f"{names.get(c['task'], c['task'])}, P = {c['n_train']}, α = {c['alpha']:g} (N1 = {c['width']})"
+    d = c.get("data")
+    src = "" if d is None else (", embedded MNIST" if d["source"].startswith("embedded") else ", data dir")
+    return f"{names.get(c['task'], c['task'])}, P = {c['n_train']}, α = {c['alpha']:g} (N1 = {c['width']}){src}"
 
 
 def _out_of_regime(part: dict, i: int) -> str:
@@ -445,16 +496,32 @@ def slice_table(r: dict) -> list[str]:
     out.append(f"(sampled: {c['sampler']['replicas']} chains per temperature, budget "
                f"{c['sampler']['max_trajectories']} trajectories / {c['sampler']['max_seconds']} s, "
                f"{r['seconds']:.0f} s wall; `{r['command']}` at {r['commit'][:7]})")
+    d = c.get("data")
+    s_ = c["sampler"]
+    out.append(f"(data: {'unrecorded' if d is None else d['source'] + ', train fingerprint ' + d['fingerprint']}"
+               + ("" if "data_backfill" not in r else " (recorded afterwards, checked against the cached nngp level)")
+               + f"; sampler: {s_.get('integrator', 'leapfrog')} integrator, trajectory length "
+               f"{float(s_['trajectory_length']):.3g}, forces {s_.get('force_dtype') or s_['dtype']})")
     return out
 
 
-def summary_table(rows: list[dict]) -> list[str]:
-    out = ["| task | α (N1) | converged T | measure | T of max (converged) | max | value at coldest converged T "
+def _data_cell(r: dict, mixed: dict) -> str:
+    d = r["config"].get("data")
+    if d is None:
+        return "unrecorded ⚠"
+    src = "embedded" if d["source"].startswith("embedded") else "data dir"
+    return f"{src} `{d['fingerprint'][:8]}`" + (" ⚠" if r["config"]["task"] in mixed else "")
+
+
+def summary_table(rows: list[dict], mixed: dict | None = None) -> list[str]:
+    mixed = mixed or {}
+    out = ["| task | α (N1) | data | converged T | measure | T of max (converged) | max | value at coldest converged T "
            "| (max − cold)/s.e. | interior max | drops > 2 s.e. as T falls (in s.e.) | `gaussian`: interior max at T, above its coldest value "
            "| `single_neuron` | `cavity` |",
-           "|" + "---|" * 13]
+           "|" + "---|" * 14]
     for r in rows:
         c = r["config"]
+        data = _data_cell(r, mixed)
         for measure in ("centroid_distance", "unit_centroid_distance", "readout_second_moment"):
             p = peak_summary(r, measure)
             th = []
@@ -466,11 +533,11 @@ def summary_table(rows: list[dict]) -> list[str]:
                 else:
                     th.append("—")
             if p["n"] == 0:
-                out.append(f"| {c['task']} | {c['alpha']:g} ({c['width']}) | 0/{len(r['converged'])} | {measure} "
+                out.append(f"| {c['task']} | {c['alpha']:g} ({c['width']}) | {data} | 0/{len(r['converged'])} | {measure} "
                            "| — | — | — | — | — | — | " + " | ".join(th) + " |")
                 continue
             rev = ", ".join(f"{x['T_hot']:.3g}→{x['T_cold']:.3g} ({x['drop_se']:.1f})" for x in p["reversals"]) or "none"
-            out.append(f"| {c['task']} | {c['alpha']:g} ({c['width']}) | {p['n']}/{len(r['converged'])} | {measure} "
+            out.append(f"| {c['task']} | {c['alpha']:g} ({c['width']}) | {data} | {p['n']}/{len(r['converged'])} | {measure} "
                        f"| {p['T_peak']:.3g} | {_fmt(p['peak'], p['peak_se'])} | {_fmt(p['low'], p['low_se'])} "
                        f"(T = {p['low_T']:.3g}) | {p['z']:.1f} | {'yes' if p['interior'] else 'no'} | {rev} | "
                        + " | ".join(th) + " |")
@@ -541,7 +608,16 @@ def report(args) -> None:
         return
     order = {t: i for i, t in enumerate(["mnist:3,5", "mnist:4,9", "cifar10:3,5"])}
     rows.sort(key=lambda r: (order.get(r["config"]["task"], 9), r["config"]["alpha"]))
-    print("\n".join(summary_table(rows)))
+    mixed = data_mixing(rows)
+    if mixed:
+        lines = [f"  {t}: " + "; ".join(f"{src} ({fp})" for src, fp in pairs) for t, pairs in mixed.items()]
+        if not args.allow_mixed_data:
+            raise SystemExit("refused: slices of one task were computed on different data (load_task's sources "
+                             "select different examples), or record none:\n" + "\n".join(lines)
+                             + "\nre-sample them from one --source, or pass --allow-mixed-data to show them flagged")
+        print("**Mixed data (flagged):** the slices of these tasks use different training sets; compare α only "
+              "within one fingerprint (column `data`):\n" + "\n".join(lines) + "\n")
+    print("\n".join(summary_table(rows, mixed)))
     print()
     for r in rows:
         print("\n".join(slice_table(r)))
@@ -580,6 +656,10 @@ def parser() -> argparse.ArgumentParser:
                          "$GDEQ_DATA_DIR (required); default: load_task's choice (data dir if set, else embedded)")
     ap.add_argument("--force", action="store_true", help="re-sample cached slices")
     ap.add_argument("--report", action="store_true")
+    ap.add_argument("--allow-mixed-data", action="store_true",
+                    help="with --report: show tasks whose slices use different data, flagged (default: refuse)")
+    ap.add_argument("--backfill-data", action="store_true",
+                    help="record --source's data in cached slices that lack it, checked against their nngp level")
     ap.add_argument("--tasks-filter", nargs="*", default=None, help="with --report: only these tasks")
     ap.add_argument("--plot", default=None, help="with --report: write the figures here (and *_unit.png)")
     return ap
@@ -587,7 +667,12 @@ def parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = parser().parse_args()
-    report(args) if args.report else run(args)
+    if args.report:
+        report(args)
+    elif args.backfill_data:
+        backfill_data(args)
+    else:
+        run(args)
 
 
 if __name__ == "__main__":
