@@ -217,12 +217,34 @@ def _converged_curve(row: dict, field: str):
     return T, np.asarray(row["sampled"][field]["mean"])[ok], np.asarray(row["sampled"][field]["se"])[ok]
 
 
+def gd_temperatures(row: dict, end: dict, final_step: float) -> dict:
+    """Where each GD end-point observable lies on the CONVERGED part of the row's sampled curve
+    (``bridge.maps.map_observable``: monotone inversion in log T, no extrapolation)."""
+    from gdeq.bridge.maps import map_observable
+
+    maps = {}
+    for run_name, field in GD_MAPS.items():
+        T, g, _ = _converged_curve(row, field)
+        v = end[run_name]
+        if len(T) < 2:
+            maps[run_name] = dict(curve_field=field, T=None, low=None, high=None, status="no-map",
+                                  notes=["fewer than two converged sampled temperatures"])
+            continue
+        mp = map_observable(np.array([final_step]), np.array([v["mean"]]), T, g, run_value_se=np.array([v["se"]]),
+                            observable=run_name, curve_field=field, level="sampled")
+        f = lambda a: None if not np.isfinite(a[0]) else float(a[0])  # noqa: E731
+        maps[run_name] = dict(curve_field=field, T=f(mp.temperature), low=f(mp.temperature_low),
+                              high=f(mp.temperature_high), status=str(mp.status[0]), notes=list(mp.notes),
+                              converged_T_range=[float(T.min()), float(T.max())])
+    return maps
+
+
 def gd_end_point(row: dict, task, args) -> dict:
     """Full-batch GD of the same network to its end point, and where that lies on the sampled curve (part 3)."""
     from gdeq import equilibrium
     from gdeq.bridge.experiments import default_learning_rate
     from gdeq.bridge.identity import check_compatible
-    from gdeq.bridge.maps import map_observable, mean_predictor_error
+    from gdeq.bridge.maps import mean_predictor_error
     from gdeq.geometry import mean_se
     from gdeq.gd_dynamics import train
 
@@ -263,20 +285,7 @@ def gd_end_point(row: dict, task, args) -> dict:
     # (the loss itself decays to 0 when the nets interpolate: its change is reported absolutely)
     drift = dict(from_step=float(steps[k]), to_step=float(steps[-1]), train_loss_from=float(loss[k]),
                  train_loss_to=float(loss[-1]), centroid_distance=float((cd[-1] - cd[k]) / abs(cd[k])))
-    maps = {}
-    for run_name, field in GD_MAPS.items():
-        T, g, _ = _converged_curve(row, field)
-        v = end[run_name]
-        if len(T) < 2:
-            maps[run_name] = dict(curve_field=field, T=None, low=None, high=None, status="no-map",
-                                  notes=["fewer than two converged sampled temperatures"])
-            continue
-        mp = map_observable(np.array([steps[-1]]), np.array([v["mean"]]), T, g, run_value_se=np.array([v["se"]]),
-                            observable=run_name, curve_field=field, level="sampled")
-        f = lambda a: None if not np.isfinite(a[0]) else float(a[0])  # noqa: E731
-        maps[run_name] = dict(curve_field=field, T=f(mp.temperature), low=f(mp.temperature_low),
-                              high=f(mp.temperature_high), status=str(mp.status[0]), notes=list(mp.notes),
-                              converged_T_range=[float(T.min()), float(T.max())])
+    maps = gd_temperatures(row, end, float(steps[-1]))
     return dict(
         config=dict(optimizer="gd", lr=lr, lr_factor=args.gd_lr_factor, steps=args.gd_steps,
                     replicas=args.gd_replicas, seed=args.gd_seed, width=width, activation="erf", init="prior",
@@ -305,6 +314,16 @@ def run(args) -> None:
                     old = json.loads(path.read_text())  # (only if they were computed on the same data)
                     if old["config"].get("data", {}).get("fingerprint") == row["config"]["data"]["fingerprint"]:
                         row["theory"] = old.get("theory", {})
+                        if "gd" in old and old["gd"].get("data_fingerprint", row["config"]["data"]["fingerprint"]) \
+                                == row["config"]["data"]["fingerprint"]:
+                            # GD does not depend on the sampler either: keep its end point, re-map it on
+                            # the new curve (old GD parts predate their fingerprint: the file's data was
+                            # checked above, and within a file all parts were made on one source)
+                            g = old["gd"]
+                            g["T_eff"] = gd_temperatures(row, g["end"], g["final_step"])
+                            g["T_eff_provenance"] = dict(command=_command(), commit=_commit(),
+                                                         note="re-mapped on the re-sampled curve")
+                            row["gd"] = g
                 _write(path, row)
                 print(f"{path.name}: sampled in {row['seconds']:.0f} s, converged {sum(row['converged'])}/"
                       f"{len(row['converged'])}", flush=True)
