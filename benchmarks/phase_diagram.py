@@ -563,6 +563,25 @@ def summary_table(rows: list[dict], mixed: dict | None = None) -> list[str]:
     return out
 
 
+def gd_table(rows: list[dict]) -> list[str]:
+    """The GD end point of every slice beside where it lies on the converged sampled curve."""
+    out = ["| slice | GD centroid distance | T on the sampled curve (raw / unit sphere) | GD λ1⟨v²⟩ "
+           "| GD test error (mean predictor) |", "|---|---|---|---|---|"]
+    for r in rows:
+        g = r.get("gd")
+        if g is None:
+            continue
+        e, te = g["end"], g["T_eff"]
+        where = lambda m: f"{m['T']:.3g}" if m["status"] == "ok" else m["status"]  # noqa: E731
+        out.append(f"| {_title(r['config'])}, {g['final_step']:.0f} steps | "
+                   f"{_fmt(e['centroid_distance']['mean'], e['centroid_distance']['se'])} | "
+                   f"{where(te['centroid_distance'])} / {where(te['unit_centroid_distance'])} "
+                   f"(train error: {where(te['mean_predictor_train_error'])}) | "
+                   f"{_fmt(e['readout_second_moment']['mean'], e['readout_second_moment']['se'], 3)} | "
+                   f"{_fmt(e['test_error']['mean'], None, 3)} ({_fmt(e['mean_predictor_test_error']['mean'], None, 3)}) |")
+    return out
+
+
 def plot(rows: list[dict], path: str, measure: str) -> None:
     import matplotlib
 
@@ -637,6 +656,8 @@ def report(args) -> None:
         print("**Mixed data (flagged):** the slices of these tasks use different training sets; compare α only "
               "within one fingerprint (column `data`):\n" + "\n".join(lines) + "\n")
     print("\n".join(summary_table(rows, mixed)))
+    print()
+    print("\n".join(gd_table(rows)))
     print()
     for r in rows:
         print("\n".join(slice_table(r)))
