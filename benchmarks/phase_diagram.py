@@ -457,10 +457,14 @@ def _rows():
     return [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
 
 
-def _title(c: dict) -> str:
+def _title(c: dict, short: bool = False) -> str:
     names = {"mnist:3,5": "MNIST 3 vs 5", "mnist:4,9": "MNIST 4 vs 9", "cifar10:3,5": "CIFAR-10 grey cat vs dog"}
+    if short:
+        names = {"mnist:3,5": "MNIST 3v5", "mnist:4,9": "MNIST 4v9", "cifar10:3,5": "CIFAR cat v dog"}
     d = c.get("data")
     src = "" if d is None else (", embedded MNIST" if d["source"].startswith("embedded") else ", data dir")
+    if short:
+        return f"{names.get(c['task'], c['task'])}, α = {c['alpha']:g} (N1 = {c['width']}){src.replace(' MNIST', '')}"
     return f"{names.get(c['task'], c['task'])}, P = {c['n_train']}, α = {c['alpha']:g} (N1 = {c['width']}){src}"
 
 
@@ -588,12 +592,16 @@ def plot(rows: list[dict], path: str, measure: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = len(rows)
-    ncol = min(3, n)
-    nrow = (n + ncol - 1) // ncol
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.4 * nrow), squeeze=False)
+    # the phase diagram's grid: one row per task, one column per α (empty where no slice is cached)
+    tasks = list(dict.fromkeys(r["config"]["task"] for r in rows))
+    alphas = sorted({r["config"]["alpha"] for r in rows})
+    nrow, ncol = len(tasks), len(alphas)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.1 * nrow), squeeze=False)
     styles = dict(nngp=(":", "0.5"), gaussian=("--", "C1"), single_neuron=("-.", "C2"), cavity=("-", "C3"))
-    for ax, r in zip(axes.flat, rows):
+    used = set()
+    for r in rows:
+        used.add((tasks.index(r["config"]["task"]), alphas.index(r["config"]["alpha"])))
+        ax = axes[tasks.index(r["config"]["task"]), alphas.index(r["config"]["alpha"])]
         c = r["config"]
         T = np.asarray(c["temperatures"])
         m, se = np.asarray(r["sampled"][measure]["mean"]), np.asarray(r["sampled"][measure]["se"])
@@ -618,19 +626,26 @@ def plot(rows: list[dict], path: str, measure: str) -> None:
             x = te["T"] if te["status"] == "ok" else (T.max() * 1.8 if te["status"] == "hotter" else T.min() / 1.8)
             ax.errorbar([x], [e["mean"]], yerr=[e["se"]], fmt="*", ms=11, color="C4",
                         label=f"GD end point ({g['config']['replicas']} nets, ± s.e.)")
+        # y range from the sample and GD (a theory level far outside it is clipped, not rescaling the panel)
+        ys = [m - se, m + se] + ([np.array([e["mean"] - e["se"], e["mean"] + e["se"]])] if g is not None else [])
+        lo, hi = float(np.nanmin(np.concatenate(ys))), float(np.nanmax(np.concatenate(ys)))
+        ax.set_ylim(lo - 0.3 * (hi - lo), hi + 0.3 * (hi - lo))
         ax.set_xscale("log")
         ax.set_xlabel("T")
-        ax.set_title(_title(c), fontsize=8)
+        ax.set_title(_title(c, short=True), fontsize=8)
         ax.set_ylabel(measure.replace("_", " "), fontsize=8)
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
+    for i in range(nrow):
+        for j in range(ncol):
+            if (i, j) not in used:
+                axes[i, j].axis("off")
     handles = {}
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab.split(" (at T_eff")[0] if lab.startswith("GD end") else lab, h)
     fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=4, fontsize=7, frameon=False)
     fig.suptitle(f"{measure.replace('_', ' ')}: exact posterior (sampled ± s.e.; open = diagnostics failed, not a "
-                 "result), theory levels, GD end point (★ at its T_eff by train error, off-grid if outside)", fontsize=8)
+                 "result), theory levels (clipped to the sampled range), GD end point (★ at its T_eff by train error, off-grid "
+                 "if outside)", fontsize=8)
     fig.tight_layout(rect=(0, 0.07, 1, 0.96))
     fig.savefig(path, dpi=110)
     plt.close(fig)
