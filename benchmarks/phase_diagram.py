@@ -419,15 +419,19 @@ def peak_summary(row: dict, measure: str) -> dict:
     """
     T, m, se = _converged_curve(row, measure)
     if len(T) == 0:
-        return dict(n=0, T_peak=None, peak=None, low_T=None, low=None, z=None, interior=False, reversals=[])
+        return dict(n=0, T_peak=None, peak=None, low_T=None, low=None, z=None, interior=False, reversals=[],
+                    last_step_z=None, last_step_T=None)
     order = np.argsort(-T)  # hot to cold
     T, m, se = T[order], m[order], se[order]
     top, low = int(np.argmax(m)), len(T) - 1
     z = float((m[top] - m[low]) / np.hypot(se[top], se[low])) if top != low else 0.0
     rev = [dict(T_hot=float(T[i]), T_cold=float(T[i + 1]), drop_se=float((m[i] - m[i + 1]) / np.hypot(se[i], se[i + 1])))
            for i in range(len(T) - 1) if m[i] - m[i + 1] > 2 * np.hypot(se[i], se[i + 1])]
+    # the last converged step towards T → 0: how the measure still moves at the cold end (in s.e.)
+    last = None if low == 0 else float((m[low] - m[low - 1]) / np.hypot(se[low], se[low - 1]))
     return dict(n=len(T), T_peak=float(T[top]), peak=float(m[top]), peak_se=float(se[top]), low_T=float(T[low]),
-                low=float(m[low]), low_se=float(se[low]), z=z, interior=bool(0 < top < low), reversals=rev)
+                low=float(m[low]), low_se=float(se[low]), z=z, interior=bool(0 < top < low), reversals=rev,
+                last_step_z=last, last_step_T=None if low == 0 else float(T[low - 1]))
 
 
 def theory_peak(row: dict, level: str, measure: str = "centroid_distance") -> dict:
@@ -539,9 +543,9 @@ def _data_cell(r: dict, mixed: dict) -> str:
 def summary_table(rows: list[dict], mixed: dict | None = None) -> list[str]:
     mixed = mixed or {}
     out = ["| task | α (N1) | data | converged T | measure | T of max (converged) | max | value at coldest converged T "
-           "| (max − cold)/s.e. | interior max | drops > 2 s.e. as T falls (in s.e.) | `gaussian`: interior max at T, above its coldest value "
+           "| (max − cold)/s.e. | interior max | last converged step towards T → 0, in s.e. | drops > 2 s.e. as T falls (in s.e.) | `gaussian`: interior max at T, above its coldest value "
            "| `single_neuron` | `cavity` |",
-           "|" + "---|" * 14]
+           "|" + "---|" * 15]
     for r in rows:
         c = r["config"]
         data = _data_cell(r, mixed)
@@ -557,12 +561,13 @@ def summary_table(rows: list[dict], mixed: dict | None = None) -> list[str]:
                     th.append("—")
             if p["n"] == 0:
                 out.append(f"| {c['task']} | {c['alpha']:g} ({c['width']}) | {data} | 0/{len(r['converged'])} | {measure} "
-                           "| — | — | — | — | — | — | " + " | ".join(th) + " |")
+                           "| — | — | — | — | — | — | — | " + " | ".join(th) + " |")
                 continue
+            step = "—" if p["last_step_z"] is None else f"{p['last_step_T']:.3g}→{p['low_T']:.3g}: {p['last_step_z']:+.1f}"
             rev = ", ".join(f"{x['T_hot']:.3g}→{x['T_cold']:.3g} ({x['drop_se']:.1f})" for x in p["reversals"]) or "none"
             out.append(f"| {c['task']} | {c['alpha']:g} ({c['width']}) | {data} | {p['n']}/{len(r['converged'])} | {measure} "
                        f"| {p['T_peak']:.3g} | {_fmt(p['peak'], p['peak_se'])} | {_fmt(p['low'], p['low_se'])} "
-                       f"(T = {p['low_T']:.3g}) | {p['z']:.1f} | {'yes' if p['interior'] else 'no'} | {rev} | "
+                       f"(T = {p['low_T']:.3g}) | {p['z']:.1f} | {'yes' if p['interior'] else 'no'} | {step} | {rev} | "
                        + " | ".join(th) + " |")
     return out
 

@@ -122,6 +122,8 @@ def test_peak_summary_on_a_constructed_curve():
     assert p["n"] == 4 and p["T_peak"] == 0.3 and p["low_T"] == 0.1 and p["interior"]
     assert p["z"] == pytest.approx(0.5 / np.hypot(0.1, 0.2))
     assert [(r["T_hot"], r["T_cold"]) for r in p["reversals"]] == [(0.3, 0.1)]
+    # the last converged step towards T → 0 (0.3 → 0.1): down by 0.5 over √(0.1² + 0.2²)
+    assert p["last_step_T"] == 0.3 and p["last_step_z"] == pytest.approx(-0.5 / np.hypot(0.1, 0.2))
     # monotone rise as T falls: the max is at the coldest converged temperature, z = 0, no interior max
     row["sampled"]["centroid_distance"]["mean"] = [1.0, 2.0, 3.0, 4.0, 0.0]
     p = script.peak_summary(row, "centroid_distance")
