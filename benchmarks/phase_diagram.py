@@ -57,13 +57,75 @@ GD_MAPS = dict(mean_predictor_train_error="train_error", centroid_distance="cent
                unit_centroid_distance="unit_centroid_distance", readout_second_moment="readout_second_moment")
 
 
-def _task(spec: str, n_train: int, n_test: int, data_dir):
+#: --source choices: where load_task takes the images from (they pick DIFFERENT examples for the same seed)
+SOURCES = ("embedded", "data-dir")
+
+
+def _task(spec: str, n_train: int, n_test: int, data_dir, source: str | None = None):
+    """load_task for a phase-diagram spec. ``source``: ``"embedded"`` (the package's MNIST subset; the data
+    dir and $GDEQ_DATA_DIR are ignored), ``"data-dir"`` (``data_dir`` or $GDEQ_DATA_DIR, required) or None
+    (load_task's own choice: the data dir when one is given or set, else the embedded subset)."""
     from gdeq.gd_dynamics import Preprocessing, load_task
 
+    if source not in (None, *SOURCES):
+        raise ValueError(f"source: must be one of {SOURCES} or None, got {source!r}")
     name, classes = spec.split(":")
     classes = tuple(int(c) for c in classes.split(","))
     pre = Preprocessing(grayscale=True) if name == "cifar10" else None
+    if source == "data-dir" and not (data_dir or os.environ.get("GDEQ_DATA_DIR")):
+        raise ValueError("source: 'data-dir' needs --data-dir or $GDEQ_DATA_DIR")
+    if source == "embedded":
+        if name != "mnist":
+            raise ValueError(f"source: 'embedded' exists for MNIST only, not {name!r}")
+        saved = {k: os.environ.pop(k, None) for k in ("GDEQ_DATA_DIR",)}
+        offline = os.environ.get("GDEQ_OFFLINE")
+        os.environ["GDEQ_OFFLINE"] = "1"  # no torchvision download attempt: the embedded subset or nothing
+        try:
+            task = load_task(name, classes, n_train=n_train, n_test=n_test, seed=0, data_dir=None, preprocessing=pre)
+        finally:
+            os.environ.update({k: v for k, v in saved.items() if v is not None})
+            if offline is None:
+                os.environ.pop("GDEQ_OFFLINE", None)
+            else:
+                os.environ["GDEQ_OFFLINE"] = offline
+        if task.source != "embedded MNIST subset":
+            raise RuntimeError(f"source 'embedded' asked for, load_task used {task.source!r}")
+        return task
     return load_task(name, classes, n_train=n_train, n_test=n_test, seed=0, data_dir=data_dir, preprocessing=pre)
+
+
+def _array_fingerprint(*arrays) -> str:
+    """Short sha256 (16 hex) of float64 arrays, rounded to 1e-9 first (so the last bits of a preprocessing
+    sum never change it; -0.0 folded into 0.0) and with their shapes, in order."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(np.round(np.asarray(a, dtype=np.float64), 9) + 0.0)
+        h.update(repr(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def data_record(task) -> dict:
+    """What a slice's numbers were computed on: load_task's source (file names only, no directories) and
+    fingerprints of the data actually used (train inputs + labels; test inputs + labels)."""
+    source = " | ".join(Path(s.strip()).name if "/" in s else s.strip() for s in str(task.source).split("|"))
+    return dict(source=source, fingerprint=_array_fingerprint(task.x_train, task.y_train),
+                test_fingerprint=_array_fingerprint(task.x_test, task.y_test))
+
+
+def check_same_data(row: dict, task, what: str) -> None:
+    """Refuse to add a part computed on other data than the slice's sampled part (e.g. resumed with another
+    $GDEQ_DATA_DIR): the data sources select different examples."""
+    want = row["config"].get("data")
+    if want is None:
+        raise RuntimeError(f"{what}: the cached slice records no data fingerprint; run --backfill-data first")
+    got = data_record(task)
+    if (got["fingerprint"], got["test_fingerprint"]) != (want["fingerprint"], want["test_fingerprint"]):
+        raise RuntimeError(f"{what}: the data loaded now ({got['source']}, {got['fingerprint']}) is not the data of "
+                           f"the cached slice ({want['source']}, {want['fingerprint']}); pass the matching --source "
+                           "/ $GDEQ_DATA_DIR")
 
 
 def _key(spec: str, n_train: int, alpha: float) -> str:
@@ -112,6 +174,7 @@ def sample_slice(task, spec: str, alpha: float, args) -> dict:
     return dict(
         config=dict(task=spec, n_train=args.n_train, n_test=args.n_test, alpha=alpha, width=width,
                     temperatures=temps.tolist(), activation="erf", prior_w=1.0, prior_v=1.0, data_seed=0,
+                    data=data_record(task),
                     sampler={k: (v if isinstance(v, (int, float, bool, str, type(None))) else str(v))
                              for k, v in asdict(st).items()}),
         command=_command(), commit=_commit(), seconds=seconds, warnings=[str(w.message) for w in caught],
@@ -142,7 +205,8 @@ def theory_level(row: dict, task, level: str) -> dict:
                regime_reason=list(curve.regime_reason), saddle_converged=np.asarray(curve.converged).tolist(),
                mean_kernel_approximations=list(getattr(curve, "mean_kernel_approximations", ()) or ()),
                warnings=sorted({str(w.message) for w in caught}),
-               provenance=dict(command=_command(), commit=_commit(), seconds=time.perf_counter() - t0))
+               provenance=dict(command=_command(), commit=_commit(), seconds=time.perf_counter() - t0),
+               data_fingerprint=data_record(task)["fingerprint"])
     return out
 
 
@@ -153,12 +217,34 @@ def _converged_curve(row: dict, field: str):
     return T, np.asarray(row["sampled"][field]["mean"])[ok], np.asarray(row["sampled"][field]["se"])[ok]
 
 
+def gd_temperatures(row: dict, end: dict, final_step: float) -> dict:
+    """Where each GD end-point observable lies on the CONVERGED part of the row's sampled curve
+    (``bridge.maps.map_observable``: monotone inversion in log T, no extrapolation)."""
+    from gdeq.bridge.maps import map_observable
+
+    maps = {}
+    for run_name, field in GD_MAPS.items():
+        T, g, _ = _converged_curve(row, field)
+        v = end[run_name]
+        if len(T) < 2:
+            maps[run_name] = dict(curve_field=field, T=None, low=None, high=None, status="no-map",
+                                  notes=["fewer than two converged sampled temperatures"])
+            continue
+        mp = map_observable(np.array([final_step]), np.array([v["mean"]]), T, g, run_value_se=np.array([v["se"]]),
+                            observable=run_name, curve_field=field, level="sampled")
+        f = lambda a: None if not np.isfinite(a[0]) else float(a[0])  # noqa: E731
+        maps[run_name] = dict(curve_field=field, T=f(mp.temperature), low=f(mp.temperature_low),
+                              high=f(mp.temperature_high), status=str(mp.status[0]), notes=list(mp.notes),
+                              converged_T_range=[float(T.min()), float(T.max())])
+    return maps
+
+
 def gd_end_point(row: dict, task, args) -> dict:
     """Full-batch GD of the same network to its end point, and where that lies on the sampled curve (part 3)."""
     from gdeq import equilibrium
     from gdeq.bridge.experiments import default_learning_rate
     from gdeq.bridge.identity import check_compatible
-    from gdeq.bridge.maps import map_observable, mean_predictor_error
+    from gdeq.bridge.maps import mean_predictor_error
     from gdeq.geometry import mean_se
     from gdeq.gd_dynamics import train
 
@@ -199,27 +285,14 @@ def gd_end_point(row: dict, task, args) -> dict:
     # (the loss itself decays to 0 when the nets interpolate: its change is reported absolutely)
     drift = dict(from_step=float(steps[k]), to_step=float(steps[-1]), train_loss_from=float(loss[k]),
                  train_loss_to=float(loss[-1]), centroid_distance=float((cd[-1] - cd[k]) / abs(cd[k])))
-    maps = {}
-    for run_name, field in GD_MAPS.items():
-        T, g, _ = _converged_curve(row, field)
-        v = end[run_name]
-        if len(T) < 2:
-            maps[run_name] = dict(curve_field=field, T=None, low=None, high=None, status="no-map",
-                                  notes=["fewer than two converged sampled temperatures"])
-            continue
-        mp = map_observable(np.array([steps[-1]]), np.array([v["mean"]]), T, g, run_value_se=np.array([v["se"]]),
-                            observable=run_name, curve_field=field, level="sampled")
-        f = lambda a: None if not np.isfinite(a[0]) else float(a[0])  # noqa: E731
-        maps[run_name] = dict(curve_field=field, T=f(mp.temperature), low=f(mp.temperature_low),
-                              high=f(mp.temperature_high), status=str(mp.status[0]), notes=list(mp.notes),
-                              converged_T_range=[float(T.min()), float(T.max())])
+    maps = gd_temperatures(row, end, float(steps[-1]))
     return dict(
         config=dict(optimizer="gd", lr=lr, lr_factor=args.gd_lr_factor, steps=args.gd_steps,
                     replicas=args.gd_replicas, seed=args.gd_seed, width=width, activation="erf", init="prior",
                     prior_precisions=[1.0, 1.0], loss="mse", reduction="sum", bias=False,
                     reduce_inputs=bool(task.n_train < task.input_dim), model_identity=dict(traj.model_identity)),
         command=_command(), commit=_commit(), seconds=seconds, end=end, drift=drift, T_eff=maps,
-        final_step=float(steps[-1]),
+        final_step=float(steps[-1]), data_fingerprint=data_record(task)["fingerprint"],
     )
 
 
@@ -227,6 +300,7 @@ def run(args) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     for spec in args.tasks:
         task = None
+        load = lambda: _task(spec, args.n_train, args.n_test, args.data_dir, args.source)  # noqa: E731
         for alpha in args.alphas:
             path = RESULTS / f"{_key(spec, args.n_train, alpha)}.json"
             row = json.loads(path.read_text()) if path.exists() else None
@@ -234,10 +308,22 @@ def run(args) -> None:
                 if args.skip_sampling:
                     print(f"{path.name}: not sampled yet, skipped")
                     continue
-                task = task or _task(spec, args.n_train, args.n_test, args.data_dir)
+                task = task or load()
                 row = sample_slice(task, spec, alpha, args)
                 if path.exists():  # re-sampled: the theory levels do not depend on the sampler, keep them
-                    row["theory"] = json.loads(path.read_text()).get("theory", {})
+                    old = json.loads(path.read_text())  # (only if they were computed on the same data)
+                    if old["config"].get("data", {}).get("fingerprint") == row["config"]["data"]["fingerprint"]:
+                        row["theory"] = old.get("theory", {})
+                        if "gd" in old and old["gd"].get("data_fingerprint", row["config"]["data"]["fingerprint"]) \
+                                == row["config"]["data"]["fingerprint"]:
+                            # GD does not depend on the sampler either: keep its end point, re-map it on
+                            # the new curve (old GD parts predate their fingerprint: the file's data was
+                            # checked above, and within a file all parts were made on one source)
+                            g = old["gd"]
+                            g["T_eff"] = gd_temperatures(row, g["end"], g["final_step"])
+                            g["T_eff_provenance"] = dict(command=_command(), commit=_commit(),
+                                                         note="re-mapped on the re-sampled curve")
+                            row["gd"] = g
                 _write(path, row)
                 print(f"{path.name}: sampled in {row['seconds']:.0f} s, converged {sum(row['converged'])}/"
                       f"{len(row['converged'])}", flush=True)
@@ -247,7 +333,8 @@ def run(args) -> None:
                 # old files have nngp/gaussian without class radii or provenance: recompute those
                 if "provenance" in row["theory"].get(level, {}):
                     continue
-                task = task or _task(spec, args.n_train, args.n_test, args.data_dir)
+                task = task or load()
+                check_same_data(row, task, f"{path.name}: level {level}")
                 part = theory_level(row, task, level)
                 row = json.loads(path.read_text())  # another process may have written meanwhile: merge
                 row["theory"][level] = part
@@ -255,7 +342,8 @@ def run(args) -> None:
                 print(f"{path.name}: level {level} in {row['theory'][level]['provenance']['seconds']:.0f} s", flush=True)
             redo = args.redo_gd and row.get("gd", {}).get("config", {}).get("steps") != args.gd_steps
             if args.gd and ("gd" not in row or redo):
-                task = task or _task(spec, args.n_train, args.n_test, args.data_dir)
+                task = task or load()
+                check_same_data(row, task, f"{path.name}: GD end point")
                 part = gd_end_point(row, task, args)
                 fresh = json.loads(path.read_text())
                 if fresh["commit"] != row["commit"] or fresh["seconds"] != row["seconds"]:
@@ -270,6 +358,55 @@ def run(args) -> None:
                       f"{g['T_eff']['mean_predictor_train_error']['status']}", flush=True)
 
 
+def backfill_data(args) -> None:
+    """Record the data of slices cached before the fingerprint existed, WITHOUT re-sampling: load the task
+    from ``--source`` and accept it only if it reproduces the slice's cached ``nngp`` level (cᵀKc and the
+    test error at every temperature depend on nothing but the train and test data) to 1e-9 relative;
+    otherwise refuse (that source is not the one the slice was made with)."""
+    from gdeq.equilibrium import temperature_curve
+
+    for spec in args.tasks:
+        task = None
+        for alpha in args.alphas:
+            path = RESULTS / f"{_key(spec, args.n_train, alpha)}.json"
+            if not path.exists():
+                continue
+            row = json.loads(path.read_text())
+            if "data" in row["config"] and not args.force:
+                print(f"{path.name}: data already recorded ({row['config']['data']['source']}, "
+                      f"{row['config']['data']['fingerprint']})")
+                continue
+            task = task or _task(spec, args.n_train, args.n_test, args.data_dir, args.source)
+            c, cached = row["config"], row["theory"]["nngp"]
+            curve = temperature_curve(task.x_train, task.y_train, np.asarray(c["temperatures"]), width=c["width"],
+                                      x_test=task.x_test, y_test=task.y_test, level="nngp")
+            worst = 0.0
+            for m in ("centroid_distance", "test_error"):
+                a, b = np.asarray(getattr(curve, m), dtype=np.float64), np.asarray(cached[m], dtype=np.float64)
+                worst = max(worst, float(np.max(np.abs(a - b) / np.abs(b))))
+            if not worst < 1e-9:
+                raise RuntimeError(f"{path.name}: source {args.source!r} does not reproduce the cached nngp level "
+                                   f"(relative deviation {worst:.2g}); this slice was made from other data")
+            c["data"] = data_record(task)
+            row["data_backfill"] = dict(command=_command(), commit=_commit(), check=(
+                f"nngp centroid_distance and test_error recomputed from this source equal the cached ones "
+                f"(max relative deviation {worst:.1g})"))
+            _write(path, row)
+            print(f"{path.name}: data {c['data']['source']}, {c['data']['fingerprint']} (nngp reproduced to {worst:.1g})")
+
+
+def data_mixing(rows: list[dict]) -> dict[str, list[tuple[str, str]]]:
+    """Per task, the distinct (source, train fingerprint) pairs of its slices, where there is more than one
+    (a slice without a data record counts as ('unrecorded', '?'))."""
+    seen: dict[str, list[tuple[str, str]]] = {}
+    for r in rows:
+        d = r["config"].get("data") or dict(source="unrecorded", fingerprint="?")
+        pair = (d["source"], d["fingerprint"])
+        if pair not in seen.setdefault(r["config"]["task"], []):
+            seen[r["config"]["task"]].append(pair)
+    return {t: pairs for t, pairs in seen.items() if len(pairs) > 1 or pairs[0][1] == "?"}
+
+
 # ------------------------------------------------------------------------------------------------
 # analysis and report
 # ------------------------------------------------------------------------------------------------
@@ -282,15 +419,19 @@ def peak_summary(row: dict, measure: str) -> dict:
     """
     T, m, se = _converged_curve(row, measure)
     if len(T) == 0:
-        return dict(n=0, T_peak=None, peak=None, low_T=None, low=None, z=None, interior=False, reversals=[])
+        return dict(n=0, T_peak=None, peak=None, low_T=None, low=None, z=None, interior=False, reversals=[],
+                    last_step_z=None, last_step_T=None)
     order = np.argsort(-T)  # hot to cold
     T, m, se = T[order], m[order], se[order]
     top, low = int(np.argmax(m)), len(T) - 1
     z = float((m[top] - m[low]) / np.hypot(se[top], se[low])) if top != low else 0.0
     rev = [dict(T_hot=float(T[i]), T_cold=float(T[i + 1]), drop_se=float((m[i] - m[i + 1]) / np.hypot(se[i], se[i + 1])))
            for i in range(len(T) - 1) if m[i] - m[i + 1] > 2 * np.hypot(se[i], se[i + 1])]
+    # the last converged step towards T → 0: how the measure still moves at the cold end (in s.e.)
+    last = None if low == 0 else float((m[low] - m[low - 1]) / np.hypot(se[low], se[low - 1]))
     return dict(n=len(T), T_peak=float(T[top]), peak=float(m[top]), peak_se=float(se[top]), low_T=float(T[low]),
-                low=float(m[low]), low_se=float(se[low]), z=z, interior=bool(0 < top < low), reversals=rev)
+                low=float(m[low]), low_se=float(se[low]), z=z, interior=bool(0 < top < low), reversals=rev,
+                last_step_z=last, last_step_T=None if low == 0 else float(T[low - 1]))
 
 
 def theory_peak(row: dict, level: str, measure: str = "centroid_distance") -> dict:
@@ -320,9 +461,15 @@ def _rows():
     return [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
 
 
-def _title(c: dict) -> str:
+def _title(c: dict, short: bool = False) -> str:
     names = {"mnist:3,5": "MNIST 3 vs 5", "mnist:4,9": "MNIST 4 vs 9", "cifar10:3,5": "CIFAR-10 grey cat vs dog"}
-    return f"{names.get(c['task'], c['task'])}, P = {c['n_train']}, α = {c['alpha']:g} (N1 = {c['width']})"
+    if short:
+        names = {"mnist:3,5": "MNIST 3v5", "mnist:4,9": "MNIST 4v9", "cifar10:3,5": "CIFAR cat v dog"}
+    d = c.get("data")
+    src = "" if d is None else (", embedded MNIST" if d["source"].startswith("embedded") else ", data dir")
+    if short:
+        return f"{names.get(c['task'], c['task'])}, α = {c['alpha']:g} (N1 = {c['width']}){src.replace(' MNIST', '')}"
+    return f"{names.get(c['task'], c['task'])}, P = {c['n_train']}, α = {c['alpha']:g} (N1 = {c['width']}){src}"
 
 
 def _out_of_regime(part: dict, i: int) -> str:
@@ -376,16 +523,32 @@ def slice_table(r: dict) -> list[str]:
     out.append(f"(sampled: {c['sampler']['replicas']} chains per temperature, budget "
                f"{c['sampler']['max_trajectories']} trajectories / {c['sampler']['max_seconds']} s, "
                f"{r['seconds']:.0f} s wall; `{r['command']}` at {r['commit'][:7]})")
+    d = c.get("data")
+    s_ = c["sampler"]
+    out.append(f"(data: {'unrecorded' if d is None else d['source'] + ', train fingerprint ' + d['fingerprint']}"
+               + ("" if "data_backfill" not in r else " (recorded afterwards, checked against the cached nngp level)")
+               + f"; sampler: {s_.get('integrator', 'leapfrog')} integrator, trajectory length "
+               f"{float(s_['trajectory_length']):.3g}, forces {s_.get('force_dtype') or s_['dtype']})")
     return out
 
 
-def summary_table(rows: list[dict]) -> list[str]:
-    out = ["| task | α (N1) | converged T | measure | T of max (converged) | max | value at coldest converged T "
-           "| (max − cold)/s.e. | interior max | drops > 2 s.e. as T falls (in s.e.) | `gaussian`: interior max at T, above its coldest value "
+def _data_cell(r: dict, mixed: dict) -> str:
+    d = r["config"].get("data")
+    if d is None:
+        return "unrecorded ⚠"
+    src = "embedded" if d["source"].startswith("embedded") else "data dir"
+    return f"{src} `{d['fingerprint'][:8]}`" + (" ⚠" if r["config"]["task"] in mixed else "")
+
+
+def summary_table(rows: list[dict], mixed: dict | None = None) -> list[str]:
+    mixed = mixed or {}
+    out = ["| task | α (N1) | data | converged T | measure | T of max (converged) | max | value at coldest converged T "
+           "| (max − cold)/s.e. | interior max | last converged step towards T → 0, in s.e. | drops > 2 s.e. as T falls (in s.e.) | `gaussian`: interior max at T, above its coldest value "
            "| `single_neuron` | `cavity` |",
-           "|" + "---|" * 13]
+           "|" + "---|" * 15]
     for r in rows:
         c = r["config"]
+        data = _data_cell(r, mixed)
         for measure in ("centroid_distance", "unit_centroid_distance", "readout_second_moment"):
             p = peak_summary(r, measure)
             th = []
@@ -397,14 +560,34 @@ def summary_table(rows: list[dict]) -> list[str]:
                 else:
                     th.append("—")
             if p["n"] == 0:
-                out.append(f"| {c['task']} | {c['alpha']:g} ({c['width']}) | 0/{len(r['converged'])} | {measure} "
-                           "| — | — | — | — | — | — | " + " | ".join(th) + " |")
+                out.append(f"| {c['task']} | {c['alpha']:g} ({c['width']}) | {data} | 0/{len(r['converged'])} | {measure} "
+                           "| — | — | — | — | — | — | — | " + " | ".join(th) + " |")
                 continue
+            step = "—" if p["last_step_z"] is None else f"{p['last_step_T']:.3g}→{p['low_T']:.3g}: {p['last_step_z']:+.1f}"
             rev = ", ".join(f"{x['T_hot']:.3g}→{x['T_cold']:.3g} ({x['drop_se']:.1f})" for x in p["reversals"]) or "none"
-            out.append(f"| {c['task']} | {c['alpha']:g} ({c['width']}) | {p['n']}/{len(r['converged'])} | {measure} "
+            out.append(f"| {c['task']} | {c['alpha']:g} ({c['width']}) | {data} | {p['n']}/{len(r['converged'])} | {measure} "
                        f"| {p['T_peak']:.3g} | {_fmt(p['peak'], p['peak_se'])} | {_fmt(p['low'], p['low_se'])} "
-                       f"(T = {p['low_T']:.3g}) | {p['z']:.1f} | {'yes' if p['interior'] else 'no'} | {rev} | "
+                       f"(T = {p['low_T']:.3g}) | {p['z']:.1f} | {'yes' if p['interior'] else 'no'} | {step} | {rev} | "
                        + " | ".join(th) + " |")
+    return out
+
+
+def gd_table(rows: list[dict]) -> list[str]:
+    """The GD end point of every slice beside where it lies on the converged sampled curve."""
+    out = ["| slice | GD centroid distance | T on the sampled curve (raw / unit sphere) | GD λ1⟨v²⟩ "
+           "| GD test error (mean predictor) |", "|---|---|---|---|---|"]
+    for r in rows:
+        g = r.get("gd")
+        if g is None:
+            continue
+        e, te = g["end"], g["T_eff"]
+        where = lambda m: f"{m['T']:.3g}" if m["status"] == "ok" else m["status"]  # noqa: E731
+        out.append(f"| {_title(r['config'])}, {g['final_step']:.0f} steps | "
+                   f"{_fmt(e['centroid_distance']['mean'], e['centroid_distance']['se'])} | "
+                   f"{where(te['centroid_distance'])} / {where(te['unit_centroid_distance'])} "
+                   f"(train error: {where(te['mean_predictor_train_error'])}) | "
+                   f"{_fmt(e['readout_second_moment']['mean'], e['readout_second_moment']['se'], 3)} | "
+                   f"{_fmt(e['test_error']['mean'], None, 3)} ({_fmt(e['mean_predictor_test_error']['mean'], None, 3)}) |")
     return out
 
 
@@ -414,12 +597,16 @@ def plot(rows: list[dict], path: str, measure: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = len(rows)
-    ncol = min(3, n)
-    nrow = (n + ncol - 1) // ncol
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.4 * nrow), squeeze=False)
+    # the phase diagram's grid: one row per task, one column per α (empty where no slice is cached)
+    tasks = list(dict.fromkeys(r["config"]["task"] for r in rows))
+    alphas = sorted({r["config"]["alpha"] for r in rows})
+    nrow, ncol = len(tasks), len(alphas)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.1 * nrow), squeeze=False)
     styles = dict(nngp=(":", "0.5"), gaussian=("--", "C1"), single_neuron=("-.", "C2"), cavity=("-", "C3"))
-    for ax, r in zip(axes.flat, rows):
+    used = set()
+    for r in rows:
+        used.add((tasks.index(r["config"]["task"]), alphas.index(r["config"]["alpha"])))
+        ax = axes[tasks.index(r["config"]["task"]), alphas.index(r["config"]["alpha"])]
         c = r["config"]
         T = np.asarray(c["temperatures"])
         m, se = np.asarray(r["sampled"][measure]["mean"]), np.asarray(r["sampled"][measure]["se"])
@@ -444,19 +631,26 @@ def plot(rows: list[dict], path: str, measure: str) -> None:
             x = te["T"] if te["status"] == "ok" else (T.max() * 1.8 if te["status"] == "hotter" else T.min() / 1.8)
             ax.errorbar([x], [e["mean"]], yerr=[e["se"]], fmt="*", ms=11, color="C4",
                         label=f"GD end point ({g['config']['replicas']} nets, ± s.e.)")
+        # y range from the sample and GD (a theory level far outside it is clipped, not rescaling the panel)
+        ys = [m - se, m + se] + ([np.array([e["mean"] - e["se"], e["mean"] + e["se"]])] if g is not None else [])
+        lo, hi = float(np.nanmin(np.concatenate(ys))), float(np.nanmax(np.concatenate(ys)))
+        ax.set_ylim(lo - 0.3 * (hi - lo), hi + 0.3 * (hi - lo))
         ax.set_xscale("log")
         ax.set_xlabel("T")
-        ax.set_title(_title(c), fontsize=8)
+        ax.set_title(_title(c, short=True), fontsize=8)
         ax.set_ylabel(measure.replace("_", " "), fontsize=8)
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
+    for i in range(nrow):
+        for j in range(ncol):
+            if (i, j) not in used:
+                axes[i, j].axis("off")
     handles = {}
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab.split(" (at T_eff")[0] if lab.startswith("GD end") else lab, h)
     fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=4, fontsize=7, frameon=False)
     fig.suptitle(f"{measure.replace('_', ' ')}: exact posterior (sampled ± s.e.; open = diagnostics failed, not a "
-                 "result), theory levels, GD end point (★ at its T_eff by train error, off-grid if outside)", fontsize=8)
+                 "result), theory levels (clipped to the sampled range), GD end point (★ at its T_eff by train error, off-grid "
+                 "if outside)", fontsize=8)
     fig.tight_layout(rect=(0, 0.07, 1, 0.96))
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -472,7 +666,18 @@ def report(args) -> None:
         return
     order = {t: i for i, t in enumerate(["mnist:3,5", "mnist:4,9", "cifar10:3,5"])}
     rows.sort(key=lambda r: (order.get(r["config"]["task"], 9), r["config"]["alpha"]))
-    print("\n".join(summary_table(rows)))
+    mixed = data_mixing(rows)
+    if mixed:
+        lines = [f"  {t}: " + "; ".join(f"{src} ({fp})" for src, fp in pairs) for t, pairs in mixed.items()]
+        if not args.allow_mixed_data:
+            raise SystemExit("refused: slices of one task were computed on different data (load_task's sources "
+                             "select different examples), or record none:\n" + "\n".join(lines)
+                             + "\nre-sample them from one --source, or pass --allow-mixed-data to show them flagged")
+        print("**Mixed data (flagged):** the slices of these tasks use different training sets; compare α only "
+              "within one fingerprint (column `data`):\n" + "\n".join(lines) + "\n")
+    print("\n".join(summary_table(rows, mixed)))
+    print()
+    print("\n".join(gd_table(rows)))
     print()
     for r in rows:
         print("\n".join(slice_table(r)))
@@ -506,8 +711,15 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--gd-log-points", type=int, default=40)
     ap.add_argument("--gd-seed", type=int, default=0)
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--source", choices=SOURCES, default=None,
+                    help="embedded: the package's MNIST subset (ignores the data dir); data-dir: --data-dir or "
+                         "$GDEQ_DATA_DIR (required); default: load_task's choice (data dir if set, else embedded)")
     ap.add_argument("--force", action="store_true", help="re-sample cached slices")
     ap.add_argument("--report", action="store_true")
+    ap.add_argument("--allow-mixed-data", action="store_true",
+                    help="with --report: show tasks whose slices use different data, flagged (default: refuse)")
+    ap.add_argument("--backfill-data", action="store_true",
+                    help="record --source's data in cached slices that lack it, checked against their nngp level")
     ap.add_argument("--tasks-filter", nargs="*", default=None, help="with --report: only these tasks")
     ap.add_argument("--plot", default=None, help="with --report: write the figures here (and *_unit.png)")
     return ap
@@ -515,7 +727,12 @@ def parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = parser().parse_args()
-    report(args) if args.report else run(args)
+    if args.report:
+        report(args)
+    elif args.backfill_data:
+        backfill_data(args)
+    else:
+        run(args)
 
 
 if __name__ == "__main__":

@@ -122,7 +122,106 @@ def test_peak_summary_on_a_constructed_curve():
     assert p["n"] == 4 and p["T_peak"] == 0.3 and p["low_T"] == 0.1 and p["interior"]
     assert p["z"] == pytest.approx(0.5 / np.hypot(0.1, 0.2))
     assert [(r["T_hot"], r["T_cold"]) for r in p["reversals"]] == [(0.3, 0.1)]
+    # the last converged step towards T → 0 (0.3 → 0.1): down by 0.5 over √(0.1² + 0.2²)
+    assert p["last_step_T"] == 0.3 and p["last_step_z"] == pytest.approx(-0.5 / np.hypot(0.1, 0.2))
     # monotone rise as T falls: the max is at the coldest converged temperature, z = 0, no interior max
     row["sampled"]["centroid_distance"]["mean"] = [1.0, 2.0, 3.0, 4.0, 0.0]
     p = script.peak_summary(row, "centroid_distance")
     assert p["T_peak"] == 0.1 and p["z"] == 0.0 and not p["interior"] and p["reversals"] == []
+
+
+# ------------------------------------------------------------------------------------------------
+# data provenance: load_task's sources (embedded MNIST subset, a data dir) select different examples
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_every_slice_records_the_data_it_was_computed_on(path):
+    script, row = _script(), _row(path)
+    d = row["config"]["data"]
+    assert d["source"] and "/" not in d["source"]  # file names only, never a machine path
+    for key in ("fingerprint", "test_fingerprint"):
+        assert len(d[key]) == 16 and int(d[key], 16) >= 0
+    # parts made after the fingerprint existed carry their own: the same data as the sampled part
+    for part in [*row["theory"].values(), row.get("gd", {})]:
+        if "data_fingerprint" in part:
+            assert part["data_fingerprint"] == d["fingerprint"]
+    if "data_backfill" in row:  # recorded afterwards: checked against the cached nngp level by its command
+        assert row["data_backfill"]["command"].startswith("python benchmarks/phase_diagram.py --backfill-data")
+        assert len(row["data_backfill"]["commit"]) == 40
+    else:  # recorded by the sampling run: a --source in its command must be the recorded one
+        src = script.parser().parse_args(shlex.split(row["command"])[2:]).source
+        if src is not None:
+            assert d["source"].startswith("embedded") == (src == "embedded")
+
+
+def test_embedded_slices_fingerprint_is_the_embedded_subset():
+    """Recomputed here from the package's embedded MNIST subset (no data dir needed)."""
+    script = _script()
+    rows = [_row(p) for p in FILES if _row(p)["config"]["data"]["source"].startswith("embedded")]
+    assert rows, "no slice uses the embedded subset"
+    for spec in sorted({r["config"]["task"] for r in rows}):
+        task = script._task(spec, 100, 100, None, "embedded")
+        rec = script.data_record(task)
+        for r in rows:
+            if r["config"]["task"] == spec and (r["config"]["n_train"], r["config"]["n_test"]) == (100, 100):
+                assert (r["config"]["data"]["fingerprint"], r["config"]["data"]["test_fingerprint"]) == (
+                    rec["fingerprint"], rec["test_fingerprint"])
+
+
+def test_fingerprint_sees_the_examples_not_the_last_bits():
+    script = _script()
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((6, 4)), np.array([1.0, -1, 1, -1, 1, -1])
+    fp = script._array_fingerprint(x, y)
+    assert script._array_fingerprint(x * (1 + 1e-14), y) == fp  # rounding noise of a preprocessing sum
+    assert script._array_fingerprint(x[[1, 0, 2, 3, 4, 5]], y) != fp  # other order of examples
+    assert script._array_fingerprint(x, -y) != fp  # other labels
+    assert script._array_fingerprint(x[:5], y[:5]) != fp
+    z = np.zeros(3)
+    assert script._array_fingerprint(-z) == script._array_fingerprint(z)
+
+
+def _fake_row(task: str, alpha: float, fingerprint: str | None) -> dict:
+    T = [3.0, 0.3, 0.03]
+    c = dict(task=task, alpha=alpha, width=10, n_train=100, temperatures=T)
+    if fingerprint is not None:
+        c["data"] = dict(source="embedded MNIST subset", fingerprint=fingerprint, test_fingerprint="0" * 16)
+    m = dict(mean=[1.0, 2.0, 3.0], se=[0.1, 0.1, 0.1])
+    return dict(config=c, converged=[True] * 3, sampled={k: m for k in ("centroid_distance", "unit_centroid_distance",
+                                                                          "readout_second_moment")}, theory={})
+
+
+def test_report_refuses_slices_of_one_task_on_different_data(monkeypatch, capsys):
+    script = _script()
+    same = [_fake_row("mnist:3,5", 1, "a" * 16), _fake_row("mnist:3,5", 2, "a" * 16), _fake_row("mnist:4,9", 2, "b" * 16)]
+    assert script.data_mixing(same) == {}
+    mixed = [*same, _fake_row("mnist:3,5", 5, "c" * 16)]
+    assert script.data_mixing(mixed) == {"mnist:3,5": [("embedded MNIST subset", "a" * 16),
+                                                      ("embedded MNIST subset", "c" * 16)]}
+    assert set(script.data_mixing([_fake_row("cifar10:3,5", 2, None)])) == {"cifar10:3,5"}  # unrecorded
+    monkeypatch.setattr(script, "_rows", lambda: [dict(r) for r in mixed])
+    monkeypatch.setattr(script, "slice_table", lambda r: [])
+    with pytest.raises(SystemExit, match="(?s)refused.*mnist:3,5"):
+        script.report(script.parser().parse_args(["--report"]))
+    script.report(script.parser().parse_args(["--report", "--allow-mixed-data"]))
+    out = capsys.readouterr().out
+    assert "Mixed data (flagged)" in out
+    rows35 = [ln for ln in out.splitlines() if ln.startswith("| mnist:3,5 |")]
+    rows49 = [ln for ln in out.splitlines() if ln.startswith("| mnist:4,9 |")]
+    assert len(rows35) == 3 * 3 and len(rows49) == 3  # 3 slices × 3 measures; 1 × 3
+    assert all("⚠" in ln for ln in rows35) and not any("⚠" in ln for ln in rows49)
+
+
+def test_parts_are_refused_on_other_data_than_the_sampled_part():
+    from types import SimpleNamespace
+
+    script = _script()
+    rng = np.random.default_rng(1)
+    task = SimpleNamespace(source="embedded MNIST subset", x_train=rng.standard_normal((4, 3)),
+                           y_train=np.ones(4), x_test=rng.standard_normal((2, 3)), y_test=np.ones(2))
+    row = dict(config=dict(data=script.data_record(task)))
+    script.check_same_data(row, task, "same")  # no error
+    other = SimpleNamespace(**{**vars(task), "y_train": -np.ones(4)})
+    with pytest.raises(RuntimeError, match="not the data of the cached slice"):
+        script.check_same_data(row, other, "other")
+    with pytest.raises(RuntimeError, match="no data fingerprint"):
+        script.check_same_data(dict(config={}), task, "old")
