@@ -154,6 +154,99 @@ def cmd_sample_extra(args) -> None:
         EXTRA.write_text(json.dumps(done, indent=1))
 
 
+ADAPTIVE = RESULTS / "cavity_validation_adaptive.json"
+T6 = (1.0, 0.3, 0.1, 0.03, 0.01, 0.003)  # issue 11's temperatures
+#: (name, dataset, pair, P, N1): what no other cache covers with the adaptive sampled level, in priority order —
+#: α = 5 at N1 = 50 on the three data sets; the demo's widths N1 = 20, 10 on the demo's data (P = 400);
+#: α = 2 at N1 = 100 where only fixed-burn-in rows existed. (α = 0.5, 1, 2 at P = 100 come from
+#: benchmarks/phase_diagram.py's caches; α = 20 at N1 ≥ 50 means P ≥ 1000: a GPU run.)
+ADAPTIVE_GROUPS = (
+    ("a5-mnist35", "mnist", (3, 5), 250, 50),
+    ("a5-mnist49", "mnist", (4, 9), 250, 50),
+    ("a5-cifar", "cifar10", (3, 5), 250, 50),
+    ("demo-N20", "mnist", (3, 5), 400, 20),
+    ("demo-N10", "mnist", (3, 5), 400, 10),
+    ("a2-mnist35", "mnist", (3, 5), 200, 100),
+    ("a2-mnist49", "mnist", (4, 9), 200, 100),
+)
+#: scalar TemperatureCurve fields cached per sampled temperature (mean and s.e.), and the per-class ones
+ADAPTIVE_SCALARS = ("train_error", "train_variance", "test_error", "test_bias2", "test_variance",
+                    "readout_second_moment", "centroid_distance", "unit_centroid_distance", "inter_distance",
+                    "intra_distance", "weight_label_moment")
+ADAPTIVE_CLASS = ("class_radius", "unit_class_radius")
+
+
+def adaptive_key(dataset: str, pair, P: int, n1: int, T: float) -> str:
+    return f"{dataset}_{pair[0]}v{pair[1]}_P{P}_N{n1}_T{T:g}"
+
+
+def cmd_sample_adaptive(args) -> None:
+    """The adaptive sampled level (``temperature_curve(level="sampled")``: R̂/ESS-checked adaptive length, one
+    batched ladder per group, budget ``--max-seconds`` per group) on ADAPTIVE_GROUPS (or ``--groups``); one cached
+    row per temperature with config, data source and fingerprint, command, commit and the per-T diagnostics.
+    A group whose rows are all cached is skipped (``--force`` resamples)."""
+    import subprocess
+    import sys
+    import warnings
+
+    from gdeq import geometry
+    from gdeq.equilibrium import SamplerSettings, temperature_curve
+
+    torch.set_num_threads(args.threads)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent).stdout.strip()
+    argv = sys.argv[1:]
+    command = "python benchmarks/validate_cavity.py " + " ".join(  # the data dir as DATA (no machine paths)
+        "DATA" if i > 0 and argv[i - 1] == "--data-dir" else a for i, a in enumerate(argv))
+    wanted = [g for g in ADAPTIVE_GROUPS if not args.groups or g[0] in args.groups]
+    for name, dataset, pair, P, n1 in wanted:
+        done = json.loads(ADAPTIVE.read_text()) if ADAPTIVE.exists() else {}
+        keys = [adaptive_key(dataset, pair, P, n1, T) for T in T6]
+        if all(k in done for k in keys) and not args.force:
+            print(f"{name}: cached", flush=True)
+            continue
+        t = load(dataset, pair, P, N_TEST, "data_dir" if dataset != "mnist" else args.mnist_source)
+        fp = geometry.data_fingerprint(t.x_train, t.y_train)
+        st = SamplerSettings(replicas=args.replicas, max_trajectories=args.max_trajectories,
+                             max_seconds=args.max_seconds, seed=args.seed)
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convergence is recorded per row instead
+            cv = temperature_curve(t.x_train, t.y_train, np.array(T6), width=n1, x_test=t.x_test, y_test=t.y_test,
+                                   level="sampled", sampler=st)
+        wall = time.perf_counter() - t0
+        done = json.loads(ADAPTIVE.read_text()) if ADAPTIVE.exists() else {}
+        for i, (k, T) in enumerate(zip(keys, T6)):
+            d = cv.diagnostics[i]
+            row = dict(
+                dataset=dataset, pair=list(pair), n_train=P, n_test=N_TEST, width=n1, temperature=T,
+                activation="erf", group=name, data_fingerprint=fp,
+                data_source=" | ".join(Path(x.strip()).name for x in t.source.split("|")),  # file names only
+                config=dict(data=f"load_task({dataset!r}, {tuple(pair)}, n_train={P}, n_test={N_TEST}, seed=0"
+                                 + (", preprocessing=Preprocessing(grayscale=True)" if dataset == "cifar10" else "")
+                                 + ")", prior_w=1.0, prior_v=1.0, level="sampled", temperatures=list(T6),
+                            sampler=dict(replicas=args.replicas, max_trajectories=args.max_trajectories,
+                                         max_seconds=args.max_seconds, seed=args.seed, rhat_max=st.rhat_max,
+                                         ess_min=st.ess_min)),
+                command=command, commit=commit, wall_time_s=wall, threads=args.threads,
+                converged=bool(cv.converged[i]),
+                diagnostics=dict(rhat=d.rhat, ess_bulk=d.ess_bulk, ess_tail=d.ess_tail, acceptance=d.acceptance,
+                                 n_draws=d.n_draws, burn_in=d.burn_in, step_size=d.step_size),
+            )
+            for o in ADAPTIVE_SCALARS:
+                row[o] = [float(np.asarray(getattr(cv, o))[i]), float(np.asarray(cv.sem(o))[i])]
+            for o in ADAPTIVE_CLASS:
+                row[o] = [np.asarray(getattr(cv, o))[i].tolist(), np.asarray(cv.sem(o))[i].tolist()]
+            done[k] = row
+            print(f"{k}: converged {row['converged']} (R̂ {max(d.rhat.values()):.3f}, ESS "
+                  f"{min(min(d.ess_bulk.values()), min(d.ess_tail.values())):.0f}) v2 {row['readout_second_moment']} "
+                  f"test {row['test_error']} cd {row['centroid_distance']}", flush=True)
+        tmp = ADAPTIVE.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(done, indent=1))
+        tmp.replace(ADAPTIVE)
+        print(f"{name}: {sum(bool(c) for c in cv.converged)}/{len(T6)} converged in {wall:.0f} s", flush=True)
+
+
 def cmd_single_neuron_flags(args) -> None:
     """The issue's demo-data breakdown of ``single_neuron`` (P = 400, N1 = 200, T ≤ 0.1) and its regime flags."""
     from gdeq import geometry
@@ -262,17 +355,27 @@ def main() -> None:
     ap.add_argument("--data-dir", default=None, help="directory with the dataset files (CIFAR-10), see load_task")
     sub = ap.add_subparsers(dest="cmd", required=True)
     parsers = {name: sub.add_parser(name) for name in ("sample", "table", "single-neuron-flags", "closures", "linear",
-                                                       "sample-extra")}
+                                                       "sample-extra", "sample-adaptive")}
     for p in parsers.values():
         p.add_argument("--threads", type=int, default=1)
     se = parsers["sample-extra"]
     se.add_argument("--max-seconds", type=float, default=900.0)
     se.add_argument("--max-trajectories", type=int, default=1600)
+    sa = parsers["sample-adaptive"]
+    sa.add_argument("--max-seconds", type=float, default=900.0, help="budget per group (one batched ladder)")
+    sa.add_argument("--max-trajectories", type=int, default=3200)
+    sa.add_argument("--replicas", type=int, default=8)
+    sa.add_argument("--seed", type=int, default=1)
+    sa.add_argument("--groups", nargs="*", default=None, help="names from ADAPTIVE_GROUPS (default: all, in order)")
+    sa.add_argument("--mnist-source", choices=("default", "data_dir"), default="default",
+                    help="MNIST from load_task's default source (embedded subset without GDEQ_DATA_DIR) or --data-dir")
+    sa.add_argument("--force", action="store_true")
     args = ap.parse_args()
     global DATA_DIR
     DATA_DIR = args.data_dir
     {"sample": cmd_sample, "table": cmd_table, "single-neuron-flags": cmd_single_neuron_flags,
-     "closures": cmd_closures, "linear": cmd_linear, "sample-extra": cmd_sample_extra}[args.cmd](args)
+     "closures": cmd_closures, "linear": cmd_linear, "sample-extra": cmd_sample_extra,
+     "sample-adaptive": cmd_sample_adaptive}[args.cmd](args)
 
 
 OLD_SAMPLES = RESULTS / "validation_samples.json"  # docs/validation.md's grid (same sampler, erf points used)
