@@ -185,8 +185,8 @@ def _validate(x_train, y_train, temperatures, width, activation, prior_w, prior_
         raise ValueError(f"x_train: must have shape (P, N0) with P ≥ 2, got {X.shape}")
     Y = _array(y_train, "y_train")
     D = _labels(Y, "y_train", X.shape[0], "x_train")
-    if level == "cavity" and (D != 1 or width < 2):
-        raise ValueError(f"level: 'cavity' needs ±1 labels of shape (P,) and width ≥ 2, got {D} outputs, width {width}")
+    if level in ("cavity", "cavity_fluct") and (D != 1 or width < 2):
+        raise ValueError(f"level: '{level}' needs ±1 labels of shape (P,) and width ≥ 2, got {D} outputs, width {width}")
     classes = np.unique(Y if D == 1 else Y.argmax(1))
     if len(classes) < 2:
         raise ValueError("y_train: needs at least two classes present")
