@@ -268,7 +268,9 @@ def cavity_curve(
     ``closure``: "shape" (default, B.5: Σ = (T + c·K_Σ/λ1)⁻¹ with the Gaussian-equivalent scale q) or
     "trace" (B.9: Σ = (T + c·K_m/λ1)⁻¹, the same kernel as the mean field, from averaging the exact
     identity T·A_W⁻¹ + Σ_j φ_jφ_jᵀA_∖j⁻¹/(λ1N1(1 + a_j)) = I; it satisfies the rank bound by construction
-    but misses the cavity mean's fluctuations and is measured to be worse — kept to reproduce B.9).
+    but misses the cavity mean's fluctuations and is measured to be worse — kept to reproduce B.9), or
+    "fluct" (B.10, :mod:`equilibrium.cavity_fluct`: Σ⁻¹ = T + c·(K_post − bbᵀ)/λ1 in every direction of the
+    basis, the resummed linear response of the fluctuating cavity mean).
     """
     x = np.asarray(x_train, dtype=np.float64)
     y = np.asarray(y_train, dtype=np.float64).reshape(-1)
@@ -287,8 +289,8 @@ def cavity_curve(
     Qa = np.asarray(Q, dtype=np.float64).reshape(-1)
     if Qa.shape != T_all.shape or not np.all(np.isfinite(Qa)) or np.any(Qa <= 0):
         raise ValueError(f"Q: expected finite positive saddle-point values of shape {T_all.shape}, got {np.shape(Q)}")
-    if closure not in ("shape", "trace"):
-        raise ValueError(f"closure: must be 'shape' or 'trace', got {closure!r}")
+    if closure not in ("shape", "trace", "fluct"):
+        raise ValueError(f"closure: must be 'shape', 'trace' or 'fluct', got {closure!r}")
     if not (len(stretches) >= 1 and all(s >= 1 for s in stretches)):
         raise ValueError(f"stretches: must be a non-empty tuple of factors >= 1, got {stretches!r}")
     if y_test is not None and x_test is None:
@@ -429,6 +431,12 @@ def cavity_curve(
     if closure == "trace":  # state (m, ρ, D_m) on the full basis B instead of (m, q, D_post) on Bs
         measure = measure_trace  # noqa: F811
         ns = nb
+    if closure == "fluct":  # B.10: state (m, q, D of K_post − bbᵀ) on the full basis B
+        from .cavity_fluct import fluct_measure
+
+        measure = fluct_measure(quad_all=quad_all, kernel_parts=kernel_parts, solve_eig=solve_eig, phi=phi, pB=pB,  # noqa: F811
+                                Bt=Bt, U=U, yr=yr, log_p0_q=log_p0_q, lam1=lam1, width=N1)
+        ns = nb
 
     def pack(state):
         m, q, Dp = state
@@ -483,7 +491,8 @@ def cavity_curve(
         resid_train = T * m_hat
         out["train_mean"].append((yv - resid_train).cpu().numpy())
         out["train_error"].append(float((resid_train ** 2).mean()))
-        _, tr_cav = quad_all(T, cav, rho, Dm, Bt) if closure == "trace" else quad_all(T, cav, q, Dp)
+        _, tr_cav = (quad_all(T, cav, rho, Dm, Bt) if closure == "trace" else
+                     quad_all(T, cav, state[1], state[2], Bt) if closure == "fluct" else quad_all(T, cav, q, Dp))
         trS = T * float(tr_cav) / P  # T·TrΣ/P of the cavity field (regime indicator)
         out["trS"].append(trS)
         # train posterior variance T − T²·Tr Σ̂/P with Σ̂ = (T + qK/λ1)⁻¹ (same kernel as the test variance)

@@ -155,8 +155,8 @@ def _validate(x_train, y_train, temperatures, width, activation, prior_w, prior_
     if level not in levels:
         raise ValueError(f"level: must be one of {levels}, got {level!r}")
     X, Y, Xt, Yt, D = inputs.data_set(x_train, y_train, x_test, y_test, test_labels=False)
-    if level == "cavity" and (D != 1 or width < 2):
-        raise ValueError(f"level: 'cavity' needs ±1 labels of shape (P,) and width ≥ 2, got {D} outputs, width {width}")
+    if level in ("cavity", "cavity_fluct") and (D != 1 or width < 2):
+        raise ValueError(f"level: '{level}' needs ±1 labels of shape (P,) and width ≥ 2, got {D} outputs, width {width}")
     return T, X, Y, Xt, Yt, D
 
 

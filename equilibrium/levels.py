@@ -19,6 +19,9 @@ Levels:
 - ``cavity``: the single-unit cavity measure with self-consistent fields (``equilibrium.cavity``,
   docs/theory.md B.5); returns its own predictor, λ1⟨v²⟩ and weight moments in
   ``PosteriorKernels.observables`` and its regime indicator in ``PosteriorKernels.regime``.
+- ``cavity_fluct``: the same measure with the cavity covariance closed on the fluctuating cavity mean
+  (``equilibrium.cavity_fluct``, docs/theory.md B.10: Σ⁻¹ = T + c·K_post/λ1 in every direction of the basis).
+  Measured, not the default: it does not converge where ``cavity`` fails (α ≥ 2, T ≤ 0.1).
 """
 
 from __future__ import annotations
@@ -123,8 +126,9 @@ def _single_neuron(ctx: LevelContext) -> PosteriorKernels:
                             regime=(r.in_regime, r.regime_reason))
 
 
-def _cavity(ctx: LevelContext) -> PosteriorKernels:
-    """Level ``cavity`` (equilibrium.cavity): ⟨K_W⟩, predictor, λ1⟨v²⟩ and weights from one measure."""
+def _cavity(ctx: LevelContext, closure: str = "shape") -> PosteriorKernels:
+    """Level ``cavity`` (equilibrium.cavity): ⟨K_W⟩, predictor, λ1⟨v²⟩ and weights from one measure;
+    ``closure`` of the cavity covariance ("fluct": level ``cavity_fluct``)."""
     if ctx.y_train.ndim != 1:
         raise ValueError("level: 'cavity' needs ±1 labels of shape (P,) (binary task); use 'gaussian' for one-hot")
     to = lambda a: None if a is None else torch.as_tensor(a, dtype=torch.float64, device=ctx.x_train.device)  # noqa: E731
@@ -133,6 +137,7 @@ def _cavity(ctx: LevelContext) -> PosteriorKernels:
         activation=ctx.activation, prior_w=ctx.prior_w, prior_v=ctx.prior_v,
         x_test=None if ctx.x_test is None else ctx.x_test.cpu().numpy(),
         y_test=None if ctx.y_test is None else ctx.y_test.cpu().numpy(), device=ctx.x_train.device,
+        closure=closure,
     )
     obs = dict(train_error=r.train_error, train_variance=r.train_variance, test_error=r.test_error,
                test_bias2=r.test_bias2, test_variance=r.test_variance, test_prediction=r.test_mean,
@@ -150,6 +155,9 @@ _ALL: dict[str, Level] = {
                            "non-linear activation (equilibrium.single_neuron)", True, _single_neuron),
     "cavity": Level("cavity", "single-unit cavity measure with self-consistent fields; predictor, lambda1<v^2>, <K_W> "
                     "and weights all from that measure (equilibrium.cavity; binary tasks)", True, _cavity),
+    "cavity_fluct": Level("cavity_fluct", "cavity level with the covariance closed on the fluctuating cavity mean "
+                          "(equilibrium.cavity_fluct, docs/theory.md B.10; measured, not the default)", True,
+                          lambda ctx: _cavity(ctx, closure="fluct")),
 }
 
 
