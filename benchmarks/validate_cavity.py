@@ -20,6 +20,7 @@ Results: benchmarks/results/cavity_validation_table.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from dataclasses import dataclass, field, replace
@@ -422,6 +423,7 @@ class Reference:
     diagnostics: str
     values: dict = field(default_factory=dict)
     nngp_centroid: float | None = None
+    phase_data: dict | None = None  # a phase-diagram file's own data record (source, its fingerprints), if any
 
     @property
     def group(self) -> tuple:
@@ -508,16 +510,16 @@ def _references() -> list[Reference]:
             continue
         dataset, pair = _pair_of(cfg["task"])
         nngp = row.get("theory", {}).get("nngp", {}).get("centroid_distance")
-        fp = row.get("data_fingerprint", cfg.get("data_fingerprint"))
+        data = cfg.get("data")  # newer files: dict(source, fingerprint, test_fingerprint) in phase_diagram's hash
         for i, T in enumerate(cfg["temperatures"]):
             d = row["diagnostics"][i]
             vals = {m: (v["mean"][i], v["se"][i]) for m, v in row["sampled"].items()}
             vals.update({m: (row[m]["mean"][i], row[m]["se"][i]) for m in CLASS_OBSERVABLES if m in row})
             out.append(Reference(dataset, pair, cfg["n_train"], cfg["n_test"], cfg["width"], T,
-                                 f"phase_diagram/{path.name}", "unknown", fp, bool(row["converged"][i]),
+                                 f"phase_diagram/{path.name}", "unknown", None, bool(row["converged"][i]),
                                  f"R̂ {max(d['rhat'].values()):.3f} / ESS "
                                  f"{min(min(d['ess_bulk'].values()), min(d['ess_tail'].values())):.0f}", vals,
-                                 None if nngp is None else float(nngp[i])))
+                                 None if nngp is None else float(nngp[i]), data))
     if EXTRA.exists():  # sample-extra: adaptive sampler, converged + max R̂ recorded
         for e in json.loads(EXTRA.read_text()).values():
             vals = {o: pm(e.get(o)) for o in common}
@@ -550,18 +552,39 @@ def _task_cached(dataset: str, pair, P: int, Pt: int, source: str):
     return _TASKS[k]
 
 
+@functools.lru_cache(maxsize=1)
+def _phase_data_record():
+    """benchmarks/phase_diagram.py's ``data_record(task)`` (its own data fingerprint), None in versions without it."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("phase_diagram", Path(__file__).resolve().parent / "phase_diagram.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, module)
+    spec.loader.exec_module(module)
+    return getattr(module, "data_record", None)
+
+
 def _identify_source(r: Reference) -> str | None:
-    """The data source of a phase-diagram row (not recorded in those files): the one whose training set gives the
-    cache's own NNGP centroid distance cᵀKc (a deterministic function of the training data) to 1e-8."""
+    """The data source of a phase-diagram row: the source whose data reproduces the file's own data record
+    (phase_diagram.data_record: train and test fingerprints) where the file has one, else the file's NNGP
+    centroid distance cᵀKc (a deterministic function of the training data) to 1e-8. None: no source matches."""
     from gdeq import geometry
     from gdeq.equilibrium import nngp_kernels
 
-    if r.nngp_centroid is None:
+    record = _phase_data_record() if r.phase_data else None
+    if record is None and r.nngp_centroid is None:
         return None
     for source in (("default", "data_dir") if r.dataset == "mnist" else ("data_dir",)):
         try:
             t = _task_cached(r.dataset, r.pair, r.n_train, r.n_test, source)
         except ValueError:
+            continue
+        if record is not None:
+            got = record(t)
+            if (got["fingerprint"], got["test_fingerprint"]) == (r.phase_data.get("fingerprint"),
+                                                                 r.phase_data.get("test_fingerprint")):
+                return source
             continue
         c = geometry.centroid_vector(t.y_train)
         v = float(c @ nngp_kernels(t.x_train).train.numpy() @ c)
