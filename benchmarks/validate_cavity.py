@@ -203,7 +203,8 @@ def cmd_sample_adaptive(args) -> None:
     wanted = [g for g in ADAPTIVE_GROUPS if not args.groups or g[0] in args.groups]
     for name, dataset, pair, P, n1 in wanted:
         done = json.loads(ADAPTIVE.read_text()) if ADAPTIVE.exists() else {}
-        keys = [adaptive_key(dataset, pair, P, n1, T) for T in T6]
+        temps = tuple(args.temperatures) if args.temperatures else T6
+        keys = [adaptive_key(dataset, pair, P, n1, T) for T in temps]
         if all(k in done for k in keys) and not args.force:
             print(f"{name}: cached", flush=True)
             continue
@@ -214,11 +215,11 @@ def cmd_sample_adaptive(args) -> None:
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # convergence is recorded per row instead
-            cv = temperature_curve(t.x_train, t.y_train, np.array(T6), width=n1, x_test=t.x_test, y_test=t.y_test,
+            cv = temperature_curve(t.x_train, t.y_train, np.array(temps), width=n1, x_test=t.x_test, y_test=t.y_test,
                                    level="sampled", sampler=st)
         wall = time.perf_counter() - t0
         done = json.loads(ADAPTIVE.read_text()) if ADAPTIVE.exists() else {}
-        for i, (k, T) in enumerate(zip(keys, T6)):
+        for i, (k, T) in enumerate(zip(keys, temps)):
             d = cv.diagnostics[i]
             row = dict(
                 dataset=dataset, pair=list(pair), n_train=P, n_test=N_TEST, width=n1, temperature=T,
@@ -226,7 +227,7 @@ def cmd_sample_adaptive(args) -> None:
                 data_source=" | ".join(Path(x.strip()).name for x in t.source.split("|")),  # file names only
                 config=dict(data=f"load_task({dataset!r}, {tuple(pair)}, n_train={P}, n_test={N_TEST}, seed=0"
                                  + (", preprocessing=Preprocessing(grayscale=True)" if dataset == "cifar10" else "")
-                                 + ")", prior_w=1.0, prior_v=1.0, level="sampled", temperatures=list(T6),
+                                 + ")", prior_w=1.0, prior_v=1.0, level="sampled", temperatures=list(temps),
                             sampler=dict(replicas=args.replicas, max_trajectories=args.max_trajectories,
                                          max_seconds=args.max_seconds, seed=args.seed, rhat_max=st.rhat_max,
                                          ess_min=st.ess_min)),
@@ -246,7 +247,7 @@ def cmd_sample_adaptive(args) -> None:
         tmp = ADAPTIVE.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(done, indent=1))
         tmp.replace(ADAPTIVE)
-        print(f"{name}: {sum(bool(c) for c in cv.converged)}/{len(T6)} converged in {wall:.0f} s", flush=True)
+        print(f"{name}: {sum(bool(c) for c in cv.converged)}/{len(temps)} converged in {wall:.0f} s", flush=True)
 
 
 def cmd_single_neuron_flags(args) -> None:
@@ -375,6 +376,8 @@ def main() -> None:
     sa.add_argument("--mnist-source", choices=("default", "data_dir"), default="default",
                     help="MNIST from load_task's default source (embedded subset without GDEQ_DATA_DIR) or --data-dir")
     sa.add_argument("--force", action="store_true")
+    sa.add_argument("--temperatures", type=float, nargs="+", default=None,
+                    help="a subset of the ladder (default: issue 11's 6 temperatures); rows are per T")
     args = ap.parse_args()
     global DATA_DIR
     DATA_DIR = args.data_dir
