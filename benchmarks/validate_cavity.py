@@ -704,7 +704,7 @@ def cmd_table(args) -> None:
                     for v, m, s in zip(vals, means, ses):
                         rel, z, noisy, ok = deviation(float(v), float(m), float(s))
                         if is_counted and np.isfinite(v):
-                            stats.setdefault((cat, lev, o), []).append((rel, z, noisy, ok, reg))
+                            stats.setdefault((cat, lev, o), []).append((rel, z, noisy, ok, reg, P / n1))
                         sign = "+" if v >= m else "−"
                         parts.append(f"{_fmt(v)} ({sign}{100 * rel:.1f} %{'' if ok else ' ✗'})"
                                      if np.isfinite(v) else "nan")
@@ -745,6 +745,21 @@ def cmd_table(args) -> None:
                     cells += [f"{len(sel)}, {sum(x[3] for x in sel)}",
                               f"{100 * max(rel):.1f} % / {100 * np.median(rel):.1f} %" if rel else "–",
                               f"{max(zs):.1f} / {np.median(zs):.1f} ({len(zs)})" if zs else "–"]
+                summary.append(f"| {lev} | {o} | " + " | ".join(cells) + " |")
+        summary.append("")
+        alphas = sorted({x[5] for k, d in stats.items() if k[0] == cat for x in d})
+        summary += [f"By α ({cat}): median |rel. dev.| (all counted points, in and out of regime) / within target",
+                    "", "| level | observable | " + " | ".join(f"α = {a:g}" for a in alphas) + " |",
+                    "|" + "---|" * (2 + len(alphas))]
+        for lev in args.levels:
+            for o in ("train_error", "test_error", "readout_second_moment", "centroid_shift",
+                      "unit_centroid_distance"):
+                d = stats.get((cat, lev, o), [])
+                cells = []
+                for a in alphas:
+                    sel = [x for x in d if x[5] == a]
+                    cells.append(f"{100 * np.median([x[0] for x in sel]):.1f} % / {sum(x[3] for x in sel)} of "
+                                 f"{len(sel)}" if sel else "–")
                 summary.append(f"| {lev} | {o} | " + " | ".join(cells) + " |")
         summary.append("")
 
