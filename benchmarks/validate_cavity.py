@@ -20,6 +20,7 @@ Results: benchmarks/results/cavity_validation_table.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from dataclasses import dataclass, field, replace
@@ -202,7 +203,8 @@ def cmd_sample_adaptive(args) -> None:
     wanted = [g for g in ADAPTIVE_GROUPS if not args.groups or g[0] in args.groups]
     for name, dataset, pair, P, n1 in wanted:
         done = json.loads(ADAPTIVE.read_text()) if ADAPTIVE.exists() else {}
-        keys = [adaptive_key(dataset, pair, P, n1, T) for T in T6]
+        temps = tuple(args.temperatures) if args.temperatures else T6
+        keys = [adaptive_key(dataset, pair, P, n1, T) for T in temps]
         if all(k in done for k in keys) and not args.force:
             print(f"{name}: cached", flush=True)
             continue
@@ -213,11 +215,11 @@ def cmd_sample_adaptive(args) -> None:
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # convergence is recorded per row instead
-            cv = temperature_curve(t.x_train, t.y_train, np.array(T6), width=n1, x_test=t.x_test, y_test=t.y_test,
+            cv = temperature_curve(t.x_train, t.y_train, np.array(temps), width=n1, x_test=t.x_test, y_test=t.y_test,
                                    level="sampled", sampler=st)
         wall = time.perf_counter() - t0
         done = json.loads(ADAPTIVE.read_text()) if ADAPTIVE.exists() else {}
-        for i, (k, T) in enumerate(zip(keys, T6)):
+        for i, (k, T) in enumerate(zip(keys, temps)):
             d = cv.diagnostics[i]
             row = dict(
                 dataset=dataset, pair=list(pair), n_train=P, n_test=N_TEST, width=n1, temperature=T,
@@ -225,7 +227,7 @@ def cmd_sample_adaptive(args) -> None:
                 data_source=" | ".join(Path(x.strip()).name for x in t.source.split("|")),  # file names only
                 config=dict(data=f"load_task({dataset!r}, {tuple(pair)}, n_train={P}, n_test={N_TEST}, seed=0"
                                  + (", preprocessing=Preprocessing(grayscale=True)" if dataset == "cifar10" else "")
-                                 + ")", prior_w=1.0, prior_v=1.0, level="sampled", temperatures=list(T6),
+                                 + ")", prior_w=1.0, prior_v=1.0, level="sampled", temperatures=list(temps),
                             sampler=dict(replicas=args.replicas, max_trajectories=args.max_trajectories,
                                          max_seconds=args.max_seconds, seed=args.seed, rhat_max=st.rhat_max,
                                          ess_min=st.ess_min)),
@@ -245,7 +247,7 @@ def cmd_sample_adaptive(args) -> None:
         tmp = ADAPTIVE.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(done, indent=1))
         tmp.replace(ADAPTIVE)
-        print(f"{name}: {sum(bool(c) for c in cv.converged)}/{len(T6)} converged in {wall:.0f} s", flush=True)
+        print(f"{name}: {sum(bool(c) for c in cv.converged)}/{len(temps)} converged in {wall:.0f} s", flush=True)
 
 
 def cmd_single_neuron_flags(args) -> None:
@@ -374,6 +376,8 @@ def main() -> None:
     sa.add_argument("--mnist-source", choices=("default", "data_dir"), default="default",
                     help="MNIST from load_task's default source (embedded subset without GDEQ_DATA_DIR) or --data-dir")
     sa.add_argument("--force", action="store_true")
+    sa.add_argument("--temperatures", type=float, nargs="+", default=None,
+                    help="a subset of the ladder (default: issue 11's 6 temperatures); rows are per T")
     args = ap.parse_args()
     global DATA_DIR
     DATA_DIR = args.data_dir
@@ -422,6 +426,7 @@ class Reference:
     diagnostics: str
     values: dict = field(default_factory=dict)
     nngp_centroid: float | None = None
+    phase_data: dict | None = None  # a phase-diagram file's own data record (source, its fingerprints), if any
 
     @property
     def group(self) -> tuple:
@@ -508,16 +513,16 @@ def _references() -> list[Reference]:
             continue
         dataset, pair = _pair_of(cfg["task"])
         nngp = row.get("theory", {}).get("nngp", {}).get("centroid_distance")
-        fp = row.get("data_fingerprint", cfg.get("data_fingerprint"))
+        data = cfg.get("data")  # newer files: dict(source, fingerprint, test_fingerprint) in phase_diagram's hash
         for i, T in enumerate(cfg["temperatures"]):
             d = row["diagnostics"][i]
             vals = {m: (v["mean"][i], v["se"][i]) for m, v in row["sampled"].items()}
             vals.update({m: (row[m]["mean"][i], row[m]["se"][i]) for m in CLASS_OBSERVABLES if m in row})
             out.append(Reference(dataset, pair, cfg["n_train"], cfg["n_test"], cfg["width"], T,
-                                 f"phase_diagram/{path.name}", "unknown", fp, bool(row["converged"][i]),
+                                 f"phase_diagram/{path.name}", "unknown", None, bool(row["converged"][i]),
                                  f"R̂ {max(d['rhat'].values()):.3f} / ESS "
                                  f"{min(min(d['ess_bulk'].values()), min(d['ess_tail'].values())):.0f}", vals,
-                                 None if nngp is None else float(nngp[i])))
+                                 None if nngp is None else float(nngp[i]), data))
     if EXTRA.exists():  # sample-extra: adaptive sampler, converged + max R̂ recorded
         for e in json.loads(EXTRA.read_text()).values():
             vals = {o: pm(e.get(o)) for o in common}
@@ -550,18 +555,39 @@ def _task_cached(dataset: str, pair, P: int, Pt: int, source: str):
     return _TASKS[k]
 
 
+@functools.lru_cache(maxsize=1)
+def _phase_data_record():
+    """benchmarks/phase_diagram.py's ``data_record(task)`` (its own data fingerprint), None in versions without it."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("phase_diagram", Path(__file__).resolve().parent / "phase_diagram.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, module)
+    spec.loader.exec_module(module)
+    return getattr(module, "data_record", None)
+
+
 def _identify_source(r: Reference) -> str | None:
-    """The data source of a phase-diagram row (not recorded in those files): the one whose training set gives the
-    cache's own NNGP centroid distance cᵀKc (a deterministic function of the training data) to 1e-8."""
+    """The data source of a phase-diagram row: the source whose data reproduces the file's own data record
+    (phase_diagram.data_record: train and test fingerprints) where the file has one, else the file's NNGP
+    centroid distance cᵀKc (a deterministic function of the training data) to 1e-8. None: no source matches."""
     from gdeq import geometry
     from gdeq.equilibrium import nngp_kernels
 
-    if r.nngp_centroid is None:
+    record = _phase_data_record() if r.phase_data else None
+    if record is None and r.nngp_centroid is None:
         return None
     for source in (("default", "data_dir") if r.dataset == "mnist" else ("data_dir",)):
         try:
             t = _task_cached(r.dataset, r.pair, r.n_train, r.n_test, source)
         except ValueError:
+            continue
+        if record is not None:
+            got = record(t)
+            if (got["fingerprint"], got["test_fingerprint"]) == (r.phase_data.get("fingerprint"),
+                                                                 r.phase_data.get("test_fingerprint")):
+                return source
             continue
         c = geometry.centroid_vector(t.y_train)
         v = float(c @ nngp_kernels(t.x_train).train.numpy() @ c)
@@ -678,7 +704,7 @@ def cmd_table(args) -> None:
                     for v, m, s in zip(vals, means, ses):
                         rel, z, noisy, ok = deviation(float(v), float(m), float(s))
                         if is_counted and np.isfinite(v):
-                            stats.setdefault((cat, lev, o), []).append((rel, z, noisy, ok, reg))
+                            stats.setdefault((cat, lev, o), []).append((rel, z, noisy, ok, reg, P / n1))
                         sign = "+" if v >= m else "−"
                         parts.append(f"{_fmt(v)} ({sign}{100 * rel:.1f} %{'' if ok else ' ✗'})"
                                      if np.isfinite(v) else "nan")
@@ -719,6 +745,21 @@ def cmd_table(args) -> None:
                     cells += [f"{len(sel)}, {sum(x[3] for x in sel)}",
                               f"{100 * max(rel):.1f} % / {100 * np.median(rel):.1f} %" if rel else "–",
                               f"{max(zs):.1f} / {np.median(zs):.1f} ({len(zs)})" if zs else "–"]
+                summary.append(f"| {lev} | {o} | " + " | ".join(cells) + " |")
+        summary.append("")
+        alphas = sorted({x[5] for k, d in stats.items() if k[0] == cat for x in d})
+        summary += [f"By α ({cat}): median |rel. dev.| (all counted points, in and out of regime) / within target",
+                    "", "| level | observable | " + " | ".join(f"α = {a:g}" for a in alphas) + " |",
+                    "|" + "---|" * (2 + len(alphas))]
+        for lev in args.levels:
+            for o in ("train_error", "test_error", "readout_second_moment", "centroid_shift",
+                      "unit_centroid_distance"):
+                d = stats.get((cat, lev, o), [])
+                cells = []
+                for a in alphas:
+                    sel = [x for x in d if x[5] == a]
+                    cells.append(f"{100 * np.median([x[0] for x in sel]):.1f} % / {sum(x[3] for x in sel)} of "
+                                 f"{len(sel)}" if sel else "–")
                 summary.append(f"| {lev} | {o} | " + " | ".join(cells) + " |")
         summary.append("")
 

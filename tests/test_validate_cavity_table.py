@@ -94,14 +94,39 @@ def test_adaptive_row_states_its_provenance_and_diagnostics(key):
     assert passed == row["converged"], key
 
 
-@pytest.mark.parametrize("key", sorted(k for k, r in ROWS.items() if r["data_source"].startswith("embedded")))
-def test_adaptive_mnist_row_fingerprint_is_its_data(key):
+@functools.lru_cache(maxsize=None)
+def _default_mnist_fingerprint(pair, n_train, n_test) -> tuple[str, str]:
     from gdeq import geometry
     from gdeq.gd_dynamics import load_task
 
+    t = load_task("mnist", pair, n_train=n_train, n_test=n_test, seed=0)
+    return t.source, geometry.data_fingerprint(t.x_train, t.y_train)
+
+
+@pytest.mark.parametrize("key", sorted(k for k, r in ROWS.items() if r["data_source"].startswith("embedded")))
+def test_adaptive_mnist_row_fingerprint_is_its_data(key):
     row = ROWS[key]
-    t = load_task("mnist", tuple(row["pair"]), n_train=row["n_train"], n_test=row["n_test"], seed=0)
+    source, fp = _default_mnist_fingerprint(tuple(row["pair"]), row["n_train"], row["n_test"])
+    if not source.startswith("embedded"):
+        pytest.skip("$GDEQ_DATA_DIR is set: load_task's default source is not the embedded subset here")
+    assert fp == row["data_fingerprint"]
+    assert np.isfinite(row["readout_second_moment"][0])
+
+
+def test_phase_diagram_rows_are_matched_to_their_own_training_set():
+    """A phase-diagram row without a recorded data record is assigned the data source whose training set
+    reproduces the file's own NNGP centroid distance; a value no source reproduces gets no source (left out)."""
+    from gdeq import geometry
+    from gdeq.equilibrium import nngp_kernels
+    from gdeq.gd_dynamics import load_task
+
+    vc = _script()
+    t = load_task("mnist", (3, 5), n_train=100, n_test=100, seed=0)
     if not t.source.startswith("embedded"):
         pytest.skip("$GDEQ_DATA_DIR is set: load_task's default source is not the embedded subset here")
-    assert geometry.data_fingerprint(t.x_train, t.y_train) == row["data_fingerprint"]
-    assert np.isfinite(row["readout_second_moment"][0])
+    c = geometry.centroid_vector(t.y_train)
+    v = float(c @ nngp_kernels(t.x_train).train.numpy() @ c)
+    ref = vc.Reference("mnist", (3, 5), 100, 100, 50, 1.0, "phase_diagram/x.json", "unknown", None, True, "", {}, v)
+    vc.DATA_DIR = None  # the default source only: no data dir to try
+    assert vc._identify_source(ref) == "default"
+    assert vc._identify_source(vc.replace(ref, nngp_centroid=v * (1 + 1e-6))) is None
