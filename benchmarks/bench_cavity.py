@@ -47,6 +47,9 @@ def main() -> None:
           f"{a.threads} threads, device {a.device or 'cpu'}")
     print(f"gaussian level: {gw:7.1f} s wall {gc:7.1f} s CPU   (1.0x)")
     print(f"cavity level:   {cw:7.1f} s wall {cc:7.1f} s CPU   ({cw / gw:.0f}x wall, {cc / max(gc, 1e-9):.0f}x CPU)")
+    # the level's own fixed point (TemperatureCurve.converged is the Q* saddle point's): B.6's reasons
+    n_conv = sum("did not converge" not in r for r in c.regime_reason)
+    print(f"cavity fixed point converged at {n_conv}/{len(temps)} temperatures (unconverged: NaN observables)")
     print(f"cavity in regime at {int(c.in_regime.sum())}/{len(temps)} temperatures; "
           f"gaussian at {int(g.in_regime.sum())}/{len(temps)}; peak RSS {peak:.0f} MiB")
     for i in (0, len(temps) // 2, len(temps) - 1):

@@ -13,7 +13,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -81,8 +81,12 @@ def default_learning_rate(x_train: np.ndarray, *, activation: str = "erf", prior
 def theory_curves(task: Any, *, width: int | Sequence[int], activation: str = "erf", prior_w: float = 1.0,
                   prior_v: float | Sequence[float] = 1.0, temperatures: Sequence[float] = DEFAULT_TEMPERATURES,
                   levels: Sequence[str] = ("nngp", "gaussian"), sampler: Any = None, architecture: str = "fc",
-                  patch_size: int | None = None, image_shape: Sequence[int] | None = None) -> dict[str, Any]:
+                  patch_size: int | None = None, image_shape: Sequence[int] | None = None,
+                  level_temperatures: Mapping[str, Sequence[float]] | None = None) -> dict[str, Any]:
     """``equilibrium.temperature_curve`` for each level, on the task's train (and test) set.
+
+    ``level_temperatures``: a level -> temperatures override (an expensive level on a thinner grid; each
+    curve carries its own temperatures and the bridge compares each level on its own grid).
 
     ``width=[N1, ..., NL]`` is the deep FC theory, ``architecture="cnn"`` (with ``patch_size`` and
     ``image_shape``) the CNN's; both have the saddle-point level ``gaussian`` only.
@@ -99,7 +103,8 @@ def theory_curves(task: Any, *, width: int | Sequence[int], activation: str = "e
         raise ValueError(f"levels: unknown {unknown}; available: {available}")
     return {
         lv: equilibrium.temperature_curve(
-            task.x_train, task.y_train, np.asarray(temperatures, dtype=np.float64), width=width,
+            task.x_train, task.y_train, np.asarray((level_temperatures or {}).get(lv, temperatures), dtype=np.float64),
+            width=width,
             activation=activation, prior_w=prior_w, prior_v=prior_v, x_test=task.x_test, y_test=task.y_test, level=lv,
             **({"sampler": sampler} if lv == "sampled" else {}),
             **(dict(architecture="cnn", patch_size=patch_size, image_shape=tuple(image_shape or ()) or None)
@@ -190,7 +195,8 @@ def run_width(task: Any, *, width: int, activation: str = "erf", optimizer: str 
               temperatures: Sequence[float] = DEFAULT_TEMPERATURES, sample_temperatures: Sequence[float] = (),
               sample_replicas: int = 16, sample_kwargs: dict | None = None, observable: str = "train_error",
               log_points: int = 60, output_dir: str | Path = "runs", run_name: str | None = None,
-              wandb: str | None = None, device: str = "cpu", seed: int = 0, progress: bool = True) -> WidthResult:
+              wandb: str | None = None, device: str = "cpu", seed: int = 0, progress: bool = True,
+              level_temperatures: Mapping[str, Sequence[float]] | None = None) -> WidthResult:
     """One width end to end: train R replicas, compute the theory curves, sample, compare."""
     from gdeq.gd_dynamics import train
 
@@ -201,7 +207,8 @@ def run_width(task: Any, *, width: int, activation: str = "erf", optimizer: str 
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     curves = theory_curves(task, width=width, activation=activation, prior_w=prior_w, prior_v=prior_v,
-                           temperatures=temperatures, levels=levels)  # cheap, and fails early on bad input
+                           temperatures=temperatures, levels=levels,
+                           level_temperatures=level_temperatures)  # cheap, and fails early on bad input
     seconds["theory"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     traj = train(task, width=width, activation=activation, optimizer=optimizer, lr=lr, steps=steps,
@@ -232,7 +239,8 @@ def run_demo(name: str = "demo", *, dataset: str = "mnist", classes: Sequence = 
              sample_width: int | None = None, sample_replicas: int = 16, sample_kwargs: dict | None = None,
              lr: float | None = None, output_dir: str | Path = "runs", data_dir: str | None = None,
              wandb: str = "offline", wandb_project: str = "gdeq", device: str = "cpu", seed: int = 0,
-             progress: bool = True) -> tuple[Path, list[WidthResult], dict]:
+             progress: bool = True, level_temperatures: Mapping[str, Sequence[float]] | None = None,
+             ) -> tuple[Path, list[WidthResult], dict]:
     """The ``gdeq demo`` pipeline: GD at each width, theory curves, sampled points, bridge, report.
 
     ``steps`` and ``replicas`` are given per width (a single value applies to all). Sampling runs
@@ -266,12 +274,14 @@ def run_demo(name: str = "demo", *, dataset: str = "mnist", classes: Sequence = 
             temperatures=temperatures, sample_temperatures=sample_temperatures if w == sample_width else (),
             sample_replicas=sample_replicas, sample_kwargs=sample_kwargs, output_dir=out_dir / "runs",
             run_name=f"gd-N{w}", wandb=None, device=device, seed=seed, progress=progress,
+            level_temperatures=level_temperatures,
         ))
     config = dict(name=name, dataset=dataset, classes=list(classes), n_train=n_train, n_test=n_test, widths=widths,
                   steps=steps, replicas=replicas, activation=activation, levels=list(levels),
                   temperature_range=[float(min(temperatures)), float(max(temperatures))],
                   n_temperatures=len(temperatures), sample_temperatures=list(sample_temperatures),
                   sample_width=sample_width, seed=seed, task=task.metadata(),
+                  level_temperatures={lv: [float(t) for t in ts] for lv, ts in (level_temperatures or {}).items()},
                   lr={r.width: r.trajectory.lr for r in results})
     paths = write_report(out_dir, results, config=config, wandb_mode=wandb, wandb_project=wandb_project,
                          seconds_so_far=time.perf_counter() - t_start)

@@ -174,6 +174,24 @@ def _error_band(ax, T, values, se, color) -> None:
     ax.fill_between(np.asarray(T)[order], (values - se)[order], (values + se)[order], color=color, alpha=0.25, lw=0)
 
 
+def _plot_theory(ax, res: Any, lv: str, T, values, color, lw: float, label: str) -> None:
+    """A theory curve: solid where the level is inside its validated regime, dashed (and labelled so) where
+    ``TemperatureCurve.in_regime`` is False — an out-of-regime stretch must not read as a result. NaN
+    values (a temperature where the level has no result, e.g. an unconverged fixed point) leave gaps."""
+    T, values = np.asarray(T, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    flags = getattr(res.curves.get(lv), "in_regime", None)
+    if flags is None or len(flags) != len(T) or np.all(flags):
+        ax.plot(T, values, color=color, lw=lw, label=label)
+        return
+    inside = np.asarray(flags, dtype=bool)
+    order = np.argsort(T)
+    T, values, inside = T[order], values[order], inside[order]
+    # out of regime: dashed over the whole curve; in regime: solid on top (a point joins both styles)
+    ax.plot(T, values, color=color, lw=0.9 * lw, ls="--", label=f"{label}, dashed: outside its regime")
+    if inside.any():
+        ax.plot(T, np.where(inside, values, np.nan), color=color, lw=lw)
+
+
 def _plot_vs_T(res: Any, path: Path, names: Sequence[str]) -> None:
     plt = _plt()
     cmp = res.comparison
@@ -185,7 +203,7 @@ def _plot_vs_T(res: Any, path: Path, names: Sequence[str]) -> None:
     for ax, name in zip(axes.flat, names):
         m = cmp.measures[name]
         for lv, T in m.theory_temperature.items():
-            ax.plot(T, m.theory_values[lv], color=colors[lv], lw=1.5, label=f"theory: {lv}")
+            _plot_theory(ax, res, lv, T, m.theory_values[lv], colors[lv], 1.5, f"theory: {lv}")
             _error_band(ax, T, m.theory_values[lv], m.theory_se.get(lv), colors[lv])
             tt = m.theory_turning.get(lv)
             if tt is not None and tt.non_monotonic:
@@ -225,7 +243,7 @@ def _plot_summary(results: Sequence[Any], path: Path, measure: str = "centroid_s
             ax.axis("off")
             continue
         for lv, T in m.theory_temperature.items():
-            ax.plot(T, m.theory_values[lv], color=colors[lv], lw=1.8, label=f"theory ({lv})")
+            _plot_theory(ax, res, lv, T, m.theory_values[lv], colors[lv], 1.8, f"theory ({lv})")
             _error_band(ax, T, m.theory_values[lv], m.theory_se.get(lv), colors[lv])
         lv = list(cmp.maps)[-1]
         tmap = cmp.maps[lv]

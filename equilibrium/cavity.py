@@ -28,8 +28,12 @@ their projections on a fixed basis B (top eigenvectors of K, labels, class indic
 fields) are computed once. Per temperature and iteration everything is O(P·S·|B|). Kernel
 matrices are represented as (scalar)·K + B D Bᵀ: K_m, K_post deviate from their bulk scale in the
 directions of B only (the rest is Monte-Carlo noise at this sample size). Prior averages are
-subtracted as control variates (exact K). The fixed point is solved with Anderson mixing
-(scipy.optimize.anderson) warm-started along the ladder (hot to cold), damped iteration as fallback.
+subtracted as control variates (exact K). The fixed point is solved by Newton–Krylov (finite-difference
+Jacobian-vector products, GMRES) in block-scaled variables, with continuation along the ladder (hot to
+cold): a secant predictor, and a failed step is halved (helper temperatures in between, at most
+``max_refine`` halvings). Damped and Anderson iteration fail here: the map has a real eigenvalue far
+below −1 (−3 at T = 1, −13 at T = 0.6 for MNIST P = 1000, N1 = 50; docs/theory.md B.5 "Solver").
+A temperature whose fixed point is not found returns NaN for every observable (flagged, B.6).
 
 Regime indicator (:attr:`CavityResult.in_regime`, reasons in ``regime_reason``; docs/theory.md B.6):
 the importance weights must not be degenerate (Kish ESS ≥ ``min_ess``, Pareto k̂ ≤ 0.7), the fixed
@@ -44,7 +48,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.optimize
+import scipy.sparse.linalg
 import torch
 
 from gdeq import geometry
@@ -72,7 +76,9 @@ class CavityResult:
     (nT, r, r) along ``weight_directions`` and ``weight_label_moment`` along e_y ∝ Xᵀy (definitions
     of :class:`equilibrium.TemperatureCurve`). Diagnostics: ``ess`` Kish effective sample size (of
     ``samples``), ``iterations``, ``converged``, ``pareto_k`` Pareto k̂ of the log weights, ``sigma_trace`` T·TrΣ/P of the cavity field, ``in_regime`` and
-    ``regime_reason`` (empty string when in regime).
+    ``regime_reason`` (empty string when in regime), ``helper_temperatures`` inserted by the continuation
+    on the way to each temperature. Where ``converged`` is False every observable and diagnostic is NaN:
+    the fixed point was not found, so there is no result to report.
     """
 
     temperature: np.ndarray
@@ -99,6 +105,7 @@ class CavityResult:
     sigma_trace: np.ndarray
     in_regime: np.ndarray
     regime_reason: tuple[str, ...]
+    helper_temperatures: np.ndarray | None = None
 
 
 MAX_PARETO_K = 0.7
@@ -173,49 +180,70 @@ def width_check(width: float, n: int) -> tuple[np.ndarray, str]:
         f"width N1 < {MIN_VALIDATED_WIDTH}: proportional-limit theory not validated (use sampling)")
 
 
-def _solve_fixed_point(residual, pack, state, cold, unpack, *, tol: float, max_iter: int):
-    """Fixed point v = G(v) (``residual`` = G(v) − v) in scaled variables (each entry divided by the size of
-    its block, so ``tol`` is relative): scipy's Anderson mixing from the warm start ``state``, then damped
-    iteration from the warm start, then from the cold start ``cold`` (packed). Returns (state, converged)."""
-    v0 = pack(state)
-    scale = np.maximum(np.abs(v0), 1e-3 * max(np.abs(v0).max(), 1e-12))  # per entry, never 0
+def _newton_krylov(F, u0: np.ndarray, *, tol: float, max_eval: int) -> tuple[np.ndarray, bool, int]:
+    """Newton–Krylov for F(u) = 0: finite-difference Jacobian-vector products, GMRES inner solves
+    (Eisenstat–Walker forcing), backtracking on |F|₂. Why not fixed-point mixing: the cavity map G has a
+    real eigenvalue far below −1 that grows as T falls (docs/theory.md B.5 "Solver"), which damped or
+    Anderson iteration must resolve step by step, while Newton is invariant to it.
+    Returns (u, converged: max|F(u)| ≤ tol, evaluations)."""
+    n = [0]
 
-    def scaled(u):
-        r = residual(u * scale) / scale
-        return np.where(np.isfinite(r), r, 1e6)
+    def f_eval(u):
+        n[0] += 1
+        r = F(u)
+        return r if np.all(np.isfinite(r)) else None
 
-    def ok(v):
-        r = residual(v)
-        return bool(np.all(np.isfinite(v)) and np.all(np.isfinite(r)) and np.max(np.abs(r / scale)) <= 10 * tol)
+    u = np.array(u0, dtype=np.float64)
+    f = f_eval(u)
+    if f is None:
+        return u, False, n[0]
+    eta = 0.02
+    while float(np.max(np.abs(f))) > tol and n[0] < max_eval:
+        u_k, f_k = u, f
+        norm = float(np.linalg.norm(f_k))
 
-    budget = max(2, max_iter // 2)  # evaluations: Anderson gets half, the damped fallback the other half
-    try:
+        def jv(d):
+            nd = float(np.linalg.norm(d))
+            if nd == 0.0:
+                return np.zeros_like(d)
+            h = 1e-7 * (1.0 + float(np.linalg.norm(u_k))) / nd
+            r = f_eval(u_k + h * d)
+            return (r - f_k) / h if r is not None else np.full_like(d, 1e12)
+
+        op = scipy.sparse.linalg.LinearOperator((len(u), len(u)), matvec=jv, dtype=np.float64)
+        left = max_eval - n[0] - 2
+        if left < 2:
+            break
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            u = scipy.optimize.anderson(scaled, v0 / scale, M=6, f_tol=tol, maxiter=budget, alpha=0.5,
-                                        line_search=None)
-        v = u * scale
-        if ok(v):
-            return unpack(v), True
-    except (scipy.optimize.NoConvergence, ValueError, ArithmeticError, RuntimeError, np.linalg.LinAlgError):
-        pass  # Anderson diverged or stalled: damped iteration from the warm start (cold if that is not finite)
-    v = v0 if np.all(np.isfinite(residual(v0))) else cold
-    best, best_r = v, np.inf  # not converged: return the iterate closest to a fixed point, never a runaway
-    since = 0  # damped steps since the residual last fell by 5 %: a stalled iteration stops early (cost)
-    for _ in range(2 * budget):  # damped iteration: slow but monotone where Anderson overshoots
-        r = residual(v)
-        if not np.all(np.isfinite(r)):
+            d, _ = scipy.sparse.linalg.gmres(op, -f_k, rtol=eta, atol=0.0, restart=min(30, left),
+                                             maxiter=max(1, min(3, left // 30)))
+        lam, new = 1.0, None
+        for _ in range(8):  # backtracking (Armijo on |F|₂, for which the Newton direction descends)
+            r = f_eval(u_k + lam * d)
+            if r is not None and float(np.linalg.norm(r)) <= (1.0 - 1e-4 * lam) * norm:
+                new = r
+                break
+            lam *= 0.5
+        if new is None:  # no descent along the Newton direction: stalled (the caller refines the T step)
             break
-        size = float(np.max(np.abs(r / scale)))
-        since = 0 if size < 0.95 * best_r else since + 1
-        if size < best_r:
-            best, best_r = v, size
-        if since >= 8:
-            break
-        v = v + 0.3 * r
-        if size <= tol:
-            return unpack(v), ok(v)
-    return unpack(best), False
+        eta = min(0.02, max(1e-4, 0.9 * (float(np.linalg.norm(new)) / norm) ** 2))  # Eisenstat–Walker 2, capped
+        u, f = u_k + lam * d, new
+    return u, float(np.max(np.abs(f))) <= tol, n[0]
+
+
+def _solve_fixed_point(residual, pack, state, cold, unpack, *, tol: float, max_iter: int, scale=None):
+    """Fixed point v = G(v) (``residual`` = G(v) − v) by Newton–Krylov (:func:`_newton_krylov`) in scaled
+    variables v/scale (``scale`` per entry, e.g. the rms size of each block, so ``tol`` is relative; default:
+    |v0| per entry, floored), from the start ``state`` (from ``cold`` when the start's residual is not finite),
+    at most ``max_iter`` evaluations of G. Returns (state, converged)."""
+    v0 = pack(state)
+    if not np.all(np.isfinite(residual(v0))):
+        v0 = np.asarray(cold, dtype=np.float64)
+    if scale is None:
+        scale = np.maximum(np.abs(v0), 1e-3 * max(float(np.abs(v0).max()), 1e-12))
+    u, ok, _ = _newton_krylov(lambda z: residual(z * scale) / scale, v0 / scale, tol=tol, max_eval=max_iter)
+    return unpack(u * scale), ok
 
 
 def _orth(M: torch.Tensor, tol: float = 1e-10) -> torch.Tensor:
@@ -250,7 +278,8 @@ def cavity_curve(
     stretches: tuple[float, ...] = (1.0, 1.6, 2.5, 4.0),
     rank: int = 32,
     tol: float = 1e-3,
-    max_iter: int = 40,
+    max_iter: int = 60,
+    max_refine: int = 4,
     min_ess: float = DEFAULT_MIN_ESS,
     seed: int = 0,
     device: str | torch.device | None = None,
@@ -263,7 +292,9 @@ def cavity_curve(
     samples (default 2^23/P clipped to [4096, 2^15]) drawn once from a mixture of the prior
     stretched by ``stretches`` along the tilt directions; ``rank`` leading eigen-directions of K in
     the low-rank kernel corrections; fixed point to relative change ``tol`` in (m, q, D) within
-    ``max_iter`` Anderson/damped steps; ``min_ess`` for the regime indicator.
+    ``max_iter`` evaluations of the map per Newton–Krylov attempt, with at most ``max_refine`` halvings of
+    the continuation step per temperature; ``min_ess`` for the regime indicator. A temperature that does
+    not converge returns NaN for every observable and diagnostic (``converged`` False, reason given).
 
     ``closure``: "shape" (default, B.5: Σ = (T + c·K_Σ/λ1)⁻¹ with the Gaussian-equivalent scale q) or
     "trace" (B.9: Σ = (T + c·K_m/λ1)⁻¹, the same kernel as the mean field, from averaging the exact
@@ -463,24 +494,91 @@ def cavity_curve(
         Bt_test = _orth(torch.cat(cand_t, 1))
         pBt = Bt_test.T @ phi_t
     names = ("train_mean", "train_error", "train_variance", "test_mean", "test_var", "v2", "KW", "KWt", "KWtt",
-             "wm", "wl", "ess", "khat", "it", "conv", "trS")
+             "wm", "wl", "ess", "khat", "it", "conv", "trS", "helpers")
     out: dict[str, list] = {n: [] for n in names}
     order = np.argsort(-T_all, kind="stable")
-    good = None  # last converged fixed point (warm start for the next, colder temperature)
-    for ti in order:
-        T = float(T_all[ti])
-        state = good if good is not None else (mQ[ti], float(Qa[ti]), torch.zeros(ns, ns, **kw))  # else Q* fields
-        it_count = [0]
+    d_floor = 1e-3 * float(kappa[idx].mean())  # the shape matrix's natural unit: K's top eigenvalues
 
+    def block_scale(v: np.ndarray) -> np.ndarray:
+        """Per-entry scale of the packed state: the rms size of m, 1 for log q, the rms size of the shape
+        matrix (floored): ``tol`` is then a relative tolerance per block."""
+        sc = np.empty_like(v)
+        sc[:P] = max(float(np.sqrt(np.mean(v[:P] ** 2))), 1e-12)
+        sc[P] = 1.0
+        sc[P + 1:] = max(float(np.sqrt(np.mean(v[P + 1:] ** 2))) if len(v) > P + 1 else 0.0, d_floor)
+        return sc
+
+    def solve_at(T: float, start: np.ndarray, cold: np.ndarray, count: list) -> tuple[tuple, bool]:
         def residual(v):
-            it_count[0] += 1
+            count[0] += 1
             s_out, _ = measure(T, unpack(v))
             return pack(s_out) - v
 
-        new_state, converged = _solve_fixed_point(residual, pack, state, pack((mQ[ti], float(Qa[ti]),
-                                              torch.zeros(ns, ns, **kw))), unpack, tol=tol, max_iter=max_iter)
-        # a non-converged state is reported (and flagged) but never used as the next warm start
-        state, good = new_state, (new_state if converged else good)
+        return _solve_fixed_point(residual, pack, unpack(start), cold, unpack, tol=tol, max_iter=max_iter,
+                                  scale=block_scale(start))
+
+    def start_at(T: float, x: float, count: list) -> np.ndarray:
+        """The secant predictor, or the last converged state where that starts closer (relative residual)."""
+        warm, pred = hist[-1][1], predict(x)
+        if pred is warm:
+            return warm
+
+        def size(v):
+            count[0] += 1
+            s_out, _ = measure(T, unpack(v))
+            r = (pack(s_out) - v) / block_scale(v)
+            return float(np.linalg.norm(r)) if np.all(np.isfinite(r)) else np.inf
+
+        return pred if size(pred) < size(warm) else warm
+
+    # continuation in log T (B.5 "Solver"): converged (log T, packed state), helper temperatures included
+    hist: list[tuple[float, np.ndarray]] = []
+
+    def predict(x: float) -> np.ndarray:
+        """Secant predictor from the last two converged points (at most one of their steps ahead)."""
+        if len(hist) < 2 or hist[-1][0] == hist[-2][0]:
+            return hist[-1][1]
+        (x0, v0), (x1, v1) = hist[-2], hist[-1]
+        t = min(1.0, (x - x1) / (x1 - x0))
+        return v1 + t * (v1 - v0)
+
+    helpers_used, lost = [], False
+    for ti in order:
+        T = float(T_all[ti])
+        cold = pack((mQ[ti], float(Qa[ti]), torch.zeros(ns, ns, **kw)))  # the Q* fields
+        it_count = [0]
+        n_help = 0
+        if not hist:
+            state, converged = solve_at(T, cold, cold, it_count)
+            if converged:
+                hist.append((math.log(T), pack(state)))
+        else:
+            # step from the last converged temperature towards T; a failed step is halved (helper
+            # temperatures in between), a successful one doubled; at most `max_refine` halvings per T
+            cur, goal = hist[-1][0], math.log(T)
+            # after a temperature that could not be reached, one direct attempt only (cost: the colder ones
+            # start even farther from the last fixed point and rarely succeed)
+            step, fails, converged = goal - cur, (max_refine if lost else 0), False
+            while True:
+                nxt = goal if abs(step) >= abs(goal - cur) else cur + step
+                state, ok = solve_at(math.exp(nxt), start_at(math.exp(nxt), nxt, it_count), cold, it_count)
+                if ok:
+                    hist.append((nxt, pack(state)))
+                    cur = nxt
+                    if nxt == goal:
+                        converged = True
+                        break
+                    n_help += 1
+                    step *= 2.0
+                else:
+                    fails += 1
+                    if fails > max_refine:
+                        break
+                    step /= 2.0
+        helpers_used.append(n_help)
+        lost = lost or not converged
+        if not converged:  # observables are NaN (below); the Q* fields only give them their shapes
+            state = unpack(cold)
         _, aux = measure(T, state)
         w, a, g, omega, rho, Dm = aux["w"], aux["a"], aux["g"], aux["omega"], aux["rho"], aux["Dm"]
         q = float((w * omega).sum())
@@ -534,6 +632,11 @@ def cavity_curve(
             dtt = torch.diagonal(kb.test) + (phi_t * phi_t) @ dw
             KWtt = KWtt + torch.diag(dtt - torch.diagonal(KWtt))
             out["KWtt"].append(KWtt.cpu().numpy())
+        if not converged:  # no fixed point found: every observable and diagnostic of this T is NaN (B.6)
+            for name in names:
+                if name not in ("it", "conv") and len(out[name]) == len(out["conv"]):
+                    out[name][-1] = np.full_like(np.asarray(out[name][-1], dtype=np.float64), np.nan)
+        out["helpers"].append(helpers_used[-1])
     inv = np.argsort(order)
     out = {n: [v[i] for i in inv] for n, v in out.items() if len(v)}
     nT = len(T_all)
@@ -551,9 +654,10 @@ def cavity_curve(
     conv = np.array(out["conv"])
     trS = np.array(out["trS"])
     khat = np.array(out["khat"])
-    ok, why = regime_flags(ess, conv, pareto=khat, min_ess=min_ess,
-                           extra=([] if activation == "identity" else [rank_bound(trS, P, N1)])  # B.9
-                           + [width_check(N1, nT)])
+    # an unconverged temperature has no diagnostics (NaN): its only reason is the non-convergence
+    ok, why = regime_flags(np.where(conv, ess, np.inf), conv, pareto=np.where(conv, khat, 0.0), min_ess=min_ess,
+                           extra=([] if activation == "identity" else [rank_bound(np.where(conv, trS, np.inf), P, N1)])
+                           + [width_check(N1, nT)])  # rank bound: B.9
     return CavityResult(
         temperature=T_all, train_mean=np.stack(out["train_mean"]), train_error=np.array(out["train_error"]),
         train_variance=np.array(out["train_variance"]), test_mean=test_mean, test_point_variance=test_var,
@@ -562,6 +666,6 @@ def cavity_curve(
         hidden_gram_test=np.stack(out["KWtt"]) if "KWtt" in out else None,
         weight_moments=np.stack(out["wm"]), weight_label_moment=np.array(out["wl"]), weight_directions=E,
         ess=ess, pareto_k=khat, samples=S, iterations=np.array(out["it"]), converged=conv, sigma_trace=trS,
-        in_regime=ok, regime_reason=why,
+        in_regime=ok, regime_reason=why, helper_temperatures=np.array(out["helpers"], dtype=int),
     )
 

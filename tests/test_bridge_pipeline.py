@@ -220,3 +220,32 @@ def test_validation_table_refuses_sampled_among_theory_levels():
 
     with pytest.raises(ValueError, match="levels: the sampled level"):
         validation_table(None, widths=[10], temperatures=[1.0], levels=("gaussian", "sampled"))  # before any work
+
+
+def test_plots_dash_a_theory_curve_outside_its_regime():
+    """Issue 11: an out-of-regime stretch of a theory curve is drawn dashed (and says so in the legend); the
+    in-regime stretch solid; a curve entirely in regime is one solid line; NaN (no result) stays a gap."""
+    import types
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from gdeq.bridge.report import _plot_theory
+
+    T = np.array([0.01, 0.1, 1.0, 10.0])
+    v = np.array([np.nan, 2.0, 3.0, 4.0])
+    res = types.SimpleNamespace(curves={
+        "cavity": types.SimpleNamespace(in_regime=np.array([False, False, True, True])),
+        "gaussian": types.SimpleNamespace(in_regime=np.array([True, True, True, True]))})
+    fig, ax = plt.subplots()
+    _plot_theory(ax, res, "cavity", T, v, "C0", 1.5, "theory (cavity)")
+    dashed, solid = ax.lines
+    assert dashed.get_linestyle() == "--" and "outside its regime" in dashed.get_label()
+    assert solid.get_linestyle() == "-" and solid.get_label().startswith("_")  # not a second legend entry
+    np.testing.assert_array_equal(np.isnan(solid.get_ydata()), [True, True, False, False])
+    assert np.isnan(dashed.get_ydata()[0])
+    _plot_theory(ax, res, "gaussian", T, v, "C1", 1.5, "theory (gaussian)")
+    assert ax.lines[-1].get_linestyle() == "-" and ax.lines[-1].get_label() == "theory (gaussian)"
+    plt.close(fig)

@@ -192,3 +192,36 @@ def test_trace_closure_obeys_the_rank_bound_at_its_fixed_point():
     assert sh.converged[-1] and sh.sigma_trace[-1] < bound  # measured 0.344 against 0.525
     with pytest.raises(ValueError, match="closure"):
         cavity_curve(x, y, [1.0], [1.0], width=20, closure="ep")
+
+
+def test_unconverged_temperature_returns_nan_and_says_why():
+    """A temperature whose fixed point is not found (here: two map evaluations allowed) must not be readable
+    as a result: every observable and diagnostic is NaN, ``converged`` is False, and the regime reason says
+    that the fields did not converge (docs/theory.md B.6) — also through ``temperature_curve``."""
+    import gdeq.equilibrium.levels as levels
+
+    x, y, xt, yt = _data()
+    temps = [1.0, 0.1]
+    g = temperature_curve(x, y, temps, width=100, level="gaussian")
+    ok = cavity_curve(x, y, temps, g.Q, width=100, x_test=xt, y_test=yt)
+    assert ok.converged.all() and np.isfinite(ok.readout_second_moment).all()
+    bad = cavity_curve(x, y, temps, g.Q, width=100, x_test=xt, y_test=yt, max_iter=2)
+    assert not bad.converged.any()
+    for name in ("train_mean", "train_error", "train_variance", "test_mean", "test_point_variance", "test_error",
+                 "test_bias2", "test_variance", "readout_second_moment", "hidden_gram", "hidden_gram_test_train",
+                 "hidden_gram_test", "weight_moments", "weight_label_moment", "ess", "pareto_k", "sigma_trace"):
+        assert np.isnan(getattr(bad, name)).all(), name
+    assert not bad.in_regime.any()
+    assert all(r == "self-consistent fields did not converge" for r in bad.regime_reason), bad.regime_reason
+
+
+def test_unconverged_cavity_is_nan_in_the_temperature_curve(monkeypatch):
+    import gdeq.equilibrium.levels as levels
+
+    x, y, xt, yt = _data()
+    real = levels.cavity_curve
+    monkeypatch.setattr(levels, "cavity_curve", lambda *a, **k: real(*a, **{**k, "max_iter": 2}))
+    c = temperature_curve(x, y, [1.0, 0.1], width=100, level="cavity", x_test=xt, y_test=yt)
+    for name in ("readout_second_moment", "train_error", "test_error", "centroid_distance", "centroid_shift"):
+        assert np.isnan(getattr(c, name)).all(), name
+    assert not c.in_regime.any() and all("did not converge" in r for r in c.regime_reason)
