@@ -300,8 +300,8 @@ def cavity_curve(
     "trace" (B.9: Σ = (T + c·K_m/λ1)⁻¹, the same kernel as the mean field, from averaging the exact
     identity T·A_W⁻¹ + Σ_j φ_jφ_jᵀA_∖j⁻¹/(λ1N1(1 + a_j)) = I; it satisfies the rank bound by construction
     but misses the cavity mean's fluctuations and is measured to be worse — kept to reproduce B.9), or
-    "fluct" (B.10, :mod:`equilibrium.cavity_fluct`: Σ⁻¹ = T + c·(K_post − bbᵀ)/λ1 in every direction of the
-    basis, the resummed linear response of the fluctuating cavity mean).
+    "fluct" (B.10, :mod:`equilibrium.cavity_fluct`: Σ⁻¹ = T + c·K_post/λ1 in every direction of the basis, what a
+    Gaussian-fluctuating cavity mean closes to; level ``cavity_fluct``; measured, not the default).
     """
     x = np.asarray(x_train, dtype=np.float64)
     y = np.asarray(y_train, dtype=np.float64).reshape(-1)
@@ -462,7 +462,7 @@ def cavity_curve(
     if closure == "trace":  # state (m, ρ, D_m) on the full basis B instead of (m, q, D_post) on Bs
         measure = measure_trace  # noqa: F811
         ns = nb
-    if closure == "fluct":  # B.10: state (m, q, D of K_post − bbᵀ) on the full basis B
+    if closure == "fluct":  # B.10: state (m, q, D of K_post) on the full basis B
         from .cavity_fluct import fluct_measure
 
         measure = fluct_measure(quad_all=quad_all, kernel_parts=kernel_parts, solve_eig=solve_eig, phi=phi, pB=pB,  # noqa: F811

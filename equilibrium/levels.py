@@ -21,7 +21,8 @@ Levels:
   ``PosteriorKernels.observables`` and its regime indicator in ``PosteriorKernels.regime``.
 - ``cavity_fluct``: the same measure with the cavity covariance closed on the fluctuating cavity mean
   (``equilibrium.cavity_fluct``, docs/theory.md B.10: Σ⁻¹ = T + c·K_post/λ1 in every direction of the basis).
-  Measured, not the default: it does not converge where ``cavity`` fails (α ≥ 2, T ≤ 0.1).
+  Measured, not the default: as good as ``cavity`` in regime, and its fixed point runs away in the corner
+  (α ≥ 2, T ≤ 0.1) where ``cavity`` fails.
 """
 
 from __future__ import annotations
