@@ -5,7 +5,8 @@
 MNIST 3 vs 5 (``load_task("mnist", (3, 5), n_train=P, n_test=100, seed=0)``), erf, λ0 = λ1 = 1,
 temperatures log-spaced from 10 down to 0.003. Prints wall and CPU (process) time of
 ``temperature_curve(level="gaussian")`` and ``temperature_curve(level="cavity")`` (every observable,
-test set included), their ratio, iterations, how many temperatures are in regime, and peak RSS.
+test set included), their ratio, at how many temperatures the cavity fixed point converged (the others
+are NaN), how many temperatures are in regime, and peak RSS.
 CPU time is printed because the machine is shared: wall time then measures the neighbours too.
 """
 
@@ -48,8 +49,9 @@ def main() -> None:
     print(f"gaussian level: {gw:7.1f} s wall {gc:7.1f} s CPU   (1.0x)")
     print(f"cavity level:   {cw:7.1f} s wall {cc:7.1f} s CPU   ({cw / gw:.0f}x wall, {cc / max(gc, 1e-9):.0f}x CPU)")
     # the level's own fixed point (TemperatureCurve.converged is the Q* saddle point's): B.6's reasons
-    n_conv = sum("did not converge" not in r for r in c.regime_reason)
-    print(f"cavity fixed point converged at {n_conv}/{len(temps)} temperatures (unconverged: NaN observables)")
+    conv = np.array(["did not converge" not in r for r in c.regime_reason])
+    print(f"cavity fixed point converged at {int(conv.sum())}/{len(temps)} temperatures"
+          + (f" (coldest converged T = {temps[conv].min():.3g}; unconverged: NaN observables)" if conv.any() else ""))
     print(f"cavity in regime at {int(c.in_regime.sum())}/{len(temps)} temperatures; "
           f"gaussian at {int(g.in_regime.sum())}/{len(temps)}; peak RSS {peak:.0f} MiB")
     for i in (0, len(temps) // 2, len(temps) - 1):
