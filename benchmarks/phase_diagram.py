@@ -572,6 +572,27 @@ def summary_table(rows: list[dict], mixed: dict | None = None) -> list[str]:
     return out
 
 
+def answer_table(rows: list[dict]) -> list[str]:
+    """One line per slice with ≥ 2 converged temperatures: the raw distance from the hottest to the coldest
+    converged temperature (and their ratio), the last converged step towards T → 0 in s.e., the largest
+    converged value above the coldest one in s.e., and λ1⟨v²⟩'s interior maximum if it has one."""
+    out = ["| slice | converged | raw distance: hottest → coldest converged T (ratio) | last step towards T → 0 "
+           "(s.e.) | max − coldest (s.e.) | unit sphere: last step, max − coldest (s.e.) "
+           "| λ1⟨v²⟩: interior max at T (s.e. above coldest) |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        p, u, v = (peak_summary(r, m) for m in ("centroid_distance", "unit_centroid_distance", "readout_second_moment"))
+        if p["n"] < 2:
+            continue
+        T, m, se = _converged_curve(r, "centroid_distance")
+        hot = int(np.argmax(T))
+        lam = f"{v['T_peak']:.3g} ({v['z']:.0f})" if v["interior"] else "none"
+        out.append(f"| {_title(r['config'], short=True)} | {p['n']}/{len(r['converged'])} | "
+                   f"{_fmt(m[hot], se[hot])} (T = {T[hot]:.3g}) → {_fmt(p['low'], p['low_se'])} (T = {p['low_T']:.3g}) "
+                   f"(×{p['low'] / m[hot]:.2f}) | {p['last_step_z']:+.1f} | {p['z']:.1f} | "
+                   f"{u['last_step_z']:+.1f}, {u['z']:.1f} | {lam} |")
+    return out
+
+
 def gd_table(rows: list[dict]) -> list[str]:
     """The GD end point of every slice beside where it lies on the converged sampled curve."""
     out = ["| slice | GD centroid distance | T on the sampled curve (raw / unit sphere) | GD λ1⟨v²⟩ "
@@ -678,6 +699,8 @@ def report(args) -> None:
     print("\n".join(summary_table(rows, mixed)))
     print()
     print("\n".join(gd_table(rows)))
+    print()
+    print("\n".join(answer_table(rows)))
     print()
     for r in rows:
         print("\n".join(slice_table(r)))
