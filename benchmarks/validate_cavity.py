@@ -651,7 +651,9 @@ def cmd_table(args) -> None:
         t = _task_cached(dataset, pair, P, Pt, source)
         fp = geometry.data_fingerprint(t.x_train, t.y_train)
         counted, flagged = select_references(groups[g], fp)
-        if not counted and not args.all_rows:
+        # the demo's widths: the theory also at the unconverged temperatures (indicative, shown ‡, never counted)
+        all_rows = args.all_rows or _category(g).startswith("demo")
+        if not counted and not all_rows:
             # nothing to count: list the flagged rows, skip the theory (keeps `table` cheap)
             body.append(f"\n#### {dataset} {pair[0]} v {pair[1]}, P = {P}, N1 = {n1} (α = {P / n1:g}), data "
                         f"{source} {fp}: no converged reference — "
@@ -661,7 +663,7 @@ def cmd_table(args) -> None:
             continue
         rows_here = counted + [r for r, _ in flagged]
         # the theory at the counted temperatures only (flagged rows elsewhere show "–"), unless --all-rows
-        temps = np.array(sorted({r.temperature for r in (rows_here if args.all_rows else counted)}, reverse=True))
+        temps = np.array(sorted({r.temperature for r in (rows_here if all_rows else counted)}, reverse=True))
         th, seconds = {}, {}
         for lev in args.levels:
             if lev == "single_neuron" and P > SN_MAX_P:
@@ -794,7 +796,8 @@ def cmd_table(args) -> None:
                                                         if "single_neuron" in args.levels else
                                                         " (single_neuron only with --levels: ~10 s per T)") + ".",
              "- The theory is evaluated at the counted temperatures; ‡ rows at other temperatures show '–' "
-             "(--all-rows evaluates them too).",
+             "(--all-rows evaluates them too; always done for the demo's data, where those deviations are "
+             "indicative only).",
              "- Phase-diagram rows: their data source is identified from the file's own NNGP centroid distance "
              + (f"({len(unidentified)} rows matched no source and are left out)" if unidentified else "(all matched)")
              + "."]
