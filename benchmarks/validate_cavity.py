@@ -767,8 +767,10 @@ def cmd_table(args) -> None:
 
     # --- coverage of issue 11's grid ------------------------------------------------------------------------
     grid_rows = ["## Coverage of issue 11's grid (N1 ≥ 50)", "",
-                 "Per cell: the references at that (data, α, T) with N1 ≥ 50 — ok = counted (diagnostics passed); "
-                 "‡ = shown but not counted (reason). T within 2 % of the grid value.", "",
+                 "Per cell: the references at that (data, α, T) with N1 ≥ 50 — ok ×n = counted (diagnostics passed); "
+                 "‡ = shown, not counted: R̂/ESS = the sampler's diagnostics failed, fixed = fixed-burn-in row without "
+                 "diagnostics, dup = a second counted row at that point. T within 2 % of the grid value; — = nothing.",
+                 "",
                  "| data | α | " + " | ".join(f"T = {T:g}" for T in T6) + " |", "|" + "---|" * (2 + len(T6))]
     names = {("mnist", (3, 5)): "MNIST 3 v 5", ("mnist", (4, 9)): "MNIST 4 v 9", ("cifar10", (3, 5)): "CIFAR grey cat v dog"}
     for (dataset, pair), name in names.items():
@@ -781,8 +783,10 @@ def cmd_table(args) -> None:
                     cells.append("GPU run (P ≥ 1000), not attempted")
                     continue
                 ok = sum(w == "ok" for _, w in hits)
-                other = sorted({w for _, w in hits if w != "ok"})
-                cells.append((f"ok ×{ok}" if ok else "") + (" ‡ " + "; ".join(other) if other else "") if hits else "—")
+                short = {"not converged (R̂/ESS)": "R̂/ESS", "no diagnostics (fixed burn-in)": "fixed", "duplicate": "dup"}
+                other = sorted({short.get(w, w) for _, w in hits if w != "ok"})
+                cells.append(" ".join(([f"ok ×{ok}"] if ok else []) + (["‡ " + ", ".join(other)] if other else []))
+                             if hits else "—")
             grid_rows.append(f"| {name} | {alpha:g} | " + " | ".join(cells) + " |")
     notes = ["", "## Notes", "",
              "- Command: `python benchmarks/validate_cavity.py --data-dir DATA table` (DATA: the directory with the "
