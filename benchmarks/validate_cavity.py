@@ -1,20 +1,21 @@
-"""The ``cavity`` theory level (and the others) against exact posterior sampling, α = P/N1 up to 5, T down to 0.003.
+"""Issue 11's validation table: every theory level against the adaptive sampled level, observable by observable.
 
-    python benchmarks/validate_cavity.py sample   # ground truth, cached point by point (resumable)
-    python benchmarks/validate_cavity.py table    # every level next to it, max/median deviation per observable
+    python benchmarks/validate_cavity.py --data-dir DATA sample-adaptive --groups a5-mnist35 --max-seconds 1000
+    python benchmarks/validate_cavity.py --data-dir DATA table   # theory at table time, ~80 s CPU
     python benchmarks/validate_cavity.py single-neuron-flags   # the P = 400 single_neuron breakdown, flagged
     python benchmarks/validate_cavity.py closures   # docs/theory.md B.9: rank-bound closure vs default vs sampling
     python benchmarks/validate_cavity.py linear     # B.9: identity activation sampled at α = 2 vs the Q* theory
 
-Grid (MNIST 3 vs 5, ``load_task("mnist", (3, 5), n_train=P, n_test=100, seed=0)``, erf, λ0 = λ1 = 1):
-α = 0.5 (P = 100, N1 = 200), α = 2 (P = 200, N1 = 100), α = 5 (P = 250, N1 = 50), each at
-T ∈ {1, 0.1, 0.01, 0.003}. α = 20 needs P = 1000 at N1 = 50: beyond the CPU budget of this
-session (a GPU run); the demo's own α = 20 point (P = 400, N1 = 20) is sampled last when time allows.
-Ground truth: ``equilibrium.sampling.sample_posterior`` (collapsed-readout HMC; the cached rows were made when it lived in gd_dynamics.langevin), 24 chains, burn-in 20
-time units (the issue's long burn-in), 10 measured trajectories; ± is one s.e. over chains.
-The table also uses the erf points of docs/validation.md's cache (3 vs 5 and 4 vs 9, P = 200,
-N1 = 100, T = 3 ... 0.03; 3 vs 5, P = 100, N1 = 50, T = 1 ... 0.01; same sampler, burn-in 5).
-Results: benchmarks/results/cavity_validation_table.md.
+``sample-adaptive``: ``temperature_curve(level="sampled")`` (R̂/ESS-checked adaptive length) on ADAPTIVE_GROUPS at
+issue 11's temperatures 1 … 0.003 (α = 5 at N1 = 50 on MNIST 3 v 5, 4 v 9 and CIFAR-10 grey cat v dog; the demo's
+data at N1 = 20, 10; α = 2 at N1 = 100), one row per temperature in cavity_validation_adaptive.json with config,
+data source and fingerprint, command, commit and diagnostics. ``table`` reads that cache, the phase-diagram slices
+(benchmarks/phase_diagram.py, read-only), cavity_validation_extra.json and the older fixed-burn-in caches
+(``sample``, ``sample-extra``, docs/validation.md's grid: shown, never counted), counts only references whose
+diagnostics passed, refuses groups mixing data sources, evaluates every level with the current code and writes
+benchmarks/results/cavity_validation_table.md (docs/validation.md, "Level `cavity` (issue 11)"). erf, λ0 = λ1 = 1,
+``load_task(dataset, pair, n_train=P, n_test=100, seed=0)``, CIFAR in grey. α = 20 at N1 ≥ 50 (P ≥ 1000) is a GPU
+run, not attempted on the shared CPU.
 """
 
 from __future__ import annotations
