@@ -20,7 +20,7 @@ def demo(
     replicas: list[int] = [8, 4],  # noqa: B006
     activation: str = "erf",
     lr: float | None = None,
-    levels: list[str] = ["nngp", "gaussian", "cavity"],  # noqa: B006
+    levels: list[str] = ["nngp", "cavity", "gaussian"],  # noqa: B006  (GD's T_eff plots map through the last)
     cavity_every: int = 2,
     t_min: float = 1e-4,
     t_max: float = 100.0,
@@ -58,6 +58,8 @@ def demo(
         levels: theory levels (nngp, gaussian, single_neuron, cavity). ``cavity`` (the self-consistent
             single-unit level, every observable from one measure) is shown beside ``gaussian``; at the demo's
             widths (N1 < 50) it is outside its validated regime: its curve is dashed and report.md says so.
+            The plots map GD through the last level's T_eff (default ``gaussian``: at N1 = 20 the ``cavity``
+            level's training error stays above GD's once T_eff < 0.2, so half the steps would not map).
         cavity_every: the ``cavity`` level runs on every cavity_every-th temperature of the theory grid (both
             ends included): it costs ~1 CPU-s per temperature at P = 400, the other levels milliseconds.
         t_min: lowest temperature of the theory grid.
