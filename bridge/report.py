@@ -253,7 +253,8 @@ def _plot_summary(results: Sequence[Any], path: Path, measure: str = "centroid_s
         pts = [(p.temperature, *p.values[measure]) for p in res.samples if measure in p.values]
         if pts:
             T, mu, se = map(np.array, zip(*pts))
-            ax.errorbar(T, mu, yerr=se, fmt="s", color="k", ms=4, capsize=2, label="sampling")
+            # above the legend box: the converged sampled points are the reference and must not be hidden
+            ax.errorbar(T, mu, yerr=se, fmt="s", color="k", ms=4, capsize=2, label="sampling", zorder=6)
         ax.set_xscale("log")
         ax.set_xlabel("temperature T  (GD: T_eff(t), time runs right to left)", fontsize=8)
         ax.set_title(f"N1 = {res.width} (α = P/N1 = {res.trajectory.train_predictions.shape[2] / res.width:.3g})",
