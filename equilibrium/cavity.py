@@ -300,7 +300,7 @@ def cavity_curve(
     "trace" (B.9: Σ = (T + c·K_m/λ1)⁻¹, the same kernel as the mean field, from averaging the exact
     identity T·A_W⁻¹ + Σ_j φ_jφ_jᵀA_∖j⁻¹/(λ1N1(1 + a_j)) = I; it satisfies the rank bound by construction
     but misses the cavity mean's fluctuations and is measured to be worse — kept to reproduce B.9), or
-    "fluct" (B.10, :mod:`equilibrium.cavity_fluct`: Σ⁻¹ = T + c·K_post/λ1 in every direction of the basis, what a
+    "fluct" (docs/theory.md B.10: Σ⁻¹ = T + c·K_post/λ1 in every direction of the basis, what a
     Gaussian-fluctuating cavity mean closes to; level ``cavity_fluct``; measured, not the default).
     """
     x = np.asarray(x_train, dtype=np.float64)
@@ -429,18 +429,27 @@ def cavity_curve(
         trace = Li.sum() - (c / lam1) * torch.trace(torch.linalg.solve(small, D @ (Bst.T @ (Li[:, None] ** 2 * Bst))))
         return base - corr, trace
 
-    def measure(T: float, state: tuple):
-        """One pass: fields -> (★) weights -> new (m, q, D_post, ρ, D_m)."""
-        m, q, Dp = state
-        qa, _ = quad_all(T, cav, q, Dp)
+    def tilt(T: float, m: torch.Tensor, scale: float, D: torch.Tensor, basis: torch.Tensor):
+        """The (★) weights of every sample for cavity fields (m, Σ = (T + c·(scale·K + basis D basisᵀ)/λ1)⁻¹)."""
+        qa, _ = quad_all(T, cav, scale, D, basis)
         a = qa / (lam1 * N1)
         g = (m @ phi) / math.sqrt(lam1 * N1)
         logw = log_p0_q - 0.5 * torch.log1p(a) + 0.5 * g * g / (1.0 + a)
         w = torch.softmax(logw, 0)
-        omega = 1.0 / (1.0 + a) + g * g / (1.0 + a) ** 2
+        omega = 1.0 / (1.0 + a) + g * g / (1.0 + a) ** 2  # λ1⟨v²⟩ of the unit given the cavity
+        return w, a, g, omega, logw
+
+    # where Σ's measured shape lives: "shape" (B.5) on Bs (label directions removed, q·K there);
+    # "fluct" (B.10: Σ_t⁻¹ = T + c·K_post/λ1, what a Gaussian-fluctuating cavity mean closes to) on all of B
+    sigma_basis, shape_p = (Bt, pB) if closure == "fluct" else (Bst, pBs)
+
+    def measure(T: float, state: tuple):
+        """One pass: fields -> (★) weights -> new (m, q, D_post, ρ, D_m)."""
+        m, q, Dp = state
+        w, a, g, omega, logw = tilt(T, m, q, Dp, sigma_basis)
         q_new = float((w * omega).sum())
         rho = float((w / (1.0 + a)).sum())
-        Dp_new = kernel_parts(w * omega, q_new, pBs)
+        Dp_new = kernel_parts(w * omega, q_new, shape_p)
         Dm = kernel_parts(w / (1.0 + a), rho)
         m_new = U @ solve_eig(T, cav, rho, Dm, yr[:, None])[:, 0]
         return (m_new, q_new, Dp_new), dict(w=w, a=a, g=g, omega=omega, rho=rho, Dm=Dm, logw=logw)
@@ -448,12 +457,7 @@ def cavity_curve(
     def measure_trace(T: float, state: tuple):
         """One pass of the "trace" closure (B.9): Σ = (T + c·K_m/λ1)⁻¹, m = Σy, K_m = ρK + B D_m Bᵀ."""
         m, rho, Dm = state
-        qa, _ = quad_all(T, cav, rho, Dm, Bt)
-        a = qa / (lam1 * N1)
-        g = (m @ phi) / math.sqrt(lam1 * N1)
-        logw = log_p0_q - 0.5 * torch.log1p(a) + 0.5 * g * g / (1.0 + a)
-        w = torch.softmax(logw, 0)
-        omega = 1.0 / (1.0 + a) + g * g / (1.0 + a) ** 2
+        w, a, g, omega, logw = tilt(T, m, rho, Dm, Bt)
         rho_new = float((w / (1.0 + a)).sum())
         Dm_new = kernel_parts(w / (1.0 + a), rho_new)
         m_new = U @ solve_eig(T, cav, rho_new, Dm_new, yr[:, None])[:, 0]
@@ -461,12 +465,7 @@ def cavity_curve(
 
     if closure == "trace":  # state (m, ρ, D_m) on the full basis B instead of (m, q, D_post) on Bs
         measure = measure_trace  # noqa: F811
-        ns = nb
-    if closure == "fluct":  # B.10: state (m, q, D of K_post) on the full basis B
-        from .cavity_fluct import fluct_measure
-
-        measure = fluct_measure(quad_all=quad_all, kernel_parts=kernel_parts, solve_eig=solve_eig, phi=phi, pB=pB,  # noqa: F811
-                                Bt=Bt, U=U, yr=yr, log_p0_q=log_p0_q, lam1=lam1, width=N1)
+    if closure in ("trace", "fluct"):
         ns = nb
 
     def pack(state):
@@ -582,15 +581,14 @@ def cavity_curve(
         _, aux = measure(T, state)
         w, a, g, omega, rho, Dm = aux["w"], aux["a"], aux["g"], aux["omega"], aux["rho"], aux["Dm"]
         q = float((w * omega).sum())
-        Dp = kernel_parts(w * omega, q, pBs)
+        Dp = kernel_parts(w * omega, q, shape_p)
         # ---- predictor of the full network (N1 units) from the same measure ----
         m_hat_r = solve_eig(T, 1.0, rho, Dm, yr[:, None])[:, 0]
         m_hat = U @ m_hat_r
         resid_train = T * m_hat
         out["train_mean"].append((yv - resid_train).cpu().numpy())
         out["train_error"].append(float((resid_train ** 2).mean()))
-        _, tr_cav = (quad_all(T, cav, rho, Dm, Bt) if closure == "trace" else
-                     quad_all(T, cav, state[1], state[2], Bt) if closure == "fluct" else quad_all(T, cav, q, Dp))
+        _, tr_cav = quad_all(T, cav, rho, Dm, Bt) if closure == "trace" else quad_all(T, cav, q, Dp, sigma_basis)
         trS = T * float(tr_cav) / P  # T·TrΣ/P of the cavity field (regime indicator)
         out["trS"].append(trS)
         # train posterior variance T − T²·Tr Σ̂/P with Σ̂ = (T + qK/λ1)⁻¹ (same kernel as the test variance)

@@ -20,7 +20,7 @@ Levels:
   docs/theory.md B.5); returns its own predictor, λ1⟨v²⟩ and weight moments in
   ``PosteriorKernels.observables`` and its regime indicator in ``PosteriorKernels.regime``.
 - ``cavity_fluct``: the same measure with the cavity covariance closed on the fluctuating cavity mean
-  (``equilibrium.cavity_fluct``, docs/theory.md B.10: Σ⁻¹ = T + c·K_post/λ1 in every direction of the basis).
+  (``cavity_curve(closure="fluct")``, docs/theory.md B.10: Σ⁻¹ = T + c·K_post/λ1 in every direction of the basis).
   Measured, not the default: as good as ``cavity`` in regime, and its fixed point runs away in the corner
   (α ≥ 2, T ≤ 0.1) where ``cavity`` fails.
 """
@@ -157,7 +157,7 @@ _ALL: dict[str, Level] = {
     "cavity": Level("cavity", "single-unit cavity measure with self-consistent fields; predictor, lambda1<v^2>, <K_W> "
                     "and weights all from that measure (equilibrium.cavity; binary tasks)", True, _cavity),
     "cavity_fluct": Level("cavity_fluct", "cavity level with the covariance closed on the fluctuating cavity mean "
-                          "(equilibrium.cavity_fluct, docs/theory.md B.10; measured, not the default)", True,
+                          "(cavity_curve(closure='fluct'), docs/theory.md B.10; measured, not the default)", True,
                           lambda ctx: _cavity(ctx, closure="fluct")),
 }
 

@@ -44,11 +44,12 @@ def test_identity_activation_is_the_exact_linear_theory(width, level, rtol):
                                np.diagonal(g.weight_moments, axis1=1, axis2=2), rtol=5e-3)
 
 
-def test_large_width_limit_erf():
+@pytest.mark.parametrize("level", ["cavity", "cavity_fluct"])  # B.5 and B.10 closures
+def test_large_width_limit_erf(level):
     x, y, xt, yt = _data(seed=1)
     kw = dict(width=100_000, activation="erf", x_test=xt, y_test=yt)
     g = temperature_curve(x, y, [1.0, 0.1], level="gaussian", **kw)
-    c = temperature_curve(x, y, [1.0, 0.1], level="cavity", **kw)
+    c = temperature_curve(x, y, [1.0, 0.1], level=level, **kw)
     for name in PREDICTOR:
         np.testing.assert_allclose(getattr(c, name), getattr(g, name), rtol=1e-4, err_msg=name)
     # ⟨K_W⟩ itself tends to K (the shift is O(1/N1)); N1·shift agrees with the Gaussian-equivalent
