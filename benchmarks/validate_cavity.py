@@ -162,7 +162,7 @@ T6 = (1.0, 0.3, 0.1, 0.03, 0.01, 0.003)  # issue 11's temperatures
 #: (name, dataset, pair, P, N1): what no other cache covers with the adaptive sampled level, in priority order —
 #: α = 5 at N1 = 50 on the three data sets; the demo's widths N1 = 20, 10 on the demo's data (P = 400);
 #: α = 2 at N1 = 100 where only fixed-burn-in rows existed. (α = 0.5, 1, 2 at P = 100 come from
-#: benchmarks/phase_diagram.py's caches; α = 20 at N1 ≥ 50 means P ≥ 1000: a GPU run.)
+#: benchmarks/phase_diagram.py's caches; α = 20 at N1 ≥ 50 means P ≥ 1000: its cold end needs a GPU run.)
 ADAPTIVE_GROUPS = (
     ("a5-mnist35", "mnist", (3, 5), 250, 50),
     ("a5-mnist49", "mnist", (4, 9), 250, 50),
@@ -171,6 +171,7 @@ ADAPTIVE_GROUPS = (
     ("demo-N10", "mnist", (3, 5), 400, 10),
     ("a2-mnist35", "mnist", (3, 5), 200, 100),
     ("a2-mnist49", "mnist", (4, 9), 200, 100),
+    ("a20-mnist35", "mnist", (3, 5), 1000, 50),  # α = 20 at N1 = 50: the hot temperatures fit a CPU run
 )
 #: scalar TemperatureCurve fields cached per sampled temperature (mean and s.e.), and the per-class ones
 ADAPTIVE_SCALARS = ("train_error", "train_variance", "test_error", "test_bias2", "test_variance",
