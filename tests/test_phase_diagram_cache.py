@@ -168,16 +168,51 @@ def test_embedded_slices_fingerprint_is_the_embedded_subset():
 
 
 def test_fingerprint_sees_the_examples_not_the_last_bits():
+    from gdeq.geometry import data_fingerprint
+
     script = _script()
+    fp9 = functools.partial(data_fingerprint, decimals=script.FINGERPRINT_DECIMALS)
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((6, 4)), np.array([1.0, -1, 1, -1, 1, -1])
-    fp = script._array_fingerprint(x, y)
-    assert script._array_fingerprint(x * (1 + 1e-14), y) == fp  # rounding noise of a preprocessing sum
-    assert script._array_fingerprint(x[[1, 0, 2, 3, 4, 5]], y) != fp  # other order of examples
-    assert script._array_fingerprint(x, -y) != fp  # other labels
-    assert script._array_fingerprint(x[:5], y[:5]) != fp
+    fp = fp9(x, y)
+    assert fp9(x * (1 + 1e-14), y) == fp  # rounding noise of a preprocessing sum
+    assert data_fingerprint(x * (1 + 1e-14), y) != data_fingerprint(x, y)  # the exact default sees it
+    assert fp9(x[[1, 0, 2, 3, 4, 5]], y) != fp  # other order of examples
+    assert fp9(x, -y) != fp  # other labels
+    assert fp9(x[:5], y[:5]) != fp
     z = np.zeros(3)
-    assert script._array_fingerprint(-z) == script._array_fingerprint(z)
+    assert fp9(-z, y) == fp9(z, y)
+
+
+def test_the_slices_fingerprint_is_geometrys():
+    """One data fingerprint in gdeq (regression: the script hashed with a copy of its own): the slice's data
+    record is geometry.data_fingerprint with the script's rounding, the hash is sha256 of shape and float64
+    bytes (computed here by hand), and the script holds no hashing of its own."""
+    import hashlib
+    from types import SimpleNamespace
+
+    from gdeq.geometry import data_fingerprint
+
+    script = _script()
+    rng = np.random.default_rng(2)
+    task = SimpleNamespace(source="x | y", x_train=rng.standard_normal((5, 3)), y_train=np.sign(rng.standard_normal(5)),
+                           x_test=rng.standard_normal((2, 3)), y_test=np.ones(2))
+    rec = script.data_record(task)
+    assert rec["fingerprint"] == data_fingerprint(task.x_train, task.y_train, decimals=9)
+    assert rec["test_fingerprint"] == data_fingerprint(task.x_test, task.y_test, decimals=9)
+
+    def by_hand(*arrays):
+        h = hashlib.sha256()
+        for a in arrays:
+            h.update(str(a.shape).encode())
+            h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+        return h.hexdigest()[:16]
+
+    assert rec["fingerprint"] == by_hand(np.round(task.x_train, 9), task.y_train)
+    assert data_fingerprint(task.x_train, task.y_train) == by_hand(task.x_train, task.y_train)  # exact: the bridge's
+    assert "hashlib" not in SCRIPT.read_text()
+    with pytest.raises(ValueError, match="decimals"):
+        data_fingerprint(task.x_train, task.y_train, decimals=1e-9)
 
 
 def _fake_row(task: str, alpha: float, fingerprint: str | None) -> dict:
