@@ -356,8 +356,10 @@ def _regime(post: PosteriorKernels, T, Q, sp, n_train: int, width: float, prior_
         own_sigma = post.observables is not None and "train_error" in post.observables  # cavity: its own Σ
         extra = [] if (own_sigma or linear) else [rank_bound(gaussian_sigma_trace(T, Q, sp.kappa, prior_v=prior_v,
                                                                              width=width), n_train, width)]
+        if not own_sigma:  # the cavity levels check N1 ≥ 50 in their own flags; single_neuron does not
+            extra.append(width_check(width, len(T)))
         if failed is not None:
-            extra = [(np.asarray(mask, bool) | failed, why) for mask, why in extra]
+            extra = [(np.asarray(mask, bool) | failed, reason) for mask, reason in extra]
         if not extra:
             return np.asarray(ok, dtype=bool), tuple(why)
         ok2, why2 = regime_flags(np.full(len(T), np.inf), np.ones(len(T), bool), extra=extra)

@@ -108,6 +108,8 @@ def test_unconverged_temperature_returns_nan_and_says_why(monkeypatch):
         v = np.asarray(getattr(c, name))
         assert np.isnan(v[2]).all() and np.isfinite(v[:2]).all(), name
     assert not c.in_regime[2] and c.regime_reason[2] == "self-consistent fields did not converge"
+    # N1 = 20 < 50: outside the validated regime at every temperature, like every other level (B.6 item 4)
+    assert not c.in_regime.any() and all("width N1 < 50" in r for r in c.regime_reason[:2]), c.regime_reason
 
 
 def _mnist(n_train, n_test=0):
