@@ -48,8 +48,8 @@ def main() -> None:
           f"{a.threads} threads, device {a.device or 'cpu'}")
     print(f"gaussian level: {gw:7.1f} s wall {gc:7.1f} s CPU   (1.0x)")
     print(f"cavity level:   {cw:7.1f} s wall {cc:7.1f} s CPU   ({cw / gw:.0f}x wall, {cc / max(gc, 1e-9):.0f}x CPU)")
-    # the level's own fixed point (TemperatureCurve.converged is the Q* saddle point's): B.6's reasons
-    conv = np.array(["did not converge" not in r for r in c.regime_reason])
+    # TemperatureCurve.converged: the Q* saddle point's and the level's own fixed point's (B.6)
+    conv = np.asarray(c.converged, dtype=bool)
     print(f"cavity fixed point converged at {int(conv.sum())}/{len(temps)} temperatures"
           + (f" (coldest converged T = {temps[conv].min():.3g}; unconverged: NaN observables)" if conv.any() else ""))
     print(f"cavity in regime at {int(c.in_regime.sum())}/{len(temps)} temperatures; "

@@ -94,25 +94,20 @@ def _task(spec: str, n_train: int, n_test: int, data_dir, source: str | None = N
     return load_task(name, classes, n_train=n_train, n_test=n_test, seed=0, data_dir=data_dir, preprocessing=pre)
 
 
-def _array_fingerprint(*arrays) -> str:
-    """Short sha256 (16 hex) of float64 arrays, rounded to 1e-9 first (so the last bits of a preprocessing
-    sum never change it; -0.0 folded into 0.0) and with their shapes, in order."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(np.round(np.asarray(a, dtype=np.float64), 9) + 0.0)
-        h.update(repr(a.shape).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()[:16]
+#: the slices' fingerprints are geometry.data_fingerprint rounded to 9 decimals (the last bits of a
+#: preprocessing sum never change them); every cached config.data was recorded so
+FINGERPRINT_DECIMALS = 9
 
 
 def data_record(task) -> dict:
     """What a slice's numbers were computed on: load_task's source (file names only, no directories) and
-    fingerprints of the data actually used (train inputs + labels; test inputs + labels)."""
+    fingerprints of the data actually used (train inputs + labels; test inputs + labels):
+    ``geometry.data_fingerprint(x, y, decimals=FINGERPRINT_DECIMALS)``."""
+    from gdeq import geometry
+
     source = " | ".join(Path(s.strip()).name if "/" in s else s.strip() for s in str(task.source).split("|"))
-    return dict(source=source, fingerprint=_array_fingerprint(task.x_train, task.y_train),
-                test_fingerprint=_array_fingerprint(task.x_test, task.y_test))
+    fp = lambda x, y: geometry.data_fingerprint(x, y, decimals=FINGERPRINT_DECIMALS)  # noqa: E731
+    return dict(source=source, fingerprint=fp(task.x_train, task.y_train), test_fingerprint=fp(task.x_test, task.y_test))
 
 
 def check_same_data(row: dict, task, what: str) -> None:

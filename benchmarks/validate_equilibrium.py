@@ -255,9 +255,11 @@ def cmd_table(args) -> None:
         w = np.array(worst)
         for j, name in enumerate(("gaussian", "single_neuron (saddle fields)", "single_neuron (self-consistent)")):
             ok = (w[:, j] <= 0.1) | (np.array(zs)[:, j] <= 2.0)
-            notes.append(f"{name} vs sampling, erf, P = 200: max |rel. dev.| {100 * w[:, j].max():.0f} %, "
-                         f"median {100 * np.median(w[:, j]):.0f} %, within 10 %: {int((w[:, j] <= 0.1).sum())}/{len(w)}, "
-                         f"within 10 % or 2 s.e. of sampling: {int(ok.sum())}/{len(w)}")
+            fin = np.isfinite(w[:, j])  # an unconverged self-consistent point is NaN (docs/theory.md B.6)
+            notes.append(f"{name} vs sampling, erf, P = 200: max |rel. dev.| {100 * w[fin, j].max():.0f} %, "
+                         f"median {100 * np.median(w[fin, j]):.0f} %, within 10 %: {int((w[:, j] <= 0.1).sum())}/{len(w)}, "
+                         f"within 10 % or 2 s.e. of sampling: {int(ok.sum())}/{len(w)}"
+                         + (f" ({int((~fin).sum())} not converged: no value)" if not fin.all() else ""))
     secs = [th["sn_seconds_per_T"] for th in theory.values()]
     secs_f = [th["sf_seconds_per_T"] for th in theory.values()]
     notes.append(f"single_neuron cost ({SN_SAMPLES} samples, P <= 200, shared CPU core): self-consistent "

@@ -68,7 +68,10 @@ class TemperatureCurve:
     ``readout_second_moment``/``weight_*`` (instead of the Q* GP).
 
     Metadata: ``width``, ``activation``, ``prior_w``, ``prior_v``, ``level``, ``data_fingerprint``
-    (= geometry.data_fingerprint(x_train, y_train)), ``converged``/``n_minima`` of the saddle point.
+    (= geometry.data_fingerprint(x_train, y_train)), ``n_minima`` of the saddle point and ``converged``:
+    the saddle point converged AND, for the levels with self-consistent fields of their own (``cavity``,
+    ``cavity_fluct``, ``single_neuron``), their fixed point was found; where it was not, every result of
+    that temperature is NaN (``Q`` keeps the saddle point) and ``regime_reason`` says so (B.6).
     ``mean_kernel_approximations``: the measures this curve computes from the mean kernel ⟨K_W⟩ alone
     although they are non-linear in K_W: empty for ``level="sampled"`` (every measure per posterior
     sample), for ``nngp`` (K_W = K at infinite width) and for the saddle-point levels where the delta
@@ -254,8 +257,10 @@ def temperature_curve(
                        width=float(width), activation=activation, prior_w=float(prior_w), prior_v=float(prior_v),
                        test_rotated=F0, y_test=Ytd)
     post = lev.posterior(ctx)
+    # the level's own fixed point (cavity closures, single_neuron): where it failed, nothing is a result (B.6)
+    failed = np.zeros(nT, bool) if post.converged is None else ~np.asarray(post.converged, dtype=bool)
     in_regime, regime_reason = _regime(post, T, Q, sp, X.shape[0], float(width), float(prior_v),
-                                       linear=isinstance(activation, str) and activation == "identity")
+                                       linear=isinstance(activation, str) and activation == "identity", failed=failed)
     geo = _geometry(post.train, Y)
     reference = {k: v[0] for k, v in _reference(kb.train, Y).items()}
     test_geo: dict[str, np.ndarray] = {}
@@ -277,7 +282,7 @@ def temperature_curve(
         readout = own["readout_second_moment"]
     if "weight_moments" in own:  # levels without a spectral tilt that measure the weights (single_neuron, cavity)
         wm, wl = own["weight_moments"], own["weight_label_moment"]
-    return TemperatureCurve(
+    curve = TemperatureCurve(
         temperature=T, Q=np.asarray(Q), train_error=pred.train_error, train_variance=pred.train_variance,
         test_error=pred.test_error if pred.test_error is not None else nan,
         test_bias2=pred.test_bias2 if pred.test_bias2 is not None else nan,
@@ -286,7 +291,7 @@ def temperature_curve(
         centroid_shift=float(width) * (geo["centroid_distance"] - reference["centroid_distance"]),
         **{k: geo[k] for k in MEASURES},
         weight_moments=wm, weight_label_moment=wl, weight_directions=E,
-        converged=np.asarray(conv), n_minima=np.asarray(nmin),
+        converged=np.asarray(conv, dtype=bool) & ~failed, n_minima=np.asarray(nmin),
         width=float(width), activation=activation if isinstance(activation, str) else getattr(activation, "__name__", "callable"),
         prior_w=float(prior_w), prior_v=float(prior_v), level=level,
         data_fingerprint=geometry.data_fingerprint(X, Y), n_outputs=D,
@@ -294,6 +299,25 @@ def temperature_curve(
         test_prediction=pred.test_mean, test_prediction_variance=pred.test_variance,
         in_regime=in_regime, regime_reason=regime_reason, mean_kernel_approximations=approximations,
     )
+    return _blank(curve, failed) if failed.any() else curve
+
+
+# the per-temperature results of a TemperatureCurve (leading axis = temperature); Q is the saddle point's
+_RESULT_FIELDS = ("train_error", "train_variance", "test_error", "test_bias2", "test_variance", "readout_second_moment",
+                  "centroid_shift", *MEASURES, "weight_moments", "weight_label_moment", "test_prediction",
+                  "test_prediction_variance")
+
+
+def _blank(curve: TemperatureCurve, failed: np.ndarray) -> TemperatureCurve:
+    """NaN in every result at the temperatures ``failed`` whose fixed point was not found: the last iterate of a
+    failed solve depends on the solver's path and is not a result (docs/theory.md B.6, item 2)."""
+    def rows(a):
+        a = np.array(a, dtype=np.float64)
+        a[failed] = np.nan
+        return a
+
+    values = {k: rows(getattr(curve, k)) for k in _RESULT_FIELDS if getattr(curve, k) is not None}
+    return replace(curve, **values, test_geometry={k: rows(v) for k, v in curve.test_geometry.items()})
 
 
 def _correct_unit_sphere(geo, test_geo, post, X, Y, Xt, Yt, activation, prior_w, width, lev) -> tuple[str, ...]:
@@ -318,10 +342,13 @@ def _correct_unit_sphere(geo, test_geo, post, X, Y, Xt, Yt, activation, prior_w,
     return () if trusted else names
 
 
-def _regime(post: PosteriorKernels, T, Q, sp, n_train: int, width: float, prior_v: float, *, linear: bool = False):
+def _regime(post: PosteriorKernels, T, Q, sp, n_train: int, width: float, prior_v: float, *, linear: bool = False,
+            failed: np.ndarray | None = None):
     """Regime indicator per temperature (docs/theory.md B.6): the level's own checks (importance-weight
     degeneracy, convergence, its cavity rank bound) when it has them; otherwise the rank bound
     T·TrΣ/P ≥ 1 − (N1 − 1)/P on the Gaussian-equivalent cavity field Σ = (T + Q K/λ1)⁻¹; and N1 ≥ 50.
+    At the temperatures ``failed`` (the level's fixed point not found) the only reason is the level's own
+    non-convergence, as in equilibrium.cavity: a result that does not exist is not checked further.
     ``linear`` (identity activation): no rank-bound check — the Q* theory is exact there to O(1/N1) although
     its Σ breaks the bound (docs/theory.md B.9: the bound constrains E[A_∖i⁻¹], not the Σ of the measure)."""
     if post.regime is not None:
@@ -329,6 +356,10 @@ def _regime(post: PosteriorKernels, T, Q, sp, n_train: int, width: float, prior_
         own_sigma = post.observables is not None and "train_error" in post.observables  # cavity: its own Σ
         extra = [] if (own_sigma or linear) else [rank_bound(gaussian_sigma_trace(T, Q, sp.kappa, prior_v=prior_v,
                                                                              width=width), n_train, width)]
+        if not own_sigma:  # the cavity levels check N1 ≥ 50 in their own flags; single_neuron does not
+            extra.append(width_check(width, len(T)))
+        if failed is not None:
+            extra = [(np.asarray(mask, bool) | failed, reason) for mask, reason in extra]
         if not extra:
             return np.asarray(ok, dtype=bool), tuple(why)
         ok2, why2 = regime_flags(np.full(len(T), np.inf), np.ones(len(T), bool), extra=extra)

@@ -77,6 +77,9 @@ class PosteriorKernels:
     observables: dict[str, np.ndarray] | None = None
     # the level's own regime indicator: (in_regime (nT,) bool, reasons per temperature)
     regime: tuple[np.ndarray, tuple[str, ...]] | None = None
+    # convergence of the level's own self-consistent fields per temperature (None: no solver of its own);
+    # the curve's ``converged`` carries it, and where it is False every observable is NaN (docs/theory.md B.6)
+    converged: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,7 @@ def _single_neuron(ctx: LevelContext) -> PosteriorKernels:
     # its predictor and λ1⟨v²⟩ are the Q* GP's (the level's definition); the weights come from its measure
     return PosteriorKernels(train=to(r.hidden_gram), test=to(r.hidden_gram_test), tilt=None,
                             observables=dict(weight_moments=r.weight_moments, weight_label_moment=r.weight_label_moment),
-                            regime=(r.in_regime, r.regime_reason))
+                            regime=(r.in_regime, r.regime_reason), converged=r.converged)
 
 
 def _cavity(ctx: LevelContext, closure: str = "shape") -> PosteriorKernels:
@@ -145,7 +148,7 @@ def _cavity(ctx: LevelContext, closure: str = "shape") -> PosteriorKernels:
                test_prediction_variance=r.test_point_variance, readout_second_moment=r.readout_second_moment,
                weight_moments=r.weight_moments, weight_label_moment=r.weight_label_moment)
     return PosteriorKernels(train=to(r.hidden_gram), test=to(r.hidden_gram_test), tilt=None, observables=obs,
-                            regime=(r.in_regime, r.regime_reason))
+                            regime=(r.in_regime, r.regime_reason), converged=r.converged)
 
 
 _ALL: dict[str, Level] = {

@@ -64,7 +64,9 @@ class SingleNeuronResult:
     e_y = Xᵀy/|Xᵀy|; ``ess`` the effective sample size of the importance weights (of ``samples``),
     ``iterations``/``converged`` of the self-consistent variant (1/True otherwise); ``pareto_k`` the
     Pareto-tail index k̂ of the log weights (arviz PSIS); ``in_regime``/``regime_reason`` the regime
-    indicator (:func:`equilibrium.cavity.regime_flags`: ESS, k̂ ≤ 0.7, convergence).
+    indicator (:func:`equilibrium.cavity.regime_flags`: ESS, k̂ ≤ 0.7, convergence). Where ``converged``
+    is False every observable and diagnostic is NaN, ``in_regime`` False and the reason "self-consistent
+    fields did not converge" (docs/theory.md B.6): the last iterate of a failed solve is not a result.
     """
 
     temperature: np.ndarray
@@ -325,7 +327,8 @@ def single_neuron_curve(
     from ρK (ρ = E_p[1/(1+a)]) only in the ``rank`` leading eigen-directions of K plus y and Km
     (the rest is Monte-Carlo noise). Damped fixed-point iteration (``damping``, ``tol`` on q and
     K_m, ``max_iter``), temperatures solved hot to cold, each warm-starting the next; ``converged``
-    reports the outcome per temperature. Cost: ``iterations`` × O(P²·S).
+    reports the outcome per temperature, and an unconverged temperature returns NaN for every observable
+    and diagnostic (the next one still starts from its last iterate). Cost: ``iterations`` × O(P²·S).
 
     ``samples`` importance samples (default: 2^24 / P, between 4096 and 2^15); ``seed`` fixes them.
 
@@ -334,7 +337,6 @@ def single_neuron_curve(
     """
     x, Y, T_all, Qa = _check_inputs(x_train, y_train, temperatures, Q, width, prior_w, prior_v)
     P, D = Y.shape
-    nT = len(T_all)
     dev = torch.device(device) if device is not None else torch.device("cpu")
     N1, lam0, lam1 = float(width), float(prior_w), float(prior_v)
     xt = None if x_test is None else np.asarray(x_test, dtype=np.float64)
@@ -353,6 +355,7 @@ def single_neuron_curve(
     top = eigh(K, top=min(rank, P))[1]  # includes the mean mode of a non-odd σ
     rows: list[dict] = []
     iterations: list[int] = []
+    found: list[bool] = []
     q_prev = None
     order = np.argsort(-T_all, kind="stable")  # hot to cold: each temperature warm-starts the next
     for step, ti in enumerate(order):
@@ -361,6 +364,7 @@ def single_neuron_curve(
         Yk = Yt @ torch.as_tensor(V, device=dev)  # outputs rotated to Q's eigenbasis
         if self_consistent:  # start from the Q* theory, or rescale the previous temperature's fixed point
             K_m, qb = (q[0] * K, float(q[0])) if step == 0 else (K_m * (q[0] / q_prev), qb * (q[0] / q_prev))
+        done = not self_consistent  # the saddle fields need no solve
         for it in range(max_iter if self_consistent else 1):
             fields = (_self_consistent_fields(T, Yk, K_m, qb, K, lam1, cav) if self_consistent
                       else _saddle_fields(T, q, Yk, K, lam1))
@@ -373,14 +377,20 @@ def single_neuron_curve(
                 break
         q_prev = q[0]
         iterations.append(it + 1)
-        rows.append(_observables(sample, kb, E_dir, E.shape[0], lam1, lam0))
+        found.append(bool(done))
+        row = _observables(sample, kb, E_dir, E.shape[0], lam1, lam0)
+        if not done:  # no fixed point: every observable and diagnostic of this T is NaN (docs/theory.md B.6)
+            row = {k: np.full_like(np.asarray(v, dtype=np.float64), np.nan) for k, v in row.items()}
+        rows.append(row)
     inv = np.argsort(order)
     rows = [rows[i] for i in inv]
     its = np.array(iterations)[inv]
     test = xt is not None
-    converged = its < max_iter if self_consistent else np.ones(nT, bool)
+    converged = np.array(found, dtype=bool)[inv]
     ess, khat = np.array([r["ess"] for r in rows]), np.array([r["pareto_k"] for r in rows])
-    in_regime, reason = regime_flags(ess, converged, pareto=khat)  # degenerate importance weights are flagged
+    # degenerate importance weights are flagged; an unconverged temperature has no diagnostics (NaN): its only
+    # reason is the non-convergence (as in equilibrium.cavity)
+    in_regime, reason = regime_flags(np.where(converged, ess, np.inf), converged, pareto=np.where(converged, khat, 0.0))
     return SingleNeuronResult(
         temperature=T_all, hidden_gram=np.stack([r["KW"] for r in rows]),
         readout_second_moment=np.array([r["v2"] for r in rows]),

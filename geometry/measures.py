@@ -85,18 +85,31 @@ def _check_gram(G: torch.Tensor, n: int) -> None:
         raise ValueError(f"labels: length {n} does not match the Gram matrix size {G.shape[-1]}")
 
 
-def data_fingerprint(x: ArrayLike, y: ArrayLike) -> str:
-    """Short hash identifying a training set, so a run and a theory curve can be matched.
+def data_fingerprint(x: ArrayLike, y: ArrayLike, *, decimals: int | None = None) -> str:
+    """Short hash identifying a data set (inputs ``x``, labels ``y``), so results can be matched to their data.
 
-    Both sides record it; the bridge refuses to compare a run and a curve made on different data.
+    sha256 (first 16 hex) of each array's shape and its float64 bytes, x then y. The one fingerprint of
+    gdeq: runs and theory curves record it (the bridge refuses to compare a run and a curve made on
+    different data), and so do the benchmark caches.
+
+    ``decimals``: round to that many decimals first (``np.round``) and fold −0.0 into 0.0, so the last bits
+    of a preprocessing sum (another summation order, another data source of the same examples) do not
+    change the fingerprint while another example, order or label does. The phase-diagram caches use
+    ``decimals=9`` (benchmarks/phase_diagram.py); the default ``None`` hashes the exact bytes, which is what
+    every run directory and curve recorded so far carries — rounding by default would change those
+    stored values (a float that lies within round-off of a rounding boundary can still flip).
     """
     import hashlib
 
+    if decimals is not None and (isinstance(decimals, bool) or not isinstance(decimals, (int, np.integer))):
+        raise ValueError(f"decimals: must be an int or None, got {decimals!r}")
     h = hashlib.sha256()
     for a in (x, y):
-        a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+        a = np.asarray(a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a, dtype=np.float64)
+        if decimals is not None:
+            a = np.round(a, int(decimals)) + 0.0  # + 0.0: -0.0 -> 0.0
         h.update(str(a.shape).encode())
-        h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+        h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()[:16]
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -31,6 +35,23 @@ def shared_data_dir() -> Path:
     if not (SHARED_DATA / "mnist_train.npz").is_file():
         pytest.skip(f"real data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@functools.lru_cache(maxsize=None)
+def _benchmark_module(name: str) -> ModuleType:
+    path = REPO_ROOT / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # a script's dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def benchmark_script():
+    """``benchmark_script("phase_diagram")``: benchmarks/phase_diagram.py imported as a module (the scripts are not
+    a package), executed once per session. Tests that change its attributes use monkeypatch."""
+    return _benchmark_module
 
 
 @pytest.fixture(scope="module")

@@ -3,25 +3,13 @@ first 64 rows of the parity task hold one class)."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
 from gdeq import equilibrium as eq
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_equilibrium.py"
 
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_equilibrium", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_warm_up_subset_is_balanced_on_the_mnist_parity_task():
-    bench = _bench()
+def test_warm_up_subset_is_balanced_on_the_mnist_parity_task(benchmark_script):
+    bench = benchmark_script("bench_equilibrium")
     x, y, _, _ = bench._data(300, 784, "mnist", 0)
     assert len(np.unique(y[:64])) == 1  # what made the old warm-up (x[:64], y[:64]) fail
     idx = bench._balanced_subset(y, 64)

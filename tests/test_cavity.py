@@ -228,3 +228,47 @@ def test_unconverged_cavity_is_nan_in_the_temperature_curve(monkeypatch):
     for name in ("readout_second_moment", "train_error", "test_error", "centroid_distance", "centroid_shift"):
         assert np.isnan(getattr(c, name)).all(), name
     assert not c.in_regime.any() and all("did not converge" in r for r in c.regime_reason)
+
+
+def _result_rows(curve) -> dict[str, np.ndarray]:
+    """Every per-temperature result of a TemperatureCurve, found from the dataclass itself (so a field added later
+    is covered): array fields with a leading temperature axis, except the inputs and flags, plus the test geometry."""
+    import dataclasses
+
+    nT = len(curve.temperature)
+    skip = {"temperature", "Q", "converged", "n_minima", "in_regime", "weight_directions"}
+    out = {f.name: getattr(curve, f.name) for f in dataclasses.fields(curve) if f.name not in skip}
+    out = {k: v for k, v in out.items() if isinstance(v, np.ndarray) and v.ndim and v.shape[0] == nT}
+    out.update({f"test_{k}": v for k, v in curve.test_geometry.items()})
+    return {k: np.asarray(v, dtype=np.float64).reshape(nT, -1) for k, v in out.items()}
+
+
+@pytest.mark.parametrize("level, closure", [("cavity", "shape"), ("cavity_fluct", "fluct")])
+def test_curve_converged_is_the_cavity_fixed_points_own(monkeypatch, level, closure):
+    """``TemperatureCurve.converged`` of a cavity level is False exactly where the level's fixed point was not
+    found and its results are NaN (regression: it was the saddle point's flag, True where cavity_fluct returned
+    NaN at MNIST 3v5, P = 100, N1 = 50, T = 0.1). Forced: 2 map evaluations (no temperature converges), and 20
+    without step halving, where the hot temperature converges and the jump to the cold one does not (measured)."""
+    import gdeq.equilibrium.levels as levels
+
+    x, y, xt, yt = _data()
+    real, seen = levels.cavity_curve, []
+    for opts, expected in (({"max_iter": 2}, [False, False]), ({"max_iter": 20, "max_refine": 0}, [True, False])):
+        def forced(*a, **k):
+            assert k["closure"] == closure
+            seen.append(real(*a, **{**k, **opts}))
+            return seen[-1]
+
+        monkeypatch.setattr(levels, "cavity_curve", forced)
+        c = temperature_curve(x, y, [1.0, 0.03], width=100, level=level, x_test=xt, y_test=yt)
+        assert seen[-1].converged.tolist() == expected, opts  # the level's own solver
+        assert c.converged.tolist() == expected, opts  # the saddle point converged at both
+        rows = _result_rows(c)
+        assert {"train_error", "test_error", "readout_second_moment", "centroid_shift", "weight_moments",
+                "test_prediction", "test_centroid_distance"} <= set(rows)
+        for name, v in rows.items():
+            assert np.isnan(v[~c.converged]).all(), name
+            assert np.isfinite(v[c.converged]).all(), name
+        assert [bool(r) for r in c.in_regime[~c.converged]] == [False] * (~c.converged).sum()
+        assert all(r == "self-consistent fields did not converge" for r, ok in zip(c.regime_reason, c.converged)
+                   if not ok), c.regime_reason

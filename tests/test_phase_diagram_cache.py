@@ -5,7 +5,6 @@ the analysis in the script computes what docs/findings.md says it computes."""
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import shlex
 from pathlib import Path
@@ -18,14 +17,6 @@ SCRIPT = REPO / "benchmarks" / "phase_diagram.py"
 FILES = sorted((REPO / "benchmarks" / "results" / "phase_diagram").glob("*.json"))
 
 
-@functools.lru_cache(maxsize=1)
-def _script():
-    spec = importlib.util.spec_from_file_location("phase_diagram", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _row(path: Path) -> dict:
     return json.loads(path.read_text())
 
@@ -35,8 +26,8 @@ def test_there_are_cached_slices():
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
-def test_sampled_part_carries_a_command_that_reproduces_its_config(path):
-    script, row = _script(), _row(path)
+def test_sampled_part_carries_a_command_that_reproduces_its_config(path, benchmark_script):
+    script, row = benchmark_script("phase_diagram"), _row(path)
     c = row["config"]
     assert len(row["commit"]) == 40 and row["seconds"] > 0
     argv = shlex.split(row["command"])
@@ -86,8 +77,8 @@ def test_theory_levels_describe_the_same_setting(path):
 
 
 @pytest.mark.parametrize("path", [p for p in FILES if "gd" in _row(p)], ids=lambda p: p.stem)
-def test_gd_end_point_is_the_theory_model_and_its_temperatures_invert_the_sampled_curve(path):
-    script, row = _script(), _row(path)
+def test_gd_end_point_is_the_theory_model_and_its_temperatures_invert_the_sampled_curve(path, benchmark_script):
+    script, row = benchmark_script("phase_diagram"), _row(path)
     g = row["gd"]
     cfg = g["config"]
     assert (cfg["optimizer"], cfg["activation"], cfg["init"], cfg["loss"], cfg["reduction"], cfg["bias"]) == (
@@ -109,10 +100,10 @@ def test_gd_end_point_is_the_theory_model_and_its_temperatures_invert_the_sample
             assert value < values.min() or value > values.max()
 
 
-def test_peak_summary_on_a_constructed_curve():
+def test_peak_summary_on_a_constructed_curve(benchmark_script):
     """A curve with a known interior maximum: T of the max, its height over the coldest value in s.e.,
     unconverged temperatures ignored, drops counted."""
-    script = _script()
+    script = benchmark_script("phase_diagram")
     T = [3.0, 1.0, 0.3, 0.1, 0.03]
     mean = [1.0, 2.0, 3.0, 2.5, 9.0]  # the last (coldest) is unconverged and must not count
     se = [0.1, 0.1, 0.1, 0.2, 0.1]
@@ -134,8 +125,8 @@ def test_peak_summary_on_a_constructed_curve():
 # data provenance: load_task's sources (embedded MNIST subset, a data dir) select different examples
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
-def test_every_slice_records_the_data_it_was_computed_on(path):
-    script, row = _script(), _row(path)
+def test_every_slice_records_the_data_it_was_computed_on(path, benchmark_script):
+    script, row = benchmark_script("phase_diagram"), _row(path)
     d = row["config"]["data"]
     assert d["source"] and "/" not in d["source"]  # file names only, never a machine path
     for key in ("fingerprint", "test_fingerprint"):
@@ -153,9 +144,9 @@ def test_every_slice_records_the_data_it_was_computed_on(path):
             assert d["source"].startswith("embedded") == (src == "embedded")
 
 
-def test_embedded_slices_fingerprint_is_the_embedded_subset():
+def test_embedded_slices_fingerprint_is_the_embedded_subset(benchmark_script):
     """Recomputed here from the package's embedded MNIST subset (no data dir needed)."""
-    script = _script()
+    script = benchmark_script("phase_diagram")
     rows = [_row(p) for p in FILES if _row(p)["config"]["data"]["source"].startswith("embedded")]
     assert rows, "no slice uses the embedded subset"
     for spec in sorted({r["config"]["task"] for r in rows}):
@@ -167,17 +158,52 @@ def test_embedded_slices_fingerprint_is_the_embedded_subset():
                     rec["fingerprint"], rec["test_fingerprint"])
 
 
-def test_fingerprint_sees_the_examples_not_the_last_bits():
-    script = _script()
+def test_fingerprint_sees_the_examples_not_the_last_bits(benchmark_script):
+    from gdeq.geometry import data_fingerprint
+
+    script = benchmark_script("phase_diagram")
+    fp9 = functools.partial(data_fingerprint, decimals=script.FINGERPRINT_DECIMALS)
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((6, 4)), np.array([1.0, -1, 1, -1, 1, -1])
-    fp = script._array_fingerprint(x, y)
-    assert script._array_fingerprint(x * (1 + 1e-14), y) == fp  # rounding noise of a preprocessing sum
-    assert script._array_fingerprint(x[[1, 0, 2, 3, 4, 5]], y) != fp  # other order of examples
-    assert script._array_fingerprint(x, -y) != fp  # other labels
-    assert script._array_fingerprint(x[:5], y[:5]) != fp
+    fp = fp9(x, y)
+    assert fp9(x * (1 + 1e-14), y) == fp  # rounding noise of a preprocessing sum
+    assert data_fingerprint(x * (1 + 1e-14), y) != data_fingerprint(x, y)  # the exact default sees it
+    assert fp9(x[[1, 0, 2, 3, 4, 5]], y) != fp  # other order of examples
+    assert fp9(x, -y) != fp  # other labels
+    assert fp9(x[:5], y[:5]) != fp
     z = np.zeros(3)
-    assert script._array_fingerprint(-z) == script._array_fingerprint(z)
+    assert fp9(-z, y) == fp9(z, y)
+
+
+def test_the_slices_fingerprint_is_geometrys(benchmark_script):
+    """One data fingerprint in gdeq (regression: the script hashed with a copy of its own): the slice's data
+    record is geometry.data_fingerprint with the script's rounding, the hash is sha256 of shape and float64
+    bytes (computed here by hand), and the script holds no hashing of its own."""
+    import hashlib
+    from types import SimpleNamespace
+
+    from gdeq.geometry import data_fingerprint
+
+    script = benchmark_script("phase_diagram")
+    rng = np.random.default_rng(2)
+    task = SimpleNamespace(source="x | y", x_train=rng.standard_normal((5, 3)), y_train=np.sign(rng.standard_normal(5)),
+                           x_test=rng.standard_normal((2, 3)), y_test=np.ones(2))
+    rec = script.data_record(task)
+    assert rec["fingerprint"] == data_fingerprint(task.x_train, task.y_train, decimals=9)
+    assert rec["test_fingerprint"] == data_fingerprint(task.x_test, task.y_test, decimals=9)
+
+    def by_hand(*arrays):
+        h = hashlib.sha256()
+        for a in arrays:
+            h.update(str(a.shape).encode())
+            h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+        return h.hexdigest()[:16]
+
+    assert rec["fingerprint"] == by_hand(np.round(task.x_train, 9), task.y_train)
+    assert data_fingerprint(task.x_train, task.y_train) == by_hand(task.x_train, task.y_train)  # exact: the bridge's
+    assert "hashlib" not in SCRIPT.read_text()
+    with pytest.raises(ValueError, match="decimals"):
+        data_fingerprint(task.x_train, task.y_train, decimals=1e-9)
 
 
 def _fake_row(task: str, alpha: float, fingerprint: str | None) -> dict:
@@ -190,8 +216,8 @@ def _fake_row(task: str, alpha: float, fingerprint: str | None) -> dict:
                                                                           "readout_second_moment")}, theory={})
 
 
-def test_report_refuses_slices_of_one_task_on_different_data(monkeypatch, capsys):
-    script = _script()
+def test_report_refuses_slices_of_one_task_on_different_data(monkeypatch, capsys, benchmark_script):
+    script = benchmark_script("phase_diagram")
     same = [_fake_row("mnist:3,5", 1, "a" * 16), _fake_row("mnist:3,5", 2, "a" * 16), _fake_row("mnist:4,9", 2, "b" * 16)]
     assert script.data_mixing(same) == {}
     mixed = [*same, _fake_row("mnist:3,5", 5, "c" * 16)]
@@ -211,10 +237,10 @@ def test_report_refuses_slices_of_one_task_on_different_data(monkeypatch, capsys
     assert all("⚠" in ln for ln in rows35) and not any("⚠" in ln for ln in rows49)
 
 
-def test_parts_are_refused_on_other_data_than_the_sampled_part():
+def test_parts_are_refused_on_other_data_than_the_sampled_part(benchmark_script):
     from types import SimpleNamespace
 
-    script = _script()
+    script = benchmark_script("phase_diagram")
     rng = np.random.default_rng(1)
     task = SimpleNamespace(source="embedded MNIST subset", x_train=rng.standard_normal((4, 3)),
                            y_train=np.ones(4), x_test=rng.standard_normal((2, 3)), y_test=np.ones(2))

@@ -203,22 +203,12 @@ _REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 _CELLS = sorted((_REPO / "benchmarks" / "results" / "architectures_validation").glob("*.json"))
 
 
-def _validation_script():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("validate_architectures",
-                                                  _REPO / "benchmarks" / "validate_architectures.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("path", _CELLS, ids=[p.stem for p in _CELLS])
-def test_cached_validation_cell_carries_config_command_and_commit(path):
+def test_cached_validation_cell_carries_config_command_and_commit(path, benchmark_script):
     import json
     import shlex
 
-    script = _validation_script()
+    script = benchmark_script("validate_architectures")
     r = json.loads(path.read_text())
     assert r["cell"] == path.stem and len(r["commit"]) >= 40
     argv = shlex.split(r["command"])
@@ -238,10 +228,10 @@ def test_cached_validation_cell_carries_config_command_and_commit(path):
     assert sum("not converged" in line for line in rows) >= sum(not d["converged"] for d in r["diagnostics"])
 
 
-def test_cached_validation_table_is_the_cache():
+def test_cached_validation_table_is_the_cache(benchmark_script):
     if not _CELLS:
         pytest.skip("no cached cells")
-    script = _validation_script()
+    script = benchmark_script("validate_architectures")
     folder = _CELLS[0].parent
     table = script.table(folder)
     assert (folder / "table.md").read_text() == table

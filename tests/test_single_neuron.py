@@ -68,6 +68,50 @@ def test_large_width_identity_matches_gaussian_level():
     np.testing.assert_allclose(r.readout_second_moment, curve.Q, rtol=1e-3)
 
 
+def test_unconverged_temperature_returns_nan_and_says_why(monkeypatch):
+    """A temperature whose self-consistent fields do not converge is not a result (docs/theory.md B.6, as in
+    ``cavity``): every observable and diagnostic NaN, ``converged`` and ``in_regime`` False, the reason the
+    non-convergence only — in single_neuron_curve and through temperature_curve. Converged temperatures keep
+    their values (pinned: measured with the code that returned last iterates), and a fixed point found on the
+    last allowed iteration counts as converged (it did not: ``iterations < max_iter`` was the test)."""
+    import gdeq.equilibrium.levels as levels
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 30))
+    y = np.sign(X @ rng.standard_normal(30))
+    x, y, xt = X[:40], y[:40], X[40:]
+    temps = [1.0, 0.1, 0.01]
+    g = temperature_curve(x, y, temps, width=20, level="gaussian")
+    kw = dict(width=20, x_test=xt, samples=4096)
+    r = single_neuron_curve(x, y, temps, g.Q, **kw)  # measured: 20, 24 and 40 (of 40) iterations
+    assert r.converged.tolist() == [True, True, False] and r.iterations.tolist() == [20, 24, 40]
+    np.testing.assert_allclose(r.readout_second_moment[:2], [0.936315563531, 1.524806674045], rtol=1e-8)
+    np.testing.assert_allclose(r.weight_label_moment[:2], [1.308975238947, 1.905368233482], rtol=1e-8)
+    for name in ("hidden_gram", "hidden_gram_test_train", "hidden_gram_test", "readout_second_moment",
+                 "weight_moments", "weight_label_moment", "ess", "pareto_k"):
+        v = getattr(r, name)
+        assert np.isnan(v[2]).all() and np.isfinite(v[:2]).all(), name
+    assert r.in_regime.tolist() == [True, True, False]
+    assert r.regime_reason[2] == "self-consistent fields did not converge"
+    # 20 iterations allowed: T = 1 converges on the 20th, with the same values; T = 0.1 needs 24
+    r20 = single_neuron_curve(x, y, temps, g.Q, max_iter=20, **kw)
+    assert r20.converged.tolist() == [True, False, False] and r20.iterations[0] == 20
+    assert r20.readout_second_moment[0] == r.readout_second_moment[0]
+    assert np.isnan(r20.readout_second_moment[1:]).all()
+    # the curve: its converged flag is the fixed point's, and every result of the failed temperature is NaN
+    real = levels.single_neuron_curve
+    monkeypatch.setattr(levels, "single_neuron_curve", lambda *a, **k: real(*a, **{**k, "samples": 4096}))
+    c = temperature_curve(x, y, temps, width=20, level="single_neuron", x_test=xt)
+    assert c.converged.tolist() == [True, True, False]
+    for name in ("train_error", "readout_second_moment", "centroid_distance", "centroid_shift", "class_radius",
+                 "unit_centroid_distance", "weight_label_moment", "test_prediction"):
+        v = np.asarray(getattr(c, name))
+        assert np.isnan(v[2]).all() and np.isfinite(v[:2]).all(), name
+    assert not c.in_regime[2] and c.regime_reason[2] == "self-consistent fields did not converge"
+    # N1 = 20 < 50: outside the validated regime at every temperature, like every other level (B.6 item 4)
+    assert not c.in_regime.any() and all("width N1 < 50" in r for r in c.regime_reason[:2]), c.regime_reason
+
+
 def _mnist(n_train, n_test=0):
     from gdeq.gd_dynamics import load_task
 

@@ -6,55 +6,42 @@ adaptive rows state what made them and carry the diagnostics their `converged` f
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "benchmarks" / "validate_cavity.py"
 
 
-@functools.lru_cache(maxsize=1)
-def _script():
-    spec = importlib.util.spec_from_file_location("validate_cavity", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def _ref(T, converged, *, source="default", fingerprint=None, v2=(1.0, 0.01), origin="a.json"):
-    vc = _script()
+def _ref(vc, T, converged, *, source="default", fingerprint=None, v2=(1.0, 0.01), origin="a.json"):
     return vc.Reference("mnist", (3, 5), 100, 100, 50, T, origin, source, fingerprint, converged, "",
                         {"readout_second_moment": v2})
 
 
-def test_refuses_a_group_mixing_data_sources():
-    vc = _script()
+def test_refuses_a_group_mixing_data_sources(benchmark_script):
+    vc = benchmark_script("validate_cavity")
     with pytest.raises(ValueError, match="mixes data sources"):
-        vc.select_references([_ref(1.0, True), _ref(0.1, True, source="data_dir")], "abc")
+        vc.select_references([_ref(vc, 1.0, True), _ref(vc, 0.1, True, source="data_dir")], "abc")
 
 
-def test_refuses_a_group_mixing_training_sets():
-    vc = _script()
+def test_refuses_a_group_mixing_training_sets(benchmark_script):
+    vc = benchmark_script("validate_cavity")
     with pytest.raises(ValueError, match="mixes data sources"):
-        vc.select_references([_ref(1.0, True, fingerprint="aaa"), _ref(0.1, True, fingerprint="bbb")], "aaa")
+        vc.select_references([_ref(vc, 1.0, True, fingerprint="aaa"), _ref(vc, 0.1, True, fingerprint="bbb")], "aaa")
 
 
-def test_refuses_references_sampled_on_other_data_than_the_theory():
-    vc = _script()
+def test_refuses_references_sampled_on_other_data_than_the_theory(benchmark_script):
+    vc = benchmark_script("validate_cavity")
     with pytest.raises(ValueError, match="differs from the data"):
-        vc.select_references([_ref(1.0, True, fingerprint="aaa"), _ref(0.1, True)], "bbb")
+        vc.select_references([_ref(vc, 1.0, True, fingerprint="aaa"), _ref(vc, 0.1, True)], "bbb")
 
 
-def test_counts_only_converged_references_one_per_temperature():
-    vc = _script()
-    refs = [_ref(1.0, True, fingerprint="f"), _ref(0.1, False), _ref(0.01, None),
-            _ref(0.3, True, v2=(1.0, 0.02), origin="worse.json"), _ref(0.3, True, v2=(1.0, 0.005), origin="better.json")]
+def test_counts_only_converged_references_one_per_temperature(benchmark_script):
+    vc = benchmark_script("validate_cavity")
+    refs = [_ref(vc, 1.0, True, fingerprint="f"), _ref(vc, 0.1, False), _ref(vc, 0.01, None),
+            _ref(vc, 0.3, True, v2=(1.0, 0.02), origin="worse.json"), _ref(vc, 0.3, True, v2=(1.0, 0.005), origin="better.json")]
     counted, flagged = vc.select_references(refs, "f")
     assert [r.temperature for r in counted] == [1.0, 0.3]
     assert counted[1].origin == "better.json"  # the smaller s.e. of the duplicate pair
@@ -63,8 +50,8 @@ def test_counts_only_converged_references_one_per_temperature():
                        (0.3, "worse.json"): "duplicate"}
 
 
-def test_deviation_applies_the_issue_target():
-    vc = _script()
+def test_deviation_applies_the_issue_target(benchmark_script):
+    vc = benchmark_script("validate_cavity")
     rel, z, noisy, ok = vc.deviation(1.04, 1.0, 0.01)  # precise sample, 4 % off: within 5 %
     assert (round(rel, 12), round(z, 9), noisy, ok) == (0.04, 4.0, False, True)
     assert vc.deviation(1.06, 1.0, 0.01)[3] is False  # 6 % off, s.e. 1 %: outside
@@ -78,8 +65,8 @@ ROWS = json.loads(ADAPTIVE.read_text()) if ADAPTIVE.exists() else {}
 
 
 @pytest.mark.parametrize("key", sorted(ROWS))
-def test_adaptive_row_states_its_provenance_and_diagnostics(key):
-    vc = _script()
+def test_adaptive_row_states_its_provenance_and_diagnostics(key, benchmark_script):
+    vc = benchmark_script("validate_cavity")
     row = ROWS[key]
     for f in ("config", "command", "commit", "data_source", "data_fingerprint", "diagnostics", "converged"):
         assert row.get(f) not in (None, ""), f"{key}: lacks {f}"
@@ -113,20 +100,20 @@ def test_adaptive_mnist_row_fingerprint_is_its_data(key):
     assert np.isfinite(row["readout_second_moment"][0])
 
 
-def test_phase_diagram_rows_are_matched_to_their_own_training_set():
+def test_phase_diagram_rows_are_matched_to_their_own_training_set(benchmark_script, monkeypatch):
     """A phase-diagram row without a recorded data record is assigned the data source whose training set
     reproduces the file's own NNGP centroid distance; a value no source reproduces gets no source (left out)."""
     from gdeq import geometry
     from gdeq.equilibrium import nngp_kernels
     from gdeq.gd_dynamics import load_task
 
-    vc = _script()
+    vc = benchmark_script("validate_cavity")
     t = load_task("mnist", (3, 5), n_train=100, n_test=100, seed=0)
     if not t.source.startswith("embedded"):
         pytest.skip("$GDEQ_DATA_DIR is set: load_task's default source is not the embedded subset here")
     c = geometry.centroid_vector(t.y_train)
     v = float(c @ nngp_kernels(t.x_train).train.numpy() @ c)
     ref = vc.Reference("mnist", (3, 5), 100, 100, 50, 1.0, "phase_diagram/x.json", "unknown", None, True, "", {}, v)
-    vc.DATA_DIR = None  # the default source only: no data dir to try
+    monkeypatch.setattr(vc, "DATA_DIR", None)  # the default source only: no data dir to try
     assert vc._identify_source(ref) == "default"
     assert vc._identify_source(vc.replace(ref, nngp_centroid=v * (1 + 1e-6))) is None

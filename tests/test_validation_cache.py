@@ -4,8 +4,6 @@ R = 16, with nothing in the cache saying so)."""
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import json
 import shlex
 from pathlib import Path
@@ -13,24 +11,15 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "benchmarks" / "validate_equilibrium.py"
 CACHE = REPO / "benchmarks" / "results" / "validation_samples.json"
-
-
-@functools.lru_cache(maxsize=1)
-def _script():
-    spec = importlib.util.spec_from_file_location("validate_equilibrium", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 ROWS = json.loads(CACHE.read_text())
 
 
 @pytest.mark.parametrize("key", sorted(ROWS))
-def test_row_carries_its_config_and_command(key):
-    script = _script()
+def test_row_carries_its_config_and_command(key, benchmark_script):
+    script = benchmark_script("validate_equilibrium")
     row = ROWS[key]
     cfg = row["config"]
     for field in ("seed", "replicas", "burn_in", "sampling_time", "method", "data_seed", "code_version", "command",
@@ -69,3 +58,17 @@ def test_benchmark_jsons_carry_config_and_commit():
     for path in (REPO / "benchmarks" / "results").glob("bench_*.json"):
         cfg = json.loads(path.read_text())["config"]
         assert cfg["git_commit"] and cfg["command"] and "threads" in cfg, path.name
+
+
+def test_benchmark_scripts_are_loaded_by_the_conftest_fixture_only(benchmark_script):
+    """Importing a benchmarks/*.py script as a module is written once, in tests/conftest.py (``benchmark_script``;
+    it was copied into five test files): executed once per session, registered under its name."""
+    import sys
+
+    needle = "spec_from_" "file_location"  # split, so that this file does not hold it
+    copies = [p.name for p in sorted(Path(__file__).resolve().parent.glob("*.py"))
+              if p.name != "conftest.py" and needle in p.read_text()]
+    assert copies == []
+    module = benchmark_script("validate_equilibrium")
+    assert benchmark_script("validate_equilibrium") is module and sys.modules["validate_equilibrium"] is module
+    assert Path(module.__file__) == REPO / "benchmarks" / "validate_equilibrium.py"
