@@ -429,19 +429,34 @@ def peak_summary(row: dict, measure: str) -> dict:
                 last_step_z=last, last_step_T=None if low == 0 else float(T[low - 1]))
 
 
+def theory_values(part: dict, measure: str) -> np.ndarray:
+    """A theory level's cached curve, NaN where its self-consistent fields did not converge: the last iterate of a
+    failed solve is not a result (docs/theory.md B.6). Caches written before the levels returned NaN there carry
+    the iterate; their ``regime_reason`` says so."""
+    v = np.array(part[measure], dtype=np.float64)
+    failed = np.array(["did not converge" in str(w) for w in part.get("regime_reason") or [""] * len(v)])
+    if failed.shape[:1] == v.shape[:1]:
+        v[failed] = np.nan
+    return v
+
+
 def theory_peak(row: dict, level: str, measure: str = "centroid_distance") -> dict:
-    """Where a theory level's curve peaks in T, and the peak's height above its coldest value (relative)."""
+    """Where a theory level's curve peaks in T over the temperatures where it has a result (its fixed point
+    converged), and the peak's height above its coldest such value (relative); ``T_range`` those temperatures."""
     T = np.asarray(row["config"]["temperatures"])
-    v = np.asarray(row["theory"][level][measure], dtype=np.float64)
+    v = theory_values(row["theory"][level], measure)
+    flags = row["theory"][level].get("in_regime")
+    inside = np.ones(len(T), bool) if flags is None else np.asarray(flags, bool)
     order = np.argsort(-T)
-    T, v = T[order], v[order]
-    if not np.all(np.isfinite(v)):
+    T, v, inside = T[order], v[order], inside[order]
+    ok = np.isfinite(v)
+    if ok.sum() < 2:
         return dict(T_peak=None, rel=None)
+    T, v, inside = T[ok], v[ok], inside[ok]
     top = int(np.argmax(v))
     rel = float(v[top] / v[-1] - 1.0) if v[-1] > 0 else float("nan")
-    flags = row["theory"][level].get("in_regime")
-    in_regime = True if flags is None else bool(np.asarray(flags, bool)[order][top])
-    return dict(T_peak=float(T[top]), rel=rel, interior=bool(0 < top < len(T) - 1), in_regime=in_regime)
+    return dict(T_peak=float(T[top]), rel=rel, interior=bool(0 < top < len(T) - 1), in_regime=bool(inside[top]),
+                T_range=(float(T.min()), float(T.max())), partial=bool(not ok.all()))
 
 
 def _fmt(m, se=None, digits=4):
@@ -495,7 +510,7 @@ def slice_table(r: dict) -> list[str]:
                  radii("class_radius"), radii("unit_class_radius"),
                  _fmt(s["readout_second_moment"]["mean"][i], s["readout_second_moment"]["se"][i], 3),
                  _fmt(s["train_error"]["mean"][i], None, 2), _fmt(s["test_error"]["mean"][i], None, 3)]
-        cells += [_fmt(r["theory"][lv]["centroid_distance"][i]) + _out_of_regime(r["theory"][lv], i) for lv in levels]
+        cells += [_fmt(theory_values(r["theory"][lv], "centroid_distance")[i]) + _out_of_regime(r["theory"][lv], i) for lv in levels]
         out.append("| " + " | ".join(cells) + " |")
     g = r.get("gd")
     if g is not None:
@@ -552,6 +567,8 @@ def summary_table(rows: list[dict], mixed: dict | None = None) -> list[str]:
                     q = theory_peak(r, lv, measure)
                     th.append("—" if q["T_peak"] is None else
                               f"{q['T_peak']:.3g}, {100 * q['rel']:+.2f} %{'' if q['in_regime'] else ' †'}" if q["interior"] else "none")
+                    if q["T_peak"] is not None and q["partial"]:  # converged only down to T_range[0]
+                        th[-1] += f" (T ≥ {q['T_range'][0]:.3g})"
                 else:
                     th.append("—")
             if p["n"] == 0:
@@ -634,7 +651,7 @@ def plot(rows: list[dict], path: str, measure: str) -> None:
         for lv, (ls, col) in styles.items():
             if lv in r["theory"] and measure in r["theory"][lv]:
                 th = r["theory"][lv]
-                v = np.asarray(th[measure], dtype=np.float64)
+                v = theory_values(th, measure)
                 ax.plot(T, v, ls=ls, color=col, lw=1.0, alpha=0.35)  # the whole curve, faint
                 inside = np.asarray(th.get("in_regime") or np.ones(len(T), bool), bool)
                 ax.plot(T, np.where(inside, v, np.nan), ls=ls, color=col, lw=1.6, label=f"{lv} (bold: in its regime)")

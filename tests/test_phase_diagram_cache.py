@@ -121,6 +121,25 @@ def test_peak_summary_on_a_constructed_curve(benchmark_script):
     assert p["T_peak"] == 0.1 and p["z"] == 0.0 and not p["interior"] and p["reversals"] == []
 
 
+def test_theory_peak_ignores_the_iterates_of_failed_solves(benchmark_script):
+    """A cached theory curve whose fixed point failed at the two coldest temperatures (older caches kept the
+    last iterate, with the reason): those values are blanked, and the peak is taken over the converged part."""
+    script = benchmark_script("phase_diagram")
+    T = [3.0, 1.0, 0.3, 0.1, 0.03]
+    fail = "self-consistent fields did not converge"
+    part = dict(centroid_distance=[1.0, 2.0, 1.5, 80.0, 7.0], in_regime=[True, True, True, False, False],
+                regime_reason=["", "", "", fail, f"importance weights heavy-tailed (Pareto k > 0.7); {fail}"])
+    v = script.theory_values(part, "centroid_distance")
+    np.testing.assert_array_equal(np.isnan(v), [False, False, False, True, True])
+    q = script.theory_peak(dict(config=dict(temperatures=T), theory=dict(cavity=part)), "cavity")
+    assert q["T_peak"] == 1.0 and q["interior"] and q["partial"] and q["T_range"] == (0.3, 3.0)
+    assert q["rel"] == pytest.approx(2.0 / 1.5 - 1.0) and q["in_regime"]
+    # without the reason every value is a result: the spike at T = 0.1 is the peak
+    part["regime_reason"] = [""] * 5
+    q = script.theory_peak(dict(config=dict(temperatures=T), theory=dict(cavity=part)), "cavity")
+    assert q["T_peak"] == 0.1 and not q["partial"]
+
+
 # ------------------------------------------------------------------------------------------------
 # data provenance: load_task's sources (embedded MNIST subset, a data dir) select different examples
 # ------------------------------------------------------------------------------------------------
