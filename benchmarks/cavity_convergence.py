@@ -8,6 +8,13 @@ gaussian level's Q* as input; (P, N1) = (100, 200), (200, 100), (250, 50); T = 1
 temperatures converged and are in regime, λ1⟨v²⟩, train and test error and the e_y weight moment. It
 uses only ``cavity_curve``'s public arguments, so it runs unchanged against an older checkout of the
 package (that is how the "before" numbers of B.8 were made: commit fe81783).
+
+    OMP_NUM_THREADS=1 python benchmarks/cavity_convergence.py --alpha20
+
+Why the continuation stops at α = 20 (docs/theory.md B.5 "What is left"): P = 1000, N1 = 50, the ladder
+10 … 0.3, with the default importance samples, four times as many, and wider proposal stretches. Prints per
+temperature whether the fixed point converged, the Pareto k̂ and Kish ESS of the importance weights,
+λ1⟨v²⟩ and the test error: where k̂ > 0.7 the estimates move with the sample size.
 """
 
 from __future__ import annotations
@@ -18,8 +25,33 @@ import numpy as np
 import torch
 
 
+def alpha20() -> None:
+    """The importance weights at the α = 20 bench point along the hot part of the ladder (module docstring)."""
+    from gdeq.equilibrium import temperature_curve
+    from gdeq.equilibrium.cavity import cavity_curve
+    from gdeq.gd_dynamics import load_task
+
+    temps = np.array([10, 5, 3, 2, 1.5, 1, 0.7, 0.5, 0.4, 0.35, 0.3], dtype=np.float64)
+    t = load_task("mnist", (3, 5), n_train=1000, n_test=100, seed=0)
+    g = temperature_curve(t.x_train, t.y_train, temps, width=50, level="gaussian")
+    for label, kw in [("default samples (8388), stretches (1, 1.6, 2.5, 4)", {}),
+                      ("samples 32768", dict(samples=32768)),
+                      ("stretches (1, 2, 4, 8)", dict(stretches=(1.0, 2.0, 4.0, 8.0)))]:
+        t0 = time.process_time()
+        r = cavity_curve(t.x_train, t.y_train, temps, g.Q, width=50, x_test=t.x_test, y_test=t.y_test, **kw)
+        print(f"P = 1000, N1 = 50 (α = 20), {label}: {time.process_time() - t0:.1f} s CPU")
+        print("   T       converged  k̂      ESS     λ1<v²>   test error")
+        for i, T in enumerate(temps):
+            print(f"   {T:<7g} {bool(r.converged[i])!s:9s} {r.pareto_k[i]:6.2f} {r.ess[i]:7.0f} "
+                  f"{r.readout_second_moment[i]:8.4f} {r.test_error[i]:8.4f}")
+
+
 def main() -> None:
+    import sys
+
     torch.set_num_threads(1)
+    if "--alpha20" in sys.argv[1:]:
+        return alpha20()
     from gdeq.equilibrium import temperature_curve
     from gdeq.equilibrium.cavity import cavity_curve
     from gdeq.gd_dynamics import load_task
