@@ -25,13 +25,16 @@ Numerics (the speed lever): ONE set of importance samples for the whole temperat
 a fixed mixture proposal (the prior, stretched by several factors along the few directions in
 which the tilt grows, :func:`_proposal`), so the features φ, their rotation into K's eigenbasis and
 their projections on a fixed basis B (top eigenvectors of K, labels, class indicators, the Q*
-fields) are computed once. Per temperature and iteration everything is O(P·S·|B|). Kernel
+fields) are computed once. The Q* fields that orient the proposal and enter B are those of a fixed
+temperature grid (4 per decade, 10 … 10⁻³), not of the ladder, so a temperature's value does not depend on
+the other temperatures asked for. Per temperature and iteration everything is O(P·S·|B|). Kernel
 matrices are represented as (scalar)·K + B D Bᵀ: K_m, K_post deviate from their bulk scale in the
 directions of B only (the rest is Monte-Carlo noise at this sample size). Prior averages are
 subtracted as control variates (exact K). The fixed point is solved by Newton–Krylov (finite-difference
 Jacobian-vector products, GMRES) in block-scaled variables, with continuation along the ladder (hot to
 cold): a secant predictor, and a failed step is halved (helper temperatures in between, at most
-``max_refine`` halvings). Damped and Anderson iteration fail here: the map has a real eigenvalue far
+``max_refine`` halvings); a first temperature that does not converge from its Q* fields is reached from
+``WARM_T`` = 10 down. Damped and Anderson iteration fail here: the map has a real eigenvalue far
 below −1 (−3 at T = 1, −13 at T = 0.6 for MNIST P = 1000, N1 = 50; docs/theory.md B.5 "Solver").
 A temperature whose fixed point is not found returns NaN for every observable (flagged, B.6).
 
@@ -53,6 +56,7 @@ import torch
 
 from gdeq import geometry
 
+from .action import Spectrum, solve_saddle
 from .kernels import nngp_kernels
 from .linalg import eigh
 from .weights import weight_directions
@@ -178,6 +182,15 @@ def width_check(width: float, n: int) -> tuple[np.ndarray, str]:
     """(mask, reason): the width is at least :data:`MIN_VALIDATED_WIDTH`."""
     return np.full(n, float(width) >= MIN_VALIDATED_WIDTH), (
         f"width N1 < {MIN_VALIDATED_WIDTH}: proportional-limit theory not validated (use sampling)")
+
+
+#: where the continuation starts when the hottest requested temperature cannot start from its own Q* fields:
+#: hot enough that the tilt is weak for the kernels of the unit-variance priors (λ0 = λ1 = 1 data scale), and the
+#: fixed point is near them (MNIST, P = 1000, N1 = 50: 16 evaluations at T = 10, where T = 1 from its Q* fields
+#: does not converge)
+WARM_T = 10.0
+#: density of the fixed temperature grid whose Q* fields orient the proposal and span the correction basis
+FIELD_GRID_PER_DECADE = 4
 
 
 def _newton_krylov(F, u0: np.ndarray, *, tol: float, max_eval: int) -> tuple[np.ndarray, bool, int]:
@@ -343,6 +356,14 @@ def cavity_curve(
     yv = torch.as_tensor(y, **kw)
     yr = U.T @ yv
     mQ = [U @ (yr / (float(T) + float(q) * kappa / lam1)) for T, q in zip(T_all, Qa)]
+    # the Q* fields on a fixed grid (FIELD_GRID_PER_DECADE per decade from WARM_T down to 10⁻³, wider if the
+    # ladder is): they orient the proposal and span the correction basis B, so the level's value at a
+    # temperature does not depend on which other temperatures were asked for
+    spectrum = Spectrum(kappa=kappa, U=U, y_t=yr, prior_v=lam1)
+    t_hi, t_lo = max(WARM_T, float(T_all.max())), min(1e-3, float(T_all.min()))
+    T_grid = np.geomspace(t_hi, t_lo, int(math.ceil(FIELD_GRID_PER_DECADE * math.log10(t_hi / t_lo))) + 1)
+    Q_grid = solve_saddle(spectrum, T_grid, width=N1).Q
+    m_grid = [U @ (yr / (float(T) + float(q) * kappa / lam1)) for T, q in zip(T_grid, Q_grid)]
 
     # ---- samples: span coordinates, mixture proposal --------------------------------------
     span = geometry.span_reduction(x, xt)  # the exact reduction (docs/conventions.md §6)
@@ -350,7 +371,7 @@ def cavity_curve(
     r = basis.shape[0]
     Z = torch.as_tensor(span.x_train / math.sqrt(n0), **kw)  # h = Z w
     gen = torch.Generator(device=dev).manual_seed(seed)
-    dirs = _proposal(Z, kb.slope_train, mQ, lam0)
+    dirs = _proposal(Z, kb.slope_train, m_grid, lam0)
     k = dirs.shape[1]
     xi = torch.randn(r, S, generator=gen, **kw) / math.sqrt(lam0)
     st = torch.as_tensor(stretches, **kw)
@@ -379,7 +400,7 @@ def cavity_curve(
     # fixed basis B for the low-rank kernel corrections: top eigen-directions, labels, class
     # indicators, the Q* fields m and K m along the ladder
     cls = torch.stack([(yv > 0).to(torch.float64), (yv < 0).to(torch.float64)], 1)
-    fields = torch.stack(mQ, 1)
+    fields = torch.stack(m_grid, 1)
     cand = torch.cat([U[:, -min(rank, P):], yv[:, None], cls, fields, K @ fields], 1)
     B = _orth(cand)
     nb = B.shape[1]
@@ -541,6 +562,39 @@ def cavity_curve(
         t = min(1.0, (x - x1) / (x1 - x0))
         return v1 + t * (v1 - v0)
 
+    def continue_to(T: float, cold: np.ndarray, count: list) -> tuple[tuple, bool, int]:
+        """Continuation from the last converged temperature to T: a failed step is halved (helper temperatures
+        in between), a successful one doubled; at most `max_refine` halvings. Returns (state, converged, helpers)."""
+        cur, goal = hist[-1][0], math.log(T)
+        # after a temperature that could not be reached, one direct attempt only (cost: the colder ones
+        # start even farther from the last fixed point and rarely succeed)
+        step, fails, n_help = goal - cur, (max_refine if lost else 0), 0
+        while True:
+            nxt = goal if abs(step) >= abs(goal - cur) else cur + step
+            state, ok = solve_at(math.exp(nxt), start_at(math.exp(nxt), nxt, count), cold, count)
+            if ok:
+                hist.append((nxt, pack(state)))
+                cur = nxt
+                if nxt == goal:
+                    return state, True, n_help
+                n_help += 1
+                step *= 2.0
+            else:
+                fails += 1
+                if fails > max_refine:
+                    return state, False, n_help
+                step /= 2.0
+
+    def warm_up(count: list) -> bool:
+        """A converged start at WARM_T, from its own Q* fields (the tilt is weak there, so they are close to the
+        fixed point), for a ladder whose hottest temperature is too cold to start from its Q* fields."""
+        Qw = float(solve_saddle(spectrum, [WARM_T], width=N1).Q[0])
+        cold_w = pack((U @ (yr / (WARM_T + Qw * kappa / lam1)), Qw, torch.zeros(ns, ns, **kw)))
+        state, ok = solve_at(WARM_T, cold_w, cold_w, count)
+        if ok:
+            hist.append((math.log(WARM_T), pack(state)))
+        return ok
+
     helpers_used, lost = [], False
     for ti in order:
         T = float(T_all[ti])
@@ -551,29 +605,11 @@ def cavity_curve(
             state, converged = solve_at(T, cold, cold, it_count)
             if converged:
                 hist.append((math.log(T), pack(state)))
+            elif T < WARM_T and warm_up(it_count):  # start hotter and continue down to T
+                state, converged, n_help = continue_to(T, cold, it_count)
+                n_help += 1
         else:
-            # step from the last converged temperature towards T; a failed step is halved (helper
-            # temperatures in between), a successful one doubled; at most `max_refine` halvings per T
-            cur, goal = hist[-1][0], math.log(T)
-            # after a temperature that could not be reached, one direct attempt only (cost: the colder ones
-            # start even farther from the last fixed point and rarely succeed)
-            step, fails, converged = goal - cur, (max_refine if lost else 0), False
-            while True:
-                nxt = goal if abs(step) >= abs(goal - cur) else cur + step
-                state, ok = solve_at(math.exp(nxt), start_at(math.exp(nxt), nxt, it_count), cold, it_count)
-                if ok:
-                    hist.append((nxt, pack(state)))
-                    cur = nxt
-                    if nxt == goal:
-                        converged = True
-                        break
-                    n_help += 1
-                    step *= 2.0
-                else:
-                    fails += 1
-                    if fails > max_refine:
-                        break
-                    step /= 2.0
+            state, converged, n_help = continue_to(T, cold, it_count)
         helpers_used.append(n_help)
         lost = lost or not converged
         if not converged:  # observables are NaN (below); the Q* fields only give them their shapes

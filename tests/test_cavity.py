@@ -36,7 +36,9 @@ def test_identity_activation_is_the_exact_linear_theory(width, level, rtol):
     for name in PREDICTOR:
         np.testing.assert_allclose(getattr(c, name), getattr(g, name), rtol=rtol, err_msg=name)
     if level == "cavity":
-        np.testing.assert_allclose(c.test_prediction, g.test_prediction, rtol=1e-2, atol=1e-3)
+        # per-point test means carry the importance sampler's Monte-Carlo error: max |Δ| 0.0024-0.0030 over
+        # three data seeds, with the ladder-built proposal and with the fixed-grid one alike (measured)
+        np.testing.assert_allclose(c.test_prediction, g.test_prediction, rtol=1e-2, atol=4e-3)
     # the finite-width shift of ⟨K_W⟩ (scaled by N1) and the first-layer weight moments
     np.testing.assert_allclose(c.centroid_shift, g.centroid_shift, rtol=0.03)
     np.testing.assert_allclose(c.weight_label_moment, g.weight_label_moment, rtol=5e-3)
@@ -272,3 +274,26 @@ def test_curve_converged_is_the_cavity_fixed_points_own(monkeypatch, level, clos
         assert [bool(r) for r in c.in_regime[~c.converged]] == [False] * (~c.converged).sum()
         assert all(r == "self-consistent fields did not converge" for r, ok in zip(c.regime_reason, c.converged)
                    if not ok), c.regime_reason
+
+
+@pytest.mark.parametrize("P, width, ladders", [
+    (80, 8, ([0.3], [10.0, 3.0, 1.0, 0.3])),  # α = 10: T = 0.3 alone did not converge from its Q* fields
+    (40, 20, ([0.3], [1.0, 0.5, 0.3, 0.1])),  # α = 2: the value moved by 0.2 % with the ladder
+    (40, 2, ([0.3], [10.0, 3.0, 1.0, 0.3])),  # α = 20: T = 0.3 alone is reached only from WARM_T (a helper)
+])
+def test_value_at_a_temperature_does_not_depend_on_the_ladder(P, width, ladders):
+    """The level at T = 0.3 is the same whichever other temperatures are asked for: the proposal and the
+    correction basis come from a fixed grid of Q* fields, and a ladder too cold to start from its Q* fields
+    starts hotter (docs/theory.md B.5 "Numerics", "Solver"). Agreement to the solver's tolerance (1e-3);
+    before, the values differed by 0.2-2 % between ladders, and T = 0.3 alone returned NaN at α = 10."""
+    x, y, xt, yt = _data(P=P)
+    values = []
+    for temps in ladders:
+        g = temperature_curve(x, y, temps, width=width, level="gaussian")
+        r = cavity_curve(x, y, temps, g.Q, width=width, x_test=xt, y_test=yt)
+        i = temps.index(0.3)
+        assert r.converged[i], temps
+        if width == 2 and len(temps) == 1:  # the warm start: continued down from WARM_T
+            assert r.helper_temperatures[0] >= 1
+        values.append([r.readout_second_moment[i], r.test_error[i], r.train_error[i], r.weight_label_moment[i]])
+    np.testing.assert_allclose(values[0], values[1], rtol=1e-3)
