@@ -615,7 +615,7 @@ def cavity_curve(
         if not converged:  # observables are NaN (below); the Q* fields only give them their shapes
             state = unpack(cold)
         _, aux = measure(T, state)
-        w, a, g, omega, rho, Dm = aux["w"], aux["a"], aux["g"], aux["omega"], aux["rho"], aux["Dm"]
+        w, a, omega, rho, Dm = aux["w"], aux["a"], aux["omega"], aux["rho"], aux["Dm"]
         q = float((w * omega).sum())
         Dp = kernel_parts(w * omega, q, shape_p)
         # ---- predictor of the full network (N1 units) from the same measure ----
@@ -650,8 +650,6 @@ def cavity_curve(
             # test mean K_m(x, X) m̂/λ1, control variate ρ·(K0 m̂ + Σ(w − w0) φ0 φᵀm̂)
             tm = (rho * (K0 @ m_hat + phi_t @ (dw * gm)) + phi_t @ ((wr - rho * w) * gm)) / lam1
             out["test_mean"].append(tm.cpu().numpy())
-            # K_post(x, x) and K_post(Xt, X) ≈ q K0 + Σ(wω − q w0) φ0 (Bᵀφ)ᵀ Bᵀ
-            wo = w * omega - q * w0
             # test variance: the GP of kernel q·K (q = λ1⟨v²⟩ of the measure) and noise T. The shape
             # corrections of K_post (B.5) over-shoot the sampled variance by 6-12 % (MNIST, P = 200,
             # α = 2, T = 1 and 0.3) where this form is within 1 %: they are left out here.
