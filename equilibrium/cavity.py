@@ -300,8 +300,8 @@ def cavity_curve(
 ) -> CavityResult:
     """Every observable of the ``cavity`` level over temperatures (module docstring, docs/theory.md B.5).
 
-    ``Q``: the saddle point Q*(T) (nT,) (``equilibrium.solve_saddle``), used for the starting fields
-    and the proposal directions only. ``y_train`` ±1 (P,) (binary tasks). ``samples`` importance
+    ``Q``: the saddle point Q*(T) (nT,) (``equilibrium.solve_saddle``), used for the starting fields only
+    (the proposal directions and the correction basis come from the Q* fields of a fixed temperature grid). ``y_train`` ±1 (P,) (binary tasks). ``samples`` importance
     samples (default 2^23/P clipped to [4096, 2^15]) drawn once from a mixture of the prior
     stretched by ``stretches`` along the tilt directions; ``rank`` leading eigen-directions of K in
     the low-rank kernel corrections; fixed point to relative change ``tol`` in (m, q, D) within
@@ -398,7 +398,7 @@ def cavity_curve(
     w0 = torch.softmax(log_p0_q, 0)  # prior weights: control variate with the exact prior averages
 
     # fixed basis B for the low-rank kernel corrections: top eigen-directions, labels, class
-    # indicators, the Q* fields m and K m along the ladder
+    # indicators, the Q* fields m and K m on the fixed grid
     cls = torch.stack([(yv > 0).to(torch.float64), (yv < 0).to(torch.float64)], 1)
     fields = torch.stack(m_grid, 1)
     cand = torch.cat([U[:, -min(rank, P):], yv[:, None], cls, fields, K @ fields], 1)
