@@ -173,6 +173,7 @@ ADAPTIVE_GROUPS = (
     ("a2-mnist49", "mnist", (4, 9), 200, 100),
     ("a20-mnist35", "mnist", (3, 5), 1000, 50),  # α = 20 at N1 = 50: the hot temperatures fit a CPU run
     ("a20-mnist49", "mnist", (4, 9), 1000, 50),
+    ("a20-cifar", "cifar10", (3, 5), 1000, 50),
 )
 #: scalar TemperatureCurve fields cached per sampled temperature (mean and s.e.), and the per-class ones
 ADAPTIVE_SCALARS = ("train_error", "train_variance", "test_error", "test_bias2", "test_variance",
