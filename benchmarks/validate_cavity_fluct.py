@@ -76,14 +76,13 @@ LEVELS = ("gaussian", "cavity", "cavity_fluct")
 def _validate_cavity():
     """benchmarks/validate_cavity.py as a module (its cached sampled entries and task loader)."""
     import importlib.util
+    import sys
 
     spec = importlib.util.spec_from_file_location("validate_cavity", Path(__file__).resolve().parent / "validate_cavity.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, mod)  # its dataclasses look their module up there
     spec.loader.exec_module(mod)
-    return mod
-
-
-DATA_DIR_SLICES = ("mnist_4v9_", "mnist_3v5_P100_alpha5")  # phase-diagram slices sampled on the npz files
+    return sys.modules[spec.name]
 
 
 def _corner(alpha: float, T: float) -> bool:
@@ -92,63 +91,68 @@ def _corner(alpha: float, T: float) -> bool:
 
 
 def cmd_compare(args) -> None:
-    """Every observable of the three levels at every cached sampled point of benchmarks/validate_cavity.py ``table``
-    (the same 50 converged points + the flagged ones); deviation statistics where ``cavity`` flags itself in regime
-    and in the corner; how often each level's fixed point converged there."""
+    """Every observable of the three levels at every converged sampled reference of benchmarks/validate_cavity.py
+    ``table`` (the same references, data sources identified the same way); deviation statistics where ``cavity``
+    flags itself in regime and in the corner; how often each level's fixed point converged there."""
+    from dataclasses import replace
+
+    from gdeq import geometry
     from gdeq.equilibrium import temperature_curve
 
     torch.set_num_threads(args.threads)
     vc = _validate_cavity()
     vc.DATA_DIR = args.data_dir
-    entries = [e for e in vc._entries() if args.data_dir or e.get("dataset", "mnist") == "mnist"]
-    for e in entries:  # docs/findings.md "Data source": these phase-diagram slices were made on the npz files
-        if e["source"].startswith("phase_diagram/") and any(k in e["source"] for k in DATA_DIR_SLICES):
-            if not args.data_dir:
-                e["skip"] = True
-            e["mnist_source"] = "data_dir"
-    entries = [e for e in entries if not e.get("skip")]
-    groups: dict[tuple, list[dict]] = {}
-    for e in entries:
-        groups.setdefault((e.get("dataset", "mnist"), e.get("mnist_source", "default"), tuple(e["pair"]), e["n_train"],
-                           e["n_test"], e["width"]), []).append(e)
-    obs = vc.OBSERVABLES
+    refs = []
+    for r in vc._references():
+        if not args.data_dir and r.dataset != "mnist":
+            continue
+        if r.source == "unknown":  # a phase-diagram slice: the source whose data reproduces its own record
+            source = vc._identify_source(r)
+            if source is None:
+                continue
+            r = replace(r, source=source)
+        refs.append(r)
+    groups: dict[tuple, list] = {}
+    for r in refs:
+        groups.setdefault(r.group, []).append(r)
+    obs = tuple(o for o in vc.OBSERVABLES if o not in vc.CLASS_OBSERVABLES)  # scalars
     head = ["pair", "P", "N1", "α", "T"] + [f"{o}: sampled / " + " / ".join(LEVELS) for o in obs] + ["in regime / converged"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     dev: dict[tuple[str, str, str], list[float]] = {}
     conv_count: dict[tuple[str, str], list[bool]] = {}
-    for (dataset, source, pair, P, Pt, n1), es in sorted(groups.items(), key=lambda kv: (kv[0][3] / kv[0][5], kv[0])):
-        t = vc.load(dataset, pair, P, Pt, source)
-        temps = np.array(sorted({e["temperature"] for e in es}, reverse=True))
+    for g in sorted(groups, key=lambda g: (g[2] / g[4], g)):
+        dataset, pair, P, Pt, n1, source = g
+        t = vc._task_cached(dataset, pair, P, Pt, source)
+        es, _ = vc.select_references(groups[g], geometry.data_fingerprint(t.x_train, t.y_train))  # converged only
+        if not es:
+            continue
+        temps = np.array(sorted({e.temperature for e in es}, reverse=True))
         th = {lev: temperature_curve(t.x_train, t.y_train, temps, width=n1, x_test=t.x_test, y_test=t.y_test, level=lev)
               for lev in LEVELS}
-        base = th["gaussian"].reference["centroid_distance"]
-        for e in sorted(es, key=lambda e: -e["temperature"]):
-            i = int(np.argmin(np.abs(temps - e["temperature"])))
-            T, alpha = float(e["temperature"]), P / n1
-            ok_sampled = e.get("converged", True)
+        base = float(th["gaussian"].reference["centroid_distance"])
+        for e in es:
+            i = int(np.argmin(np.abs(temps - e.temperature)))
+            T, alpha = float(e.temperature), P / n1
             region = "corner" if _corner(alpha, T) else ("regime" if th["cavity"].in_regime[i] else "other")
-            sampled = {"centroid_shift": [n1 * (e["centroid_distance"][0] - base), n1 * e["centroid_distance"][1]],
-                       "weight_label_moment": e.get("weight_moment_label")}
             cells = [("CIFAR " if dataset == "cifar10" else "") + f"{pair[0]} v {pair[1]}"
-                     + (" (full MNIST)" if source == "data_dir" else ""), str(P), str(n1), f"{alpha:g}",
-                     f"{T:.3g}" + ("" if ok_sampled else " ‡")]
+                     + (" (full MNIST)" if dataset == "mnist" and source == "data_dir" else ""), str(P), str(n1),
+                     f"{alpha:g}", f"{T:.3g}"]
             for o in obs:
-                sv = sampled.get(o, e.get(o))
+                sv = vc._sampled(e, o, base)
                 if sv is None:
                     cells.append("–")
                     continue
                 mean, se = sv
                 vals = [float(getattr(th[lev], o)[i]) for lev in LEVELS]
-                if ok_sampled and abs(mean) > 0:
+                if abs(mean) > 0:
                     for lev, v in zip(LEVELS, vals):
                         dev.setdefault((lev, o, region), []).append(abs(v - mean) / abs(mean))
                         if region == "corner" and "converge" not in th[lev].regime_reason[i]:
                             dev.setdefault((lev, o, "corner, own fixed point converged"), []).append(
                                 abs(v - mean) / abs(mean))
                 cells.append(f"{mean:.4g} ± {se:.1g} / " + " / ".join(f"{v:.4g}" for v in vals))
-            if ok_sampled:
-                for lev in ("cavity", "cavity_fluct"):
-                    conv_count.setdefault((lev, region), []).append("converge" not in th[lev].regime_reason[i])
+            for lev in ("cavity", "cavity_fluct"):
+                conv_count.setdefault((lev, region), []).append("converge" not in th[lev].regime_reason[i])
             cells.append(" / ".join(("y" if th[lev].in_regime[i] else "n") for lev in LEVELS) + " ; "
                          + " / ".join(("n.c." if "converge" in th[lev].regime_reason[i] else "c")
                                       for lev in ("cavity", "cavity_fluct")))
@@ -173,7 +177,7 @@ def cmd_compare(args) -> None:
     for (lev, region), c in sorted(conv_count.items()):
         notes.append(f"fixed point converged ({lev}, {region}): {sum(c)}/{len(c)}")
     notes.append("in regime: y/n per level (gaussian / cavity / cavity_fluct); converged: c / n.c. (cavity / cavity_fluct)")
-    notes.append("‡: sampled row whose convergence diagnostics failed; shown, not in the statistics")
+    notes.append("sampled references: the converged ones only (R̂/ESS passed), as counted by validate_cavity.py table")
     notes.append(f"command: python benchmarks/validate_cavity_fluct.py compare{' --data-dir DATA' if args.data_dir else ''}"
                  f" (DATA: the directory with the MNIST/CIFAR-10 npz files); commit {_commit()}")
     text = "\n".join(rows + notes) + "\n"

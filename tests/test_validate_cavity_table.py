@@ -117,3 +117,31 @@ def test_phase_diagram_rows_are_matched_to_their_own_training_set(benchmark_scri
     monkeypatch.setattr(vc, "DATA_DIR", None)  # the default source only: no data dir to try
     assert vc._identify_source(ref) == "default"
     assert vc._identify_source(vc.replace(ref, nngp_centroid=v * (1 + 1e-6))) is None
+
+
+def test_cavity_fluct_compare_reads_the_tables_references(benchmark_script, monkeypatch):
+    """benchmarks/validate_cavity_fluct.py ``compare`` (docs/theory.md B.10) goes through validate_cavity's own
+    reference reader, source identification and selection (regression: it called a reader that a refactor of
+    validate_cavity.py had removed, so the committed command behind B.10's numbers no longer ran). Here: the
+    references it groups are the table's, and a converged adaptive row is selected with its own values."""
+    from gdeq import geometry
+
+    fluct = benchmark_script("validate_cavity_fluct")
+    vc = fluct._validate_cavity()
+    monkeypatch.setattr(vc, "DATA_DIR", None)
+    for name in ("_references", "_identify_source", "select_references", "_sampled", "_task_cached",
+                 "OBSERVABLES", "CLASS_OBSERVABLES"):
+        assert hasattr(vc, name), name
+    rows = [r for r in vc._references() if r.origin == vc.ADAPTIVE.name and r.converged and r.dataset == "mnist"
+            and r.n_train == 250]
+    assert rows
+    g = rows[0].group
+    dataset, pair, P, Pt, _, source = g
+    t = vc._task_cached(dataset, pair, P, Pt, source)
+    if not t.source.startswith("embedded"):
+        pytest.skip("$GDEQ_DATA_DIR is set: load_task's default source is not the embedded subset here")
+    counted, _ = vc.select_references([r for r in vc._references() if r.group == g],
+                                      geometry.data_fingerprint(t.x_train, t.y_train))
+    assert rows[0].temperature in [r.temperature for r in counted]
+    mean, se = vc._sampled(rows[0], "readout_second_moment", 0.0)
+    assert np.isfinite(mean) and se > 0
