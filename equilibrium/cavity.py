@@ -586,13 +586,14 @@ def cavity_curve(
                 step /= 2.0
 
     def warm_up(count: list) -> bool:
-        """A converged start at WARM_T, from its own Q* fields (the tilt is weak there, so they are close to the
-        fixed point), for a ladder whose hottest temperature is too cold to start from its Q* fields."""
-        Qw = float(solve_saddle(spectrum, [WARM_T], width=N1).Q[0])
-        cold_w = pack((U @ (yr / (WARM_T + Qw * kappa / lam1)), Qw, torch.zeros(ns, ns, **kw)))
-        state, ok = solve_at(WARM_T, cold_w, cold_w, count)
+        """A converged start at the field grid's hottest temperature (WARM_T whenever this is needed: the ladder is
+        colder), from its Q* fields (the tilt is weak there, so they are close to the fixed point), for a ladder
+        whose hottest temperature is too cold to start from its own Q* fields."""
+        T_w = float(T_grid[0])
+        cold_w = pack((m_grid[0], float(Q_grid[0]), torch.zeros(ns, ns, **kw)))
+        state, ok = solve_at(T_w, cold_w, cold_w, count)
         if ok:
-            hist.append((math.log(WARM_T), pack(state)))
+            hist.append((math.log(T_w), pack(state)))
         return ok
 
     helpers_used, lost = [], False
