@@ -15,6 +15,14 @@ Why the continuation stops at α = 20 (docs/theory.md B.5 "What is left"): P = 1
 10 … 0.3, with the default importance samples, four times as many, and wider proposal stretches. Prints per
 temperature whether the fixed point converged, the Pareto k̂ and Kish ESS of the importance weights,
 λ1⟨v²⟩ and the test error: where k̂ > 0.7 the estimates move with the sample size.
+
+    OMP_NUM_THREADS=1 python benchmarks/cavity_convergence.py --resample-move
+
+Is it the sampler or the closure (docs/theory.md B.11)? MNIST 3 vs 5 at N1 = 50: α = 20 (P = 1000, T = 1,
+0.3, 0.1) and α = 5 (P = 250, T = 1 … 0.03), the averages over the single-unit measure taken by importance
+sampling and by resample-move HMC (``cavity_curve(measure="resample-move")``), beside the exact sampled
+values cached by ``benchmarks/validate_cavity.py`` (groups a20-mnist35, a5-mnist35; "n/a" where that run
+did not converge).
 """
 
 from __future__ import annotations
@@ -46,12 +54,50 @@ def alpha20() -> None:
                   f"{r.readout_second_moment[i]:8.4f} {r.test_error[i]:8.4f}")
 
 
+def resample_move() -> None:
+    """α = 20 and α = 5 with both measures beside exact sampling (module docstring)."""
+    import json
+    from pathlib import Path
+
+    from gdeq.equilibrium import temperature_curve
+    from gdeq.equilibrium.cavity import cavity_curve
+    from gdeq.gd_dynamics import load_task
+
+    cache = json.loads((Path(__file__).parent / "results" / "cavity_validation_adaptive.json").read_text())
+    names = ("readout_second_moment", "train_error", "test_error", "test_bias2", "test_variance", "weight_label_moment")
+    for P, temps in [(1000, [1.0, 0.3, 0.1]), (250, [1.0, 0.3, 0.1, 0.03])]:
+        temps = np.array(temps)
+        t = load_task("mnist", (3, 5), n_train=P, n_test=100, seed=0)
+        g = temperature_curve(t.x_train, t.y_train, temps, width=50, x_test=t.x_test, y_test=t.y_test,
+                              level="gaussian")
+        rows = {}
+        for measure in ("importance", "resample-move"):
+            t0 = time.process_time()
+            rows[measure] = cavity_curve(t.x_train, t.y_train, temps, g.Q, width=50, x_test=t.x_test,
+                                         y_test=t.y_test, measure=measure)
+            print(f"P = {P}, N1 = 50 (α = {P / 50:g}), cavity, measure {measure}: {time.process_time() - t0:.1f} s CPU")
+        for i, T in enumerate(temps):
+            ref = cache.get(f"mnist_3v5_P{P}_N50_T{T:g}")
+            rm = rows["resample-move"]
+            print(f"T = {T:g}: converged importance {bool(rows['importance'].converged[i])} (k̂ "
+                  f"{rows['importance'].pareto_k[i]:.2f}), resample-move {bool(rm.converged[i])} "
+                  f"(helpers {rm.helper_temperatures[i]}; {rm.regime_reason[i] or 'in regime'})")
+            print(f"   {'observable':22s} {'sampled ± s.e.':>18s} {'gaussian':>9s} {'importance':>11s} "
+                  f"{'resample-move':>14s}")
+            for name in names:
+                s = f"{ref[name][0]:.4f} ± {ref[name][1]:.4f}" if ref and ref.get("converged") else "n/a"
+                print(f"   {name:22s} {s:>18s} {float(getattr(g, name)[i]):9.4f} "
+                      f"{float(getattr(rows['importance'], name)[i]):11.4f} {float(getattr(rm, name)[i]):14.4f}")
+
+
 def main() -> None:
     import sys
 
     torch.set_num_threads(1)
     if "--alpha20" in sys.argv[1:]:
         return alpha20()
+    if "--resample-move" in sys.argv[1:]:
+        return resample_move()
     from gdeq.equilibrium import temperature_curve
     from gdeq.equilibrium.cavity import cavity_curve
     from gdeq.gd_dynamics import load_task

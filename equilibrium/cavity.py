@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,10 +60,11 @@ from gdeq import geometry
 from .action import Spectrum, solve_saddle
 from .kernels import nngp_kernels
 from .linalg import eigh
+from .sampling import chain_diagnostics
 from .weights import weight_directions
 
 __all__ = ["CavityResult", "cavity_curve", "regime_flags", "pareto_k", "rank_bound", "gaussian_sigma_trace", "width_check",
-           "DEFAULT_MIN_ESS", "MAX_PARETO_K", "MIN_VALIDATED_WIDTH"]
+           "DEFAULT_MIN_ESS", "MAX_PARETO_K", "MIN_VALIDATED_WIDTH", "ResampleMove"]
 
 DEFAULT_MIN_ESS = 200.0
 """Kish effective sample size below which an importance-sampled level is flagged out of regime."""
@@ -275,7 +277,7 @@ def _proposal(Zt: torch.Tensor, slope: torch.Tensor, fields: list[torch.Tensor],
     return u[:, keep][:, :k_max]
 
 
-def cavity_curve(
+def _cavity_core(
     x_train,
     y_train,
     temperatures,
@@ -297,7 +299,9 @@ def cavity_curve(
     seed: int = 0,
     device: str | torch.device | None = None,
     closure: str = "shape",
-) -> CavityResult:
+    injected: tuple[torch.Tensor, torch.Tensor] | None = None,
+    start: tuple | None = None,
+) -> tuple[CavityResult, dict]:
     """Every observable of the ``cavity`` level over temperatures (module docstring, docs/theory.md B.5).
 
     ``Q``: the saddle point Q*(T) (nT,) (``equilibrium.solve_saddle``), used for the starting fields only
@@ -371,18 +375,22 @@ def cavity_curve(
     r = basis.shape[0]
     Z = torch.as_tensor(span.x_train / math.sqrt(n0), **kw)  # h = Z w
     gen = torch.Generator(device=dev).manual_seed(seed)
-    dirs = _proposal(Z, kb.slope_train, m_grid, lam0)
-    k = dirs.shape[1]
-    xi = torch.randn(r, S, generator=gen, **kw) / math.sqrt(lam0)
-    st = torch.as_tensor(stretches, **kw)
-    comp = torch.arange(S, device=dev) % len(stretches)  # equal share per mixture component
-    u = dirs.T @ xi
-    w_s = xi + dirs @ ((st[comp] - 1.0)[None, :] * u)
-    u = st[comp][None, :] * u  # projections of the drawn w on the stretched directions
-    u2 = (u * u).sum(0) * lam0
-    # log p0/q along the stretched subspace (balance-heuristic mixture density)
-    log_q = torch.logsumexp(-k * torch.log(st)[:, None] - 0.5 * u2[None, :] / st[:, None] ** 2, 0) - math.log(len(st))
-    log_p0_q = -0.5 * u2 - log_q
+    if injected is None:
+        dirs = _proposal(Z, kb.slope_train, m_grid, lam0)
+        k = dirs.shape[1]
+        xi = torch.randn(r, S, generator=gen, **kw) / math.sqrt(lam0)
+        st = torch.as_tensor(stretches, **kw)
+        comp = torch.arange(S, device=dev) % len(stretches)  # equal share per mixture component
+        u = dirs.T @ xi
+        w_s = xi + dirs @ ((st[comp] - 1.0)[None, :] * u)
+        u = st[comp][None, :] * u  # projections of the drawn w on the stretched directions
+        u2 = (u * u).sum(0) * lam0
+        # log p0/q along the stretched subspace (balance-heuristic mixture density)
+        log_q = torch.logsumexp(-k * torch.log(st)[:, None] - 0.5 * u2[None, :] / st[:, None] ** 2, 0) - math.log(len(st))
+        log_p0_q = -0.5 * u2 - log_q
+    else:  # draws of a reference single-unit measure (resample-move): log p0/p_ref = −tilt_ref, no prior control variate
+        w_s, log_p0_q = (v.to(**kw) for v in injected)
+        S = w_s.shape[1]
     sigma = geometry.activation(activation)
     phi = sigma(Z @ w_s)  # (P, S)
     phi_t = None
@@ -395,7 +403,19 @@ def cavity_curve(
         phi_t = sigma(ht)
     phr = U.T @ phi  # features in K's eigenbasis (once)
     phr2 = phr * phr
-    w0 = torch.softmax(log_p0_q, 0)  # prior weights: control variate with the exact prior averages
+    # prior weights: control variate with the exact prior averages (importance samples). Draws of a tilted
+    # reference measure represent the prior badly, so there the exact prior averages are used without it.
+    w0 = torch.softmax(log_p0_q, 0) if injected is None else None
+
+    def excess(weights: torch.Tensor, X: torch.Tensor, Y: torch.Tensor, prior_xy, scale: float = 1.0) -> torch.Tensor:
+        """E_w[X Yᵀ] − scale·E_0[X Yᵀ] (E_0[X Yᵀ] = ``prior_xy`` exactly), with the prior control variate if any."""
+        if w0 is None:
+            return (X * weights) @ Y.T - scale * prior_xy
+        return (X * (weights - scale * w0)) @ Y.T
+
+    def excess_vec(weights: torch.Tensor, F: torch.Tensor, prior_f) -> torch.Tensor:
+        """E_w[F] − E_0[F] per row of F (E_0[F] = ``prior_f``)."""
+        return F @ weights - prior_f if w0 is None else F @ (weights - w0)
 
     # fixed basis B for the low-rank kernel corrections: top eigen-directions, labels, class
     # indicators, the Q* fields m and K m on the fixed grid
@@ -421,9 +441,12 @@ def cavity_curve(
     phr_top = phr[idx].contiguous()
     pBs = Cr.T @ phr_top
 
-    def kernel_parts(weights: torch.Tensor, scale: float, p: torch.Tensor = pB) -> torch.Tensor:
+    KB = B.T @ K @ B  # exact prior averages E_0[pB pBᵀ] and E_0[pBs pBsᵀ]
+    Ks = Cr.T @ (kappa[idx, None] * Cr)
+
+    def kernel_parts(weights: torch.Tensor, scale: float, p: torch.Tensor = pB, p0: torch.Tensor = KB) -> torch.Tensor:
         """D of E_w[fφφᵀ] ≈ scale·K + B D Bᵀ, with weights = w·f (control variate scale·w0)."""
-        return (p * (weights - scale * w0)) @ p.T
+        return excess(weights, p, p, p0, scale)
 
     def solve_eig(T: float, c: float, scale: float, D: torch.Tensor, rhs_r: torch.Tensor, Vt=Bt) -> torch.Tensor:
         """(T + c(scale K + V D Vᵀ)/λ1)⁻¹ applied to rhs (all in K's eigenbasis, Woodbury)."""
@@ -462,7 +485,7 @@ def cavity_curve(
 
     # where Σ's measured shape lives: "shape" (B.5) on Bs (label directions removed, q·K there);
     # "fluct" (B.10: Σ_t⁻¹ = T + c·K_post/λ1, what a Gaussian-fluctuating cavity mean closes to) on all of B
-    sigma_basis, shape_p = (Bt, pB) if closure == "fluct" else (Bst, pBs)
+    sigma_basis, shape_p, shape_p0 = (Bt, pB, KB) if closure == "fluct" else (Bst, pBs, Ks)
 
     def measure(T: float, state: tuple):
         """One pass: fields -> (★) weights -> new (m, q, D_post, ρ, D_m)."""
@@ -470,7 +493,7 @@ def cavity_curve(
         w, a, g, omega, logw = tilt(T, m, q, Dp, sigma_basis)
         q_new = float((w * omega).sum())
         rho = float((w / (1.0 + a)).sum())
-        Dp_new = kernel_parts(w * omega, q_new, shape_p)
+        Dp_new = kernel_parts(w * omega, q_new, shape_p, shape_p0)
         Dm = kernel_parts(w / (1.0 + a), rho)
         m_new = U @ solve_eig(T, cav, rho, Dm, yr[:, None])[:, 0]
         return (m_new, q_new, Dp_new), dict(w=w, a=a, g=g, omega=omega, rho=rho, Dm=Dm, logw=logw)
@@ -596,29 +619,30 @@ def cavity_curve(
             hist.append((math.log(T_w), pack(state)))
         return ok
 
-    helpers_used, lost = [], False
+    helpers_used, lost, states = [], False, []
     for ti in order:
         T = float(T_all[ti])
         cold = pack((mQ[ti], float(Qa[ti]), torch.zeros(ns, ns, **kw)))  # the Q* fields
         it_count = [0]
         n_help = 0
         if not hist:
-            state, converged = solve_at(T, cold, cold, it_count)
+            state, converged = solve_at(T, cold if start is None else pack(start), cold, it_count)
             if converged:
                 hist.append((math.log(T), pack(state)))
-            elif T < WARM_T and warm_up(it_count):  # start hotter and continue down to T
+            elif injected is None and T < WARM_T and warm_up(it_count):  # start hotter and continue down to T
                 state, converged, n_help = continue_to(T, cold, it_count)
                 n_help += 1
         else:
             state, converged, n_help = continue_to(T, cold, it_count)
         helpers_used.append(n_help)
         lost = lost or not converged
+        states.append(state if converged else None)
         if not converged:  # observables are NaN (below); the Q* fields only give them their shapes
             state = unpack(cold)
         _, aux = measure(T, state)
         w, a, omega, rho, Dm = aux["w"], aux["a"], aux["omega"], aux["rho"], aux["Dm"]
         q = float((w * omega).sum())
-        Dp = kernel_parts(w * omega, q, shape_p)
+        Dp = kernel_parts(w * omega, q, shape_p, shape_p0)
         # ---- predictor of the full network (N1 units) from the same measure ----
         m_hat_r = solve_eig(T, 1.0, rho, Dm, yr[:, None])[:, 0]
         m_hat = U @ m_hat_r
@@ -631,14 +655,13 @@ def cavity_curve(
         # train posterior variance T − T²·Tr Σ̂/P with Σ̂ = (T + qK/λ1)⁻¹ (same kernel as the test variance)
         out["train_variance"].append(T - T * T * float((1.0 / (T + q * kappa / lam1)).sum()) / P)
         out["v2"].append(q / lam1)
-        dw = w - w0
         # ⟨K_W⟩ train: K + B M Bᵀ with the exact diagonal
-        Mw = (pB * dw) @ pB.T
+        Mw = excess(w, pB, pB, KB)
         KW = K + B @ Mw @ B.T
-        diag_true = torch.diagonal(K) + (phi * phi) @ dw
+        diag_true = torch.diagonal(K) + excess_vec(w, phi * phi, torch.diagonal(K))
         KW = KW + torch.diag(diag_true - torch.diagonal(KW))
         out["KW"].append(KW.cpu().numpy())
-        mom = prior_mom + (proj * dw) @ proj.T  # exact prior second moment + control-variate shift
+        mom = prior_mom + excess(w, proj, proj, prior_mom)  # exact prior second moment + shift
         out["wm"].append(mom[:-1, :-1].cpu().numpy())
         out["wl"].append(float(mom[-1, -1]))
         out["ess"].append(float(1.0 / (w * w).sum()))
@@ -648,8 +671,9 @@ def cavity_curve(
         if phi_t is not None:
             gm = phi.T @ m_hat  # φᵀm̂ per sample
             wr = w / (1.0 + a)
-            # test mean K_m(x, X) m̂/λ1, control variate ρ·(K0 m̂ + Σ(w − w0) φ0 φᵀm̂)
-            tm = (rho * (K0 @ m_hat + phi_t @ (dw * gm)) + phi_t @ ((wr - rho * w) * gm)) / lam1
+            # test mean K_m(x, X) m̂/λ1, control variate ρ·(K0 m̂ − Σ w0 φ0 φᵀm̂)
+            cv = 0.0 if w0 is None else rho * (K0 @ m_hat - phi_t @ (w0 * gm))
+            tm = (phi_t @ (wr * gm) + cv) / lam1
             out["test_mean"].append(tm.cpu().numpy())
             # test variance: the GP of kernel q·K (q = λ1⟨v²⟩ of the measure) and noise T. The shape
             # corrections of K_post (B.5) over-shoot the sampled variance by 6-12 % (MNIST, P = 200,
@@ -658,11 +682,11 @@ def cavity_curve(
             SR = R_r.T / (T + q * kappa / lam1)[:, None]
             var = q * torch.diagonal(kb.test) / lam1 - (R_r * SR.T).sum(1) / lam1**2
             out["test_var"].append(var.cpu().numpy())
-            KWt = K0 + ((phi_t * dw) @ pB.T) @ B.T
+            KWt = K0 + excess(w, phi_t, pB, K0 @ B) @ B.T
             out["KWt"].append(KWt.cpu().numpy())
-            Mt = (pBt * dw) @ pBt.T
+            Mt = excess(w, pBt, pBt, Bt_test.T @ kb.test @ Bt_test)
             KWtt = kb.test + Bt_test @ Mt @ Bt_test.T
-            dtt = torch.diagonal(kb.test) + (phi_t * phi_t) @ dw
+            dtt = torch.diagonal(kb.test) + excess_vec(w, phi_t * phi_t, torch.diagonal(kb.test))
             KWtt = KWtt + torch.diag(dtt - torch.diagonal(KWtt))
             out["KWtt"].append(KWtt.cpu().numpy())
         if not converged:  # no fixed point found: every observable and diagnostic of this T is NaN (B.6)
@@ -691,6 +715,23 @@ def cavity_curve(
     ok, why = regime_flags(np.where(conv, ess, np.inf), conv, pareto=np.where(conv, khat, 0.0), min_ess=min_ess,
                            extra=([] if activation == "identity" else [rank_bound(np.where(conv, trS, np.inf), P, N1)])
                            + [width_check(N1, nT)])  # rank bound: B.9
+    sig_basis = Bt if closure == "trace" else sigma_basis
+
+    def log_tilt(w: torch.Tensor, T: float, state: tuple) -> torch.Tensor:
+        """log of (★)'s tilt −½log(1 + a) + ½g²/(1 + a) at draws w (r, C) (span coordinates) for the cavity fields
+        ``state`` at T (differentiable in w: the single-unit measure that resample-move samples)."""
+        m, scale, D = state
+        phw = sigma(Z @ w)
+        prw = U.T @ phw
+        Li = 1.0 / (T + cav * scale * kappa / lam1)
+        BL = sig_basis.T @ (Li[:, None] * prw)
+        small = torch.eye(sig_basis.shape[1], **kw) + (cav / lam1) * D @ (sig_basis.T @ (Li[:, None] * sig_basis))
+        a = (Li @ (prw * prw) - ((cav / lam1) * torch.linalg.solve(small, D @ BL) * BL).sum(0)) / (lam1 * N1)
+        g = (m @ phw) / math.sqrt(lam1 * N1)
+        return -0.5 * torch.log1p(a) + 0.5 * g * g / (1.0 + a)
+
+    internals = dict(states=[states[i] for i in inv], log_tilt=log_tilt, dim=r, prior_w=lam0, kw=kw,
+                     draws=w_s, log_weights=[None] * nT)
     return CavityResult(
         temperature=T_all, train_mean=np.stack(out["train_mean"]), train_error=np.array(out["train_error"]),
         train_variance=np.array(out["train_variance"]), test_mean=test_mean, test_point_variance=test_var,
@@ -700,5 +741,241 @@ def cavity_curve(
         weight_moments=np.stack(out["wm"]), weight_label_moment=np.array(out["wl"]), weight_directions=E,
         ess=ess, pareto_k=khat, samples=S, iterations=np.array(out["it"]), converged=conv, sigma_trace=trS,
         in_regime=ok, regime_reason=why, helper_temperatures=np.array(out["helpers"], dtype=int),
-    )
+    ), internals
 
+
+
+@dataclass(frozen=True)
+class ResampleMove:
+    """Settings of ``cavity_curve(measure="resample-move")`` (docs/theory.md B.11).
+
+    Per temperature and round: ``chains`` HMC chains on the single-unit measure (★) at reference fields,
+    ``burn_in`` trajectories (more, ``3 × burn_in``, for the first temperature, from prior draws), then
+    ``draws`` kept per chain (``leapfrog`` steps per trajectory, step size adapted to 75 % acceptance in the
+    burn-in). The fixed point is solved on those draws reweighted to the fields (a smooth map, so Newton–Krylov
+    applies); when the reweighting's relative ESS at the fixed point is below ``min_overlap`` its fields become
+    the reference and the draws are renewed, at most ``rounds`` times. A temperature whose fixed point does not
+    settle, or whose chains have split-R̂ > ``rhat_max`` on the log tilt, is flagged (``in_regime`` False).
+    Along the ladder (hot to cold) the reference fields are carried by continuation in steps of at most a
+    factor ``max_step`` in T (helper temperatures in between); after a temperature that does not settle the
+    colder ones are not attempted (NaN, flagged).
+    """
+
+    chains: int = 32
+    draws: int = 128
+    burn_in: int = 100
+    leapfrog: int = 10
+    rounds: int = 5
+    min_overlap: float = 0.5
+    rhat_max: float = 1.05
+    max_step: float = 1.5
+    seed: int = 0
+
+    def check(self) -> None:
+        for name in ("chains", "draws", "burn_in", "leapfrog", "rounds"):
+            v = getattr(self, name)
+            if not (isinstance(v, int) and v >= 1):
+                raise ValueError(f"ResampleMove.{name}: must be an integer >= 1, got {v!r}")
+        if self.chains < 4:
+            raise ValueError(f"ResampleMove.chains: must be >= 4 (split-R̂ needs several chains), got {self.chains}")
+        if not (0.0 < self.min_overlap <= 1.0):
+            raise ValueError(f"ResampleMove.min_overlap: must be in (0, 1], got {self.min_overlap!r}")
+        if not (self.rhat_max > 1.0):
+            raise ValueError(f"ResampleMove.rhat_max: must be > 1, got {self.rhat_max!r}")
+        if not (self.max_step > 1.0):
+            raise ValueError(f"ResampleMove.max_step: must be > 1, got {self.max_step!r}")
+
+
+def _hmc_unit(log_density, w: torch.Tensor, eps: float, *, burn_in: int, draws: int, leapfrog: int,
+              gen: torch.Generator) -> tuple[torch.Tensor, float, torch.Tensor, float]:
+    """Batched HMC (identity mass, leapfrog) on a density over the columns of w (r, C), one chain per column;
+    the step size adapts to 75 % acceptance during the burn-in. Returns (last state, step size, kept draws
+    (r, C·draws) in draw-major order, acceptance rate of the kept part)."""
+
+    def grad(x):
+        x = x.detach().requires_grad_(True)
+        lp = log_density(x)
+        (g,) = torch.autograd.grad(lp.sum(), x)
+        return lp.detach(), g
+
+    lp, gr = grad(w)
+    kept, acc_kept, acc_win = [], [], []
+    for it in range(burn_in + draws):
+        p0 = torch.randn(w.shape, generator=gen, dtype=w.dtype, device=w.device)
+        x, p = w, p0 + 0.5 * eps * gr
+        for step in range(leapfrog):
+            x = x + eps * p
+            lpn, grn = grad(x)
+            p = p + (eps if step < leapfrog - 1 else 0.5 * eps) * grn
+        log_acc = lpn - lp - 0.5 * (p * p).sum(0) + 0.5 * (p0 * p0).sum(0)
+        acc = torch.log(torch.rand(lp.shape, generator=gen, dtype=w.dtype, device=w.device)) < torch.nan_to_num(
+            log_acc, nan=-math.inf)
+        w = torch.where(acc[None], x, w)
+        lp, gr = torch.where(acc, lpn, lp), torch.where(acc[None], grn, gr)
+        rate = float(acc.to(w.dtype).mean())
+        if it < burn_in:
+            acc_win.append(rate)
+            if len(acc_win) == 10:  # simple stochastic step-size adaptation toward 75 % acceptance
+                eps *= math.exp(0.5 * (float(np.mean(acc_win)) - 0.75))
+                acc_win = []
+        else:
+            kept.append(w.clone())
+            acc_kept.append(rate)
+    return w, eps, torch.cat(kept, 1), float(np.mean(acc_kept))
+
+
+def cavity_curve(
+    x_train,
+    y_train,
+    temperatures,
+    Q,
+    *,
+    width: float,
+    measure: str = "importance",
+    resample_move: ResampleMove | None = None,
+    **options,
+) -> CavityResult:
+    """Every observable of the ``cavity`` level over temperatures (module docstring, docs/theory.md B.5).
+
+    ``Q``: the saddle point Q*(T) (nT,) (``equilibrium.solve_saddle``), used for the starting fields only
+    (the proposal directions and the correction basis come from the Q* fields of a fixed temperature grid).
+    ``y_train`` ±1 (P,) (binary tasks). Options (keyword): ``activation``, ``prior_w``, ``prior_v``,
+    ``x_test``, ``y_test``; ``samples`` importance samples (default 2^23/P clipped to [4096, 2^15]) drawn once
+    from a mixture of the prior stretched by ``stretches`` along the tilt directions; ``rank`` leading
+    eigen-directions of K in the low-rank kernel corrections; fixed point to relative change ``tol`` in
+    (m, q, D) within ``max_iter`` evaluations of the map per Newton–Krylov attempt, with at most ``max_refine``
+    halvings of the continuation step per temperature; ``min_ess`` for the regime indicator; ``seed``;
+    ``device``. A temperature that does not converge returns NaN for every observable and diagnostic
+    (``converged`` False, reason given).
+
+    ``closure``: "shape" (default, B.5: Σ = (T + c·K_Σ/λ1)⁻¹ with the Gaussian-equivalent scale q) or
+    "trace" (B.9: Σ = (T + c·K_m/λ1)⁻¹, the same kernel as the mean field, from averaging the exact
+    identity T·A_W⁻¹ + Σ_j φ_jφ_jᵀA_∖j⁻¹/(λ1N1(1 + a_j)) = I; it satisfies the rank bound by construction
+    but misses the cavity mean's fluctuations and is measured to be worse — kept to reproduce B.9), or
+    "fluct" (docs/theory.md B.10: Σ⁻¹ = T + c·K_post/λ1 in every direction of the basis, what a
+    Gaussian-fluctuating cavity mean closes to; level ``cavity_fluct``; measured, not the default).
+
+    ``measure``: how averages over the single-unit measure (★) are taken. "importance" (default): one set
+    of importance samples for the whole ladder (fast; B.5 "Numerics"). "resample-move" (B.11): HMC draws
+    of (★) at reference fields, reweighted to the fixed point and renewed there (``resample_move``
+    settings) — a second, independent way to take the same averages, to check the importance sampler where
+    its weights are suspect (at large α, B.5 "What is left"). Cost: about a minute per temperature at
+    P = 1000 on one CPU thread (``benchmarks/cavity_convergence.py --resample-move``). The
+    draws come from a tilted measure, so the prior control variates are not used: the O(1/N1) parts —
+    ⟨K_W⟩ − K, the weight moments' shifts — carry a Monte-Carlo error ∝ N1/√(chains·draws) (a few % of
+    N1·shift at N1 = 50 with the defaults, far more at N1 ≥ 400); the predictor and λ1⟨v²⟩ do not.
+    """
+    if measure not in ("importance", "resample-move"):
+        raise ValueError(f"measure: must be 'importance' or 'resample-move', got {measure!r}")
+    if measure == "importance":
+        if resample_move is not None:
+            raise ValueError("resample_move: only used with measure='resample-move'")
+        return _cavity_core(x_train, y_train, temperatures, Q, width=width, **options)[0]
+    rm = resample_move or ResampleMove()
+    rm.check()
+    T_all = np.asarray(temperatures, dtype=np.float64).reshape(-1)
+    Qa = np.asarray(Q, dtype=np.float64).reshape(-1)
+    # the importance level at the hottest temperature: validates every input before the sampling, and gives
+    # the first reference fields (reached from WARM_T by its own continuation where needed)
+    order = np.argsort(-T_all, kind="stable")
+    first, inner = _cavity_core(x_train, y_train, T_all[order[:1]], Qa[order[:1]], width=width, **options)
+    ref = inner["states"][0]
+    if ref is None:
+        first, inner = _cavity_core(x_train, y_train, np.array([WARM_T]), Qa[order[:1]], width=width, **options)
+        ref = inner["states"][0]
+    kw, lam0 = inner["kw"], inner["prior_w"]
+    gen = torch.Generator(device=kw["device"]).manual_seed(rm.seed)
+    chains = torch.randn(inner["dim"], rm.chains, generator=gen, **kw) / math.sqrt(lam0)
+    eps, burn = 0.3 / math.sqrt(lam0), 3 * rm.burn_in
+    ref_T = float(T_all[order[0]]) if first.converged[0] else WARM_T
+    rows: list[CavityResult | None] = [None] * len(T_all)
+    extra: list[str] = [""] * len(T_all)
+    n_help = [0] * len(T_all)
+
+    def settle(T: float, Q_T: np.ndarray):
+        """Resample-move rounds at T from the reference fields: (result, settled, R̂ of the last chains)."""
+        nonlocal chains, eps, burn, ref, inner
+        res, rhat = None, math.nan
+        for _ in range(rm.rounds):
+            lt = inner["log_tilt"]
+
+            def log_density(w, lt=lt, ref=ref):
+                return -0.5 * lam0 * (w * w).sum(0) + lt(w, T, ref)
+
+            chains, eps, draws, _ = _hmc_unit(log_density, chains, eps, burn_in=burn, draws=rm.draws,
+                                              leapfrog=rm.leapfrog, gen=gen)
+            burn = rm.burn_in
+            with torch.no_grad():
+                lt_draws = lt(draws, T, ref)
+            rhat = chain_diagnostics({"log_tilt": lt_draws.reshape(rm.draws, rm.chains).T.cpu().numpy()})[0]["log_tilt"]
+            res, inner = _cavity_core(x_train, y_train, np.array([T]), Q_T, width=width,
+                                      injected=(draws, -lt_draws), start=ref, **options)
+            new = inner["states"][0]
+            if new is None:  # the reweighted map has no fixed point near the reference: not settled
+                return res, False, rhat
+            ref = new
+            if res.ess[0] >= rm.min_overlap * draws.shape[1]:
+                return res, True, rhat
+        return res, False, rhat
+
+    lost = False
+    for ti in order:
+        T = float(T_all[ti])
+        res, settled, rhat = None, False, math.nan
+        if ref is not None and not lost:
+            # continuation in log T from the last settled temperature, steps of at most a factor max_step
+            n = max(1, int(math.ceil(math.log(ref_T / T) / math.log(rm.max_step) - 1e-9))) if ref_T > T else 1
+            for T_k in np.geomspace(ref_T, T, n + 1)[1:] if ref_T > T else [T]:
+                res, settled, rhat = settle(float(T_k), Qa[ti:ti + 1])
+                if not settled:
+                    break
+                ref_T = float(T_k)
+            n_help[ti] = n - 1
+        lost = lost or not settled  # colder temperatures would start from fields that were not found
+        if res is None:
+            res = first  # no reference fields: the importance level's row at the first temperature
+        reasons = []
+        if not settled:
+            reasons.append("resample-move did not settle (fixed point not found or still moving)")
+        if not (rhat <= rm.rhat_max):
+            reasons.append(f"single-unit chains not mixed (R̂ {rhat:.3f} > {rm.rhat_max})")
+        extra[ti] = "; ".join(reasons)
+        row = res if settled else _nan_row(res)
+        rows[ti] = dataclasses.replace(row, temperature=np.array([T]),
+                                       helper_temperatures=np.array([n_help[ti]], dtype=int))
+    return _stack_rows(rows, extra)
+
+
+def _nan_row(r: CavityResult) -> CavityResult:
+    """A one-temperature result with every observable and diagnostic NaN (no fixed point: no result, B.6)."""
+    keep = {"temperature", "samples", "iterations", "weight_directions", "regime_reason", "helper_temperatures"}
+    new = {}
+    for f in dataclasses.fields(r):
+        v = getattr(r, f.name)
+        if f.name == "converged":
+            v = np.zeros_like(v, dtype=bool)
+        elif f.name == "in_regime":
+            v = np.zeros_like(v, dtype=bool)
+        elif f.name not in keep and isinstance(v, np.ndarray):
+            v = np.full_like(v, np.nan, dtype=np.float64)
+        new[f.name] = v
+    return CavityResult(**new)
+
+
+def _stack_rows(rows: list[CavityResult], extra: list[str]) -> CavityResult:
+    """One :class:`CavityResult` from one-temperature results (ladder order), with the extra regime reasons."""
+    new = {}
+    for f in dataclasses.fields(CavityResult):
+        vals = [getattr(r, f.name) for r in rows]
+        if f.name == "samples":
+            new[f.name] = int(max(vals))
+        elif f.name == "weight_directions":
+            new[f.name] = vals[0]
+        elif f.name == "regime_reason":
+            new[f.name] = tuple("; ".join(x for x in (v[0], e) if x) for v, e in zip(vals, extra))
+        elif any(v is None for v in vals):
+            new[f.name] = None
+        else:
+            new[f.name] = np.concatenate([np.asarray(v) for v in vals], 0)
+    new["in_regime"] = np.array([bool(r.in_regime[0]) and not e for r, e in zip(rows, extra)])
+    return CavityResult(**new)
