@@ -302,24 +302,11 @@ def _cavity_core(
     injected: tuple[torch.Tensor, torch.Tensor] | None = None,
     start: tuple | None = None,
 ) -> tuple[CavityResult, dict]:
-    """Every observable of the ``cavity`` level over temperatures (module docstring, docs/theory.md B.5).
-
-    ``Q``: the saddle point Q*(T) (nT,) (``equilibrium.solve_saddle``), used for the starting fields only
-    (the proposal directions and the correction basis come from the Q* fields of a fixed temperature grid). ``y_train`` ±1 (P,) (binary tasks). ``samples`` importance
-    samples (default 2^23/P clipped to [4096, 2^15]) drawn once from a mixture of the prior
-    stretched by ``stretches`` along the tilt directions; ``rank`` leading eigen-directions of K in
-    the low-rank kernel corrections; fixed point to relative change ``tol`` in (m, q, D) within
-    ``max_iter`` evaluations of the map per Newton–Krylov attempt, with at most ``max_refine`` halvings of
-    the continuation step per temperature; ``min_ess`` for the regime indicator. A temperature that does
-    not converge returns NaN for every observable and diagnostic (``converged`` False, reason given).
-
-    ``closure``: "shape" (default, B.5: Σ = (T + c·K_Σ/λ1)⁻¹ with the Gaussian-equivalent scale q) or
-    "trace" (B.9: Σ = (T + c·K_m/λ1)⁻¹, the same kernel as the mean field, from averaging the exact
-    identity T·A_W⁻¹ + Σ_j φ_jφ_jᵀA_∖j⁻¹/(λ1N1(1 + a_j)) = I; it satisfies the rank bound by construction
-    but misses the cavity mean's fluctuations and is measured to be worse — kept to reproduce B.9), or
-    "fluct" (docs/theory.md B.10: Σ⁻¹ = T + c·K_post/λ1 in every direction of the basis, what a
-    Gaussian-fluctuating cavity mean closes to; level ``cavity_fluct``; measured, not the default).
-    """
+    """:func:`cavity_curve` with the importance measure (its docstring has the options), plus the hooks of the
+    resample-move measure: ``injected`` = (draws (r, S) in span coordinates, log p0/p_ref of each) replaces the
+    importance samples, and ``start`` = the cavity fields (m, q, D) where the first temperature's solve starts.
+    Returns (result, internals): the fixed-point fields per temperature (None where not found), the
+    differentiable log tilt of (★) and what the HMC needs (``dim``, ``prior_w``, ``kw``)."""
     x = np.asarray(x_train, dtype=np.float64)
     y = np.asarray(y_train, dtype=np.float64).reshape(-1)
     if x.ndim != 2 or x.shape[0] != y.shape[0]:
@@ -730,8 +717,7 @@ def _cavity_core(
         g = (m @ phw) / math.sqrt(lam1 * N1)
         return -0.5 * torch.log1p(a) + 0.5 * g * g / (1.0 + a)
 
-    internals = dict(states=[states[i] for i in inv], log_tilt=log_tilt, dim=r, prior_w=lam0, kw=kw,
-                     draws=w_s, log_weights=[None] * nT)
+    internals = dict(states=[states[i] for i in inv], log_tilt=log_tilt, dim=r, prior_w=lam0, kw=kw)
     return CavityResult(
         temperature=T_all, train_mean=np.stack(out["train_mean"]), train_error=np.array(out["train_error"]),
         train_variance=np.array(out["train_variance"]), test_mean=test_mean, test_point_variance=test_var,
