@@ -788,11 +788,13 @@ def _hmc_unit(log_density, w: torch.Tensor, eps: float, *, burn_in: int, draws: 
     kept, acc_kept, acc_win = [], [], []
     for it in range(burn_in + draws):
         p0 = torch.randn(w.shape, generator=gen, dtype=w.dtype, device=w.device)
-        x, p = w, p0 + 0.5 * eps * gr
+        # step size jittered per trajectory (±20 %): a fixed trajectory length resonates with some directions
+        h = eps * (0.8 + 0.4 * float(torch.rand((), generator=gen, dtype=w.dtype, device=w.device)))
+        x, p = w, p0 + 0.5 * h * gr
         for step in range(leapfrog):
-            x = x + eps * p
+            x = x + h * p
             lpn, grn = grad(x)
-            p = p + (eps if step < leapfrog - 1 else 0.5 * eps) * grn
+            p = p + (h if step < leapfrog - 1 else 0.5 * h) * grn
         log_acc = lpn - lp - 0.5 * (p * p).sum(0) + 0.5 * (p0 * p0).sum(0)
         acc = torch.log(torch.rand(lp.shape, generator=gen, dtype=w.dtype, device=w.device)) < torch.nan_to_num(
             log_acc, nan=-math.inf)

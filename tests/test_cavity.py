@@ -346,3 +346,23 @@ def test_resample_move_that_does_not_settle_is_nan_and_says_why():
     for name in ("readout_second_moment", "train_error", "test_error", "ess"):
         assert np.isnan(getattr(r, name)).all(), name
     np.testing.assert_array_equal(r.temperature, [1.0, 0.3])
+
+
+def test_single_unit_hmc_samples_a_gaussian():
+    """The HMC behind resample-move on an anisotropic Gaussian (std 0.3 … 1 in 100 dimensions), started 3× too
+    wide: second moments per direction and the total against the closed form."""
+    import torch
+
+    from gdeq.equilibrium.cavity import _hmc_unit
+
+    gen = torch.Generator().manual_seed(0)
+    std = torch.linspace(0.3, 1.0, 100, dtype=torch.float64)
+    w0 = 3.0 * torch.randn(100, 16, generator=gen, dtype=torch.float64)
+    _, _, draws, acc = _hmc_unit(lambda w: -0.5 * ((w / std[:, None]) ** 2).sum(0), w0, 0.3, burn_in=200,
+                                 draws=200, leapfrog=10, gen=gen)
+    assert 0.6 < acc < 0.9
+    m2 = (draws ** 2).mean(1)
+    assert float(m2.sum()) == pytest.approx(float((std ** 2).sum()), rel=0.03)
+    # per direction: 3200 correlated draws, measured 0.78-1.24 of the exact value (the total: 0.8 % off)
+    np.testing.assert_allclose(m2.numpy(), (std ** 2).numpy(), rtol=0.35)
+    assert float(draws.mean(1).abs().max()) < 0.15
