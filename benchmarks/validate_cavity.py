@@ -316,45 +316,89 @@ def cmd_closures(args) -> None:
 
 
 LINEAR = RESULTS / "cavity_linear_check.json"
+LINEAR_A20 = RESULTS / "cavity_linear_check_a20.json"
+
+
+def exact_linear(x, y, x_test, y_test, temperatures, width: int, n_grid: int = 4000) -> dict[str, np.ndarray]:
+    """The exact posterior of the one-hidden-layer linear network (λ0 = λ1 = 1) at finite width: given v, f(X) is
+    Gaussian with covariance Q·K (Q = |v|²/N1, K the identity-activation kernel), so the posterior is a 1-d
+    integral over Q of the GP predictor of kernel Q·K, with weight ∝ Q^(N1/2 − 1) e^(−N1 Q/2) N(y; 0, T + Q K)
+    (grid on Q ∈ (0, 8]; the edges carry no weight, checked). Returns λ1⟨v²⟩ = E[Q], the train and test errors
+    and the mean test variance per temperature: an independent reference for the sampler at any α."""
+    from gdeq.equilibrium import nngp_kernels
+
+    kb = nngp_kernels(np.asarray(x, dtype=np.float64), np.asarray(x_test, dtype=np.float64), activation="identity")
+    K, K0, Kt = (np.asarray(a) for a in (kb.train, kb.test_train, kb.test))
+    kap, U = np.linalg.eigh(K)
+    kap = np.clip(kap, 0.0, None)
+    yr, yt = U.T @ np.asarray(y, dtype=np.float64), np.asarray(y_test, dtype=np.float64)
+    F0 = K0 @ U
+    Qs = np.linspace(8.0 / n_grid, 8.0, n_grid)
+    out = {k: [] for k in ("readout_second_moment", "train_error", "test_error", "test_bias2", "test_variance")}
+    for T in temperatures:
+        z = 1.0 / (T + Qs[:, None] * kap[None])  # (grid, P)
+        lw = (width / 2 - 1) * np.log(Qs) - width * Qs / 2 + 0.5 * (np.log(z).sum(1) - (yr**2 * z).sum(1))
+        w = np.exp(lw - lw.max())
+        w /= w.sum()
+        if max(w[0], w[-1]) > 1e-10:
+            raise RuntimeError(f"exact_linear: the Q grid is too narrow at T = {T}")
+        resid = T * (z * yr) @ U.T  # (grid, P) train residual y − f̄ given Q
+        mean_t = Qs[:, None] * ((z * yr) @ F0.T)  # (grid, Pt)
+        var_t = Qs[:, None] * np.diag(Kt)[None] - Qs[:, None] ** 2 * (z @ (F0**2).T)
+        m = w @ mean_t
+        out["readout_second_moment"].append(float(w @ Qs))
+        out["train_error"].append(float(((w @ resid) ** 2).mean()))
+        var = w @ var_t + w @ (mean_t - m) ** 2  # total variance of the Q mixture
+        out["test_error"].append(float(((m - yt) ** 2).mean() + var.mean()))
+        out["test_bias2"].append(float(((m - yt) ** 2).mean()))
+        out["test_variance"].append(float(var.mean()))
+    return {k: np.array(v) for k, v in out.items()}
 
 
 def cmd_linear(args) -> None:
     """docs/theory.md B.9: the identity activation at α = 2 (P = 100, N1 = 50, MNIST 3 v 5) sampled with the
     adaptive sampler, next to the Q* theory (exact to O(1/N1) for a linear network) and the rank bound that
-    its Σ breaks at low T. Cached in benchmarks/results/cavity_linear_check.json with config, command, commit."""
+    its Σ breaks at low T. Cached in benchmarks/results/cavity_linear_check.json with config, command, commit.
+    ``--alpha20`` (B.11): P = 1000, N1 = 50, T = 1 and 0.1, beside the exact finite-width linear posterior
+    (:func:`exact_linear`); cached in cavity_linear_check_a20.json."""
     import subprocess
 
     from gdeq.equilibrium import nngp_kernels, temperature_curve
     from gdeq.equilibrium.cavity import gaussian_sigma_trace
     from gdeq.equilibrium.sampling import SamplerSettings, sample_temperatures
-    from gdeq.gd_dynamics import load_task
 
     torch.set_num_threads(args.threads)
-    P, n1, temps = 100, 50, [0.1, 0.01, 0.003]
+    if args.alpha20:
+        P, n1, temps, out_file = 1000, 50, [1.0, 0.1], LINEAR_A20
+        sampler = dict(replicas=8, max_trajectories=3200, max_seconds=2400, seed=1)
+    else:
+        P, n1, temps, out_file = 100, 50, [0.1, 0.01, 0.003], LINEAR
+        sampler = dict(replicas=16, max_trajectories=1600, max_seconds=1500, seed=1)
     t = task(P)
     g = temperature_curve(t.x_train, t.y_train, temps, width=n1, activation="identity", x_test=t.x_test,
                           y_test=t.y_test)
     kap = torch.linalg.eigvalsh(nngp_kernels(t.x_train, activation="identity").train)
     trS = gaussian_sigma_trace(temps, g.Q, kap, prior_v=1.0, width=n1)
-    settings = SamplerSettings(replicas=16, max_trajectories=1600, max_seconds=1500, seed=1)
+    exact = exact_linear(t.x_train, t.y_train, t.x_test, t.y_test, temps, n1) if args.alpha20 else None
     ss = sample_temperatures(t.x_train, t.y_train, temps, width=n1, activation="identity", x_test=t.x_test,
-                             y_test=t.y_test, settings=settings)
+                             y_test=t.y_test, settings=SamplerSettings(**sampler))
     rows = {}
     for i, (T, s) in enumerate(zip(temps, ss)):
         rows[f"T{T:g}"] = dict(
             temperature=T, converged=bool(s.diagnostics.converged) if s.diagnostics is not None else None,
             sigma_trace_qstar=float(trS[i]), rank_bound=1 - (n1 - 1) / P,
             **{o: dict(sampled=[float(np.asarray(getattr(s, o).mean)), float(np.asarray(getattr(s, o).se))],
-                       gaussian=float(getattr(g, o)[i]))
+                       gaussian=float(getattr(g, o)[i]),
+                       **({} if exact is None else dict(exact=float(exact[o][i]))))
                for o in ("readout_second_moment", "train_error", "test_error", "test_variance")})
         print(f"T = {T:g}: " + json.dumps(rows[f"T{T:g}"]), flush=True)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                             cwd=Path(__file__).parent).stdout.strip()
-    LINEAR.write_text(json.dumps(dict(
+    out_file.write_text(json.dumps(dict(
         config=dict(task="mnist 3 v 5", n_train=P, n_test=N_TEST, data_seed=0, width=n1, activation="identity",
-                    prior_w=1.0, prior_v=1.0, temperatures=temps, sampler=dict(replicas=16, max_trajectories=1600,
-                                                                               max_seconds=1500, seed=1)),
-        command="python benchmarks/validate_cavity.py linear", commit=commit, rows=rows), indent=1))
+                    prior_w=1.0, prior_v=1.0, temperatures=temps, sampler=sampler),
+        command="python benchmarks/validate_cavity.py linear" + (" --alpha20" if args.alpha20 else ""),
+        commit=commit, rows=rows), indent=1))
 
 
 def main() -> None:
@@ -365,6 +409,8 @@ def main() -> None:
                                                        "sample-extra", "sample-adaptive")}
     for p in parsers.values():
         p.add_argument("--threads", type=int, default=1)
+    parsers["linear"].add_argument("--alpha20", action="store_true", help="P = 1000, N1 = 50 beside the exact "
+                                   "finite-width linear posterior (docs/theory.md B.11)")
     parsers["table"].add_argument("--all-rows", action="store_true",
                                   help="evaluate the theory also at temperatures without a counted reference")
     parsers["table"].add_argument("--levels", nargs="+", default=list(TABLE_LEVELS), choices=LEVELS)

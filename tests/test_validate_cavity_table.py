@@ -145,3 +145,20 @@ def test_cavity_fluct_compare_reads_the_tables_references(benchmark_script, monk
     assert rows[0].temperature in [r.temperature for r in counted]
     mean, se = vc._sampled(rows[0], "readout_second_moment", 0.0)
     assert np.isfinite(mean) and se > 0
+
+
+def test_exact_linear_reference_is_the_exact_identity_posterior(benchmark_script):
+    """exact_linear (the α = 20 linear check's reference, docs/theory.md B.11) against the independent quadrature
+    of tests/test_equilibrium_predictor.py (log grid over |v|², its own kernel and predictor)."""
+    from gdeq.gd_dynamics.data import load_task
+    from test_equilibrium_predictor import _exact_identity
+
+    vc = benchmark_script("validate_cavity")
+    t = load_task("mnist", (3, 5), n_train=60, n_test=20, seed=3)
+    for T in (1.0, 0.05):
+        ours = vc.exact_linear(t.x_train, t.y_train, t.x_test, t.y_test, [T], 30)
+        ref = _exact_identity(np.asarray(t.x_train, dtype=np.float64), np.asarray(t.y_train, dtype=np.float64),
+                              np.asarray(t.x_test, dtype=np.float64), T, 30, 1.0, 1.0)
+        assert ours["readout_second_moment"][0] == pytest.approx(ref["a2"], rel=1e-4)
+        bias2 = float(((ref["mean"] - np.asarray(t.y_test, dtype=np.float64)) ** 2).mean())
+        assert ours["test_bias2"][0] == pytest.approx(bias2, rel=1e-4)
