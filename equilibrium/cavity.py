@@ -819,16 +819,29 @@ def cavity_curve(
     Q,
     *,
     width: float,
+    activation="erf",
+    prior_w: float = 1.0,
+    prior_v: float = 1.0,
+    x_test=None,
+    y_test=None,
+    samples: int | None = None,
+    stretches: tuple[float, ...] = (1.0, 1.6, 2.5, 4.0),
+    rank: int = 32,
+    tol: float = 1e-3,
+    max_iter: int = 60,
+    max_refine: int = 4,
+    min_ess: float = DEFAULT_MIN_ESS,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    closure: str = "shape",
     measure: str = "importance",
     resample_move: ResampleMove | None = None,
-    **options,
 ) -> CavityResult:
     """Every observable of the ``cavity`` level over temperatures (module docstring, docs/theory.md B.5).
 
     ``Q``: the saddle point Q*(T) (nT,) (``equilibrium.solve_saddle``), used for the starting fields only
     (the proposal directions and the correction basis come from the Q* fields of a fixed temperature grid).
-    ``y_train`` ±1 (P,) (binary tasks). Options (keyword): ``activation``, ``prior_w``, ``prior_v``,
-    ``x_test``, ``y_test``; ``samples`` importance samples (default 2^23/P clipped to [4096, 2^15]) drawn once
+    ``y_train`` ±1 (P,) (binary tasks). ``samples`` importance samples (default 2^23/P clipped to [4096, 2^15]) drawn once
     from a mixture of the prior stretched by ``stretches`` along the tilt directions; ``rank`` leading
     eigen-directions of K in the low-rank kernel corrections; fixed point to relative change ``tol`` in
     (m, q, D) within ``max_iter`` evaluations of the map per Newton–Krylov attempt, with at most ``max_refine``
@@ -853,6 +866,9 @@ def cavity_curve(
     ⟨K_W⟩ − K, the weight moments' shifts — carry a Monte-Carlo error ∝ N1/√(chains·draws) (a few % of
     N1·shift at N1 = 50 with the defaults, far more at N1 ≥ 400); the predictor and λ1⟨v²⟩ do not.
     """
+    options = dict(activation=activation, prior_w=prior_w, prior_v=prior_v, x_test=x_test, y_test=y_test,
+                   samples=samples, stretches=stretches, rank=rank, tol=tol, max_iter=max_iter, max_refine=max_refine,
+                   min_ess=min_ess, seed=seed, device=device, closure=closure)
     if measure not in ("importance", "resample-move"):
         raise ValueError(f"measure: must be 'importance' or 'resample-move', got {measure!r}")
     if measure == "importance":
