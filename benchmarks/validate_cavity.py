@@ -174,6 +174,10 @@ ADAPTIVE_GROUPS = (
     ("a20-mnist35", "mnist", (3, 5), 1000, 50),  # α = 20 at N1 = 50: the hot temperatures fit a CPU run
     ("a20-mnist49", "mnist", (4, 9), 1000, 50),
     ("a20-cifar", "cifar10", (3, 5), 1000, 50),
+    ("a05-mnist35", "mnist", (3, 5), 100, 200),  # α = 0.5: the grid temperatures the phase-diagram ladder misses
+    ("a05-mnist49", "mnist", (4, 9), 100, 200),
+    ("a05-cifar", "cifar10", (3, 5), 100, 200),
+    ("a2-cifar", "cifar10", (3, 5), 100, 50),  # α = 2, CIFAR: the two cold phase-diagram rows that did not converge
 )
 #: scalar TemperatureCurve fields cached per sampled temperature (mean and s.e.), and the per-class ones
 ADAPTIVE_SCALARS = ("train_error", "train_variance", "test_error", "test_bias2", "test_variance",
