@@ -738,7 +738,7 @@ class ResampleMove:
     Per temperature and round: ``chains`` HMC chains on the single-unit measure (★) at reference fields,
     ``burn_in`` trajectories (more, ``3 × burn_in``, for the first temperature, from prior draws), then
     ``draws`` kept per chain (``leapfrog`` steps per trajectory, step size adapted to 75 % acceptance in the
-    burn-in). The fixed point is solved on those draws reweighted to the fields (a smooth map, so Newton–Krylov
+    burn-in and jittered by ±20 % per trajectory). The fixed point is solved on those draws reweighted to the fields (a smooth map, so Newton–Krylov
     applies); when the reweighting's relative ESS at the fixed point is below ``min_overlap`` its fields become
     the reference and the draws are renewed, at most ``rounds`` times. A temperature whose fixed point does not
     settle, or whose chains have split-R̂ > ``rhat_max`` on the log tilt, is flagged (``in_regime`` False).
@@ -879,6 +879,11 @@ def cavity_curve(
     rm.check()
     T_all = np.asarray(temperatures, dtype=np.float64).reshape(-1)
     Qa = np.asarray(Q, dtype=np.float64).reshape(-1)
+    # the whole ladder is checked here: the core sees one temperature at a time, after sampling has started
+    if T_all.size == 0 or not np.all(np.isfinite(T_all)) or np.any(T_all <= 0):
+        raise ValueError(f"temperatures: must be finite and > 0, got {T_all.tolist()[:5]}")
+    if Qa.shape != T_all.shape or not np.all(np.isfinite(Qa)) or np.any(Qa <= 0):
+        raise ValueError(f"Q: expected finite positive saddle-point values of shape {T_all.shape}, got {np.shape(Q)}")
     # the importance level at the hottest temperature: validates every input before the sampling, and gives
     # the first reference fields (reached from WARM_T by its own continuation where needed)
     order = np.argsort(-T_all, kind="stable")

@@ -330,6 +330,11 @@ def test_resample_move_settings_are_checked_before_work():
         cavity_curve(x, y, [1.0], [1.0], width=20, measure="resample-move", resample_move=ResampleMove(chains=2))
     with pytest.raises(ValueError, match="resample_move"):
         cavity_curve(x, y, [1.0], [1.0], width=20, resample_move=ResampleMove())
+    # a bad temperature or Q anywhere in the ladder, not only at its hottest point (sampled first)
+    with pytest.raises(ValueError, match="temperatures"):
+        cavity_curve(x, y, [1.0, -0.1], [1.0, 1.0], width=20, measure="resample-move")
+    with pytest.raises(ValueError, match="Q: expected"):
+        cavity_curve(x, y, [1.0, 0.1], [1.0], width=20, measure="resample-move")
 
 
 def test_resample_move_that_does_not_settle_is_nan_and_says_why():
