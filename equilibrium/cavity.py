@@ -301,12 +301,16 @@ def _cavity_core(
     closure: str = "shape",
     injected: tuple[torch.Tensor, torch.Tensor] | None = None,
     start: tuple | None = None,
+    setup: dict | None = None,
 ) -> tuple[CavityResult, dict]:
     """:func:`cavity_curve` with the importance measure (its docstring has the options), plus the hooks of the
     resample-move measure: ``injected`` = (draws (r, S) in span coordinates, log p0/p_ref of each) replaces the
-    importance samples, and ``start`` = the cavity fields (m, q, D) where the first temperature's solve starts.
+    importance samples, ``start`` = the cavity fields (m, q, D) where the first temperature's solve starts, and
+    ``setup`` = a previous call's data setup (kernels, eigenbasis, span, field grid) on the same data, reused
+    (its field grid also fixes the correction basis, so fields from one call fit the next), or
+    ``{"ladder": (T_max, T_min)}`` to build the field grid for a whole ladder from a call at one temperature.
     Returns (result, internals): the fixed-point fields per temperature (None where not found), the
-    differentiable log tilt of (★) and what the HMC needs (``dim``, ``prior_w``, ``kw``)."""
+    differentiable log tilt of (★), the data ``setup`` and what the HMC needs (``dim``, ``prior_w``, ``kw``)."""
     x = np.asarray(x_train, dtype=np.float64)
     y = np.asarray(y_train, dtype=np.float64).reshape(-1)
     if x.ndim != 2 or x.shape[0] != y.shape[0]:
@@ -340,24 +344,33 @@ def _cavity_core(
     yt = None if y_test is None else torch.as_tensor(np.asarray(y_test, dtype=np.float64).reshape(-1), **kw)
 
     # ---- kernels, eigenbasis, Q* fields --------------------------------------------------
-    kb = nngp_kernels(x, xt, activation=activation, prior_w=lam0, device=dev)
+    setup = {} if setup is None else setup
+    if "kb" not in setup:
+        kb = nngp_kernels(x, xt, activation=activation, prior_w=lam0, device=dev)
+        kappa, U = eigh(kb.train)
+        setup.update(kb=kb, kappa=kappa.clamp_min(0.0), U=U)
+    kb, kappa, U = setup["kb"], setup["kappa"], setup["U"]
     K = kb.train
-    kappa, U = eigh(K)
-    kappa = kappa.clamp_min(0.0)
     yv = torch.as_tensor(y, **kw)
     yr = U.T @ yv
     mQ = [U @ (yr / (float(T) + float(q) * kappa / lam1)) for T, q in zip(T_all, Qa)]
     # the Q* fields on a fixed grid (FIELD_GRID_PER_DECADE per decade from WARM_T down to 10⁻³, wider if the
     # ladder is): they orient the proposal and span the correction basis B, so the level's value at a
     # temperature does not depend on which other temperatures were asked for
-    spectrum = Spectrum(kappa=kappa, U=U, y_t=yr, prior_v=lam1)
-    t_hi, t_lo = max(WARM_T, float(T_all.max())), min(1e-3, float(T_all.min()))
-    T_grid = np.geomspace(t_hi, t_lo, int(math.ceil(FIELD_GRID_PER_DECADE * math.log10(t_hi / t_lo))) + 1)
-    Q_grid = solve_saddle(spectrum, T_grid, width=N1).Q
+    if "T_grid" not in setup:
+        spectrum = Spectrum(kappa=kappa, U=U, y_t=yr, prior_v=lam1)
+        ladder = setup.get("ladder", (float(T_all.max()), float(T_all.min())))  # the whole ladder's range
+        t_hi, t_lo = max(WARM_T, ladder[0]), min(1e-3, ladder[1])
+        setup["T_grid"] = np.geomspace(t_hi, t_lo, int(math.ceil(FIELD_GRID_PER_DECADE * math.log10(t_hi / t_lo))) + 1)
+        setup["Q_grid"] = solve_saddle(spectrum, setup["T_grid"], width=N1).Q
+    T_grid, Q_grid = setup["T_grid"], setup["Q_grid"]
     m_grid = [U @ (yr / (float(T) + float(q) * kappa / lam1)) for T, q in zip(T_grid, Q_grid)]
 
     # ---- samples: span coordinates, mixture proposal --------------------------------------
-    span = geometry.span_reduction(x, xt)  # the exact reduction (docs/conventions.md §6)
+    if "span" not in setup:
+        setup["span"] = geometry.span_reduction(x, xt)  # the exact reduction (docs/conventions.md §6)
+        setup["E"] = weight_directions(x)
+    span = setup["span"]
     basis = span.basis.T  # (r, N0) orthonormal rows
     r = basis.shape[0]
     Z = torch.as_tensor(span.x_train / math.sqrt(n0), **kw)  # h = Z w
@@ -507,7 +520,7 @@ def _cavity_core(
         v = torch.as_tensor(v, **kw)
         return v[:P], math.exp(min(max(float(v[P]), -30.0), 30.0)), v[P + 1:].reshape(ns, ns)
 
-    E = weight_directions(x)
+    E = setup["E"]
     ey = x.T @ y
     ey = ey / np.linalg.norm(ey)
     E_dir = torch.as_tensor(np.concatenate([E, ey[None]]) @ basis.T, **kw)
@@ -717,7 +730,7 @@ def _cavity_core(
         g = (m @ phw) / math.sqrt(lam1 * N1)
         return -0.5 * torch.log1p(a) + 0.5 * g * g / (1.0 + a)
 
-    internals = dict(states=[states[i] for i in inv], log_tilt=log_tilt, dim=r, prior_w=lam0, kw=kw)
+    internals = dict(states=[states[i] for i in inv], log_tilt=log_tilt, dim=r, prior_w=lam0, kw=kw, setup=setup)
     return CavityResult(
         temperature=T_all, train_mean=np.stack(out["train_mean"]), train_error=np.array(out["train_error"]),
         train_variance=np.array(out["train_variance"]), test_mean=test_mean, test_point_variance=test_var,
@@ -887,10 +900,15 @@ def cavity_curve(
     # the importance level at the hottest temperature: validates every input before the sampling, and gives
     # the first reference fields (reached from WARM_T by its own continuation where needed)
     order = np.argsort(-T_all, kind="stable")
-    first, inner = _cavity_core(x_train, y_train, T_all[order[:1]], Qa[order[:1]], width=width, **options)
+    # (every call shares one data setup: one kernel, eigenbasis and field grid for the whole ladder, so the
+    # correction basis, and with it the shape of the fields, is the same in every call)
+    first, inner = _cavity_core(x_train, y_train, T_all[order[:1]], Qa[order[:1]], width=width,
+                                setup={"ladder": (float(T_all.max()), float(T_all.min()))}, **options)
+    setup = inner["setup"]
     ref = inner["states"][0]
     if ref is None:
-        first, inner = _cavity_core(x_train, y_train, np.array([WARM_T]), Qa[order[:1]], width=width, **options)
+        first, inner = _cavity_core(x_train, y_train, np.array([WARM_T]), Qa[order[:1]], width=width, setup=setup,
+                                    **options)
         ref = inner["states"][0]
     kw, lam0 = inner["kw"], inner["prior_w"]
     gen = torch.Generator(device=kw["device"]).manual_seed(rm.seed)
@@ -917,7 +935,7 @@ def cavity_curve(
             with torch.no_grad():
                 lt_draws = lt(draws, T, ref)
             rhat = chain_diagnostics({"log_tilt": lt_draws.reshape(rm.draws, rm.chains).T.cpu().numpy()})[0]["log_tilt"]
-            res, inner = _cavity_core(x_train, y_train, np.array([T]), Q_T, width=width,
+            res, inner = _cavity_core(x_train, y_train, np.array([T]), Q_T, width=width, setup=setup,
                                       injected=(draws, -lt_draws), start=ref, **options)
             new = inner["states"][0]
             if new is None:  # the reweighted map has no fixed point near the reference: not settled
