@@ -17,6 +17,7 @@ from gdeq import geometry
 
 from . import inputs
 from .action import factorise, solve_saddle
+from .condensate import ZERO_MEAN_ACTIVATIONS
 from .cavity import gaussian_sigma_trace, rank_bound, regime_flags, width_check
 from .kernels import ACTIVATIONS, KernelBlocks, nngp_kernels
 from .levels import LevelContext, PosteriorKernels, available_levels
@@ -158,8 +159,11 @@ def _validate(x_train, y_train, temperatures, width, activation, prior_w, prior_
     if level not in levels:
         raise ValueError(f"level: must be one of {levels}, got {level!r}")
     X, Y, Xt, Yt, D = inputs.data_set(x_train, y_train, x_test, y_test, test_labels=False)
-    if level in ("cavity", "cavity_fluct") and (D != 1 or width < 2):
+    if level in ("cavity", "cavity_fluct", "condensate") and (D != 1 or width < 2):
         raise ValueError(f"level: '{level}' needs ±1 labels of shape (P,) and width ≥ 2, got {D} outputs, width {width}")
+    if level == "condensate" and activation not in ZERO_MEAN_ACTIVATIONS:
+        raise ValueError(f"activation: level 'condensate' needs a zero-mean activation {ZERO_MEAN_ACTIVATIONS}, "
+                         f"got {activation!r}")
     return T, X, Y, Xt, Yt, D
 
 

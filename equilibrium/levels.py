@@ -23,6 +23,10 @@ Levels:
   (``cavity_curve(closure="fluct")``, docs/theory.md B.10: Σ⁻¹ = T + c·K_post/λ1 in every direction of the basis).
   Measured, not the default: as good as ``cavity`` in regime, and its fixed point runs away in the corner
   (α ≥ 2, T ≤ 0.1) where ``cavity`` fails.
+- ``condensate``: one unit sampled exactly (HMC) on a Gaussian-equivalent bulk whose readout scale relaxes with it
+  (``equilibrium.condensate``, docs/theory.md B.12): the readout condensation onto one unit at α > 1, low T, that
+  every single-unit closure misses; its own predictor, λ1⟨v²⟩, ⟨K_W⟩ and weights; reduces to ``gaussian`` where no
+  unit condenses.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from .action import Spectrum
 from .kernels import KernelBlocks
 from .posterior import Tilt, TiltedKernel, gaussian_tilt, zero_tilt
 from .cavity import cavity_curve
+from .condensate import condensate_curve
 from .single_neuron import single_neuron_curve
 
 __all__ = ["LEVELS", "LevelContext", "PosteriorKernels", "Level", "available_levels"]
@@ -151,6 +156,26 @@ def _cavity(ctx: LevelContext, closure: str = "shape") -> PosteriorKernels:
                             regime=(r.in_regime, r.regime_reason), converged=r.converged)
 
 
+def _condensate(ctx: LevelContext) -> PosteriorKernels:
+    """Level ``condensate`` (equilibrium.condensate): a condensed unit sampled on a Gaussian-equivalent bulk."""
+    if ctx.y_train.ndim != 1:
+        raise ValueError("level: 'condensate' needs ±1 labels of shape (P,) (binary task); use 'gaussian' for one-hot")
+    to = lambda a: None if a is None else torch.as_tensor(a, dtype=torch.float64, device=ctx.x_train.device)  # noqa: E731
+    r = condensate_curve(
+        ctx.x_train.cpu().numpy(), ctx.y_train.cpu().numpy(), ctx.temperatures, width=ctx.width,
+        activation=ctx.activation, prior_w=ctx.prior_w, prior_v=ctx.prior_v,
+        x_test=None if ctx.x_test is None else ctx.x_test.cpu().numpy(),
+        y_test=None if ctx.y_test is None else ctx.y_test.cpu().numpy(), device=ctx.x_train.device,
+    )
+    obs = dict(train_error=r.train_error, train_variance=r.train_variance, test_error=r.test_error,
+               test_bias2=r.test_bias2, test_variance=r.test_variance, test_prediction=r.test_mean,
+               test_prediction_variance=r.test_point_variance, readout_second_moment=r.readout_second_moment,
+               weight_moments=r.weight_moments, weight_label_moment=r.weight_label_moment)
+    # no fixed point of its own: a sampling disagreement (crossover) is a regime flag, not a missing result
+    return PosteriorKernels(train=to(r.hidden_gram), test=to(r.hidden_gram_test), tilt=None, observables=obs,
+                            regime=(r.in_regime, r.regime_reason), converged=None)
+
+
 _ALL: dict[str, Level] = {
     "nngp": Level("nngp", "infinite width: Q = 1, <K_W> = K (NNGP)", False, _nngp),
     "gaussian": Level("gaussian", "Q* saddle point; <K_W> = K + K J K - (mu J mu) mu mu^T to O(1/N1), Gaussian-equivalent "
@@ -162,6 +187,9 @@ _ALL: dict[str, Level] = {
     "cavity_fluct": Level("cavity_fluct", "cavity level with the covariance closed on the fluctuating cavity mean "
                           "(cavity_curve(closure='fluct'), docs/theory.md B.10; measured, not the default)", True,
                           lambda ctx: _cavity(ctx, closure="fluct")),
+    "condensate": Level("condensate", "one condensed unit sampled exactly on a Gaussian-equivalent bulk whose Q relaxes "
+                        "with it (equilibrium.condensate, docs/theory.md B.12; binary tasks, zero-mean activations)", True,
+                        _condensate),
 }
 
 

@@ -1,0 +1,396 @@
+r"""Level ``condensate``: one condensed unit, sampled exactly, on a Gaussian-equivalent bulk (docs/theory.md B.12).
+
+Below a crossover temperature at α = P/N1 > 1, the exact posterior of the one-hidden-layer network puts its
+readout on ONE unit: in posterior draws of MNIST 3 v 5 at P = 250, N1 = 50, T = 0.1 (the sampler,
+``benchmarks/condensate_diagnostics.py``) every network has exactly one unit with λ1⟨v_j²⟩ > 1. Its mean readout
+is v̄_c² ≈ 55 ≈ N1, its feature has |cos(φ_c, y)| ≈ 0.98, and it carries 97 % of Σ_j g_j²/(1 + a_j)². Its tilt
+exponent ½g²/(1 + a) is ≈ 300, i.e. O(N1). That is a macroscopic, symmetry-breaking state; a single-unit
+cavity closure with a deterministic field gives it weight e^(−O(N1)) and misses it, and that is where the
+``gaussian`` and ``cavity`` levels fail (α ≳ 2, T ≲ 0.1; α = 20 from T ≈ 1).
+
+This level singles out one unit c with weight w_c and feature u = σ(X w_c/√N0)/√(λ1N1). The other N1 − 1
+units form a Gaussian-equivalent bulk (the ``gaussian`` level's approximation). Given u, the bulk sees the noise
+covariance T + uuᵀ, so its readout scale Q relaxes with u:
+
+    S_b(Q; u) = (N_b/2)(Q − log Q) + ½ log det A_Q + ½ yᵀA_Q⁻¹y + ½ log(1 + a) − ½ g²/(1 + a),
+    A_Q = T + c Q K/λ1,  a = uᵀA_Q⁻¹u,  g = yᵀA_Q⁻¹u,  c = N_b/N1,  N_b = N1 − 1
+
+(matrix-determinant lemma and Sherman–Morrison for T + uuᵀ + cQK/λ1). The condensed unit's marginal is then
+
+    p(w_c) ∝ p0(w_c) exp(−min_Q S_b(Q; u(w_c))),
+
+sampled by HMC (the gradient at fixed Q by the envelope theorem; Q by Newton per draw). Given w_c the network's
+output is a GP with kernel uuᵀ + (cQ/λ1)K and noise T, which gives the predictor (averaged over w_c draws),
+and λ1⟨v²⟩ = (ω_c + N_b Q)/N1 with ω_c = 1/(1 + a) + g²/(1 + a)², the exact readout moment of the
+condensed unit. The bulk's ⟨K_W⟩ and weight moments are the ``gaussian`` level's, with the tilt
+J = (Q/(λ1N1))(r rᵀ − (A_Q + uuᵀ)⁻¹), r = (A_Q + uuᵀ)⁻¹y, averaged over the draws.
+
+Without condensation the singled-out unit stays typical and the level is the ``gaussian`` level up to O(1/N1)
+(tested: identity activation, large N1). Where chains started typical and chains started condensed do not
+agree (split-R̂ of the energy above ``rhat_max``), the temperature is flagged: that is the crossover, where
+the relative weight of the two branches also lacks the log N1 entropy of choosing the condensed unit
+(docs/theory.md B.12).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from gdeq import geometry
+from . import inputs
+from .cavity import width_check
+from .kernels import nngp_kernels
+from .posterior import Tilt
+from .sampling import chain_diagnostics
+from .weights import tilted_weight_moments, weight_directions
+
+__all__ = ["CondensateSettings", "CondensateResult", "condensate_curve"]
+
+#: activations whose NNGP mean is zero: the bulk's Gaussian-equivalent action needs no mean mode
+ZERO_MEAN_ACTIVATIONS = ("erf", "tanh", "identity")
+
+
+@dataclass(frozen=True)
+class CondensateSettings:
+    """HMC of the condensed unit: ``chains`` per temperature (half started from prior draws, half condensed,
+    i.e. along the least-squares classifier of the inputs, so that R̂ sees a second branch), ``burn_in`` and
+    ``draws`` trajectories per chain, ``leapfrog`` steps per trajectory (step size adapted during burn-in to
+    ``target_accept``, jittered ±20 %), flagged where the split-R̂ of the energy or of ω_c exceeds ``rhat_max``;
+    ``kernel_draws``: draws per temperature averaged for ⟨K_W⟩ and the weight moments (O(P²) each)."""
+
+    chains: int = 16
+    burn_in: int = 300
+    draws: int = 200
+    leapfrog: int = 10
+    target_accept: float = 0.75
+    rhat_max: float = 1.05
+    kernel_draws: int = 256
+    seed: int = 0
+
+    def check(self) -> None:
+        for name in ("chains", "burn_in", "draws", "leapfrog", "kernel_draws"):
+            v = getattr(self, name)
+            lo = 4 if name in ("chains", "draws") else 1
+            if not (isinstance(v, (int, np.integer)) and v >= lo):
+                raise ValueError(f"{name}: must be an integer >= {lo}, got {v!r}")
+        if self.chains % 2:
+            raise ValueError(f"chains: must be even (half start typical, half condensed), got {self.chains}")
+        if not (0.0 < self.target_accept < 1.0):
+            raise ValueError(f"target_accept: must be in (0, 1), got {self.target_accept!r}")
+        if not (np.isfinite(self.rhat_max) and self.rhat_max > 1.0):
+            raise ValueError(f"rhat_max: must be > 1, got {self.rhat_max!r}")
+
+
+@dataclass(frozen=True)
+class CondensateResult:
+    """Per temperature (leading axis nT): the predictor, λ1⟨v²⟩, ⟨K_W⟩ and weight moments of the level, the bulk's
+    Q, the condensed unit's λ1⟨v_c²⟩ (``condensate_readout``) and |cos(φ_c, y)| (``condensate_alignment``; ≈ 1 when
+    condensed, O(P^−1/2)·… when typical), and the HMC's acceptance and split-R̂ (max over the energy and ω_c)."""
+
+    temperature: np.ndarray
+    bulk_Q: np.ndarray
+    train_mean: np.ndarray
+    train_error: np.ndarray
+    train_variance: np.ndarray
+    test_mean: np.ndarray | None
+    test_point_variance: np.ndarray | None
+    test_bias2: np.ndarray
+    test_variance: np.ndarray
+    test_error: np.ndarray
+    readout_second_moment: np.ndarray
+    condensate_readout: np.ndarray
+    condensate_alignment: np.ndarray
+    hidden_gram: np.ndarray
+    hidden_gram_test: np.ndarray | None
+    weight_moments: np.ndarray
+    weight_label_moment: np.ndarray
+    weight_directions: np.ndarray
+    acceptance: np.ndarray
+    rhat: np.ndarray
+    converged: np.ndarray
+    in_regime: np.ndarray
+    regime_reason: tuple[str, ...]
+    wall_time_s: float
+
+
+class _Bulk:
+    """The Gaussian-equivalent bulk of N1 − 1 units in K's eigenbasis: S_b(Q; u) and its minimiser per walker."""
+
+    def __init__(self, kappa: torch.Tensor, y_rot: torch.Tensor, T: torch.Tensor, N1: float, lam1: float):
+        self.N1, self.Nb = N1, N1 - 1.0
+        self.b = ((N1 - 1.0) / N1) * kappa.clamp_min(0.0) / lam1  # c κ/λ1
+        self.y = y_rot  # Uᵀy
+        self.T = T  # (B,) one temperature per walker
+        self.grid = torch.logspace(-4, 2, 241, dtype=kappa.dtype, device=kappa.device)
+
+    def action(self, Q: torch.Tensor, uk: torch.Tensor) -> torch.Tensor:
+        """S_b for Q (B,) or (B, G) and u rotated (B, P)."""
+        grid = Q.dim() == 2
+        z = 1.0 / ((self.T[:, None, None] if grid else self.T[:, None]) + Q[..., None] * self.b)
+        u = uk[:, None, :] if grid else uk
+        a, g = (z * u * u).sum(-1), (z * self.y * u).sum(-1)
+        return (0.5 * self.Nb * (Q - torch.log(Q)) + 0.5 * (-torch.log(z) + self.y ** 2 * z).sum(-1)
+                + 0.5 * torch.log1p(a) - 0.5 * g * g / (1.0 + a))
+
+    def slope(self, Q: torch.Tensor, uk: torch.Tensor) -> torch.Tensor:
+        """dS_b/dQ, (B,)."""
+        z = 1.0 / (self.T[:, None] + Q[:, None] * self.b)
+        bz2 = self.b * z * z
+        a, g = (z * uk * uk).sum(1), (z * self.y * uk).sum(1)
+        da, dg = -(bz2 * uk * uk).sum(1), -(bz2 * self.y * uk).sum(1)
+        return (0.5 * self.Nb * (1.0 - 1.0 / Q) + 0.5 * (self.b * z - self.y ** 2 * bz2).sum(1)
+                + 0.5 * da / (1.0 + a) - g * dg / (1.0 + a) + 0.5 * g * g * da / (1.0 + a) ** 2)
+
+    def minimise(self, uk: torch.Tensor, start: torch.Tensor | None) -> torch.Tensor:
+        """argmin_Q S_b per walker: a grid search when there is no start, then Newton in log Q (second derivative by
+        a difference of the exact slope); returns Q (B,)."""
+        with torch.no_grad():
+            if start is None:
+                Q = self.grid[self.action(self.grid.expand(uk.shape[0], -1), uk).argmin(1)]
+            else:
+                Q = start.clone()
+            lq = torch.log(Q)
+            for _ in range(40):
+                Q = torch.exp(lq)
+                d1 = self.slope(Q, uk) * Q
+                h = 1e-5
+                d2 = (self.slope(Q * math.exp(h), uk) * Q * math.exp(h) - d1) / h
+                step = torch.where(d2 > 0, -d1 / d2, -0.2 * torch.sign(d1)).clamp(-0.5, 0.5)
+                lq = lq + step
+                if float(step.abs().max()) < 1e-10:
+                    break
+            return torch.exp(lq)
+
+
+def condensate_curve(
+    x_train,
+    y_train,
+    temperatures,
+    *,
+    width: float,
+    activation: str = "erf",
+    prior_w: float = 1.0,
+    prior_v: float = 1.0,
+    x_test=None,
+    y_test=None,
+    settings: CondensateSettings | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> CondensateResult:
+    """Every observable of the ``condensate`` level (module docstring; docs/theory.md B.12) at ``temperatures``.
+
+    x_train (P, N0), y_train ±1 (P,); x_test, y_test optional (test predictor, test block of ⟨K_W⟩). ``width`` N1 ≥ 2,
+    ``activation`` one of :data:`ZERO_MEAN_ACTIVATIONS`. All temperatures are sampled in one batch of
+    ``settings.chains`` walkers each. Cost per trajectory O(chains·nT·P·(r + P)), r the rank of the inputs.
+    """
+    s = settings if settings is not None else CondensateSettings()
+    s.check()
+    T_all = inputs.temperatures(temperatures)
+    inputs.number("width", width, at_least=2.0)
+    inputs.number("prior_w", prior_w)
+    inputs.number("prior_v", prior_v)
+    if activation not in ZERO_MEAN_ACTIVATIONS:
+        raise ValueError(f"activation: the condensate level needs a zero-mean activation {ZERO_MEAN_ACTIVATIONS} "
+                         f"(its bulk has no mean mode), got {activation!r}")
+    x = np.asarray(x_train, dtype=np.float64)
+    y = np.asarray(y_train, dtype=np.float64)
+    if x.ndim != 2 or y.shape != (x.shape[0],) or not np.all(np.abs(y) == 1):
+        raise ValueError(f"y_train: the condensate level needs ±1 labels of shape (P,) for x_train (P, N0), "
+                         f"got {np.shape(y_train)} and {np.shape(x_train)}")
+    if (x_test is None) != (y_test is None):
+        raise ValueError("x_test, y_test: give both or neither")
+    xt = None if x_test is None else np.asarray(x_test, dtype=np.float64)
+    yt = None if y_test is None else np.asarray(y_test, dtype=np.float64).reshape(-1)
+    if xt is not None and (xt.ndim != 2 or xt.shape[1] != x.shape[1] or yt.shape[0] != xt.shape[0]):
+        raise ValueError(f"x_test, y_test: need (P_test, {x.shape[1]}) and (P_test,), got {xt.shape} and {yt.shape}")
+
+    t0 = time.perf_counter()
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    kw = dict(dtype=torch.float64, device=dev)
+    P, N0 = x.shape
+    N1, lam0, lam1 = float(width), float(prior_w), float(prior_v)
+    sigma = geometry.activation(activation)
+    red = geometry.span_reduction(x, xt)
+    Z = torch.as_tensor(red.x_train, **kw) / math.sqrt(N0)  # h = Z w, w ∈ R^r with prior N(0, I/λ0)
+    r = Z.shape[1]
+    kb = nngp_kernels(x, xt, activation=activation, prior_w=lam0, device=dev)
+    kappa, U = torch.linalg.eigh(kb.train)
+    Y = torch.as_tensor(y, **kw)
+    y_rot = U.T @ Y
+    nT, C = len(T_all), int(s.chains)
+    B = nT * C
+    T_w = torch.as_tensor(np.repeat(T_all, C), **kw)  # temperature-major walkers: b = k·C + chain
+    bulk = _Bulk(kappa, y_rot, T_w, N1, lam1)
+    gen = torch.Generator(device=dev).manual_seed(int(s.seed))
+    scale_u = 1.0 / math.sqrt(lam1 * N1)
+
+    def rotated_feature(w: torch.Tensor) -> torch.Tensor:
+        return (sigma(w @ Z.T) * scale_u) @ U  # (B, P) in K's eigenbasis
+
+    Q_state: dict[str, torch.Tensor | None] = {"Q": None}
+
+    def energy_and_force(w: torch.Tensor):
+        w = w.detach().requires_grad_(True)
+        uk = rotated_feature(w)
+        Q = bulk.minimise(uk.detach(), Q_state["Q"])
+        E = 0.5 * lam0 * (w * w).sum(1) + bulk.action(Q, uk)  # Q fixed: dE/dw by the envelope theorem
+        grad, = torch.autograd.grad(E.sum(), w)
+        return E.detach(), grad, Q
+
+    # starts: half typical (prior draws), half condensed (along the least-squares classifier, saturating σ)
+    w = torch.randn(B, r, generator=gen, **kw) / math.sqrt(lam0)
+    ls = torch.linalg.lstsq(Z, Y[:, None]).solution[:, 0]
+    ls = ls / ls.norm() * 3.0 * math.sqrt(r / lam0)
+    cond = (torch.arange(B, device=dev) % C) >= C // 2
+    w[cond] = ls + 0.3 * w[cond]
+    Q_state["Q"] = None
+    E, grad, Q = energy_and_force(w)
+    Q_state["Q"] = Q
+    eps = torch.full((B,), 0.05, **kw)
+    n_total = int(s.burn_in) + int(s.draws)
+    kept_w, kept_Q, kept_E, acc_sum = [], [], [], torch.zeros(B, **kw)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=n_total, desc="condensate HMC", leave=False)
+    for it in range(n_total):
+        p = torch.randn(B, r, generator=gen, **kw)
+        H0 = E + 0.5 * (p * p).sum(1)
+        e = eps * (1.0 + 0.2 * (2.0 * torch.rand(B, generator=gen, **kw) - 1.0))
+        w1, p1 = w.clone(), p - 0.5 * e[:, None] * grad
+        for step in range(int(s.leapfrog)):
+            w1 = w1 + e[:, None] * p1
+            E1, g1, Q1 = energy_and_force(w1)
+            p1 = p1 - (0.5 if step == s.leapfrog - 1 else 1.0) * e[:, None] * g1
+        H1 = E1 + 0.5 * (p1 * p1).sum(1)
+        acc = torch.exp(torch.clamp(H0 - H1, max=0.0))
+        acc = torch.where(torch.isfinite(acc), acc, torch.zeros_like(acc))
+        ok = torch.rand(B, generator=gen, **kw) < acc
+        w = torch.where(ok[:, None], w1, w)
+        E, grad, Q = torch.where(ok, E1, E), torch.where(ok[:, None], g1, grad), torch.where(ok, Q1, Q)
+        Q_state["Q"] = Q.clone()
+        if it < s.burn_in:  # Robbins–Monro on log ε toward the target acceptance
+            eps = eps * torch.exp(0.5 * (acc - s.target_accept))
+        else:
+            kept_w.append(w.clone())
+            kept_Q.append(Q.clone())
+            kept_E.append(E.clone())
+            acc_sum += acc
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+
+    nD = len(kept_w)
+    Wd = torch.stack(kept_w, 1).reshape(nT, C * nD, r)  # per temperature: chain-major, then draws
+    Qd = torch.stack(kept_Q, 1).reshape(nT, C * nD)
+    Ed = torch.stack(kept_E, 1).reshape(nT, C, nD)
+    acceptance = (acc_sum / nD).reshape(nT, C).mean(1).cpu().numpy()
+
+    Zt = Rt = None
+    if xt is not None:
+        Zt = torch.as_tensor(red.x_test, **kw) / math.sqrt(N0)
+        if red.test_remainder is not None and red.test_remainder.shape[1]:
+            Rt = torch.as_tensor(red.test_remainder, **kw) / math.sqrt(N0)
+    E_dirs = weight_directions(x)
+    E_red = torch.as_tensor(E_dirs, **kw) @ torch.as_tensor(red.basis, **kw)  # directions in span coordinates
+    ey = torch.as_tensor(red.basis.T @ (x.T @ y), **kw)
+    ey = ey / ey.norm()
+    F0 = None if kb.test_train is None else kb.test_train @ U
+    c = (N1 - 1.0) / N1
+    out: dict[str, list] = {k: [] for k in ("trm", "tre", "trv", "tem", "tev", "b2", "tv", "v2", "om", "al", "KW",
+                                            "KWt", "wm", "wl", "rhat")}
+    for k, T in enumerate(T_all):
+        w_k, Q_k = Wd[k], Qd[k]
+        phi = sigma(w_k @ Z.T)  # (n, P)
+        uk = (phi * scale_u) @ U
+        z = 1.0 / (T + Q_k[:, None] * bulk.b)
+        a = (z * uk * uk).sum(1)
+        g = (z * y_rot * uk).sum(1)
+        r_rot = z * y_rot - (z * uk) * (g / (1.0 + a))[:, None]  # Uᵀ(A_Q + uuᵀ)⁻¹y
+        f_train = Y[None] - T * (r_rot @ U.T)
+        diag_inv = (U * U) @ z.T  # diag A_Q⁻¹, (P, n)
+        zu = (z * uk) @ U.T
+        var_train = T - T * T * (diag_inv.T - zu * zu / (1.0 + a)[:, None])
+        f_mean = f_train.mean(0)
+        out["trm"].append(f_mean.cpu().numpy())
+        out["tre"].append(float(((Y - f_mean) ** 2).mean()))
+        out["trv"].append(float((var_train.mean(0) + f_train.var(0, unbiased=False)).mean()))
+        omega = 1.0 / (1.0 + a) + g * g / (1.0 + a) ** 2
+        out["om"].append(float(omega.mean()))
+        out["v2"].append(float(((omega + (N1 - 1.0) * Q_k) / N1).mean()))
+        out["al"].append(float(((phi @ Y).abs() / (phi.norm(dim=1) * Y.norm())).mean()))
+        rh, _, _ = chain_diagnostics({"energy": Ed[k].cpu().numpy(),
+                                      "omega": omega.reshape(C, nD).cpu().numpy()})
+        out["rhat"].append(max(rh.values()))
+        # the bulk tilt J̃ = (Q/(λ1N1))(r̃r̃ᵀ − diag z + (zũ)(zũ)ᵀ/(1 + a)), averaged over a subset of the draws
+        sub = torch.linspace(0, w_k.shape[0] - 1, min(int(s.kernel_draws), w_k.shape[0]), device=dev).long()
+        wt = (Q_k[sub] / (lam1 * N1))
+        zu_rot = z[sub] * uk[sub] / torch.sqrt(1.0 + a[sub])[:, None]
+        rank_part = ((r_rot[sub] * wt[:, None]).T @ r_rot[sub] + (zu_rot * wt[:, None]).T @ zu_rot) / len(sub)
+        j_diag = -(wt[:, None] * z[sub]).mean(0)
+        tilt = Tilt(U=U, j=j_diag[None], R=torch.eye(P, **kw)[None], W=rank_part[None])
+        F = U * kappa
+        phi_s = phi[sub]
+        KW = (phi_s.T @ phi_s) / (len(sub) * N1) + c * (kb.train + F @ (torch.diag(j_diag) + rank_part) @ F.T)
+        out["KW"].append(KW.cpu().numpy())
+        # weights: condensed unit from its draws (span part) + the prior off the span; bulk from the tilt
+        dirs = torch.cat([E_red, ey[None]])
+        proj = w_k @ dirs.T
+        off_span = torch.as_tensor(np.concatenate([E_dirs, (x.T @ y)[None] / np.linalg.norm(x.T @ y)]), **kw)
+        off_span = off_span @ off_span.T - dirs @ dirs.T  # e·e' − (Bᵀe)·(Bᵀe')
+        m_c = proj.T @ proj / proj.shape[0] + off_span / lam0
+        m_b, l_b = tilted_weight_moments(tilt, U, kb.slope_train, torch.as_tensor(x, **kw), Y, E_dirs, prior_w=lam0)
+        ne = E_dirs.shape[0]
+        out["wm"].append((m_c[:ne, :ne].cpu().numpy() + (N1 - 1.0) * m_b[0]) / N1)
+        out["wl"].append(float((m_c[ne, ne].cpu().numpy() + (N1 - 1.0) * l_b[0]) / N1))
+        if Zt is not None:
+            ht = w_k @ Zt.T
+            if Rt is not None:  # the weight components off the training span keep their prior
+                ht = ht + torch.randn(w_k.shape[0], Rt.shape[1], generator=gen, **kw) @ Rt.T / math.sqrt(lam0)
+            phit = sigma(ht)
+            ut = phit * scale_u
+            kq = (c * Q_k / lam1)
+            kf_rot = ut[:, :, None] * uk[:, None, :] + kq[:, None, None] * F0[None]  # k_f(x_t, X) U, (n, Pt, P)
+            f_test = (kf_rot * r_rot[:, None, :]).sum(-1)
+            quad = (kf_rot * kf_rot * z[:, None, :]).sum(-1) - (kf_rot * (z * uk)[:, None, :]).sum(-1) ** 2 \
+                / (1.0 + a)[:, None]
+            var_t = ut * ut + kq[:, None] * torch.diagonal(kb.test)[None] - quad
+            tm = f_test.mean(0)
+            tv = var_t.mean(0) + f_test.var(0, unbiased=False)
+            Yt = torch.as_tensor(yt, **kw)
+            out["tem"].append(tm.cpu().numpy())
+            out["tev"].append(tv.cpu().numpy())
+            out["b2"].append(float(((Yt - tm) ** 2).mean()))
+            out["tv"].append(float(tv.mean()))
+            pt = phit[sub]
+            F0j = F0 @ (torch.diag(j_diag) + rank_part) @ F0.T
+            out["KWt"].append(((pt.T @ pt) / (len(sub) * N1) + c * (kb.test + F0j)).cpu().numpy())
+    rhat = np.array(out["rhat"])
+    conv = np.isfinite(rhat) & (rhat <= s.rhat_max)
+    checks = [(conv, f"condensed-unit chains disagree (split-R̂ > {s.rhat_max:g}): typical and condensed branches "
+                     "coexist (crossover, docs/theory.md B.12)"), width_check(N1, nT)]
+    ok = np.logical_and.reduce([m for m, _ in checks])
+    why = tuple("; ".join(reason for m, reason in checks if not m[i]) for i in range(nT))
+    have_test = xt is not None
+    nan = np.full(nT, np.nan)
+    b2 = np.array(out["b2"]) if have_test else nan
+    tv = np.array(out["tv"]) if have_test else nan
+    return CondensateResult(
+        temperature=T_all, bulk_Q=Qd.mean(1).cpu().numpy(), train_mean=np.stack(out["trm"]),
+        train_error=np.array(out["tre"]), train_variance=np.array(out["trv"]),
+        test_mean=np.stack(out["tem"]) if have_test else None,
+        test_point_variance=np.stack(out["tev"]) if have_test else None,
+        test_bias2=b2, test_variance=tv, test_error=b2 + tv, readout_second_moment=np.array(out["v2"]),
+        condensate_readout=np.array(out["om"]), condensate_alignment=np.array(out["al"]),
+        hidden_gram=np.stack(out["KW"]), hidden_gram_test=np.stack(out["KWt"]) if have_test else None,
+        weight_moments=np.stack(out["wm"]), weight_label_moment=np.array(out["wl"]), weight_directions=E_dirs,
+        acceptance=acceptance, rhat=rhat, converged=conv, in_regime=ok, regime_reason=why,
+        wall_time_s=time.perf_counter() - t0,
+    )
+

@@ -1,0 +1,86 @@
+"""Level ``condensate`` (equilibrium.condensate, docs/theory.md B.12) against independent references: exact
+sampling where one unit condenses, the gaussian level where none can (identity activation, large width), and the
+refusals."""
+
+import numpy as np
+import pytest
+
+from gdeq.equilibrium import temperature_curve
+from gdeq.equilibrium.condensate import CondensateSettings, condensate_curve
+from gdeq.equilibrium.sampling import SamplerSettings, sample_temperatures
+from gdeq.gd_dynamics.data import load_task
+
+FAST = CondensateSettings(chains=8, burn_in=150, draws=100, seed=3)
+
+
+@pytest.fixture(scope="module")
+def small_task():
+    return load_task("mnist", (3, 5), n_train=60, n_test=50, seed=0)
+
+
+def test_condensed_unit_matches_exact_sampling(small_task):
+    """α = 5 (P = 60, N1 = 12), T = 0.03: the sampled network puts its readout on one unit; the level reproduces
+    the sampled predictor and λ1⟨v²⟩ within 4 %, where the gaussian level is off by more than 20 % (errors) and 5 %
+    (λ1⟨v²⟩)."""
+    t, T = small_task, [0.03]
+    ref = sample_temperatures(t.x_train, t.y_train, T, width=12, x_test=t.x_test, y_test=t.y_test,
+                              settings=SamplerSettings(replicas=8, max_trajectories=3200, max_seconds=120, seed=1))[0]
+    assert ref.diagnostics.converged
+    r = condensate_curve(t.x_train, t.y_train, T, width=12, x_test=t.x_test, y_test=t.y_test, settings=FAST)
+    g = temperature_curve(t.x_train, t.y_train, T, width=12, x_test=t.x_test, y_test=t.y_test, level="gaussian")
+    assert r.condensate_alignment[0] > 0.9  # condensed: φ_c ∥ y
+    assert r.rhat[0] < 1.05
+    for name, ours, gauss, apart in (("test_error", r.test_error, g.test_error, 0.2),
+                                     ("train_error", r.train_error, g.train_error, 0.2),
+                                     ("readout_second_moment", r.readout_second_moment, g.readout_second_moment, 0.05)):
+        sampled = float(getattr(ref, name).mean)
+        assert abs(ours[0] / sampled - 1) < 0.04, (name, ours[0], sampled)
+        assert abs(gauss[0] / sampled - 1) > apart, (name, gauss[0], sampled)  # the test can tell the levels apart
+
+
+@pytest.mark.parametrize("activation,width", [("identity", 400), ("erf", 20000)])
+def test_no_condensation_gives_the_gaussian_level(small_task, activation, width):
+    """Where no unit condenses — Gaussian features (identity, exact linear theory) or a width so large that a
+    condensed readout costs N1/2 nats — the singled-out unit stays typical and the level is the gaussian level
+    to O(1/N1) on the predictor and λ1⟨v²⟩."""
+    t, T = small_task, [1.0, 0.1]
+    r = condensate_curve(t.x_train, t.y_train, T, width=width, activation=activation, x_test=t.x_test,
+                         y_test=t.y_test, settings=FAST)
+    g = temperature_curve(t.x_train, t.y_train, T, width=width, activation=activation, x_test=t.x_test,
+                          y_test=t.y_test, level="gaussian")
+    assert np.all(r.condensate_alignment < 0.6)
+    for ours, gauss in ((r.test_error, g.test_error), (r.train_error, g.train_error),
+                        (r.readout_second_moment, g.readout_second_moment), (r.train_variance, g.train_variance)):
+        np.testing.assert_allclose(ours, gauss, rtol=0.02)
+    # the bulk takes the whole readout: its Q is the saddle point's
+    np.testing.assert_allclose(r.bulk_Q, g.Q, rtol=0.02)
+
+
+def test_level_in_temperature_curve_returns_every_observable(small_task):
+    t = small_task
+    c = temperature_curve(t.x_train, t.y_train, [0.03], width=12, x_test=t.x_test, y_test=t.y_test, level="condensate")
+    for name in ("train_error", "train_variance", "test_error", "test_bias2", "test_variance", "readout_second_moment",
+                 "centroid_shift", "centroid_distance", "unit_centroid_distance", "weight_label_moment"):
+        assert np.all(np.isfinite(getattr(c, name))), name
+    assert c.weight_moments.shape[1:] == (c.weight_directions.shape[0],) * 2
+    assert not c.in_regime[0] and "width" in c.regime_reason[0]  # N1 = 12 < 50 is flagged
+
+
+def test_refusals_before_any_work(small_task):
+    t = small_task
+    with pytest.raises(ValueError, match="activation"):
+        condensate_curve(t.x_train, t.y_train, [1.0], width=10, activation="relu")
+    with pytest.raises(ValueError, match="activation"):
+        temperature_curve(t.x_train, t.y_train, [1.0], width=10, activation="relu", level="condensate")
+    with pytest.raises(ValueError, match="width"):
+        condensate_curve(t.x_train, t.y_train, [1.0], width=1)
+    with pytest.raises(ValueError, match="temperatures"):
+        condensate_curve(t.x_train, t.y_train, [1.0, -0.1], width=10)
+    with pytest.raises(ValueError, match="y_train"):
+        condensate_curve(t.x_train, np.zeros(len(t.y_train)), [1.0], width=10)
+    with pytest.raises(ValueError, match="x_test, y_test"):
+        condensate_curve(t.x_train, t.y_train, [1.0], width=10, x_test=t.x_test)
+    with pytest.raises(ValueError, match="chains"):
+        condensate_curve(t.x_train, t.y_train, [1.0], width=10, settings=CondensateSettings(chains=7))
+    with pytest.raises(ValueError, match="rhat_max"):
+        CondensateSettings(rhat_max=1.0).check()
