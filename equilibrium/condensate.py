@@ -355,12 +355,15 @@ def condensate_curve(
                 ht = ht + torch.randn(w_k.shape[0], Rt.shape[1], generator=gen, **kw) @ Rt.T / math.sqrt(lam0)
             phit = sigma(ht)
             ut = phit * scale_u
-            kq = (c * Q_k / lam1)
-            kf_rot = ut[:, :, None] * uk[:, None, :] + kq[:, None, None] * F0[None]  # k_f(x_t, X) U, (n, Pt, P)
-            f_test = (kf_rot * r_rot[:, None, :]).sum(-1)
-            quad = (kf_rot * kf_rot * z[:, None, :]).sum(-1) - (kf_rot * (z * uk)[:, None, :]).sum(-1) ** 2 \
-                / (1.0 + a)[:, None]
-            var_t = ut * ut + kq[:, None] * torch.diagonal(kb.test)[None] - quad
+            # k_f(x_t, X) U = u_t ũ + (cQ/λ1) F0 row by row; its forms with Σ = diag z − (zũ)(zũ)ᵀ/(1 + a)
+            # expanded so that no (draws, P_test, P) tensor is formed
+            kq = (c * Q_k / lam1)[:, None]
+            f_test = ut * (uk * r_rot).sum(1)[:, None] + kq * (r_rot @ F0.T)
+            v1 = (z * uk) @ F0.T  # F0 z ũ, (n, Pt)
+            v2 = z @ (F0 * F0).T  # diag(F0 diag(z) F0ᵀ)
+            quad = ut * ut * a[:, None] + 2.0 * ut * kq * v1 + kq * kq * v2 \
+                - (ut * a[:, None] + kq * v1) ** 2 / (1.0 + a)[:, None]
+            var_t = ut * ut + kq * torch.diagonal(kb.test)[None] - quad
             tm = f_test.mean(0)
             tv = var_t.mean(0) + f_test.var(0, unbiased=False)
             Yt = torch.as_tensor(yt, **kw)
