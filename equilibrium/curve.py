@@ -360,7 +360,7 @@ def _regime(post: PosteriorKernels, T, Q, sp, n_train: int, width: float, prior_
         own_sigma = post.observables is not None and "train_error" in post.observables  # cavity: its own Σ
         extra = [] if (own_sigma or linear) else [rank_bound(gaussian_sigma_trace(T, Q, sp.kappa, prior_v=prior_v,
                                                                              width=width), n_train, width)]
-        if not own_sigma:  # the cavity levels check N1 ≥ 50 in their own flags; single_neuron does not
+        if not own_sigma:  # levels with their own predictor (cavity: N1 ≥ 50, condensate: N1 ≥ 5) check the width themselves
             extra.append(width_check(width, len(T)))
         if failed is not None:
             extra = [(np.asarray(mask, bool) | failed, reason) for mask, reason in extra]

@@ -63,7 +63,10 @@ def test_level_in_temperature_curve_returns_every_observable(small_task):
                  "centroid_shift", "centroid_distance", "unit_centroid_distance", "weight_label_moment"):
         assert np.all(np.isfinite(getattr(c, name))), name
     assert c.weight_moments.shape[1:] == (c.weight_directions.shape[0],) * 2
-    assert not c.in_regime[0] and "width" in c.regime_reason[0]  # N1 = 12 < 50 is flagged
+    # validated down to N1 = 5 (unlike the proportional-limit levels): N1 = 12 is in regime, N1 = 4 is not
+    assert c.in_regime[0], c.regime_reason[0]
+    narrow = condensate_curve(t.x_train, t.y_train, [1.0], width=4, settings=FAST)
+    assert not narrow.in_regime[0] and "width" in narrow.regime_reason[0]
 
 
 def test_refusals_before_any_work(small_task):
