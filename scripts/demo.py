@@ -20,8 +20,9 @@ def demo(
     replicas: list[int] = [8, 4],  # noqa: B006
     activation: str = "erf",
     lr: float | None = None,
-    levels: list[str] = ["nngp", "cavity", "gaussian"],  # noqa: B006  (GD's T_eff plots map through the last)
+    levels: list[str] = ["nngp", "condensate", "gaussian"],  # noqa: B006  (GD's T_eff plots map through the last)
     cavity_every: int = 2,
+    condensate_every: int = 2,
     t_min: float = 1e-4,
     t_max: float = 100.0,
     n_temperatures: int = 49,
@@ -55,13 +56,16 @@ def demo(
         replicas: replicas per width (≥ 3; one value or one per width).
         activation: erf, relu, tanh or identity.
         lr: GD learning rate for ½Σ(y − f)² (default 1/λ_max of the tangent kernel at init).
-        levels: theory levels (nngp, gaussian, single_neuron, cavity). ``cavity`` (the self-consistent
-            single-unit level, every observable from one measure) is shown beside ``gaussian``; at the demo's
-            widths (N1 < 50) it is outside its validated regime: its curve is dashed and report.md says so.
-            The plots map GD through the last level's T_eff (default ``gaussian``: at N1 = 20 the ``cavity``
-            level's training error stays above GD's once T_eff < 0.2, so half the steps would not map).
+        levels: theory levels (nngp, gaussian, single_neuron, cavity, condensate). ``condensate`` (one unit sampled
+            exactly on a Gaussian-equivalent bulk, docs/theory.md B.12) is the level validated against exact
+            sampling at the demo's widths (test error and λ1⟨v²⟩ within a few per cent wherever its flag is on; it
+            flags the crossover temperatures where its two branches coexist, dashed in the plots). ``cavity`` (the
+            self-consistent single-unit level) may be listed too; at N1 < 50 it is outside its validated regime.
+            The plots map GD through the last level's T_eff (default ``gaussian``).
         cavity_every: the ``cavity`` level runs on every cavity_every-th temperature of the theory grid (both
             ends included): it costs ~1 CPU-s per temperature at P = 400, the other levels milliseconds.
+        condensate_every: the same thinning for the ``condensate`` level (its HMC costs ~1–2 CPU-s per temperature
+            at P = 400).
         t_min: lowest temperature of the theory grid.
         t_max: highest temperature of the theory grid.
         n_temperatures: number of log-spaced temperatures.
@@ -89,10 +93,13 @@ def demo(
     grid = temperature_grid(t_min, t_max, n_temperatures)
     if sample_every < 1:
         raise ValueError(f"sample_every: must be ≥ 1, got {sample_every}")
-    if cavity_every < 1:
-        raise ValueError(f"cavity_every: must be ≥ 1, got {cavity_every}")
-    level_temperatures = ({"cavity": sorted({*grid[::cavity_every], grid[-1]})}
-                          if "cavity" in levels and cavity_every > 1 else None)
+    level_temperatures = {}
+    for level, every in (("cavity", cavity_every), ("condensate", condensate_every)):
+        if every < 1:
+            raise ValueError(f"{level}_every: must be ≥ 1, got {every}")
+        if level in levels and every > 1:
+            level_temperatures[level] = sorted({*grid[::every], grid[-1]})
+    level_temperatures = level_temperatures or None
     if not sample_min_temperature > 0:
         raise ValueError(f"sample_min_temperature: must be > 0, got {sample_min_temperature}")
     if sample_temperatures is None:
