@@ -443,8 +443,8 @@ def main() -> None:
 OLD_SAMPLES = RESULTS / "validation_samples.json"  # docs/validation.md's grid (fixed burn-in, no diagnostics)
 PHASE = RESULTS / "phase_diagram"  # benchmarks/phase_diagram.py's sampled curves (adaptive, R̂/ESS per T)
 TABLE = RESULTS / "cavity_validation_table.md"
-LEVELS = ("nngp", "gaussian", "single_neuron", "cavity")
-TABLE_LEVELS = ("nngp", "gaussian", "cavity")  # default of `table`: single_neuron costs ~10 s per T (--levels adds it)
+LEVELS = ("nngp", "gaussian", "single_neuron", "cavity", "condensate")
+TABLE_LEVELS = ("nngp", "gaussian", "cavity", "condensate")  # default of `table`: single_neuron costs ~10 s per T (--levels adds it)
 SN_MAX_P = 200  # single_neuron is evaluated up to this P even when asked for (its O(P²) cost)
 OBSERVABLES = ("train_error", "train_variance", "test_error", "test_bias2", "test_variance", "readout_second_moment",
                "centroid_distance", "centroid_shift", "unit_centroid_distance", "class_radius", "unit_class_radius",
