@@ -305,8 +305,14 @@ def condensate_curve(
     ey = ey / ey.norm()
     F0 = None if kb.test_train is None else kb.test_train @ U
     c = (N1 - 1.0) / N1
+    # weight directions: in span coordinates for the sampled unit; their parts off the span keep the prior
+    dirs = torch.cat([E_red, ey[None]])
+    e_input = torch.as_tensor(np.concatenate([E_dirs, (x.T @ y)[None] / np.linalg.norm(x.T @ y)]), **kw)
+    prior_off_span = (e_input @ e_input.T - dirs @ dirs.T) / lam0
+    Yt = None if yt is None else torch.as_tensor(yt, **kw)
+    tilt_j, tilt_W, cond_moments = [], [], []
     out: dict[str, list] = {k: [] for k in ("trm", "tre", "trv", "tem", "tev", "b2", "tv", "v2", "om", "al", "KW",
-                                            "KWt", "wm", "wl", "rhat")}
+                                            "KWt", "rhat")}
     for k, T in enumerate(T_all):
         w_k, Q_k = Wd[k], Qd[k]
         phi = sigma(w_k @ Z.T)  # (n, P)
@@ -336,21 +342,14 @@ def condensate_curve(
         zu_rot = z[sub] * uk[sub] / torch.sqrt(1.0 + a[sub])[:, None]
         rank_part = ((r_rot[sub] * wt[:, None]).T @ r_rot[sub] + (zu_rot * wt[:, None]).T @ zu_rot) / len(sub)
         j_diag = -(wt[:, None] * z[sub]).mean(0)
-        tilt = Tilt(U=U, j=j_diag[None], R=torch.eye(P, **kw)[None], W=rank_part[None])
+        tilt_j.append(j_diag)
+        tilt_W.append(rank_part)
         F = U * kappa
         phi_s = phi[sub]
         KW = (phi_s.T @ phi_s) / (len(sub) * N1) + c * (kb.train + F @ (torch.diag(j_diag) + rank_part) @ F.T)
         out["KW"].append(KW.cpu().numpy())
-        # weights: condensed unit from its draws (span part) + the prior off the span; bulk from the tilt
-        dirs = torch.cat([E_red, ey[None]])
-        proj = w_k @ dirs.T
-        off_span = torch.as_tensor(np.concatenate([E_dirs, (x.T @ y)[None] / np.linalg.norm(x.T @ y)]), **kw)
-        off_span = off_span @ off_span.T - dirs @ dirs.T  # e·e' − (Bᵀe)·(Bᵀe')
-        m_c = proj.T @ proj / proj.shape[0] + off_span / lam0
-        m_b, l_b = tilted_weight_moments(tilt, U, kb.slope_train, torch.as_tensor(x, **kw), Y, E_dirs, prior_w=lam0)
-        ne = E_dirs.shape[0]
-        out["wm"].append((m_c[:ne, :ne].cpu().numpy() + (N1 - 1.0) * m_b[0]) / N1)
-        out["wl"].append(float((m_c[ne, ne].cpu().numpy() + (N1 - 1.0) * l_b[0]) / N1))
+        proj = w_k @ dirs.T  # the condensed unit's weight moments, from its draws
+        cond_moments.append(proj.T @ proj / proj.shape[0] + prior_off_span)
         if Zt is not None:
             ht = w_k @ Zt.T
             if Rt is not None:  # the weight components off the training span keep their prior
@@ -368,7 +367,6 @@ def condensate_curve(
             var_t = ut * ut + kq * torch.diagonal(kb.test)[None] - quad
             tm = f_test.mean(0)
             tv = var_t.mean(0) + f_test.var(0, unbiased=False)
-            Yt = torch.as_tensor(yt, **kw)
             out["tem"].append(tm.cpu().numpy())
             out["tev"].append(tv.cpu().numpy())
             out["b2"].append(float(((Yt - tm) ** 2).mean()))
@@ -376,6 +374,13 @@ def condensate_curve(
             pt = phit[sub]
             F0j = F0 @ (torch.diag(j_diag) + rank_part) @ F0.T
             out["KWt"].append(((pt.T @ pt) / (len(sub) * N1) + c * (kb.test + F0j)).cpu().numpy())
+    # the bulk's weight moments from its §4 tilt, all temperatures in one rotation (weights.tilted_weight_moments)
+    tilt = Tilt(U=U, j=torch.stack(tilt_j), R=torch.eye(P, **kw).expand(nT, P, P), W=torch.stack(tilt_W))
+    m_b, l_b = tilted_weight_moments(tilt, U, kb.slope_train, torch.as_tensor(x, **kw), Y, E_dirs, prior_w=lam0)
+    m_c = torch.stack(cond_moments).cpu().numpy()
+    ne = E_dirs.shape[0]
+    weight_moments = (m_c[:, :ne, :ne] + (N1 - 1.0) * m_b) / N1
+    weight_label_moment = (m_c[:, ne, ne] + (N1 - 1.0) * l_b) / N1
     rhat = np.array(out["rhat"])
     conv = np.isfinite(rhat) & (rhat <= s.rhat_max)
     checks = [(conv, f"condensed-unit chains disagree (split-R̂ > {s.rhat_max:g}): typical and condensed branches "
@@ -396,7 +401,7 @@ def condensate_curve(
         test_bias2=b2, test_variance=tv, test_error=b2 + tv, readout_second_moment=np.array(out["v2"]),
         condensate_readout=np.array(out["om"]), condensate_alignment=np.array(out["al"]),
         hidden_gram=np.stack(out["KW"]), hidden_gram_test=np.stack(out["KWt"]) if have_test else None,
-        weight_moments=np.stack(out["wm"]), weight_label_moment=np.array(out["wl"]), weight_directions=E_dirs,
+        weight_moments=weight_moments, weight_label_moment=weight_label_moment, weight_directions=E_dirs,
         acceptance=acceptance, rhat=rhat, converged=conv, in_regime=ok, regime_reason=why,
         wall_time_s=time.perf_counter() - t0,
     )
