@@ -63,7 +63,9 @@ class CondensateSettings:
     i.e. along the least-squares classifier of the inputs, so that R̂ sees a second branch), ``burn_in`` and
     ``draws`` trajectories per chain, ``leapfrog`` steps per trajectory (step size adapted during burn-in to
     ``target_accept``, jittered ±20 %), flagged where the split-R̂ of the energy or of ω_c exceeds ``rhat_max``;
-    ``kernel_draws``: draws per temperature averaged for ⟨K_W⟩ and the weight moments (O(P²) each)."""
+    ``kernel_draws``: draws per temperature averaged for ⟨K_W⟩ and the weight moments (O(P²) each);
+    ``response_samples``: prior draws for the bulk's response with the exact activation (0: Wick's theorem, the
+    ``gaussian`` level's Gaussian-equivalent response)."""
 
     chains: int = 16
     burn_in: int = 300
@@ -72,12 +74,13 @@ class CondensateSettings:
     target_accept: float = 0.75
     rhat_max: float = 1.05
     kernel_draws: int = 256
+    response_samples: int = 16384
     seed: int = 0
 
     def check(self) -> None:
-        for name in ("chains", "burn_in", "draws", "leapfrog", "kernel_draws"):
+        for name in ("chains", "burn_in", "draws", "leapfrog", "kernel_draws", "response_samples"):
             v = getattr(self, name)
-            lo = 4 if name in ("chains", "draws") else 1
+            lo = 4 if name in ("chains", "draws") else 0 if name == "response_samples" else 1
             if not (isinstance(v, (int, np.integer)) and v >= lo):
                 raise ValueError(f"{name}: must be an integer >= {lo}, got {v!r}")
         if self.chains % 2:
@@ -341,7 +344,49 @@ def condensate_curve(
     e_input = torch.as_tensor(np.concatenate([E_dirs, (x.T @ y)[None] / np.linalg.norm(x.T @ y)]), **kw)
     prior_off_span = (e_input @ e_input.T - dirs @ dirs.T) / lam0
     Yt = None if yt is None else torch.as_tensor(yt, **kw)
-    tilt_j, tilt_W, cond_moments = [], [], []
+    # The bulk's response to its tilt J̃ with the exact activation, Cov_p0(φφᵀ, ½φ̃ᵀJ̃φ̃) (docs/theory.md B.12), by
+    # Monte Carlo over prior weights shared by all temperatures. Control variate: the linear part ℓ = s⊙h
+    # (s = E[σ'(h)]), whose response is Wick's exact L J L (L = S C S) — for the identity activation the Monte-Carlo
+    # terms cancel exactly. The `gaussian` level's K J K and Stein weight moments are kept as the base, so
+    # ⟨K_W⟩_bulk = K + K J K + [MC_φ − MC_ℓ + L J L − K J K].
+    resp = None
+    if s.response_samples:
+        gen_pr = torch.Generator(device=dev).manual_seed(int(s.seed) + 1)  # its own stream: HMC draws unchanged
+        w_pr = torch.randn(int(s.response_samples), r, generator=gen_pr, **kw) / math.sqrt(lam0)
+        h_pr = w_pr @ Z.T
+        resp = {"phi": sigma(h_pr), "lin": kb.slope_train * h_pr, "proj": w_pr @ dirs.T}
+        resp["phi_rot"], resp["lin_rot"] = resp["phi"] @ U, resp["lin"] @ U
+        S_lin = kb.slope_train[:, None] * torch.as_tensor(red.x_train @ red.x_train.T, **kw) / (N0 * lam0) \
+            * kb.slope_train[None, :]  # L = S C S, C the pre-activation covariance
+        resp["L_rot"] = S_lin @ U
+        resp["UtLU"] = U.T @ resp["L_rot"]  # UᵀLU, for E[q_ℓ]
+        if Zt is not None:
+            ht_pr = w_pr @ Zt.T
+            if Rt is not None:
+                ht_pr = ht_pr + torch.randn(w_pr.shape[0], Rt.shape[1], generator=gen_pr, **kw) @ Rt.T / math.sqrt(lam0)
+            resp["phit"], resp["lint"] = sigma(ht_pr), kb.slope_test * ht_pr
+            C_tx = torch.as_tensor(red.x_test @ red.x_train.T, **kw) / (N0 * lam0)
+            resp["Lt_rot"] = (kb.slope_test[:, None] * C_tx * kb.slope_train[None, :]) @ U
+
+    def exact_response(Jt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """MC_φ − MC_ℓ + L J L for the tilt J̃ (P, P) in K's eigenbasis: train block (P, P), test block, and the
+        weight-moment part ((E w)(E w)ᵀ response, E the directions in span coordinates)."""
+        n = resp["phi"].shape[0]
+        q_phi = 0.5 * ((resp["phi_rot"] @ Jt) * resp["phi_rot"]).sum(1)
+        q_lin = 0.5 * ((resp["lin_rot"] @ Jt) * resp["lin_rot"]).sum(1)
+        q_phi = q_phi - 0.5 * (Jt.diagonal() * kappa).sum()  # centred on the exact E[q]: UᵀKU = diag κ
+        q_lin = q_lin - 0.5 * (Jt * resp["UtLU"]).sum()
+        train = ((resp["phi"] * q_phi[:, None]).T @ resp["phi"] - (resp["lin"] * q_lin[:, None]).T @ resp["lin"]) / n \
+            + resp["L_rot"] @ Jt @ resp["L_rot"].T
+        test = None
+        if "phit" in resp:
+            test = ((resp["phit"] * q_phi[:, None]).T @ resp["phit"]
+                    - (resp["lint"] * q_lin[:, None]).T @ resp["lint"]) / n + resp["Lt_rot"] @ Jt @ resp["Lt_rot"].T
+        pr = resp["proj"]
+        weights = ((pr * (q_phi - q_lin)[:, None]).T @ pr) / n  # the Stein (ℓ) part is the base's already
+        return train, test, weights
+
+    tilt_j, tilt_W, cond_moments, resp_weights = [], [], [], []
     out: dict[str, list] = {k: [] for k in ("trm", "tre", "trv", "tem", "tev", "b2", "tv", "v2", "om", "al", "KW",
                                             "KWt", "rhat")}
     for k, T in enumerate(T_all):
@@ -377,7 +422,13 @@ def condensate_curve(
         tilt_W.append(rank_part)
         F = U * kappa
         phi_s = phi[sub]
-        KW = (phi_s.T @ phi_s) / (len(sub) * N1) + c * (kb.train + F @ (torch.diag(j_diag) + rank_part) @ F.T)
+        J_rot = torch.diag(j_diag) + rank_part
+        KW_bulk = kb.train + F @ J_rot @ F.T
+        if resp is not None:
+            d_train, d_test, d_weights = exact_response(J_rot)
+            KW_bulk = KW_bulk + d_train - F @ J_rot @ F.T  # K + (exact response) in place of K + K J K
+            resp_weights.append(d_weights)
+        KW = (phi_s.T @ phi_s) / (len(sub) * N1) + c * KW_bulk
         out["KW"].append(KW.cpu().numpy())
         proj = w_k @ dirs.T  # the condensed unit's weight moments, from its draws
         cond_moments.append(proj.T @ proj / proj.shape[0] + prior_off_span)
@@ -403,11 +454,15 @@ def condensate_curve(
             out["b2"].append(float(((Yt - tm) ** 2).mean()))
             out["tv"].append(float(tv.mean()))
             pt = phit[sub]
-            F0j = F0 @ (torch.diag(j_diag) + rank_part) @ F0.T
+            F0j = F0 @ J_rot @ F0.T if resp is None else d_test
             out["KWt"].append(((pt.T @ pt) / (len(sub) * N1) + c * (kb.test + F0j)).cpu().numpy())
     # the bulk's weight moments from its §4 tilt, all temperatures in one rotation (weights.tilted_weight_moments)
     tilt = Tilt(U=U, j=torch.stack(tilt_j), R=torch.eye(P, **kw).expand(nT, P, P), W=torch.stack(tilt_W))
     m_b, l_b = tilted_weight_moments(tilt, U, kb.slope_train, torch.as_tensor(x, **kw), Y, E_dirs, prior_w=lam0)
+    if resp_weights:  # the exact activation's part of the bulk's weight response
+        extra = torch.stack(resp_weights).cpu().numpy()
+        m_b = m_b + extra[:, :-1, :-1]
+        l_b = l_b + extra[:, -1, -1]
     m_c = torch.stack(cond_moments).cpu().numpy()
     ne = E_dirs.shape[0]
     weight_moments = (m_c[:, :ne, :ne] + (N1 - 1.0) * m_b) / N1
