@@ -20,9 +20,9 @@ def demo(
     replicas: list[int] = [8, 4],  # noqa: B006
     activation: str = "erf",
     lr: float | None = None,
-    levels: list[str] = ["nngp", "cavity", "gaussian"],  # noqa: B006  (GD's T_eff plots map through the last)
+    levels: list[str] = ["nngp", "condensate", "gaussian"],  # noqa: B006  (GD's T_eff plots map through the last)
     cavity_every: int = 2,
-    condensate_every: int = 2,
+    condensate_every: int = 4,
     t_min: float = 1e-4,
     t_max: float = 100.0,
     n_temperatures: int = 49,
@@ -56,19 +56,16 @@ def demo(
         replicas: replicas per width (≥ 3; one value or one per width).
         activation: erf, relu, tanh or identity.
         lr: GD learning rate for ½Σ(y − f)² (default 1/λ_max of the tangent kernel at init).
-        levels: theory levels (nngp, gaussian, single_neuron, cavity, condensate). ``cavity`` (the self-consistent
-            single-unit level, every observable from one measure) is shown beside ``gaussian``; at the demo's widths
-            (N1 < 50) it is outside its validated regime: its curve is dashed and report.md says so.
-            ``condensate`` (one unit sampled exactly on a Gaussian-equivalent bulk, docs/theory.md B.12) is the
-            level validated against exact sampling at the demo's widths (test error and λ1⟨v²⟩ within a few per
-            cent where its flag is on); it is not in the default list because its HMC costs minutes at P = 400
-            (``--levels='[nngp, condensate, gaussian]'`` adds it). The plots map GD through the last level's T_eff
-            (default ``gaussian``: at N1 = 20 the ``cavity`` level's training error stays above GD's once
-            T_eff < 0.2, so half the steps would not map).
+        levels: theory levels (nngp, gaussian, single_neuron, cavity, condensate). ``condensate`` (one unit
+            sampled exactly on a Gaussian-equivalent bulk, docs/theory.md B.12) is shown beside ``gaussian``: it is
+            the level validated against exact sampling at the demo's widths (test error and λ1⟨v²⟩ within a few per
+            cent where its flag is on; dashed where it is off). ``cavity`` (the self-consistent single-unit level)
+            is outside its validated regime at N1 < 50 (``--levels='[nngp, cavity, gaussian]'`` shows it). The plots
+            map GD through the last level's T_eff (default ``gaussian``, defined at every temperature).
         cavity_every: the ``cavity`` level runs on every cavity_every-th temperature of the theory grid (both
             ends included): it costs ~1 CPU-s per temperature at P = 400, the other levels milliseconds.
-        condensate_every: the same thinning for the ``condensate`` level (its HMC costs ~1–2 CPU-s per temperature
-            at P = 400).
+        condensate_every: the same thinning for the ``condensate`` level (its HMC costs ~8 CPU-s per temperature at
+            P = 400: 13 of the 49 temperatures by default).
         t_min: lowest temperature of the theory grid.
         t_max: highest temperature of the theory grid.
         n_temperatures: number of log-spaced temperatures.
