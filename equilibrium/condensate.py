@@ -22,8 +22,9 @@ covariance T + uuᵀ, so its readout scale Q relaxes with u:
 sampled by HMC (the gradient at fixed Q by the envelope theorem; Q by Newton per draw). Given w_c the network's
 output is a GP with kernel uuᵀ + (cQ/λ1)K and noise T, which gives the predictor (averaged over w_c draws),
 and λ1⟨v²⟩ = (ω_c + N_b Q)/N1 with ω_c = 1/(1 + a) + g²/(1 + a)², the exact readout moment of the
-condensed unit. The bulk's ⟨K_W⟩ and weight moments are the ``gaussian`` level's, with the tilt
-J = (Q/(λ1N1))(r rᵀ − (A_Q + uuᵀ)⁻¹), r = (A_Q + uuᵀ)⁻¹y, averaged over the draws.
+condensed unit. The bulk's ⟨K_W⟩ and weight moments are its response to the tilt
+J = (Q/(λ1N1))(r rᵀ − (A_Q + uuᵀ)⁻¹), r = (A_Q + uuᵀ)⁻¹y, averaged over the draws: Cov_p0(φφᵀ, ½φᵀJφ) with the
+exact activation (the ``gaussian`` level takes Wick's K J K, i.e. Gaussian features).
 
 Without condensation the singled-out unit stays typical and the level is the ``gaussian`` level up to O(1/N1)
 (tested: identity activation, large N1). Where chains started typical and chains started condensed do not
@@ -164,7 +165,6 @@ class _Bulk:
             Q = start
         lq = torch.log(Q)
         powers = uk.new_empty(uk.shape[0], 3, uk.shape[1])  # z, z², z³, filled in place
-        self.iterations = 0
         for _ in range(max_iter):
             Q = torch.exp(lq)
             z = torch.reciprocal(torch.addcmul(T, Q[:, None], b), out=powers[:, 0])
@@ -185,7 +185,6 @@ class _Bulk:
             d1, d2 = Q * s1, Q * Q * s2 + Q * s1  # derivatives in log Q
             step = torch.where(d2 > 0, -d1 / d2, -0.2 * torch.sign(d1)).clamp(-0.5, 0.5)
             lq = lq + step
-            self.iterations += 1
             if float(step.abs().max()) < tol:
                 break
         Q = torch.exp(lq)
@@ -356,17 +355,15 @@ def condensate_curve(
         h_pr = w_pr @ Z.T
         resp = {"phi": sigma(h_pr), "lin": kb.slope_train * h_pr, "proj": w_pr @ dirs.T}
         resp["phi_rot"], resp["lin_rot"] = resp["phi"] @ U, resp["lin"] @ U
-        S_lin = kb.slope_train[:, None] * torch.as_tensor(red.x_train @ red.x_train.T, **kw) / (N0 * lam0) \
-            * kb.slope_train[None, :]  # L = S C S, C the pre-activation covariance
-        resp["L_rot"] = S_lin @ U
+        # L = S C S, C the pre-activation covariance
+        resp["L_rot"] = (kb.slope_train[:, None] * kb.cov_train * kb.slope_train[None, :]) @ U
         resp["UtLU"] = U.T @ resp["L_rot"]  # UᵀLU, for E[q_ℓ]
         if Zt is not None:
             ht_pr = w_pr @ Zt.T
             if Rt is not None:
                 ht_pr = ht_pr + torch.randn(w_pr.shape[0], Rt.shape[1], generator=gen_pr, **kw) @ Rt.T / math.sqrt(lam0)
             resp["phit"], resp["lint"] = sigma(ht_pr), kb.slope_test * ht_pr
-            C_tx = torch.as_tensor(red.x_test @ red.x_train.T, **kw) / (N0 * lam0)
-            resp["Lt_rot"] = (kb.slope_test[:, None] * C_tx * kb.slope_train[None, :]) @ U
+            resp["Lt_rot"] = (kb.slope_test[:, None] * kb.cov_test_train * kb.slope_train[None, :]) @ U
 
     def exact_response(Jt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """MC_φ − MC_ℓ + L J L for the tilt J̃ (P, P) in K's eigenbasis: train block (P, P), test block, and the
@@ -425,10 +422,11 @@ def condensate_curve(
         F = U * kappa
         phi_s = phi[sub]
         J_rot = torch.diag(j_diag) + rank_part
-        KW_bulk = kb.train + F @ J_rot @ F.T
-        if resp is not None:
+        if resp is None:  # Wick: K + K J K
+            KW_bulk = kb.train + F @ J_rot @ F.T
+        else:  # K + the exact activation's response
             d_train, d_test, d_weights = exact_response(J_rot)
-            KW_bulk = KW_bulk + d_train - F @ J_rot @ F.T  # K + (exact response) in place of K + K J K
+            KW_bulk = kb.train + d_train
             resp_weights.append(d_weights)
         KW = (phi_s.T @ phi_s) / (len(sub) * N1) + c * KW_bulk
         out["KW"].append(KW.cpu().numpy())
