@@ -384,6 +384,8 @@ def condensate_curve(
         return train, test, weights
 
     tilt_j, tilt_W, cond_moments, resp_weights = [], [], [], []
+    F, U2 = U * kappa, U * U  # K = F Uᵀ; diag A⁻¹ = U² z — loop invariants
+    F0_2 = None if F0 is None else F0 * F0
     out: dict[str, list] = {k: [] for k in ("trm", "tre", "trv", "tem", "tev", "b2", "tv", "v2", "om", "al", "KW",
                                             "KWt", "rhat", "all_cond")}
     for k, T in enumerate(T_all):
@@ -395,7 +397,7 @@ def condensate_curve(
         g = (z * y_rot * uk).sum(1)
         r_rot = z * y_rot - (z * uk) * (g / (1.0 + a))[:, None]  # Uᵀ(A_Q + uuᵀ)⁻¹y
         f_train = Y[None] - T * (r_rot @ U.T)
-        diag_inv = (U * U) @ z.T  # diag A_Q⁻¹, (P, n)
+        diag_inv = U2 @ z.T  # diag A_Q⁻¹, (P, n)
         zu = (z * uk) @ U.T
         var_train = T - T * T * (diag_inv.T - zu * zu / (1.0 + a)[:, None])
         f_mean = f_train.mean(0)
@@ -419,7 +421,6 @@ def condensate_curve(
         j_diag = -(wt[:, None] * z[sub]).mean(0)
         tilt_j.append(j_diag)
         tilt_W.append(rank_part)
-        F = U * kappa
         phi_s = phi[sub]
         J_rot = torch.diag(j_diag) + rank_part
         if resp is None:  # Wick: K + K J K
@@ -443,7 +444,7 @@ def condensate_curve(
             kq = (c * Q_k / lam1)[:, None]
             f_test = ut * (uk * r_rot).sum(1)[:, None] + kq * (r_rot @ F0.T)
             v1 = (z * uk) @ F0.T  # F0 z ũ, (n, Pt)
-            v2 = z @ (F0 * F0).T  # diag(F0 diag(z) F0ᵀ)
+            v2 = z @ F0_2.T  # diag(F0 diag(z) F0ᵀ)
             quad = ut * ut * a[:, None] + 2.0 * ut * kq * v1 + kq * kq * v2 \
                 - (ut * a[:, None] + kq * v1) ** 2 / (1.0 + a)[:, None]
             var_t = ut * ut + kq * torch.diagonal(kb.test)[None] - quad
