@@ -68,9 +68,9 @@ class CondensateSettings:
     ``response_samples``: prior draws for the bulk's response with the exact activation (0: Wick's theorem, the
     ``gaussian`` level's Gaussian-equivalent response)."""
 
-    chains: int = 16
-    burn_in: int = 300
-    draws: int = 200
+    chains: int = 8
+    burn_in: int = 100
+    draws: int = 100
     leapfrog: int = 10
     target_accept: float = 0.75
     rhat_max: float = 1.05
@@ -129,8 +129,8 @@ class _Bulk:
     and ∂S_b/∂u there.
 
     With z_i = 1/(T + Q b_i), b = cκ/λ1, a = Σ z u², g = Σ z y u, every Q-derivative of S_b is a weighted sum over
-    the P modes of z, z², z³ (dz/dQ = −b z²): Newton in log Q with the exact second derivative costs two (B, P)
-    products and one batched (3 × P)·(P × 6) contraction per walker and step."""
+    the P modes of z, b z², b² z³ (dz/dQ = −b z²): Newton in log Q with the exact second derivative costs five
+    (B, P) element-wise operations and one batched (3 × P)·(P × 2) contraction per walker and step."""
 
     def __init__(self, kappa: torch.Tensor, y_rot: torch.Tensor, T: torch.Tensor, N1: float, lam1: float):
         self.N1, self.Nb = N1, N1 - 1.0
@@ -138,9 +138,9 @@ class _Bulk:
         self.y = y_rot  # Uᵀy
         self.T = T  # (B,) one temperature per walker
         self.grid = torch.logspace(-4, 2, 49, dtype=kappa.dtype, device=kappa.device)  # Newton refines
-        y2, b = y_rot * y_rot, self.b
-        # u-independent weights: Σ b z, Σ y² z, Σ y² b z², Σ b² z², Σ y² b² z³ are columns of [z, z², z³] @ this
-        self.const = torch.stack([b, y2, y2 * b, b * b, y2 * b * b], 1)
+        self.y2 = y_rot * y_rot
+        # the u-independent terms' Q-derivatives: Σ v_k b and Σ v_k y² (v_k = b^k z^(k+1), see solve)
+        self.const = torch.stack([self.b, self.y2], 1)
 
     def action(self, Q: torch.Tensor, uk: torch.Tensor) -> torch.Tensor:
         """S_b for Q (B,) or (B, G) and u rotated (B, P)."""
@@ -151,50 +151,105 @@ class _Bulk:
         return (0.5 * self.Nb * (Q - torch.log(Q)) + 0.5 * (-torch.log(z) + self.y ** 2 * z).sum(-1)
                 + 0.5 * torch.log1p(a) - 0.5 * g * g / (1.0 + a))
 
-    def solve(self, uk: torch.Tensor, start: torch.Tensor | None, tol: float = 1e-9, max_iter: int = 50
+    def solve(self, uk: torch.Tensor, start: torch.Tensor | None, tol: float = 1e-3, max_iter: int = 50
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Q = argmin_Q S_b(Q; u) per walker (a grid search when there is no start, then Newton in log Q with the
-        exact second derivative, to |Δ log Q| < ``tol``), S_b there, and ∂S_b/∂u there (B, P) — the gradient of
-        min_Q S_b by the envelope theorem."""
-        b, T, Nb = self.b, self.T[:, None], self.Nb
-        u2, yu = uk * uk, self.y * uk
-        weights = torch.stack([u2, yu, b * u2, b * yu, b * b * u2, b * b * yu], 2)  # (B, P, 6)
-        if start is None:
-            Q = self.grid[self.action(self.grid.expand(uk.shape[0], -1), uk).argmin(1)]
-        else:
-            Q = start
-        lq = torch.log(Q)
-        powers = uk.new_empty(uk.shape[0], 3, uk.shape[1])  # z, z², z³, filled in place
-        for _ in range(max_iter):
-            Q = torch.exp(lq)
-            z = torch.reciprocal(torch.addcmul(T, Q[:, None], b), out=powers[:, 0])
-            torch.mul(z, z, out=powers[:, 1])
-            torch.mul(powers[:, 1], z, out=powers[:, 2])
-            m = torch.bmm(powers, weights)  # m[:, k, j] = Σ z^(k+1) · weights_j
-            cst = powers @ self.const  # (B, 3, 5)
-            a, g = m[:, 0, 0], m[:, 0, 1]
-            a1, g1 = -m[:, 1, 2], -m[:, 1, 3]
-            a2, g2 = 2.0 * m[:, 2, 4], 2.0 * m[:, 2, 5]
+        """Q = argmin_Q S_b(Q; u) per walker, S_b there, and ∂S_b/∂u there (B, P) — the gradient of min_Q S_b by the
+        envelope theorem.
+
+        Newton in log Q with the exact second derivative (from a grid search when there is no start) until the
+        Newton step δ is below ``tol``; the last step is then taken to second order: Q·e^δ (error O(δ²)), S_b + d₁δ
+        + ½d₂δ² (O(δ³)) and ∂S_b/∂u + ΔQ·∂²S_b/∂Q∂u (O(δ²)). With the default 10⁻³ that is 10⁻⁶ on Q and on the
+        force, 10⁻⁹ on S_b, after one or two evaluations from a warm start (three for the final step alone at 10⁻⁷).
+        Each evaluation works on the walkers not yet converged only (a walker crossing between the typical and
+        the condensed branch may move log Q by 3 in one leapfrog step and need 8)."""
+        B = uk.shape[0]
+        Q = self.grid[self.action(self.grid.expand(B, -1), uk).argmin(1)] if start is None else start.clone()
+        S, dS_du = uk.new_empty(B), torch.empty_like(uk)
+        idx = torch.arange(B, device=uk.device)
+        u_a, T_a, lq = uk, self.T[:, None], torch.log(Q)
+        uu_a = torch.stack([uk * uk, self.y * uk], 2)  # (B, P, 2)
+        b, Nb = self.b, self.Nb
+        v = uk.new_empty(B, 3, uk.shape[1])
+        cpu = uk.device.type == "cpu"
+        for it in range(max_iter):
+            Qa = torch.exp(lq)
+            # v_k = b^k z^(k+1), k = 0, 1, 2 (dz/dQ = −b z²): every Q-derivative of a, g and of the u-independent
+            # terms is a sum over the P modes of one v_k against u², yu, b or y²
+            z = torch.reciprocal(torch.addcmul(T_a, Qa[:, None], b), out=v[:, 0])
+            bz = z * b
+            torch.mul(bz, z, out=v[:, 1])
+            torch.mul(bz, v[:, 1], out=v[:, 2])
+            m = torch.bmm(v, uu_a)  # m[:, k] = Σ v_k u², Σ v_k y u
+            cst = v @ self.const  # (n, 3, 2): Σ v_k b, Σ v_k y²
+            if cpu:  # ~40 operations on (n,) vectors: numpy's per-call overhead is a tenth of torch's
+                d1, d2 = _log_q_derivatives(m.numpy(), cst.numpy(), Qa.numpy(), Nb)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    step = np.clip(np.where(d2 > 0, -d1 / d2, -0.2 * np.sign(d1)), -0.5, 0.5)
+                d1, d2, step = torch.from_numpy(d1), torch.from_numpy(d2), torch.from_numpy(step)
+            else:
+                d1, d2 = _log_q_derivatives(m, cst, Qa, Nb)
+                step = torch.where(d2 > 0, -d1 / d2, -0.2 * torch.sign(d1)).clamp(-0.5, 0.5)
+            done = (step.abs() < tol) | (it == max_iter - 1)
+            if not bool(done.any()):
+                lq = lq + step
+                continue
+            every = bool(done.all())
+            sel = slice(None) if every else done  # the converged walkers' rows of this evaluation
+            a, g, a1, g1 = m[sel, 0, 0], m[sel, 0, 1], -m[sel, 1, 0], -m[sel, 1, 1]
+            zs, us, dlq, Qs = z[sel], u_a[sel], step[sel], Qa[sel]
             ia = 1.0 / (1.0 + a)
-            s1 = (0.5 * Nb * (1.0 - 1.0 / Q) + 0.5 * cst[:, 0, 0] - 0.5 * cst[:, 1, 2]
-                  + 0.5 * a1 * ia - g * g1 * ia + 0.5 * g * g * a1 * ia * ia)
-            s2 = (0.5 * Nb / (Q * Q) - 0.5 * cst[:, 1, 3] + cst[:, 2, 4]
-                  + 0.5 * a2 * ia - 0.5 * a1 * a1 * ia * ia
-                  - (g1 * g1 + g * g2) * ia + 2.0 * g * g1 * a1 * ia * ia
-                  + 0.5 * g * g * a2 * ia * ia - g * g * a1 * a1 * ia ** 3)
-            d1, d2 = Q * s1, Q * Q * s2 + Q * s1  # derivatives in log Q
-            step = torch.where(d2 > 0, -d1 / d2, -0.2 * torch.sign(d1)).clamp(-0.5, 0.5)
-            lq = lq + step
-            if float(step.abs().max()) < tol:
+            al, be = ia + g * g * ia * ia, g * ia  # ∂S_b/∂u = z⊙(α u − β y)
+            ia1 = -a1 * ia * ia  # Q-derivatives of 1/(1 + a), α, β
+            al1, be1 = ia1 + 2.0 * g * g1 * ia * ia + 2.0 * g * g * ia * ia1, g1 * ia + g * ia1
+            Q_new = Qs * torch.exp(dlq)
+            S_sel = (0.5 * Nb * (Qs - lq[sel]) - 0.5 * torch.log(zs).sum(1) + 0.5 * (zs @ self.y2)
+                     + 0.5 * torch.log1p(a) - 0.5 * g * be + (d1[sel] + 0.5 * d2[sel] * dlq) * dlq)
+            r0 = torch.addcmul(torch.outer(-be, self.y), al[:, None], us)  # α u − β y
+            r1 = torch.addcmul(torch.outer(-be1, self.y), al1[:, None], us)  # its Q-derivative, at fixed z
+            dQ = (Q_new - Qs)[:, None]
+            dS_sel = torch.addcmul(zs * r0, dQ, torch.addcmul(zs * r1, v[sel, 1], r0, value=-1.0))
+            if every and len(idx) == B:  # the common case: every walker converged together
+                return Q_new, S_sel, dS_sel
+            i = idx[done]
+            Q[i], S[i], dS_du[i] = Q_new, S_sel, dS_sel
+            if every:
                 break
-        Q = torch.exp(lq)
-        z = 1.0 / (T + Q[:, None] * b)
-        a, g = (z * u2).sum(1), (z * yu).sum(1)
-        ia = 1.0 / (1.0 + a)
-        S = (0.5 * Nb * (Q - lq) + 0.5 * (torch.log(T + Q[:, None] * b) + (self.y * self.y) * z).sum(1)
-             + 0.5 * torch.log1p(a) - 0.5 * g * g * ia)
-        dS_du = z * ((ia + g * g * ia * ia)[:, None] * uk - (g * ia)[:, None] * self.y)
+            keep = ~done
+            idx, u_a, uu_a, T_a, lq = idx[keep], u_a[keep], uu_a[keep], T_a[keep], lq[keep] + step[keep]
+            v = v[:len(idx)]
         return Q, S, dS_du
+
+
+def _log_q_derivatives(m, cst, Q, Nb: float):
+    """First and second derivative of S_b in log Q from the mode sums of :meth:`_Bulk.solve` (numpy arrays or
+    tensors alike): m[:, k] = (Σ v_k u², Σ v_k y u), cst[:, k] = (Σ v_k b, Σ v_k y²), v_k = b^k z^(k+1), so that
+    a' = −Σ v_1 u², a'' = 2 Σ v_2 u² (likewise g) and the u-independent terms ½Σ log(T + Qb) + ½Σ y²z give
+    ½Σ v_0 b − ½Σ v_1 y² and −½Σ v_1 b + Σ v_2 y²."""
+    a, g = m[:, 0, 0], m[:, 0, 1]
+    a1, g1 = -m[:, 1, 0], -m[:, 1, 1]
+    a2, g2 = 2.0 * m[:, 2, 0], 2.0 * m[:, 2, 1]
+    ia = 1.0 / (1.0 + a)
+    gia, a1ia = g * ia, a1 * ia
+    s1 = (0.5 * Nb * (1.0 - 1.0 / Q) + 0.5 * (cst[:, 0, 0] - cst[:, 1, 1])
+          + 0.5 * a1ia - gia * g1 + 0.5 * gia * gia * a1)
+    s2 = (0.5 * Nb / (Q * Q) - 0.5 * cst[:, 1, 0] + cst[:, 2, 1]
+          + 0.5 * a2 * ia - 0.5 * a1ia * a1ia
+          - (g1 * g1 + g * g2) * ia + 2.0 * gia * g1 * a1ia
+          + 0.5 * gia * gia * a2 - gia * gia * a1ia * a1)
+    return Q * s1, Q * Q * s2 + Q * s1  # derivatives in log Q
+
+
+def _energy_and_force(w: torch.Tensor, Q_start: torch.Tensor | None, Z: torch.Tensor, U: torch.Tensor, bulk: _Bulk,
+                      sigma_and_prime, scale_u: float, lam0: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """E(w) = λ0|w|²/2 + min_Q S_b(Q; u(w)), the gradient of its second part (by hand: u = σ(Zw)/√(λ1N1) rotated by
+    U) and Q, for walkers w (B, r) float64. The products with Z and U run in their dtype (float32 in the HMC), the
+    Q solve and the action in float64. The Gaussian prior part of the force is integrated exactly by the
+    leapfrog's rotation."""
+    phi, dphi = sigma_and_prime(w.to(Z.dtype) @ Z.T)
+    uk = ((phi * scale_u) @ U).double()  # (B, P) in K's eigenbasis
+    Q, S, dS_du = bulk.solve(uk, Q_start)
+    grad = ((((dS_du.to(U.dtype) @ U.T) * scale_u) * dphi) @ Z).double()
+    return 0.5 * lam0 * (w * w).sum(1) + S, grad, Q
 
 
 def condensate_curve(
@@ -261,14 +316,13 @@ def condensate_curve(
 
     sigma_and_prime = geometry.activation_and_derivative(activation)
 
+    # The four (walkers × P × r or P) products of energy and force run in float32, the Q solve and the action in
+    # float64: E is then a deterministic function of w, off by |ΔE| < 10⁻² at P = 1000 (tests/test_condensate.py),
+    # a change of the sampled density far below its Monte-Carlo error; it halves the cost of a trajectory.
+    Z32, U32 = Z.float(), U.float()
+
     def energy_and_force(w: torch.Tensor, Q_start: torch.Tensor | None):
-        """E(w) = λ0|w|²/2 + min_Q S_b(Q; u(w)) and the gradient of its second part (by hand: u = σ(Zw)/√(λ1N1)
-        rotated by U); the Gaussian prior part is integrated exactly by the leapfrog's rotation."""
-        phi, dphi = sigma_and_prime(w @ Z.T)
-        uk = (phi * scale_u) @ U  # (B, P) in K's eigenbasis
-        Q, S, dS_du = bulk.solve(uk, Q_start)
-        grad = (((dS_du @ U.T) * scale_u) * dphi) @ Z
-        return 0.5 * lam0 * (w * w).sum(1) + S, grad, Q
+        return _energy_and_force(w, Q_start, Z32, U32, bulk, sigma_and_prime, scale_u, lam0)
 
     # starts: half typical (prior draws), half condensed: a prior draw whose component along the Hebbian direction
     # ê ∝ Zᵀy is set so that this part of the pre-activations has rms 2 (σ saturates on the labels). Condensed draws
@@ -296,12 +350,13 @@ def condensate_curve(
         H0 = E + 0.5 * (p * p).sum(1)
         e = eps * (1.0 + 0.2 * (2.0 * torch.rand(B, generator=gen, **kw) - 1.0))
         cos, sin = torch.cos(e * math.sqrt(lam0))[:, None], torch.sin(e * math.sqrt(lam0))[:, None]
-        w1, p1, Q1 = w.clone(), p - 0.5 * e[:, None] * grad, Q
+        w1, p1, Q1, Q0 = w.clone(), p - 0.5 * e[:, None] * grad, Q, Q
         for step in range(int(s.leapfrog)):
             w1, p1 = w1 * cos + p1 * (sin / math.sqrt(lam0)), p1 * cos - w1 * (sin * math.sqrt(lam0))
-            # Newton warm-started at the previous step's Q; S_b has one minimum in Q (checked on a grid along
-            # whole runs), so the converged Q is a function of w alone and the leapfrog stays reversible
-            E1, g1, Q1 = energy_and_force(w1, Q1)
+            # Newton started from log Q extrapolated linearly along the trajectory; S_b has one minimum in Q
+            # (checked on a grid along whole runs), so the converged Q is a function of w alone and the leapfrog
+            # stays reversible
+            Q0, (E1, g1, Q1) = Q1, energy_and_force(w1, Q1 * Q1 / Q0)
             p1 = p1 - (0.5 if step == s.leapfrog - 1 else 1.0) * e[:, None] * g1
         H1 = E1 + 0.5 * (p1 * p1).sum(1)
         acc = torch.exp(torch.clamp(H0 - H1, max=0.0))
@@ -352,33 +407,51 @@ def condensate_curve(
     if s.response_samples:
         gen_pr = torch.Generator(device=dev).manual_seed(int(s.seed) + 1)  # its own stream: HMC draws unchanged
         w_pr = torch.randn(int(s.response_samples), r, generator=gen_pr, **kw) / math.sqrt(lam0)
-        h_pr = w_pr @ Z.T
-        resp = {"phi": sigma(h_pr), "lin": kb.slope_train * h_pr, "proj": w_pr @ dirs.T}
-        resp["phi_rot"], resp["lin_rot"] = resp["phi"] @ U, resp["lin"] @ U
+        slope = kb.slope_train
+        # the (samples × P) features and their (samples × P × P) products in float32: the response is a Monte-Carlo
+        # estimate whose sampling error (~10⁻² relative) dwarfs float32's rounding (~10⁻⁶)
+        phi32 = sigma(w_pr @ Z.T).float()
+        resp = {"phi": phi32, "phi_rot": phi32 @ U.float(), "w": w_pr.float(), "proj": w_pr @ dirs.T,
+                # ℓ = s⊙(Zw) has rank r: ℓ̃ = Uᵀℓ = Gᵀw with G = Zᵀ diag(s) U, so its quadratic forms and its
+                # second-moment sums are (samples × r × r), not (samples × P × P)
+                "G": (Z * slope[:, None]).T @ U, "SZ": Z * slope[:, None]}
         # L = S C S, C the pre-activation covariance
-        resp["L_rot"] = (kb.slope_train[:, None] * kb.cov_train * kb.slope_train[None, :]) @ U
+        resp["L_rot"] = (slope[:, None] * kb.cov_train * slope[None, :]) @ U
         resp["UtLU"] = U.T @ resp["L_rot"]  # UᵀLU, for E[q_ℓ]
         if Zt is not None:
             ht_pr = w_pr @ Zt.T
             if Rt is not None:
                 ht_pr = ht_pr + torch.randn(w_pr.shape[0], Rt.shape[1], generator=gen_pr, **kw) @ Rt.T / math.sqrt(lam0)
             resp["phit"], resp["lint"] = sigma(ht_pr), kb.slope_test * ht_pr
-            resp["Lt_rot"] = (kb.slope_test[:, None] * kb.cov_test_train * kb.slope_train[None, :]) @ U
+            resp["Lt_rot"] = (kb.slope_test[:, None] * kb.cov_test_train * slope[None, :]) @ U
 
-    def exact_response(Jt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """MC_φ − MC_ℓ + L J L for the tilt J̃ (P, P) in K's eigenbasis: train block (P, P), test block, and the
-        weight-moment part ((E w)(E w)ᵀ response, E the directions in span coordinates)."""
+    def exact_response(j: torch.Tensor, V: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """MC_φ − MC_ℓ + L J L for the tilt J̃ = diag(j) + VᵀV in K's eigenbasis (V: (m, P), its rank part from the
+        kernel draws): train block (P, P), test block, and the weight-moment part ((E w)(E w)ᵀ response, E the
+        directions in span coordinates)."""
+        # VᵀV from its nonzero singular directions only (the kernel draws of one temperature are alike)
+        lam, E = torch.linalg.eigh(V @ V.T)
+        keep = lam > 1e-12 * lam[-1].clamp_min(1e-300)
+        V = E[:, keep].T @ V
         n = resp["phi"].shape[0]
-        q_phi = 0.5 * ((resp["phi_rot"] @ Jt) * resp["phi_rot"]).sum(1)
-        q_lin = 0.5 * ((resp["lin_rot"] @ Jt) * resp["lin_rot"]).sum(1)
-        q_phi = q_phi - 0.5 * (Jt.diagonal() * kappa).sum()  # centred on the exact E[q]: UᵀKU = diag κ
-        q_lin = q_lin - 0.5 * (Jt * resp["UtLU"]).sum()
-        train = ((resp["phi"] * q_phi[:, None]).T @ resp["phi"] - (resp["lin"] * q_lin[:, None]).T @ resp["lin"]) / n \
-            + resp["L_rot"] @ Jt @ resp["L_rot"].T
+        ph, V32 = resp["phi_rot"], V.float()
+        q_phi = 0.5 * ((ph * ph) @ j.float() + (ph @ V32.T).pow(2).sum(1)).double()
+        q_phi = q_phi - 0.5 * (j @ kappa + ((V * V) @ kappa).sum())  # centred on the exact E[q]: UᵀKU = diag κ
+        G, GV = resp["G"], resp["G"] @ V.T
+        M = (G * j) @ G.T + GV @ GV.T  # q_ℓ = ½ wᵀMw
+        q_lin = 0.5 * ((resp["w"] @ M.float()) * resp["w"]).sum(1).double()
+        q_lin = q_lin - 0.5 * (j @ resp["UtLU"].diagonal() + ((V @ resp["UtLU"]) * V).sum())
+        LV = resp["L_rot"] @ V.T
+        wq = resp["w"] * q_lin.float()[:, None]
+        train = (((resp["phi"] * q_phi.float()[:, None]).T @ resp["phi"]).double()
+                 - resp["SZ"] @ (wq.T @ resp["w"]).double() @ resp["SZ"].T) / n \
+            + (resp["L_rot"] * j) @ resp["L_rot"].T + LV @ LV.T
         test = None
         if "phit" in resp:
+            LtV = resp["Lt_rot"] @ V.T
             test = ((resp["phit"] * q_phi[:, None]).T @ resp["phit"]
-                    - (resp["lint"] * q_lin[:, None]).T @ resp["lint"]) / n + resp["Lt_rot"] @ Jt @ resp["Lt_rot"].T
+                    - (resp["lint"] * q_lin[:, None]).T @ resp["lint"]) / n \
+                + (resp["Lt_rot"] * j) @ resp["Lt_rot"].T + LtV @ LtV.T
         pr = resp["proj"]
         weights = ((pr * (q_phi - q_lin)[:, None]).T @ pr) / n  # the Stein (ℓ) part is the base's already
         return train, test, weights
@@ -417,7 +490,8 @@ def condensate_curve(
         sub = torch.linspace(0, w_k.shape[0] - 1, min(int(s.kernel_draws), w_k.shape[0]), device=dev).long()
         wt = (Q_k[sub] / (lam1 * N1))
         zu_rot = z[sub] * uk[sub] / torch.sqrt(1.0 + a[sub])[:, None]
-        rank_part = ((r_rot[sub] * wt[:, None]).T @ r_rot[sub] + (zu_rot * wt[:, None]).T @ zu_rot) / len(sub)
+        V_rank = torch.cat([r_rot[sub], zu_rot]) * torch.sqrt(wt / len(sub)).repeat(2)[:, None]
+        rank_part = V_rank.T @ V_rank
         j_diag = -(wt[:, None] * z[sub]).mean(0)
         tilt_j.append(j_diag)
         tilt_W.append(rank_part)
@@ -426,7 +500,7 @@ def condensate_curve(
         if resp is None:  # Wick: K + K J K
             KW_bulk = kb.train + F @ J_rot @ F.T
         else:  # K + the exact activation's response
-            d_train, d_test, d_weights = exact_response(J_rot)
+            d_train, d_test, d_weights = exact_response(j_diag, V_rank)
             KW_bulk = kb.train + d_train
             resp_weights.append(d_weights)
         KW = (phi_s.T @ phi_s) / (len(sub) * N1) + c * KW_bulk
