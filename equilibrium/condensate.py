@@ -53,6 +53,8 @@ __all__ = ["CondensateSettings", "CondensateResult", "condensate_curve"]
 
 #: activations whose NNGP mean is zero: the bulk's Gaussian-equivalent action needs no mean mode
 ZERO_MEAN_ACTIVATIONS = ("erf", "tanh", "identity")
+#: trajectories per block of the extended burn-in (CondensateSettings.max_burn_in)
+BURN_BLOCK = 25
 #: the smallest width at which the level was validated against exact sampling (docs/validation.md: N1 = 5 … 20
 #: at P = 100 and 400, test error within 5 %); below it the regime flag is off
 MIN_VALIDATED_WIDTH = 5
@@ -61,8 +63,9 @@ MIN_VALIDATED_WIDTH = 5
 @dataclass(frozen=True)
 class CondensateSettings:
     """HMC of the condensed unit: ``chains`` per temperature (half started from prior draws, half condensed,
-    i.e. along the least-squares classifier of the inputs, so that R̂ sees a second branch), ``burn_in`` and
-    ``draws`` trajectories per chain, ``leapfrog`` steps per trajectory (step size adapted during burn-in to
+    i.e. along the Hebbian classifier of the inputs, so that R̂ sees a second branch), ``burn_in`` trajectories per
+    chain — extended in blocks of 25 up to ``max_burn_in`` at temperatures whose chains still sit on different
+    branches — and ``draws`` kept ones, ``leapfrog`` steps per trajectory (step size adapted during burn-in to
     ``target_accept``, jittered ±20 %), flagged where the split-R̂ of the energy or of ω_c exceeds ``rhat_max``;
     ``kernel_draws``: draws per temperature averaged for ⟨K_W⟩ and the weight moments (O(P²) each);
     ``response_samples``: prior draws for the bulk's response with the exact activation (0: Wick's theorem, the
@@ -70,8 +73,9 @@ class CondensateSettings:
 
     chains: int = 8
     burn_in: int = 100
+    max_burn_in: int = 400
     draws: int = 100
-    leapfrog: int = 10
+    leapfrog: int = 8
     target_accept: float = 0.75
     rhat_max: float = 1.05
     kernel_draws: int = 256
@@ -79,13 +83,15 @@ class CondensateSettings:
     seed: int = 0
 
     def check(self) -> None:
-        for name in ("chains", "burn_in", "draws", "leapfrog", "kernel_draws", "response_samples"):
+        for name in ("chains", "burn_in", "max_burn_in", "draws", "leapfrog", "kernel_draws", "response_samples"):
             v = getattr(self, name)
             lo = 4 if name in ("chains", "draws") else 0 if name == "response_samples" else 1
             if not (isinstance(v, (int, np.integer)) and v >= lo):
                 raise ValueError(f"{name}: must be an integer >= {lo}, got {v!r}")
         if self.chains % 2:
             raise ValueError(f"chains: must be even (half start typical, half condensed), got {self.chains}")
+        if self.max_burn_in < self.burn_in:
+            raise ValueError(f"max_burn_in: must be >= burn_in = {self.burn_in}, got {self.max_burn_in}")
         if not (0.0 < self.target_accept < 1.0):
             raise ValueError(f"target_accept: must be in (0, 1), got {self.target_accept!r}")
         if not (np.isfinite(self.rhat_max) and self.rhat_max > 1.0):
@@ -96,7 +102,8 @@ class CondensateSettings:
 class CondensateResult:
     """Per temperature (leading axis nT): the predictor, λ1⟨v²⟩, ⟨K_W⟩ and weight moments of the level, the bulk's
     Q, the condensed unit's λ1⟨v_c²⟩ (``condensate_readout``) and |cos(φ_c, y)| (``condensate_alignment``; ≈ 1 when
-    condensed, O(P^−1/2)·… when typical), and the HMC's acceptance and split-R̂ (max over the energy and ω_c)."""
+    condensed, O(P^−1/2)·… when typical), and the HMC's acceptance, split-R̂ (max over the energy and ω_c) and
+    burn-in length (trajectories per chain)."""
 
     temperature: np.ndarray
     bulk_Q: np.ndarray
@@ -118,6 +125,7 @@ class CondensateResult:
     weight_directions: np.ndarray
     acceptance: np.ndarray
     rhat: np.ndarray
+    burn_in: np.ndarray
     converged: np.ndarray
     in_regime: np.ndarray
     regime_reason: tuple[str, ...]
@@ -151,10 +159,11 @@ class _Bulk:
         return (0.5 * self.Nb * (Q - torch.log(Q)) + 0.5 * (-torch.log(z) + self.y ** 2 * z).sum(-1)
                 + 0.5 * torch.log1p(a) - 0.5 * g * g / (1.0 + a))
 
-    def solve(self, uk: torch.Tensor, start: torch.Tensor | None, tol: float = 1e-3, max_iter: int = 50
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Q = argmin_Q S_b(Q; u) per walker, S_b there, and ∂S_b/∂u there (B, P) — the gradient of min_Q S_b by the
-        envelope theorem.
+    def solve(self, uk: torch.Tensor, start: torch.Tensor | None, tol: float = 1e-3, max_iter: int = 50,
+              rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Q = argmin_Q S_b(Q; u) per walker, S_b there, ∂S_b/∂u there (B, P) — the gradient of min_Q S_b by the
+        envelope theorem — and the condensed unit's λ1⟨v_c²⟩ = ω_c = 1/(1 + a) + g²/(1 + a)² (B,). ``rows``: which
+        walkers (of those the bulk was built for) ``uk`` holds; all when None.
 
         Newton in log Q with the exact second derivative (from a grid search when there is no start) until the
         Newton step δ is below ``tol``; the last step is then taken to second order: Q·e^δ (error O(δ²)), S_b + d₁δ
@@ -164,9 +173,9 @@ class _Bulk:
         the condensed branch may move log Q by 3 in one leapfrog step and need 8)."""
         B = uk.shape[0]
         Q = self.grid[self.action(self.grid.expand(B, -1), uk).argmin(1)] if start is None else start.clone()
-        S, dS_du = uk.new_empty(B), torch.empty_like(uk)
+        S, dS_du, omega = uk.new_empty(B), torch.empty_like(uk), uk.new_empty(B)
         idx = torch.arange(B, device=uk.device)
-        u_a, T_a, lq = uk, self.T[:, None], torch.log(Q)
+        u_a, T_a, lq = uk, (self.T if rows is None else self.T[rows])[:, None], torch.log(Q)
         uu_a = torch.stack([uk * uk, self.y * uk], 2)  # (B, P, 2)
         b, Nb = self.b, self.Nb
         v = uk.new_empty(B, 3, uk.shape[1])
@@ -209,15 +218,15 @@ class _Bulk:
             dQ = (Q_new - Qs)[:, None]
             dS_sel = torch.addcmul(zs * r0, dQ, torch.addcmul(zs * r1, v[sel, 1], r0, value=-1.0))
             if every and len(idx) == B:  # the common case: every walker converged together
-                return Q_new, S_sel, dS_sel
+                return Q_new, S_sel, dS_sel, al
             i = idx[done]
-            Q[i], S[i], dS_du[i] = Q_new, S_sel, dS_sel
+            Q[i], S[i], dS_du[i], omega[i] = Q_new, S_sel, dS_sel, al
             if every:
                 break
             keep = ~done
             idx, u_a, uu_a, T_a, lq = idx[keep], u_a[keep], uu_a[keep], T_a[keep], lq[keep] + step[keep]
             v = v[:len(idx)]
-        return Q, S, dS_du
+        return Q, S, dS_du, omega
 
 
 def _log_q_derivatives(m, cst, Q, Nb: float):
@@ -240,16 +249,17 @@ def _log_q_derivatives(m, cst, Q, Nb: float):
 
 
 def _energy_and_force(w: torch.Tensor, Q_start: torch.Tensor | None, Z: torch.Tensor, U: torch.Tensor, bulk: _Bulk,
-                      sigma_and_prime, scale_u: float, lam0: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                      sigma_and_prime, scale_u: float, lam0: float, rows: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """E(w) = λ0|w|²/2 + min_Q S_b(Q; u(w)), the gradient of its second part (by hand: u = σ(Zw)/√(λ1N1) rotated by
-    U) and Q, for walkers w (B, r) float64. The products with Z and U run in their dtype (float32 in the HMC), the
-    Q solve and the action in float64. The Gaussian prior part of the force is integrated exactly by the
-    leapfrog's rotation."""
+    U), Q and ω_c, for walkers w (B, r) float64 (``rows`` of the bulk's walkers; all when None). The products with
+    Z and U run in their dtype (float32 in the HMC), the Q solve and the action in float64. The Gaussian prior part
+    of the force is integrated exactly by the leapfrog's rotation."""
     phi, dphi = sigma_and_prime(w.to(Z.dtype) @ Z.T)
     uk = ((phi * scale_u) @ U).double()  # (B, P) in K's eigenbasis
-    Q, S, dS_du = bulk.solve(uk, Q_start)
+    Q, S, dS_du, omega = bulk.solve(uk, Q_start, rows=rows)
     grad = ((((dS_du.to(U.dtype) @ U.T) * scale_u) * dphi) @ Z).double()
-    return 0.5 * lam0 * (w * w).sum(1) + S, grad, Q
+    return 0.5 * lam0 * (w * w).sum(1) + S, grad, Q, omega
 
 
 def condensate_curve(
@@ -321,8 +331,8 @@ def condensate_curve(
     # a change of the sampled density far below its Monte-Carlo error; it halves the cost of a trajectory.
     Z32, U32 = Z.float(), U.float()
 
-    def energy_and_force(w: torch.Tensor, Q_start: torch.Tensor | None):
-        return _energy_and_force(w, Q_start, Z32, U32, bulk, sigma_and_prime, scale_u, lam0)
+    def energy_and_force(w: torch.Tensor, Q_start: torch.Tensor | None, rows: torch.Tensor | None = None):
+        return _energy_and_force(w, Q_start, Z32, U32, bulk, sigma_and_prime, scale_u, lam0, rows)
 
     # starts: half typical (prior draws), half condensed: a prior draw whose component along the Hebbian direction
     # ê ∝ Zᵀy is set so that this part of the pre-activations has rms 2 (σ saturates on the labels). Condensed draws
@@ -334,43 +344,72 @@ def condensate_curve(
     beta = 2.0 / float((Z @ e_hebb).pow(2).mean().sqrt())
     cond = (torch.arange(B, device=dev) % C) >= C // 2
     w[cond] += (beta - w[cond] @ e_hebb)[:, None] * e_hebb
-    E, grad, Q = energy_and_force(w, None)
+    E, grad, Q, omega = energy_and_force(w, None)
     # split HMC (Shahbaba et al. 2014): the prior's harmonic flow is a rotation of (w, p), exact at any step, so the
     # step size is set by the bulk action alone; a trajectory turns by at most a quarter period of the prior
     rot_max = 0.5 * math.pi / int(s.leapfrog)
     eps = torch.full((B,), 0.5 * rot_max / math.sqrt(lam0), **kw)
-    n_total = int(s.burn_in) + int(s.draws)
-    kept_w, kept_Q, kept_E, acc_sum = [], [], [], torch.zeros(B, **kw)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=n_total, desc="condensate HMC", leave=False)
-    for it in range(n_total):
-        p = torch.randn(B, r, generator=gen, **kw)
-        H0 = E + 0.5 * (p * p).sum(1)
-        e = eps * (1.0 + 0.2 * (2.0 * torch.rand(B, generator=gen, **kw) - 1.0))
+
+    def trajectory(rows: torch.Tensor | None, adapt: bool) -> torch.Tensor:
+        """One HMC trajectory of the walkers ``rows`` (all when None), state updated in place; their acceptance."""
+        nonlocal w, E, grad, Q, omega, eps
+        sel = slice(None) if rows is None else rows
+        w0, E0, grad0, Qs, om0, eps0 = w[sel], E[sel], grad[sel], Q[sel], omega[sel], eps[sel]
+        n = w0.shape[0]
+        p = torch.randn(n, r, generator=gen, **kw)
+        H0 = E0 + 0.5 * (p * p).sum(1)
+        e = eps0 * (1.0 + 0.2 * (2.0 * torch.rand(n, generator=gen, **kw) - 1.0))
         cos, sin = torch.cos(e * math.sqrt(lam0))[:, None], torch.sin(e * math.sqrt(lam0))[:, None]
-        w1, p1, Q1, Q0 = w.clone(), p - 0.5 * e[:, None] * grad, Q, Q
+        w1, p1, Q1, Q0 = w0, p - 0.5 * e[:, None] * grad0, Qs, Qs
         for step in range(int(s.leapfrog)):
             w1, p1 = w1 * cos + p1 * (sin / math.sqrt(lam0)), p1 * cos - w1 * (sin * math.sqrt(lam0))
             # Newton started from log Q extrapolated linearly along the trajectory; S_b has one minimum in Q
-            # (checked on a grid along whole runs), so the converged Q is a function of w alone and the leapfrog
-            # stays reversible
-            Q0, (E1, g1, Q1) = Q1, energy_and_force(w1, Q1 * Q1 / Q0)
+            # (checked on a grid along whole runs), so Q is a function of w alone and the leapfrog stays reversible
+            Q0, (E1, g1, Q1, om1) = Q1, energy_and_force(w1, Q1 * Q1 / Q0, rows)
             p1 = p1 - (0.5 if step == s.leapfrog - 1 else 1.0) * e[:, None] * g1
         H1 = E1 + 0.5 * (p1 * p1).sum(1)
         acc = torch.exp(torch.clamp(H0 - H1, max=0.0))
         acc = torch.where(torch.isfinite(acc), acc, torch.zeros_like(acc))
-        ok = torch.rand(B, generator=gen, **kw) < acc
-        w = torch.where(ok[:, None], w1, w)
-        E, grad, Q = torch.where(ok, E1, E), torch.where(ok[:, None], g1, grad), torch.where(ok, Q1, Q)
-        if it < s.burn_in:  # Robbins–Monro on log ε toward the target acceptance
-            eps = (eps * torch.exp(0.5 * (acc - s.target_accept))).clamp_max(rot_max / math.sqrt(lam0))
+        ok = torch.rand(n, generator=gen, **kw) < acc
+        new = (torch.where(ok[:, None], w1, w0), torch.where(ok, E1, E0), torch.where(ok[:, None], g1, grad0),
+               torch.where(ok, Q1, Qs), torch.where(ok, om1, om0))
+        if adapt:  # Robbins–Monro on log ε toward the target acceptance
+            eps0 = (eps0 * torch.exp(0.5 * (acc - s.target_accept))).clamp_max(rot_max / math.sqrt(lam0))
+        if rows is None:
+            (w, E, grad, Q, omega), eps = new, eps0
         else:
-            kept_w.append(w.clone())
-            kept_Q.append(Q.clone())
-            kept_E.append(E.clone())
-            acc_sum += acc
+            for old, upd in zip((w, E, grad, Q, omega, eps), new + (eps0,)):
+                old[rows] = upd
+        return acc
+
+    # Burn-in: ``burn_in`` trajectories for every walker, then, in blocks of BURN_BLOCK, longer for the temperatures
+    # whose chains sit on different branches (some condensed, λ1⟨v_c²⟩ averaged over the block > N1/4, some
+    # typical), up to ``max_burn_in``: at α = 2, T ≤ 0.03 a typical start takes 100–300 trajectories to condense.
+    # Chains that all condensed but disagree otherwise (local states of the condensed unit) are not extended.
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=int(s.burn_in) + int(s.draws), desc="condensate HMC", leave=False)
+    burned = np.zeros(nT, dtype=int)  # burn-in trajectories per temperature
+    omega_trace: list[torch.Tensor] = []
+    active = np.ones(nT, dtype=bool)
+    while active.any():
+        rows = None if active.all() else torch.as_tensor(np.flatnonzero(np.repeat(active, C)), device=dev)
+        trajectory(rows, adapt=True)
+        omega_trace = omega_trace[-(BURN_BLOCK - 1):] + [omega.clone()]
+        burned[active] += 1
+        if bar is not None and burned.max() <= s.burn_in:
+            bar.update(1)
+        k = int(burned.max())  # the active temperatures' common count
+        if k >= s.burn_in and (k - s.burn_in) % BURN_BLOCK == 0:
+            chain_cond = (torch.stack(omega_trace).mean(0) > N1 / 4.0).reshape(nT, C).cpu().numpy()
+            active &= chain_cond.any(1) & ~chain_cond.all(1) & (burned < s.max_burn_in)
+    kept_w, kept_Q, kept_E, acc_sum = [], [], [], torch.zeros(B, **kw)
+    for _ in range(int(s.draws)):
+        acc_sum += trajectory(None, adapt=False)
+        kept_w.append(w.clone())
+        kept_Q.append(Q.clone())
+        kept_E.append(E.clone())
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -567,7 +606,7 @@ def condensate_curve(
         condensate_readout=np.array(out["om"]), condensate_alignment=np.array(out["al"]),
         hidden_gram=np.stack(out["KW"]), hidden_gram_test=np.stack(out["KWt"]) if have_test else None,
         weight_moments=weight_moments, weight_label_moment=weight_label_moment, weight_directions=E_dirs,
-        acceptance=acceptance, rhat=rhat, converged=conv, in_regime=ok, regime_reason=why,
+        acceptance=acceptance, rhat=rhat, burn_in=burned, converged=conv, in_regime=ok, regime_reason=why,
         wall_time_s=time.perf_counter() - t0,
     )
 

@@ -30,6 +30,7 @@ def test_condensed_unit_matches_exact_sampling(small_task):
     g = temperature_curve(t.x_train, t.y_train, T, width=12, x_test=t.x_test, y_test=t.y_test, level="gaussian")
     assert r.condensate_alignment[0] > 0.9  # condensed: φ_c ∥ y
     assert r.rhat[0] < 1.05
+    assert FAST.burn_in <= r.burn_in[0] <= FAST.max_burn_in
     for name, ours, gauss, apart in (("test_error", r.test_error, g.test_error, 0.2),
                                      ("train_error", r.train_error, g.train_error, 0.2),
                                      ("readout_second_moment", r.readout_second_moment, g.readout_second_moment, 0.05)):
@@ -87,6 +88,8 @@ def test_refusals_before_any_work(small_task):
         condensate_curve(t.x_train, t.y_train, [1.0], width=10, settings=CondensateSettings(chains=7))
     with pytest.raises(ValueError, match="rhat_max"):
         CondensateSettings(rhat_max=1.0).check()
+    with pytest.raises(ValueError, match="max_burn_in"):
+        condensate_curve(t.x_train, t.y_train, [1.0], width=10, settings=CondensateSettings(burn_in=200, max_burn_in=100))
 
 
 def test_bulk_response_identity_is_wick_exactly(small_task):
@@ -166,8 +169,8 @@ def test_float32_products_leave_energy_and_force_at_float64_accuracy():
     e = e / e.norm()
     w[1::2] += (2.0 / float((Z @ e).pow(2).mean().sqrt()) - w[1::2] @ e)[:, None] * e  # condensed walkers
     args = (geometry.activation_and_derivative("erf"), 1.0 / math.sqrt(50.0), 1.0)
-    E64, F64, Q64 = _energy_and_force(w, None, Z, U, bulk, *args)
-    E32, F32, Q32 = _energy_and_force(w, None, Z.float(), U.float(), bulk, *args)
+    E64, F64, Q64, _ = _energy_and_force(w, None, Z, U, bulk, *args)
+    E32, F32, Q32, _ = _energy_and_force(w, None, Z.float(), U.float(), bulk, *args)
     assert float((E64 - E32).abs().max()) < 1e-2, (E64 - E32).abs().max()
     assert float(E64.abs().max()) > 100.0
     assert float(((F64 - F32).norm(dim=1) / F64.norm(dim=1)).max()) < 1e-4
