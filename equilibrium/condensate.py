@@ -162,13 +162,15 @@ class _Bulk:
     def solve(self, uk: torch.Tensor, start: torch.Tensor | None, tol: float = 1e-3, max_iter: int = 50,
               rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Q = argmin_Q S_b(Q; u) per walker, S_b there, ∂S_b/∂u there (B, P) — the gradient of min_Q S_b by the
-        envelope theorem — and the condensed unit's λ1⟨v_c²⟩ = ω_c = 1/(1 + a) + g²/(1 + a)² (B,). ``rows``: which
+        envelope theorem — and the condensed unit's λ1⟨v_c²⟩ = ω_c = 1/(1 + a) + g²/(1 + a)² (B,; at the last
+        evaluation, O(tol) off: it only tells the branches apart during burn-in). ``rows``: which
         walkers (of those the bulk was built for) ``uk`` holds; all when None.
 
         Newton in log Q with the exact second derivative (from a grid search when there is no start) until the
         Newton step δ is below ``tol``; the last step is then taken to second order: Q·e^δ (error O(δ²)), S_b + d₁δ
         + ½d₂δ² (O(δ³)) and ∂S_b/∂u + ΔQ·∂²S_b/∂Q∂u (O(δ²)). With the default 10⁻³ that is 10⁻⁶ on Q and on the
-        force, 10⁻⁹ on S_b, after one or two evaluations from a warm start (three for the final step alone at 10⁻⁷).
+        force, 10⁻⁹ on S_b (checked against the solve converged to round-off), after one or two evaluations from a
+        warm start; plain Newton to the same accuracy needs one more.
         Each evaluation works on the walkers not yet converged only (a walker crossing between the typical and
         the condensed branch may move log Q by 3 in one leapfrog step and need 8)."""
         B = uk.shape[0]
