@@ -400,12 +400,15 @@ def condensate_curve(
         trajectory(rows, adapt=True)
         omega_trace = omega_trace[-(BURN_BLOCK - 1):] + [omega.clone()]
         burned[active] += 1
-        if bar is not None and burned.max() <= s.burn_in:
+        if bar is not None:
             bar.update(1)
         k = int(burned.max())  # the active temperatures' common count
         if k >= s.burn_in and (k - s.burn_in) % BURN_BLOCK == 0:
             chain_cond = (torch.stack(omega_trace).mean(0) > N1 / 4.0).reshape(nT, C).cpu().numpy()
             active &= chain_cond.any(1) & ~chain_cond.all(1) & (burned < s.max_burn_in)
+            if bar is not None and active.any():  # another block for the temperatures whose branches coexist
+                bar.total += BURN_BLOCK
+                bar.set_postfix_str(f"burn-in extended at {int(active.sum())} T")
     kept_w, kept_Q, kept_E, acc_sum = [], [], [], torch.zeros(B, **kw)
     for _ in range(int(s.draws)):
         acc_sum += trajectory(None, adapt=False)
