@@ -44,7 +44,8 @@ import torch
 
 from gdeq import geometry
 from . import inputs
-from .kernels import nngp_kernels
+from .action import Spectrum, factorise
+from .kernels import KernelBlocks, nngp_kernels
 from .posterior import Tilt
 from .sampling import chain_diagnostics
 from .weights import tilted_weight_moments, weight_directions
@@ -264,6 +265,17 @@ def _energy_and_force(w: torch.Tensor, Q_start: torch.Tensor | None, Z: torch.Te
     return 0.5 * lam0 * (w * w).sum(1) + S, grad, Q, omega
 
 
+def _check_kernels(kb: KernelBlocks, x: np.ndarray, xt: np.ndarray | None, prior_w: float) -> None:
+    """Refuse kernel blocks that do not belong to these inputs (shapes, and the input covariance's first and last
+    rows, O(P·N0))."""
+    P, N0 = x.shape
+    rows = torch.as_tensor(x[[0, -1]] @ x.T / (N0 * prior_w), dtype=torch.float64)
+    if (kb.train.shape != (P, P) or (xt is None) != (kb.test_train is None)
+            or (xt is not None and kb.test_train.shape != (xt.shape[0], P))
+            or not torch.allclose(kb.cov_train[[0, -1]].cpu(), rows, rtol=1e-10, atol=1e-12)):
+        raise ValueError("kernels: are not nngp_kernels(x_train, x_test, prior_w) of these inputs")
+
+
 def condensate_curve(
     x_train,
     y_train,
@@ -278,12 +290,17 @@ def condensate_curve(
     settings: CondensateSettings | None = None,
     device: str | torch.device | None = None,
     progress: bool = False,
+    kernels: KernelBlocks | None = None,
+    spectrum: Spectrum | None = None,
 ) -> CondensateResult:
     """Every observable of the ``condensate`` level (module docstring; docs/theory.md B.12) at ``temperatures``.
 
     x_train (P, N0), y_train ±1 (P,); x_test, y_test optional (test predictor, test block of ⟨K_W⟩). ``width`` N1 ≥ 2,
     ``activation`` one of :data:`ZERO_MEAN_ACTIVATIONS`. All temperatures are sampled in one batch of
     ``settings.chains`` walkers each. Cost per trajectory O(chains·nT·P·(r + P)), r the rank of the inputs.
+    ``kernels`` (:func:`nngp_kernels` of these inputs) and ``spectrum`` (:func:`factorise` of its train block) when
+    the caller has them already (``temperature_curve`` does); computed here otherwise. Ones that do not belong to
+    these inputs are refused.
     """
     s = settings if settings is not None else CondensateSettings()
     s.check()
@@ -315,9 +332,13 @@ def condensate_curve(
     red = geometry.span_reduction(x, xt)
     Z = torch.as_tensor(red.x_train, **kw) / math.sqrt(N0)  # h = Z w, w ∈ R^r with prior N(0, I/λ0)
     r = Z.shape[1]
-    kb = nngp_kernels(x, xt, activation=activation, prior_w=lam0, device=dev)
-    kappa, U = torch.linalg.eigh(kb.train)
     Y = torch.as_tensor(y, **kw)
+    kb = kernels if kernels is not None else nngp_kernels(x, xt, activation=activation, prior_w=lam0, device=dev)
+    _check_kernels(kb, x, xt, lam0)
+    sp = spectrum if spectrum is not None else factorise(kb.train, Y, prior_v=lam1)
+    if sp.U.shape != (P, P) or abs(float(sp.kappa.sum() - torch.trace(kb.train))) > 1e-8 * float(torch.trace(kb.train)):
+        raise ValueError("spectrum: is not the eigendecomposition of these inputs' kernel (factorise(kernels.train, y))")
+    kappa, U = sp.kappa, sp.U
     y_rot = U.T @ Y
     nT, C = len(T_all), int(s.chains)
     B = nT * C

@@ -166,6 +166,7 @@ def _condensate(ctx: LevelContext) -> PosteriorKernels:
         activation=ctx.activation, prior_w=ctx.prior_w, prior_v=ctx.prior_v,
         x_test=None if ctx.x_test is None else ctx.x_test.cpu().numpy(),
         y_test=None if ctx.y_test is None else ctx.y_test.cpu().numpy(), device=ctx.x_train.device,
+        kernels=ctx.kernels, spectrum=ctx.spectrum,  # the curve's own: not computed twice
     )
     obs = dict(train_error=r.train_error, train_variance=r.train_variance, test_error=r.test_error,
                test_bias2=r.test_bias2, test_variance=r.test_variance, test_prediction=r.test_mean,

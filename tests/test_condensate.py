@@ -71,6 +71,8 @@ def test_level_in_temperature_curve_returns_every_observable(small_task):
 
 
 def test_refusals_before_any_work(small_task):
+    import torch
+
     t = small_task
     with pytest.raises(ValueError, match="activation"):
         condensate_curve(t.x_train, t.y_train, [1.0], width=10, activation="relu")
@@ -88,6 +90,17 @@ def test_refusals_before_any_work(small_task):
         condensate_curve(t.x_train, t.y_train, [1.0], width=10, settings=CondensateSettings(chains=7))
     with pytest.raises(ValueError, match="rhat_max"):
         CondensateSettings(rhat_max=1.0).check()
+    # kernels or a spectrum of other inputs (here: the rows reversed) are refused, not used
+    from gdeq.equilibrium.action import factorise
+    from gdeq.equilibrium.kernels import nngp_kernels
+    x = np.asarray(t.x_train, dtype=np.float64)
+    other = nngp_kernels(x[::-1].copy(), None)
+    with pytest.raises(ValueError, match="kernels"):
+        condensate_curve(x, t.y_train, [1.0], width=10, kernels=other)
+    wrong = factorise(2.0 * nngp_kernels(x, None).train, torch.as_tensor(np.asarray(t.y_train, dtype=np.float64)),
+                      prior_v=1.0)
+    with pytest.raises(ValueError, match="spectrum"):
+        condensate_curve(x, t.y_train, [1.0], width=10, spectrum=wrong)
     with pytest.raises(ValueError, match="max_burn_in"):
         condensate_curve(t.x_train, t.y_train, [1.0], width=10, settings=CondensateSettings(burn_in=200, max_burn_in=100))
 
