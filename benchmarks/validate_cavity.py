@@ -755,15 +755,17 @@ def cmd_table(args) -> None:
                         cells.append("–")
                         continue
                     vals = np.atleast_1d(np.asarray(getattr(cv, o)[i], float))
+                    # a Monte-Carlo level's own error (condensate: N1·shift), shown; the target uses the sampled s.e.
+                    own = np.broadcast_to(np.atleast_1d(np.asarray(cv.sem(o)[i], float)), vals.shape)
                     reg = bool(cv.in_regime[i])
                     parts = []
-                    for v, m, s in zip(vals, means, ses):
+                    for v, m, s, sl in zip(vals, means, ses, own):
                         rel, z, noisy, ok = deviation(float(v), float(m), float(s))
                         if is_counted and np.isfinite(v):
                             stats.setdefault((cat, lev, o), []).append((rel, z, noisy, ok, reg, P / n1))
                         sign = "+" if v >= m else "−"
-                        parts.append(f"{_fmt(v)} ({sign}{100 * rel:.1f} %{'' if ok else ' ✗'})"
-                                     if np.isfinite(v) else "nan")
+                        parts.append(f"{_fmt(v)}{f' ± {sl:.2g}' if sl > 0 else ''} ({sign}{100 * rel:.1f} %"
+                                     f"{'' if ok else ' ✗'})" if np.isfinite(v) else "nan")
                     cells.append(", ".join(parts) + ("" if reg else " †"))
                 lead = (f"{r.temperature:.3g}", f"{r.origin}, {r.diagnostics}{tag}") if first else ("", "")
                 first = False
@@ -779,7 +781,9 @@ def cmd_table(args) -> None:
                f"level's own `in_regime` flag. rel: |theory − sampled|/|sampled| over points with s.e. ≤ "
                f"{100 * NOISY_REL:g} % of the value; s.e.: |theory − sampled|/s.e. over the noisier points; target: "
                f"within {100 * TARGET_REL:g} % or {TARGET_SE:g} s.e. (s.e. > {100 * NOISY_REL:g} %). "
-               "Class radii count each class as a point.", ""]
+               "Class radii count each class as a point. A theory value shown ± x carries the level's own "
+               "Monte-Carlo error (`condensate`: centroid distance and N1·shift); the target is judged on the "
+               "sampled s.e. alone.", ""]
     for cat in sorted({k[0] for k in stats}):
         summary += [f"### {cat}", "",
                     "| level | observable | in regime: n, within target | max / median rel | max / median s.e. (n) "

@@ -56,6 +56,9 @@ __all__ = ["CondensateSettings", "CondensateResult", "condensate_curve"]
 ZERO_MEAN_ACTIVATIONS = ("erf", "tanh", "identity")
 #: trajectories per block of the extended burn-in (CondensateSettings.max_burn_in)
 BURN_BLOCK = 25
+#: the bulk response's Monte Carlo (response_draws): at least RESPONSE_SAMPLES prior draws, and RESPONSE_ELEMENTS/P
+#: where that is more (P < 1024): its (draws × P) arrays keep one size, its error on N1·shift falls with P
+RESPONSE_SAMPLES, RESPONSE_ELEMENTS = 16384, 2**24
 #: the smallest width at which the level was validated against exact sampling (docs/validation.md: N1 = 5 … 20
 #: at P = 100 and 400, test error within 5 %); below it the regime flag is off
 MIN_VALIDATED_WIDTH = 5
@@ -68,9 +71,10 @@ class CondensateSettings:
     chain — extended in blocks of 25 up to ``max_burn_in`` at temperatures whose chains still sit on different
     branches — and ``draws`` kept ones, ``leapfrog`` steps per trajectory (step size adapted during burn-in to
     ``target_accept``, jittered ±20 %), flagged where the split-R̂ of the energy or of ω_c exceeds ``rhat_max``;
-    ``kernel_draws``: draws per temperature averaged for ⟨K_W⟩ and the weight moments (O(P²) each);
+    ``kernel_draws``: draws per temperature averaged for the bulk's tilt J (O(P²) each);
     ``response_samples``: prior draws for the bulk's response with the exact activation (0: Wick's theorem, the
-    ``gaussian`` level's Gaussian-equivalent response)."""
+    ``gaussian`` level's Gaussian-equivalent response; None: :func:`response_draws` — 16384 at P ≥ 1000 and more
+    below, where they are cheaper and the response's Monte-Carlo error would otherwise dominate N1·shift)."""
 
     chains: int = 8
     burn_in: int = 100
@@ -80,12 +84,14 @@ class CondensateSettings:
     target_accept: float = 0.75
     rhat_max: float = 1.05
     kernel_draws: int = 256
-    response_samples: int = 16384
+    response_samples: int | None = None
     seed: int = 0
 
     def check(self) -> None:
         for name in ("chains", "burn_in", "max_burn_in", "draws", "leapfrog", "kernel_draws", "response_samples"):
             v = getattr(self, name)
+            if name == "response_samples" and v is None:
+                continue
             lo = 4 if name in ("chains", "draws") else 0 if name == "response_samples" else 1
             if not (isinstance(v, (int, np.integer)) and v >= lo):
                 raise ValueError(f"{name}: must be an integer >= {lo}, got {v!r}")
@@ -104,7 +110,9 @@ class CondensateResult:
     """Per temperature (leading axis nT): the predictor, λ1⟨v²⟩, ⟨K_W⟩ and weight moments of the level, the bulk's
     Q, the condensed unit's λ1⟨v_c²⟩ (``condensate_readout``) and |cos(φ_c, y)| (``condensate_alignment``; ≈ 1 when
     condensed, O(P^−1/2)·… when typical), and the HMC's acceptance, split-R̂ (max over the energy and ω_c) and
-    burn-in length (trajectories per chain)."""
+    burn-in length (trajectories per chain). ``centroid_shift_se``: the Monte-Carlo standard error of
+    N1·(cᵀ⟨K_W⟩c − cᵀKc) — the condensed unit's chains (their means) and the bulk response's prior draws
+    (``response_samples`` of them); the bulk tilt's average over ``kernel_draws`` draws is not in it."""
 
     temperature: np.ndarray
     bulk_Q: np.ndarray
@@ -121,6 +129,8 @@ class CondensateResult:
     condensate_alignment: np.ndarray
     hidden_gram: np.ndarray
     hidden_gram_test: np.ndarray | None
+    centroid_shift_se: np.ndarray
+    response_samples: int
     weight_moments: np.ndarray
     weight_label_moment: np.ndarray
     weight_directions: np.ndarray
@@ -263,6 +273,16 @@ def _energy_and_force(w: torch.Tensor, Q_start: torch.Tensor | None, Z: torch.Te
     Q, S, dS_du, omega = bulk.solve(uk, Q_start, rows=rows)
     grad = ((((dS_du.to(U.dtype) @ U.T) * scale_u) * dphi) @ Z).double()
     return 0.5 * lam0 * (w * w).sum(1) + S, grad, Q, omega
+
+
+def response_draws(samples: int | None, P: int) -> int:
+    """Prior draws of the bulk response's Monte Carlo: ``samples`` when given (0: none, Wick's theorem); by default
+    max(RESPONSE_SAMPLES, RESPONSE_ELEMENTS // P) — 16384 at P ≥ 1024, 16777 at P = 1000, 167772 at P = 100 (where
+    16384 would leave N1·shift a ~5 % Monte-Carlo error on CIFAR grey cat v dog, docs/theory.md B.12). The error is
+    reported (``CondensateResult.centroid_shift_se``)."""
+    if samples is not None:
+        return int(samples)
+    return int(max(RESPONSE_SAMPLES, RESPONSE_ELEMENTS // P))
 
 
 def _check_kernels(kb: KernelBlocks, x: np.ndarray, xt: np.ndarray | None, prior_w: float) -> None:
@@ -463,69 +483,93 @@ def condensate_curve(
     e_input = torch.as_tensor(np.concatenate([E_dirs, (x.T @ y)[None] / np.linalg.norm(x.T @ y)]), **kw)
     prior_off_span = (e_input @ e_input.T - dirs @ dirs.T) / lam0
     Yt = None if yt is None else torch.as_tensor(yt, **kw)
-    # The bulk's response to its tilt J̃ with the exact activation, Cov_p0(φφᵀ, ½φ̃ᵀJ̃φ̃) (docs/theory.md B.12), by
-    # Monte Carlo over prior weights shared by all temperatures. Control variate: the linear part ℓ = s⊙h
-    # (s = E[σ'(h)]), whose response is Wick's exact L J L (L = S C S) — for the identity activation the Monte-Carlo
-    # terms cancel exactly. The `gaussian` level's K J K and Stein weight moments are kept as the base, so
-    # ⟨K_W⟩_bulk = K + K J K + [MC_φ − MC_ℓ + L J L − K J K].
-    resp = None
-    if s.response_samples:
+    # N1·shift = N1·(cᵀ⟨K_W⟩c − cᵀKc): its Monte-Carlo error is reported (the condensed unit's draws and the response)
+    c_vec = torch.as_tensor(geometry.centroid_vector(y), **kw)
+    cKc = float(c_vec @ kb.train @ c_vec)
+    n_resp = response_draws(s.response_samples, P)
+
+    def exact_responses(tilts: list[tuple[torch.Tensor, torch.Tensor]]) -> list[tuple]:
+        """The bulk's response to its tilt with the exact activation (docs/theory.md B.12), per temperature's
+        J̃ = diag(j) + VᵀV (K's eigenbasis; V its rank part from the kernel draws): MC_φ − MC_ℓ + L J L for the train
+        block, the test block and the weight moments, and the Monte-Carlo standard error of cᵀ(·)c. One Monte Carlo
+        over ``n_resp`` prior draws shared by all temperatures, in chunks (memory O(chunk·P)). Control variate: the
+        linear part ℓ = s⊙h (s = E[σ'(h)]), whose response is Wick's exact L J L (L = S C S) — for the identity
+        activation the Monte-Carlo terms cancel exactly. Both Monte-Carlo terms are centred on their exact means,
+        (φφᵀ − K)(q − E q) and (ℓℓᵀ − L)(q_ℓ − E q_ℓ): the same expectation, ~20 % less noise."""
         gen_pr = torch.Generator(device=dev).manual_seed(int(s.seed) + 1)  # its own stream: HMC draws unchanged
-        w_pr = torch.randn(int(s.response_samples), r, generator=gen_pr, **kw) / math.sqrt(lam0)
         slope = kb.slope_train
-        # the (samples × P) features and their (samples × P × P) products in float32: the response is a Monte-Carlo
-        # estimate whose sampling error (~10⁻² relative) dwarfs float32's rounding (~10⁻⁶)
-        phi32 = sigma(w_pr @ Z.T).float()
-        resp = {"phi": phi32, "phi_rot": phi32 @ U.float(), "w": w_pr.float(), "proj": w_pr @ dirs.T,
-                # ℓ = s⊙(Zw) has rank r: ℓ̃ = Uᵀℓ = Gᵀw with G = Zᵀ diag(s) U, so its quadratic forms and its
-                # second-moment sums are (samples × r × r), not (samples × P × P)
-                "G": (Z * slope[:, None]).T @ U, "SZ": Z * slope[:, None]}
-        # L = S C S, C the pre-activation covariance
-        resp["L_rot"] = (slope[:, None] * kb.cov_train * slope[None, :]) @ U
-        resp["UtLU"] = U.T @ resp["L_rot"]  # UᵀLU, for E[q_ℓ]
+        SZ = Z * slope[:, None]
+        G = SZ.T @ U  # ℓ̃ = Uᵀℓ = Gᵀw: the control variate's forms cost r², not P², per draw
+        L = slope[:, None] * kb.cov_train * slope[None, :]
+        L_rot = L @ U
+        UtLU = U.T @ L_rot
+        cl_vec, cLc = SZ.T @ c_vec, float(c_vec @ L @ c_vec)
         if Zt is not None:
-            ht_pr = w_pr @ Zt.T
-            if Rt is not None:
-                ht_pr = ht_pr + torch.randn(w_pr.shape[0], Rt.shape[1], generator=gen_pr, **kw) @ Rt.T / math.sqrt(lam0)
-            resp["phit"], resp["lint"] = sigma(ht_pr), kb.slope_test * ht_pr
-            resp["Lt_rot"] = (kb.slope_test[:, None] * kb.cov_test_train * slope[None, :]) @ U
+            C_tt = Zt @ Zt.T / lam0 + (0.0 if Rt is None else Rt @ Rt.T / lam0)
+            L_tt = kb.slope_test[:, None] * C_tt * kb.slope_test[None, :]
+            Lt_rot = (kb.slope_test[:, None] * kb.cov_test_train * slope[None, :]) @ U
+        prep = []
+        for j, V in tilts:
+            lam, E = torch.linalg.eigh(V @ V.T)  # VᵀV from its nonzero singular directions only
+            V = E[:, lam > 1e-12 * lam[-1].clamp_min(1e-300)].T @ V
+            GV = G @ V.T
+            M = (G * j) @ G.T + GV @ GV.T  # q_ℓ = ½ wᵀMw
+            Eq = 0.5 * float(j @ kappa + ((V * V) @ kappa).sum())  # E[q]: UᵀKU = diag κ
+            Eql = 0.5 * float(j @ UtLU.diagonal() + ((V @ UtLU) * V).sum())
+            prep.append((j.float(), V, V.float(), M.float(), Eq, Eql))
+        nT_ = len(tilts)
+        acc_phi = torch.zeros(nT_, P, P, **kw)
+        acc_lin = torch.zeros(nT_, r, r, **kw)
+        acc_w = torch.zeros(nT_, dirs.shape[0], dirs.shape[0], **kw)
+        acc_t = None if Zt is None else torch.zeros(nT_, Zt.shape[0], Zt.shape[0], **kw)
+        sums = torch.zeros(nT_, 4, **kw)  # Σ q̃, Σ q̃_ℓ, Σ cc, Σ cc² per temperature
+        chunk = max(1024, 2**24 // max(P, r, 1 if Zt is None else Zt.shape[0]))
+        for start in range(0, n_resp, chunk):
+            m = min(chunk, n_resp - start)
+            w_pr = torch.randn(m, r, generator=gen_pr, **kw) / math.sqrt(lam0)
+            phi = sigma(w_pr @ Z.T)
+            # (draws × P × P) products in float32: the Monte-Carlo error (~1 %) dwarfs float32 rounding (~10⁻⁶)
+            phi32, w32 = phi.float(), w_pr.float()
+            ph = phi32 @ U32
+            proj = w_pr @ dirs.T
+            c_phi = (phi @ c_vec) ** 2 - cKc
+            c_lin = (w_pr @ cl_vec) ** 2 - cLc
+            if Zt is not None:
+                ht = w_pr @ Zt.T
+                if Rt is not None:
+                    ht = ht + torch.randn(m, Rt.shape[1], generator=gen_pr, **kw) @ Rt.T / math.sqrt(lam0)
+                phit, lint = sigma(ht).float(), (kb.slope_test * ht).float()
+            for k, (j32, _, V32, M32, Eq, Eql) in enumerate(prep):
+                q = 0.5 * ((ph * ph) @ j32 + (ph @ V32.T).pow(2).sum(1)).double() - Eq
+                ql = 0.5 * ((w32 @ M32) * w32).sum(1).double() - Eql
+                q32, ql32 = q.float()[:, None], ql.float()[:, None]
+                acc_phi[k] += ((phi32 * q32).T @ phi32).double()
+                acc_lin[k] += ((w32 * ql32).T @ w32).double()
+                acc_w[k] += (proj * (q - ql)[:, None]).T @ proj
+                if acc_t is not None:
+                    acc_t[k] += ((phit * q32).T @ phit - (lint * ql32).T @ lint).double()
+                cc = c_phi * q - c_lin * ql
+                sums[k] += torch.stack([q.sum(), ql.sum(), cc.sum(), (cc * cc).sum()])
+        res = []
+        for k, (j32, V, _, _, _, _) in enumerate(prep):
+            j = j32.double()
+            mq, mql, mc, mc2 = (sums[k] / n_resp).tolist()
+            LV = L_rot @ V.T
+            train = acc_phi[k] / n_resp - kb.train * mq - SZ @ (acc_lin[k] / n_resp) @ SZ.T + L * mql \
+                + (L_rot * j) @ L_rot.T + LV @ LV.T
+            test = None
+            if acc_t is not None:
+                LtV = Lt_rot @ V.T
+                test = acc_t[k] / n_resp - kb.test * mq + L_tt * mql + (Lt_rot * j) @ Lt_rot.T + LtV @ LtV.T
+            weights = acc_w[k] / n_resp - (dirs @ dirs.T / lam0) * (mq - mql)  # the Stein (ℓ) part is the base's
+            res.append((train, test, weights, math.sqrt(max(mc2 - mc * mc, 0.0) / n_resp)))
+        return res
 
-    def exact_response(j: torch.Tensor, V: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """MC_φ − MC_ℓ + L J L for the tilt J̃ = diag(j) + VᵀV in K's eigenbasis (V: (m, P), its rank part from the
-        kernel draws): train block (P, P), test block, and the weight-moment part ((E w)(E w)ᵀ response, E the
-        directions in span coordinates)."""
-        # VᵀV from its nonzero singular directions only (the kernel draws of one temperature are alike)
-        lam, E = torch.linalg.eigh(V @ V.T)
-        keep = lam > 1e-12 * lam[-1].clamp_min(1e-300)
-        V = E[:, keep].T @ V
-        n = resp["phi"].shape[0]
-        ph, V32 = resp["phi_rot"], V.float()
-        q_phi = 0.5 * ((ph * ph) @ j.float() + (ph @ V32.T).pow(2).sum(1)).double()
-        q_phi = q_phi - 0.5 * (j @ kappa + ((V * V) @ kappa).sum())  # centred on the exact E[q]: UᵀKU = diag κ
-        G, GV = resp["G"], resp["G"] @ V.T
-        M = (G * j) @ G.T + GV @ GV.T  # q_ℓ = ½ wᵀMw
-        q_lin = 0.5 * ((resp["w"] @ M.float()) * resp["w"]).sum(1).double()
-        q_lin = q_lin - 0.5 * (j @ resp["UtLU"].diagonal() + ((V @ resp["UtLU"]) * V).sum())
-        LV = resp["L_rot"] @ V.T
-        wq = resp["w"] * q_lin.float()[:, None]
-        train = (((resp["phi"] * q_phi.float()[:, None]).T @ resp["phi"]).double()
-                 - resp["SZ"] @ (wq.T @ resp["w"]).double() @ resp["SZ"].T) / n \
-            + (resp["L_rot"] * j) @ resp["L_rot"].T + LV @ LV.T
-        test = None
-        if "phit" in resp:
-            LtV = resp["Lt_rot"] @ V.T
-            test = ((resp["phit"] * q_phi[:, None]).T @ resp["phit"]
-                    - (resp["lint"] * q_lin[:, None]).T @ resp["lint"]) / n \
-                + (resp["Lt_rot"] * j) @ resp["Lt_rot"].T + LtV @ LtV.T
-        pr = resp["proj"]
-        weights = ((pr * (q_phi - q_lin)[:, None]).T @ pr) / n  # the Stein (ℓ) part is the base's already
-        return train, test, weights
-
-    tilt_j, tilt_W, cond_moments, resp_weights = [], [], [], []
+    tilt_j, tilt_W, cond_moments, resp_weights, tilts = [], [], [], [], []
     F, U2 = U * kappa, U * U  # K = F Uᵀ; diag A⁻¹ = U² z — loop invariants
     F0_2 = None if F0 is None else F0 * F0
-    out: dict[str, list] = {k: [] for k in ("trm", "tre", "trv", "tem", "tev", "b2", "tv", "v2", "om", "al", "KW",
-                                            "KWt", "rhat", "all_cond")}
+    out: dict[str, list] = {k: [] for k in ("trm", "tre", "trv", "tem", "tev", "b2", "tv", "v2", "om", "al", "KWc",
+                                            "KWtc", "rhat", "all_cond", "cse")}
     for k, T in enumerate(T_all):
         w_k, Q_k = Wd[k], Qd[k]
         phi = sigma(w_k @ Z.T)  # (n, P)
@@ -556,20 +600,15 @@ def condensate_curve(
         wt = (Q_k[sub] / (lam1 * N1))
         zu_rot = z[sub] * uk[sub] / torch.sqrt(1.0 + a[sub])[:, None]
         V_rank = torch.cat([r_rot[sub], zu_rot]) * torch.sqrt(wt / len(sub)).repeat(2)[:, None]
-        rank_part = V_rank.T @ V_rank
         j_diag = -(wt[:, None] * z[sub]).mean(0)
         tilt_j.append(j_diag)
-        tilt_W.append(rank_part)
-        phi_s = phi[sub]
-        J_rot = torch.diag(j_diag) + rank_part
-        if resp is None:  # Wick: K + K J K
-            KW_bulk = kb.train + F @ J_rot @ F.T
-        else:  # K + the exact activation's response
-            d_train, d_test, d_weights = exact_response(j_diag, V_rank)
-            KW_bulk = kb.train + d_train
-            resp_weights.append(d_weights)
-        KW = (phi_s.T @ phi_s) / (len(sub) * N1) + c * KW_bulk
-        out["KW"].append(KW.cpu().numpy())
+        tilt_W.append(V_rank.T @ V_rank)
+        tilts.append((j_diag, V_rank))
+        # the condensed unit's part of ⟨K_W⟩, from all its draws; the s.e. of its cᵀφφᵀc from the chains' means
+        n_w = phi.shape[0]
+        out["KWc"].append((phi.T @ phi) / (n_w * N1))
+        c_draws = ((phi @ c_vec) ** 2).reshape(C, nD).mean(1)
+        out["cse"].append(float(c_draws.std()) / math.sqrt(C))
         proj = w_k @ dirs.T  # the condensed unit's weight moments, from its draws
         cond_moments.append(proj.T @ proj / proj.shape[0] + prior_off_span)
         if Zt is not None:
@@ -593,9 +632,25 @@ def condensate_curve(
             out["tev"].append(tv.cpu().numpy())
             out["b2"].append(float(((Yt - tm) ** 2).mean()))
             out["tv"].append(float(tv.mean()))
-            pt = phit[sub]
-            F0j = F0 @ J_rot @ F0.T if resp is None else d_test
-            out["KWt"].append(((pt.T @ pt) / (len(sub) * N1) + c * (kb.test + F0j)).cpu().numpy())
+            out["KWtc"].append((phit.T @ phit) / (n_w * N1))
+    # ⟨K_W⟩ = the condensed unit's part + c·(K + the bulk's response): the exact activation's (Monte Carlo, one pass
+    # for all temperatures) or Wick's K J K
+    responses = exact_responses(tilts) if n_resp else None
+    KW, KWt, shift_se = [], [], []
+    for k in range(nT):
+        if responses is None:
+            J_rot = torch.diag(tilt_j[k]) + tilt_W[k]
+            d_train = F @ J_rot @ F.T
+            d_test = None if F0 is None else F0 @ J_rot @ F0.T
+            r_se = 0.0
+        else:
+            d_train, d_test, d_weights, r_se = responses[k]
+            resp_weights.append(d_weights)
+        KW.append((out["KWc"][k] + c * (kb.train + d_train)).cpu().numpy())
+        if Zt is not None:
+            KWt.append((out["KWtc"][k] + c * (kb.test + d_test)).cpu().numpy())
+        # N1·shift = (cᵀφ_cφ_cᵀc averaged over the draws) + (N1 − 1)(cᵀKc + cᵀRc) − N1 cᵀKc
+        shift_se.append(math.hypot(out["cse"][k], (N1 - 1.0) * r_se))
     # the bulk's weight moments from its §4 tilt, all temperatures in one rotation (weights.tilted_weight_moments)
     tilt = Tilt(U=U, j=torch.stack(tilt_j), R=torch.eye(P, **kw).expand(nT, P, P), W=torch.stack(tilt_W))
     m_b, l_b = tilted_weight_moments(tilt, U, kb.slope_train, torch.as_tensor(x, **kw), Y, E_dirs, prior_w=lam0)
@@ -630,7 +685,8 @@ def condensate_curve(
         test_point_variance=np.stack(out["tev"]) if have_test else None,
         test_bias2=b2, test_variance=tv, test_error=b2 + tv, readout_second_moment=np.array(out["v2"]),
         condensate_readout=np.array(out["om"]), condensate_alignment=np.array(out["al"]),
-        hidden_gram=np.stack(out["KW"]), hidden_gram_test=np.stack(out["KWt"]) if have_test else None,
+        hidden_gram=np.stack(KW), hidden_gram_test=np.stack(KWt) if have_test else None,
+        centroid_shift_se=np.array(shift_se), response_samples=n_resp,
         weight_moments=weight_moments, weight_label_moment=weight_label_moment, weight_directions=E_dirs,
         acceptance=acceptance, rhat=rhat, burn_in=burned, converged=conv, in_regime=ok, regime_reason=why,
         wall_time_s=time.perf_counter() - t0,

@@ -129,7 +129,8 @@ class TemperatureCurve:
 
     def sem(self, name: str) -> np.ndarray:
         """Standard error of a field (``test_<measure>`` for the test geometry): sampling error of the
-        sampled level; zeros for the theory levels (deterministic numbers, not error-free ones)."""
+        sampled level; the Monte-Carlo error of a theory level that has one (``condensate``: centroid distance
+        and N1·shift); zeros otherwise (deterministic numbers, not error-free ones)."""
         if name in self.standard_errors:
             return self.standard_errors[name]
         value = self.test_geometry[name[5:]] if name.startswith("test_") and name[5:] in self.test_geometry \
@@ -302,6 +303,7 @@ def temperature_curve(
         test_geometry=test_geo, reference=reference,
         test_prediction=pred.test_mean, test_prediction_variance=pred.test_variance,
         in_regime=in_regime, regime_reason=regime_reason, mean_kernel_approximations=approximations,
+        standard_errors=dict(post.standard_errors or {}),
     )
     return _blank(curve, failed) if failed.any() else curve
 

@@ -85,6 +85,8 @@ class PosteriorKernels:
     # convergence of the level's own self-consistent fields per temperature (None: no solver of its own);
     # the curve's ``converged`` carries it, and where it is False every observable is NaN (docs/theory.md B.6)
     converged: np.ndarray | None = None
+    # a Monte-Carlo level's standard errors, by TemperatureCurve field name (``curve.sem(name)``)
+    standard_errors: dict[str, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -173,8 +175,9 @@ def _condensate(ctx: LevelContext) -> PosteriorKernels:
                test_prediction_variance=r.test_point_variance, readout_second_moment=r.readout_second_moment,
                weight_moments=r.weight_moments, weight_label_moment=r.weight_label_moment)
     # no fixed point of its own: a sampling disagreement (crossover) is a regime flag, not a missing result
+    se = {"centroid_shift": r.centroid_shift_se, "centroid_distance": r.centroid_shift_se / ctx.width}
     return PosteriorKernels(train=to(r.hidden_gram), test=to(r.hidden_gram_test), tilt=None, observables=obs,
-                            regime=(r.in_regime, r.regime_reason), converged=None)
+                            regime=(r.in_regime, r.regime_reason), converged=None, standard_errors=se)
 
 
 _ALL: dict[str, Level] = {

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from gdeq.equilibrium import temperature_curve
-from gdeq.equilibrium.condensate import CondensateSettings, condensate_curve
+from gdeq.equilibrium.condensate import CondensateSettings, condensate_curve, response_draws
+from gdeq.equilibrium.kernels import nngp_kernels
 from gdeq.equilibrium.sampling import SamplerSettings, sample_temperatures
 from gdeq.gd_dynamics.data import load_task
 
@@ -37,6 +38,13 @@ def test_condensed_unit_matches_exact_sampling(small_task):
         sampled = float(getattr(ref, name).mean)
         assert abs(ours[0] / sampled - 1) < 0.04, (name, ours[0], sampled)
         assert abs(gauss[0] / sampled - 1) > apart, (name, gauss[0], sampled)  # the test can tell the levels apart
+    # N1·shift = N1·(cᵀ⟨K_W⟩c − cᵀKc) with the level's own Monte-Carlo error: within 3 combined s.e. + 3 %
+    from gdeq import geometry
+    base = geometry.centroid_distance(nngp_kernels(t.x_train, None).train.numpy(), t.y_train)
+    ours = 12 * (geometry.centroid_distance(r.hidden_gram[0], t.y_train) - base)
+    sampled, se = 12 * (float(ref.centroid_distance.mean) - base), 12 * float(ref.centroid_distance.se)
+    assert 0 < r.centroid_shift_se[0] < 0.05 * abs(ours)
+    assert abs(ours - sampled) < 3 * np.hypot(se, r.centroid_shift_se[0]) + 0.03 * abs(sampled), (ours, sampled, se)
 
 
 @pytest.mark.parametrize("activation,width", [("identity", 400), ("erf", 20000)])
@@ -157,6 +165,38 @@ def test_bulk_response_matches_brute_force_erf_response(small_task):
     wick = float(g.centroid_shift[0])
     assert abs(ours - ref) < 3 * se + 0.01 * abs(ref), (ours, ref, se)
     assert abs(wick - ref) > 4 * se, (wick, ref, se)
+
+
+@pytest.mark.parametrize("width", [12, 60])
+def test_centroid_shift_standard_error_matches_the_spread_over_seeds(small_task, width):
+    """The reported Monte-Carlo error of N1·shift (the condensed unit's chain means and the bulk response's prior
+    draws, the latter (N1 − 1)-fold) against the spread of the value over six seeds, at T = 0.03 (α = 5:
+    condensed; α = 1): their ratio within [0.4, 2.5] (a 6-seed standard deviation is uncertain by ~30 %; the s.e.
+    without the (N1 − 1) factor would be 10–60x too small)."""
+    t = small_task
+    x, y = np.asarray(t.x_train, dtype=np.float64), np.asarray(t.y_train, dtype=np.float64)
+    from gdeq import geometry
+    base = geometry.centroid_distance(nngp_kernels(x, None).train.numpy(), y)
+    vals, ses = [], []
+    for seed in range(6):
+        r = condensate_curve(x, y, [0.03], width=width, settings=CondensateSettings(
+            chains=8, burn_in=100, draws=50, seed=seed, response_samples=4096))
+        assert r.response_samples == 4096
+        vals.append(width * (geometry.centroid_distance(r.hidden_gram[0], y) - base))
+        ses.append(r.centroid_shift_se[0])
+    ratio = np.std(vals, ddof=1) / np.sqrt(np.mean(np.square(ses)))
+    assert 0.4 < ratio < 2.5, (vals, ses)
+
+
+def test_response_draws_default():
+    """The response's default Monte Carlo: 16384 prior draws at P ≥ 1024, 2²⁴/P below (16777 at P = 1000, 167772
+    at P = 100); an explicit count is kept, 0 included (Wick's response)."""
+    assert response_draws(None, 1024) == response_draws(None, 5000) == 16384
+    assert response_draws(None, 1000) == 16777
+    assert response_draws(None, 100) == 2**24 // 100
+    assert response_draws(4096, 100) == 4096 and response_draws(0, 100) == 0
+    with pytest.raises(ValueError, match="response_samples"):
+        CondensateSettings(response_samples=-1).check()
 
 
 def test_float32_products_leave_energy_and_force_at_float64_accuracy():
