@@ -262,7 +262,8 @@ def curve_measures(curve: Any) -> dict[str, np.ndarray]:
 
 def curve_measure_errors(curve: Any) -> dict[str, np.ndarray]:
     """Standard errors of :func:`curve_measures`'s arrays, same names, for curves that carry them (the
-    ``sampled`` level's ``standard_errors``); empty for the theory levels (deterministic numbers)."""
+    ``sampled`` level's ``standard_errors``; the ``condensate`` level's Monte-Carlo error of the centroid distance
+    and N1·shift); empty for the deterministic theory levels."""
     errors = getattr(curve, "standard_errors", None) or {}
     T = np.asarray(curve.temperature)
     out: dict[str, np.ndarray] = {}
@@ -301,7 +302,8 @@ class MeasureComparison:
     theory_temperature: dict[str, np.ndarray]
     theory_values: dict[str, np.ndarray]
     theory_turning: dict[str, Turning]
-    # level -> (nT,) standard error of theory_values (the sampled level); absent for deterministic levels
+    # level -> (nT,) standard error of theory_values (the sampled level; a Monte-Carlo theory level such as
+    # condensate); absent for deterministic levels
     theory_se: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
@@ -518,7 +520,7 @@ def _compare_measure(name: str, values: Any, steps: np.ndarray, curves: Mapping[
         at_T[lv] = interpolate_curve(T, src, maps[lv].temperature)
         order = np.argsort(T)
         src_se = errors.get(curve_name)
-        if src_se is not None:  # a sampled curve turns only where its excursion exceeds its error bars
+        if src_se is not None:  # a Monte-Carlo curve turns only where its excursion exceeds its error bars
             th_se[lv] = src_se
             th_turn[lv] = turning_point(T[order], src[order], src_se[order], rel_tol=rel_tol, n_se=n_se, log_x=True)
         else:

@@ -167,7 +167,7 @@ def _regime_lines(curves: dict) -> list[str]:
 
 
 def _error_band(ax, T, values, se, color) -> None:
-    """± one standard error around a curve that has them (the sampled level)."""
+    """± one standard error around a curve that has them (the sampled level; condensate's Monte-Carlo error)."""
     if se is None:
         return
     order = np.argsort(T)
