@@ -73,8 +73,8 @@ class CondensateSettings:
     ``target_accept``, jittered ±20 %), flagged where the split-R̂ of the energy or of ω_c exceeds ``rhat_max``;
     ``kernel_draws``: draws per temperature averaged for the bulk's tilt J (O(P²) each);
     ``response_samples``: prior draws for the bulk's response with the exact activation (0: Wick's theorem, the
-    ``gaussian`` level's Gaussian-equivalent response; None: :func:`response_draws` — 16384 at P ≥ 1000 and more
-    below, where they are cheaper and the response's Monte-Carlo error would otherwise dominate N1·shift)."""
+    ``gaussian`` level's Gaussian-equivalent response; None: :func:`response_draws`, max(16384, 2²⁴/P) — more at
+    small P, where they are cheap and the response's Monte-Carlo error would otherwise dominate N1·shift)."""
 
     chains: int = 8
     burn_in: int = 100
