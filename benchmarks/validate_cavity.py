@@ -755,7 +755,7 @@ def cmd_table(args) -> None:
                         cells.append("–")
                         continue
                     vals = np.atleast_1d(np.asarray(getattr(cv, o)[i], float))
-                    # a Monte-Carlo level's own error (condensate: N1·shift), shown; the target uses the sampled s.e.
+                    # a Monte-Carlo level's own error (condensate), shown; the target uses the sampled s.e.
                     own = np.broadcast_to(np.atleast_1d(np.asarray(cv.sem(o)[i], float)), vals.shape)
                     reg = bool(cv.in_regime[i])
                     parts = []
@@ -782,8 +782,8 @@ def cmd_table(args) -> None:
                f"{100 * NOISY_REL:g} % of the value; s.e.: |theory − sampled|/s.e. over the noisier points; target: "
                f"within {100 * TARGET_REL:g} % or {TARGET_SE:g} s.e. (s.e. > {100 * NOISY_REL:g} %). "
                "Class radii count each class as a point. A theory value shown ± x carries the level's own "
-               "Monte-Carlo error (`condensate`: centroid distance and N1·shift); the target is judged on the "
-               "sampled s.e. alone.", ""]
+               "Monte-Carlo error (`condensate`: centroid distance, N1·shift, weight label moment); the target is "
+               "judged on the sampled s.e. alone.", ""]
     for cat in sorted({k[0] for k in stats}):
         summary += [f"### {cat}", "",
                     "| level | observable | in regime: n, within target | max / median rel | max / median s.e. (n) "

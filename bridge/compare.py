@@ -262,8 +262,8 @@ def curve_measures(curve: Any) -> dict[str, np.ndarray]:
 
 def curve_measure_errors(curve: Any) -> dict[str, np.ndarray]:
     """Standard errors of :func:`curve_measures`'s arrays, same names, for curves that carry them (the
-    ``sampled`` level's ``standard_errors``; the ``condensate`` level's Monte-Carlo error of the centroid distance
-    and N1·shift); empty for the deterministic theory levels."""
+    ``sampled`` level's ``standard_errors``; the ``condensate`` level's Monte-Carlo error of the centroid distance,
+    N1·shift and weight label moment); empty for the deterministic theory levels."""
     errors = getattr(curve, "standard_errors", None) or {}
     T = np.asarray(curve.temperature)
     out: dict[str, np.ndarray] = {}

@@ -112,7 +112,8 @@ class CondensateResult:
     condensed, O(P^−1/2)·… when typical), and the HMC's acceptance, split-R̂ (max over the energy and ω_c) and
     burn-in length (trajectories per chain). ``centroid_shift_se``: the Monte-Carlo standard error of
     N1·(cᵀ⟨K_W⟩c − cᵀKc) — the condensed unit's chains (their means) and the bulk response's prior draws
-    (``response_samples`` of them); the bulk tilt's average over ``kernel_draws`` draws is not in it."""
+    (``response_samples`` of them); the bulk tilt's average over ``kernel_draws`` draws is not in it.
+    ``weight_label_moment_se``: the same for the weight label moment."""
 
     temperature: np.ndarray
     bulk_Q: np.ndarray
@@ -130,6 +131,7 @@ class CondensateResult:
     hidden_gram: np.ndarray
     hidden_gram_test: np.ndarray | None
     centroid_shift_se: np.ndarray
+    weight_label_moment_se: np.ndarray
     response_samples: int
     weight_moments: np.ndarray
     weight_label_moment: np.ndarray
@@ -522,7 +524,7 @@ def condensate_curve(
         acc_lin = torch.zeros(nT_, r, r, **kw)
         acc_w = torch.zeros(nT_, dirs.shape[0], dirs.shape[0], **kw)
         acc_t = None if Zt is None else torch.zeros(nT_, Zt.shape[0], Zt.shape[0], **kw)
-        sums = torch.zeros(nT_, 4, **kw)  # Σ q̃, Σ q̃_ℓ, Σ cc, Σ cc² per temperature
+        sums = torch.zeros(nT_, 6, **kw)  # Σ q̃, Σ q̃_ℓ, Σ cc, Σ cc², Σ ll, Σ ll² per temperature
         chunk = max(1024, 2**24 // max(P, r, 1 if Zt is None else Zt.shape[0]))
         for start in range(0, n_resp, chunk):
             m = min(chunk, n_resp - start)
@@ -532,6 +534,7 @@ def condensate_curve(
             phi32, w32 = phi.float(), w_pr.float()
             ph = phi32 @ U32
             proj = w_pr @ dirs.T
+            label2 = proj[:, -1] ** 2 - 1.0 / lam0  # (e_y·w)² − its prior mean (e_y the last direction, unit norm)
             c_phi = (phi @ c_vec) ** 2 - cKc
             c_lin = (w_pr @ cl_vec) ** 2 - cLc
             if Zt is not None:
@@ -549,11 +552,12 @@ def condensate_curve(
                 if acc_t is not None:
                     acc_t[k] += ((phit * q32).T @ phit - (lint * ql32).T @ lint).double()
                 cc = c_phi * q - c_lin * ql
-                sums[k] += torch.stack([q.sum(), ql.sum(), cc.sum(), (cc * cc).sum()])
+                ll = label2 * (q - ql)  # the weight label moment's part, per draw (for its s.e.)
+                sums[k] += torch.stack([q.sum(), ql.sum(), cc.sum(), (cc * cc).sum(), ll.sum(), (ll * ll).sum()])
         res = []
         for k, (j32, V, _, _, _, _) in enumerate(prep):
             j = j32.double()
-            mq, mql, mc, mc2 = (sums[k] / n_resp).tolist()
+            mq, mql, mc, mc2, ml, ml2 = (sums[k] / n_resp).tolist()
             LV = L_rot @ V.T
             train = acc_phi[k] / n_resp - kb.train * mq - SZ @ (acc_lin[k] / n_resp) @ SZ.T + L * mql \
                 + (L_rot * j) @ L_rot.T + LV @ LV.T
@@ -562,14 +566,15 @@ def condensate_curve(
                 LtV = Lt_rot @ V.T
                 test = acc_t[k] / n_resp - kb.test * mq + L_tt * mql + (Lt_rot * j) @ Lt_rot.T + LtV @ LtV.T
             weights = acc_w[k] / n_resp - (dirs @ dirs.T / lam0) * (mq - mql)  # the Stein (ℓ) part is the base's
-            res.append((train, test, weights, math.sqrt(max(mc2 - mc * mc, 0.0) / n_resp)))
+            res.append((train, test, weights, math.sqrt(max(mc2 - mc * mc, 0.0) / n_resp),
+                        math.sqrt(max(ml2 - ml * ml, 0.0) / n_resp)))
         return res
 
     tilt_j, tilt_W, cond_moments, resp_weights, tilts = [], [], [], [], []
     F, U2 = U * kappa, U * U  # K = F Uᵀ; diag A⁻¹ = U² z — loop invariants
     F0_2 = None if F0 is None else F0 * F0
     out: dict[str, list] = {k: [] for k in ("trm", "tre", "trv", "tem", "tev", "b2", "tv", "v2", "om", "al", "KWc",
-                                            "KWtc", "rhat", "all_cond", "cse")}
+                                            "KWtc", "rhat", "all_cond", "cse", "lse")}
     for k, T in enumerate(T_all):
         w_k, Q_k = Wd[k], Qd[k]
         phi = sigma(w_k @ Z.T)  # (n, P)
@@ -611,6 +616,7 @@ def condensate_curve(
         out["cse"].append(float(c_draws.std()) / math.sqrt(C))
         proj = w_k @ dirs.T  # the condensed unit's weight moments, from its draws
         cond_moments.append(proj.T @ proj / proj.shape[0] + prior_off_span)
+        out["lse"].append(float((proj[:, -1] ** 2).reshape(C, nD).mean(1).std()) / math.sqrt(C))
         if Zt is not None:
             ht = w_k @ Zt.T
             if Rt is not None:  # the weight components off the training span keep their prior
@@ -636,21 +642,22 @@ def condensate_curve(
     # ⟨K_W⟩ = the condensed unit's part + c·(K + the bulk's response): the exact activation's (Monte Carlo, one pass
     # for all temperatures) or Wick's K J K
     responses = exact_responses(tilts) if n_resp else None
-    KW, KWt, shift_se = [], [], []
+    KW, KWt, shift_se, label_se = [], [], [], []
     for k in range(nT):
         if responses is None:
             J_rot = torch.diag(tilt_j[k]) + tilt_W[k]
             d_train = F @ J_rot @ F.T
             d_test = None if F0 is None else F0 @ J_rot @ F0.T
-            r_se = 0.0
+            r_se = l_se = 0.0
         else:
-            d_train, d_test, d_weights, r_se = responses[k]
+            d_train, d_test, d_weights, r_se, l_se = responses[k]
             resp_weights.append(d_weights)
         KW.append((out["KWc"][k] + c * (kb.train + d_train)).cpu().numpy())
         if Zt is not None:
             KWt.append((out["KWtc"][k] + c * (kb.test + d_test)).cpu().numpy())
         # N1·shift = (cᵀφ_cφ_cᵀc averaged over the draws) + (N1 − 1)(cᵀKc + cᵀRc) − N1 cᵀKc
         shift_se.append(math.hypot(out["cse"][k], (N1 - 1.0) * r_se))
+        label_se.append(math.hypot(out["lse"][k], (N1 - 1.0) * l_se) / N1)  # as weight_label_moment below
     # the bulk's weight moments from its §4 tilt, all temperatures in one rotation (weights.tilted_weight_moments)
     tilt = Tilt(U=U, j=torch.stack(tilt_j), R=torch.eye(P, **kw).expand(nT, P, P), W=torch.stack(tilt_W))
     m_b, l_b = tilted_weight_moments(tilt, U, kb.slope_train, torch.as_tensor(x, **kw), Y, E_dirs, prior_w=lam0)
@@ -686,7 +693,7 @@ def condensate_curve(
         test_bias2=b2, test_variance=tv, test_error=b2 + tv, readout_second_moment=np.array(out["v2"]),
         condensate_readout=np.array(out["om"]), condensate_alignment=np.array(out["al"]),
         hidden_gram=np.stack(KW), hidden_gram_test=np.stack(KWt) if have_test else None,
-        centroid_shift_se=np.array(shift_se), response_samples=n_resp,
+        centroid_shift_se=np.array(shift_se), weight_label_moment_se=np.array(label_se), response_samples=n_resp,
         weight_moments=weight_moments, weight_label_moment=weight_label_moment, weight_directions=E_dirs,
         acceptance=acceptance, rhat=rhat, burn_in=burned, converged=conv, in_regime=ok, regime_reason=why,
         wall_time_s=time.perf_counter() - t0,

@@ -129,8 +129,8 @@ class TemperatureCurve:
 
     def sem(self, name: str) -> np.ndarray:
         """Standard error of a field (``test_<measure>`` for the test geometry): sampling error of the
-        sampled level; the Monte-Carlo error of a theory level that has one (``condensate``: centroid distance
-        and N1·shift); zeros otherwise (deterministic numbers, not error-free ones)."""
+        sampled level; the Monte-Carlo error of a theory level that has one (``condensate``: centroid distance,
+        N1·shift, weight label moment); zeros otherwise (deterministic numbers, not error-free ones)."""
         if name in self.standard_errors:
             return self.standard_errors[name]
         value = self.test_geometry[name[5:]] if name.startswith("test_") and name[5:] in self.test_geometry \

@@ -175,7 +175,8 @@ def _condensate(ctx: LevelContext) -> PosteriorKernels:
                test_prediction_variance=r.test_point_variance, readout_second_moment=r.readout_second_moment,
                weight_moments=r.weight_moments, weight_label_moment=r.weight_label_moment)
     # no fixed point of its own: a sampling disagreement (crossover) is a regime flag, not a missing result
-    se = {"centroid_shift": r.centroid_shift_se, "centroid_distance": r.centroid_shift_se / ctx.width}
+    se = {"centroid_shift": r.centroid_shift_se, "centroid_distance": r.centroid_shift_se / ctx.width,
+          "weight_label_moment": r.weight_label_moment_se}
     return PosteriorKernels(train=to(r.hidden_gram), test=to(r.hidden_gram_test), tilt=None, observables=obs,
                             regime=(r.in_regime, r.regime_reason), converged=None, standard_errors=se)
 

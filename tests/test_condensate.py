@@ -244,23 +244,26 @@ def test_level_samples_its_measure_against_brute_force_quadrature(T):
 
 @pytest.mark.parametrize("width", [12, 60])
 def test_centroid_shift_standard_error_matches_the_spread_over_seeds(small_task, width):
-    """The reported Monte-Carlo error of N1·shift (the condensed unit's chain means and the bulk response's prior
-    draws, the latter (N1 − 1)-fold) against the spread of the value over six seeds, at T = 0.03 (α = 5:
+    """The reported Monte-Carlo error of N1·shift and of the weight label moment (the condensed unit's chain means
+    and the bulk response's prior draws, the latter (N1 − 1)-fold) against the spread of the value over six seeds, at T = 0.03 (α = 5:
     condensed; α = 1): their ratio within [0.4, 2.5] (a 6-seed standard deviation is uncertain by ~30 %; the s.e.
     without the (N1 − 1) factor would be 10–60x too small)."""
     t = small_task
     x, y = np.asarray(t.x_train, dtype=np.float64), np.asarray(t.y_train, dtype=np.float64)
     from gdeq import geometry
     base = geometry.centroid_distance(nngp_kernels(x, None).train.numpy(), y)
-    vals, ses = [], []
+    vals, ses, labels, label_ses = [], [], [], []
     for seed in range(6):
         r = condensate_curve(x, y, [0.03], width=width, settings=CondensateSettings(
             chains=8, burn_in=100, draws=50, seed=seed, response_samples=4096))
         assert r.response_samples == 4096
         vals.append(width * (geometry.centroid_distance(r.hidden_gram[0], y) - base))
         ses.append(r.centroid_shift_se[0])
-    ratio = np.std(vals, ddof=1) / np.sqrt(np.mean(np.square(ses)))
-    assert 0.4 < ratio < 2.5, (vals, ses)
+        labels.append(r.weight_label_moment[0])
+        label_ses.append(r.weight_label_moment_se[0])
+    for v, e in ((vals, ses), (labels, label_ses)):  # N1·shift, then the weight label moment
+        ratio = np.std(v, ddof=1) / np.sqrt(np.mean(np.square(e)))
+        assert 0.4 < ratio < 2.5, (v, e)
 
 
 def test_response_draws_default():
