@@ -570,7 +570,7 @@ def condensate_curve(
                         math.sqrt(max(ml2 - ml * ml, 0.0) / n_resp)))
         return res
 
-    tilt_j, tilt_W, cond_moments, resp_weights, tilts = [], [], [], [], []
+    cond_moments, resp_weights, tilts = [], [], []  # tilts: the bulk tilt (j, V) per temperature, J̃ = diag j + VᵀV
     F, U2 = U * kappa, U * U  # K = F Uᵀ; diag A⁻¹ = U² z — loop invariants
     F0_2 = None if F0 is None else F0 * F0
     out: dict[str, list] = {k: [] for k in ("trm", "tre", "trv", "tem", "tev", "b2", "tv", "v2", "om", "al", "KWc",
@@ -606,8 +606,6 @@ def condensate_curve(
         zu_rot = z[sub] * uk[sub] / torch.sqrt(1.0 + a[sub])[:, None]
         V_rank = torch.cat([r_rot[sub], zu_rot]) * torch.sqrt(wt / len(sub)).repeat(2)[:, None]
         j_diag = -(wt[:, None] * z[sub]).mean(0)
-        tilt_j.append(j_diag)
-        tilt_W.append(V_rank.T @ V_rank)
         tilts.append((j_diag, V_rank))
         # the condensed unit's part of ⟨K_W⟩, from all its draws; the s.e. of its cᵀφφᵀc from the chains' means
         n_w = phi.shape[0]
@@ -642,6 +640,7 @@ def condensate_curve(
     # ⟨K_W⟩ = the condensed unit's part + c·(K + the bulk's response): the exact activation's (Monte Carlo, one pass
     # for all temperatures) or Wick's K J K
     responses = exact_responses(tilts) if n_resp else None
+    tilt_j, tilt_W = torch.stack([j for j, _ in tilts]), torch.stack([V.T @ V for _, V in tilts])
     KW, KWt, shift_se, label_se = [], [], [], []
     for k in range(nT):
         if responses is None:
@@ -659,7 +658,7 @@ def condensate_curve(
         shift_se.append(math.hypot(out["cse"][k], (N1 - 1.0) * r_se))
         label_se.append(math.hypot(out["lse"][k], (N1 - 1.0) * l_se) / N1)  # as weight_label_moment below
     # the bulk's weight moments from its §4 tilt, all temperatures in one rotation (weights.tilted_weight_moments)
-    tilt = Tilt(U=U, j=torch.stack(tilt_j), R=torch.eye(P, **kw).expand(nT, P, P), W=torch.stack(tilt_W))
+    tilt = Tilt(U=U, j=tilt_j, R=torch.eye(P, **kw).expand(nT, P, P), W=tilt_W)
     m_b, l_b = tilted_weight_moments(tilt, U, kb.slope_train, torch.as_tensor(x, **kw), Y, E_dirs, prior_w=lam0)
     if resp_weights:  # the exact activation's part of the bulk's weight response
         extra = torch.stack(resp_weights).cpu().numpy()

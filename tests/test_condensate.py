@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gdeq.equilibrium import temperature_curve
-from gdeq.equilibrium.condensate import CondensateSettings, condensate_curve, response_draws
+from gdeq.equilibrium.condensate import CondensateSettings, condensate_curve
 from gdeq.equilibrium.kernels import nngp_kernels
 from gdeq.equilibrium.sampling import SamplerSettings, sample_temperatures
 from gdeq.gd_dynamics.data import load_task
@@ -111,6 +111,8 @@ def test_refusals_before_any_work(small_task):
         condensate_curve(x, t.y_train, [1.0], width=10, spectrum=wrong)
     with pytest.raises(ValueError, match="max_burn_in"):
         condensate_curve(t.x_train, t.y_train, [1.0], width=10, settings=CondensateSettings(burn_in=200, max_burn_in=100))
+    with pytest.raises(ValueError, match="response_samples"):
+        condensate_curve(t.x_train, t.y_train, [1.0], width=10, settings=CondensateSettings(response_samples=-1))
 
 
 def test_bulk_response_identity_is_wick_exactly(small_task):
@@ -264,17 +266,6 @@ def test_centroid_shift_standard_error_matches_the_spread_over_seeds(small_task,
     for v, e in ((vals, ses), (labels, label_ses)):  # N1·shift, then the weight label moment
         ratio = np.std(v, ddof=1) / np.sqrt(np.mean(np.square(e)))
         assert 0.4 < ratio < 2.5, (v, e)
-
-
-def test_response_draws_default():
-    """The response's default Monte Carlo: 16384 prior draws at P ≥ 1024, 2²⁴/P below (16777 at P = 1000, 167772
-    at P = 100); an explicit count is kept, 0 included (Wick's response)."""
-    assert response_draws(None, 1024) == response_draws(None, 5000) == 16384
-    assert response_draws(None, 1000) == 16777
-    assert response_draws(None, 100) == 2**24 // 100
-    assert response_draws(4096, 100) == 4096 and response_draws(0, 100) == 0
-    with pytest.raises(ValueError, match="response_samples"):
-        CondensateSettings(response_samples=-1).check()
 
 
 def test_float32_products_leave_energy_and_force_at_float64_accuracy():
